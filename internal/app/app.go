@@ -1,0 +1,153 @@
+// Package app runs one app's functions at a PoP: it builds them, loads them
+// into the runtime, routes them through a gateway and reloads a function when
+// its module file changes.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/gateway"
+	"github.com/verge-edge/verge/internal/runtime"
+)
+
+// Build runs each function's build command in the manifest's directory,
+// streaming its output. Functions sharing one command run it once.
+func Build(ctx context.Context, m *verge.Manifest, stdout, stderr io.Writer) error {
+	done := map[string]bool{}
+	for _, fn := range m.Functions {
+		if fn.Build == "" || done[fn.Build] {
+			continue
+		}
+		done[fn.Build] = true
+		fmt.Fprintf(stderr, "verge: building %s: %s\n", fn.Name, fn.Build)
+		cmd := exec.CommandContext(ctx, "sh", "-c", fn.Build)
+		cmd.Dir = m.Dir
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s: build command of function %q failed (%v): %s", m.Path, fn.Name, err, fn.Build)
+		}
+	}
+	return nil
+}
+
+// App is a loaded app: its gateway serves every function.
+type App struct {
+	Manifest *verge.Manifest
+	Gateway  *gateway.Gateway
+	engine   *runtime.Engine
+	log      *slog.Logger
+
+	mu     sync.Mutex
+	stamps map[string]fileStamp // function name -> module file stamp at load
+}
+
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+}
+
+func stamp(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{fi.Size(), fi.ModTime()}, nil
+}
+
+// Load loads every function of m; the first that fails to load fails the
+// whole app, with an error naming its module file.
+func Load(ctx context.Context, eng *runtime.Engine, m *verge.Manifest, log *slog.Logger) (*App, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &App{Manifest: m, Gateway: gateway.New(log), engine: eng, log: log, stamps: map[string]fileStamp{}}
+	for _, spec := range m.Functions {
+		st, _ := stamp(spec.Module)
+		fn, err := eng.Load(ctx, spec)
+		if err != nil {
+			a.Gateway.Close()
+			return nil, err
+		}
+		a.stamps[spec.Name] = st
+		a.Gateway.Set(fn)
+		fn.WarmUp()
+	}
+	return a, nil
+}
+
+// Close stops every function after its requests in flight finish.
+func (a *App) Close() { a.Gateway.Close() }
+
+// Watch polls the module files every interval and reloads a function whose
+// module changed. A module that fails to load is reported and the previous
+// version keeps serving. Polling, rather than inotify, works the same on
+// every file system and editor save pattern; see RATIONALE.md.
+func (a *App) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.Poll(ctx)
+		}
+	}
+}
+
+// Poll checks every module file once and reloads those that changed. A file
+// is reloaded only once its stamp is stable across two polls, so a build
+// still writing it is not loaded half-written.
+func (a *App) Poll(ctx context.Context) {
+	for _, spec := range a.Manifest.Functions {
+		st, err := stamp(spec.Module)
+		if err != nil {
+			continue // being rewritten; the next poll sees it
+		}
+		a.mu.Lock()
+		prev := a.stamps[spec.Name]
+		a.mu.Unlock()
+		if st == prev {
+			continue
+		}
+		time.Sleep(50 * time.Millisecond)
+		if again, err := stamp(spec.Module); err != nil || again != st {
+			continue
+		}
+		a.mu.Lock()
+		a.stamps[spec.Name] = st
+		a.mu.Unlock()
+		if err := a.Reload(ctx, spec); err != nil {
+			a.log.Error("reload failed; the previous version keeps serving", "function", spec.Name, "err", err)
+		}
+	}
+}
+
+// Reload loads spec anew and swaps it in; requests in flight finish on the
+// old version.
+func (a *App) Reload(ctx context.Context, spec verge.Function) error {
+	start := time.Now()
+	fn, err := a.engine.Load(ctx, spec)
+	if err != nil {
+		return err
+	}
+	a.Gateway.Set(fn)
+	fn.WarmUp()
+	a.log.Info("reloaded", "function", spec.Name, "module", spec.Module, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// IsLoadError reports whether err is a module that could not be loaded.
+func IsLoadError(err error) bool {
+	var le *runtime.LoadError
+	return errors.As(err, &le)
+}

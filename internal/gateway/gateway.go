@@ -1,0 +1,270 @@
+// Package gateway is the HTTP edge of a PoP: it routes requests to functions,
+// reads bodies within limits, turns failures into clear JSON errors and swaps
+// function versions without dropping requests in flight.
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/verge-edge/verge/internal/runtime"
+)
+
+// RequestIDHeader carries the request id on every response.
+const RequestIDHeader = "X-Verge-Request-Id"
+
+// Gateway is an http.Handler serving one app's functions.
+type Gateway struct {
+	table  atomic.Pointer[table]
+	log    *slog.Logger
+	prefix string
+	seq    atomic.Uint64
+}
+
+// A version is one loaded function; requests hold a read lock on it while
+// they run, and swapping in a new version takes the write lock (after the new
+// version is already routed) to wait for the old one's requests to finish.
+type version struct {
+	fn     *runtime.Function
+	mu     sync.RWMutex
+	closed bool
+}
+
+type route struct {
+	pattern string
+	prefix  string // for "/x/*": "/x/"; empty for exact routes
+	fn      string
+}
+
+type table struct {
+	routes   []route // exact routes first, then prefixes, longest first
+	versions map[string]*version
+}
+
+// New returns a gateway with no functions.
+func New(log *slog.Logger) *Gateway {
+	if log == nil {
+		log = slog.Default()
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	g := &Gateway{log: log, prefix: hex.EncodeToString(b[:]) + "-"}
+	g.table.Store(&table{versions: map[string]*version{}})
+	return g
+}
+
+// Set routes fn's routes to fn, replacing any previous version of the
+// function of the same name; the old version is closed once its requests in
+// flight have finished. It returns when the new version is routed.
+func (g *Gateway) Set(fn *runtime.Function) {
+	old := g.table.Load()
+	t := &table{versions: make(map[string]*version, len(old.versions)+1)}
+	for name, v := range old.versions {
+		if name != fn.Spec.Name {
+			t.versions[name] = v
+		}
+	}
+	t.versions[fn.Spec.Name] = &version{fn: fn}
+	for _, r := range old.routes {
+		if r.fn != fn.Spec.Name {
+			t.routes = append(t.routes, r)
+		}
+	}
+	for _, p := range fn.Spec.Routes {
+		r := route{pattern: p, fn: fn.Spec.Name}
+		if strings.HasSuffix(p, "/*") {
+			r.prefix = strings.TrimSuffix(p, "*")
+		}
+		t.routes = append(t.routes, r)
+	}
+	sort.SliceStable(t.routes, func(i, j int) bool {
+		a, b := t.routes[i], t.routes[j]
+		if (a.prefix == "") != (b.prefix == "") {
+			return a.prefix == ""
+		}
+		return len(a.pattern) > len(b.pattern)
+	})
+	g.table.Store(t)
+	if prev := old.versions[fn.Spec.Name]; prev != nil {
+		go prev.retire()
+	}
+}
+
+// Close retires every function, waiting for requests in flight.
+func (g *Gateway) Close() {
+	t := g.table.Swap(&table{versions: map[string]*version{}})
+	for _, v := range t.versions {
+		v.retire()
+	}
+}
+
+func (v *version) retire() {
+	v.mu.Lock()
+	v.closed = true
+	v.mu.Unlock()
+	v.fn.Close(context.Background())
+}
+
+func (t *table) match(path string) (route, bool) {
+	for _, r := range t.routes {
+		if r.prefix == "" {
+			if path == r.pattern {
+				return r, true
+			}
+		} else if strings.HasPrefix(path, r.prefix) || path == strings.TrimSuffix(r.prefix, "/") {
+			return r, true
+		}
+	}
+	return route{}, false
+}
+
+// acquire returns the live version serving path, read-locked.
+func (g *Gateway) acquire(path string) (*version, route, bool) {
+	for {
+		t := g.table.Load()
+		r, ok := t.match(path)
+		if !ok {
+			return nil, r, false
+		}
+		v := t.versions[r.fn]
+		v.mu.RLock()
+		if !v.closed {
+			return v, r, true
+		}
+		// Retired between the table load and the lock: the new table is
+		// already stored, so the next iteration finds the new version.
+		v.mu.RUnlock()
+	}
+}
+
+func (g *Gateway) requestID() string {
+	return g.prefix + strconv.FormatUint(g.seq.Add(1), 36)
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := g.requestID()
+	w.Header().Set(RequestIDHeader, id)
+	v, rt, ok := g.acquire(r.URL.Path)
+	if !ok {
+		writeError(w, id, &runtime.Error{Kind: "not_found", Status: http.StatusNotFound, Msg: "no function is routed at " + r.URL.Path})
+		return
+	}
+	defer v.mu.RUnlock()
+	fn := v.fn
+	start := time.Now()
+	body, err := readBody(r, fn.Limits.RequestBody)
+	if err != nil {
+		g.fail(w, id, fn, err, start)
+		return
+	}
+	req := &runtime.Request{
+		ID:         id,
+		Method:     r.Method,
+		URI:        r.RequestURI,
+		Path:       r.URL.Path,
+		Query:      r.URL.RawQuery,
+		Proto:      r.Proto,
+		Host:       r.Host,
+		RemoteAddr: r.RemoteAddr,
+		Header:     r.Header,
+		Body:       body,
+		Route:      rt.pattern,
+	}
+	resp, err := fn.Serve(r.Context(), req)
+	if err != nil {
+		g.fail(w, id, fn, err, start)
+		return
+	}
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+}
+
+// readBody reads the request body, refusing more than limit bytes.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	tooLarge := func() error {
+		return &runtime.Error{Kind: runtime.KindRequestBody, Status: http.StatusRequestEntityTooLarge,
+			Msg: "request body exceeds the function's limit of " + strconv.FormatInt(limit, 10) + " bytes (limits.request_body)"}
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge()
+	}
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	size := int64(512)
+	if r.ContentLength > 0 {
+		size = r.ContentLength
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if int64(len(buf)) == int64(cap(buf)) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, tooLarge()
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, &runtime.Error{Kind: "bad_request", Status: http.StatusBadRequest, Msg: "reading the request body: " + err.Error()}
+		}
+	}
+}
+
+func (g *Gateway) fail(w http.ResponseWriter, id string, fn *runtime.Function, err error, start time.Time) {
+	e := runtime.AsError(err)
+	attrs := []any{"function", fn.Spec.Name, "request_id", id, "kind", e.Kind, "err", e.Error(), "elapsed", time.Since(start)}
+	switch {
+	case e.Status == 499:
+		g.log.Debug("client went away", attrs...)
+	case e.IsLimit():
+		g.log.Warn("request exceeded a limit", attrs...)
+	default:
+		g.log.Error("request failed", attrs...)
+	}
+	writeError(w, id, e)
+}
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error     string `json:"error"`
+	Kind      string `json:"kind"`
+	Limit     string `json:"limit,omitempty"`
+	RequestID string `json:"request_id"`
+}
+
+func writeError(w http.ResponseWriter, id string, e *runtime.Error) {
+	body := ErrorBody{Error: e.Msg, Kind: e.Kind, RequestID: id}
+	if e.IsLimit() {
+		body.Limit = e.Kind
+	}
+	b, _ := json.Marshal(body)
+	status := e.Status
+	if status == 499 {
+		return // nobody is listening
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

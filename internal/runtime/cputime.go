@@ -1,0 +1,124 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	goruntime "runtime"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"golang.org/x/sys/unix"
+
+	"github.com/verge-edge/verge/internal/wasmbin"
+)
+
+// ThreadCPUTime is the CPU time consumed so far by the calling OS thread.
+func ThreadCPUTime() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// run is one stretch of guest execution under limits. Guests are
+// instrumented (wasmbin.InstrumentYield) to call the host's yield function
+// every few thousand loop iterations or calls; yield asks run whether to stop.
+// Nothing outside the guest's own thread is involved: compiled guest code
+// cannot be preempted, so a timer or watchdog goroutine might never get to
+// run while guests occupy the Ps, and a guest in a loop would block the
+// garbage collector. See RATIONALE.md.
+type run struct {
+	ctx      context.Context
+	limit    time.Duration // CPU time
+	cpuStart time.Duration
+	start    time.Time
+	deadline time.Time // zero: none
+	cause    error     // why the guest was stopped
+}
+
+type runKey struct{}
+
+// stop reports whether the guest must stop, recording why.
+func (r *run) stop() bool {
+	if r.cause != nil {
+		return true
+	}
+	select {
+	case <-r.ctx.Done():
+		r.cause = context.Cause(r.ctx)
+		return true
+	default:
+	}
+	now := time.Now()
+	if !r.deadline.IsZero() && !now.Before(r.deadline) {
+		r.cause = errWallTime
+		return true
+	}
+	// CPU time never exceeds wall time, so the thread clock (a system
+	// call) is read only once the wall time since the start could allow it.
+	if now.Sub(r.start) >= r.limit && ThreadCPUTime()-r.cpuStart >= r.limit {
+		r.cause = errCPUTime
+		return true
+	}
+	return false
+}
+
+// limited runs fn, which executes guest code, on a locked OS thread (so the
+// thread's CPU clock is the guest's) with at most limit of CPU time, until
+// ctx's deadline. When the guest is stopped, the error is the cause
+// (errCPUTime, errWallTime or the context's), whatever trap it surfaced as.
+func limited(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
+	slots := guestSlots()
+	select {
+	case slots <- struct{}{}:
+	default:
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	defer func() { <-slots }()
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	r := &run{ctx: ctx, limit: limit, cpuStart: ThreadCPUTime(), start: time.Now()}
+	r.deadline, _ = ctx.Deadline()
+	err := fn(context.WithValue(ctx, runKey{}, r))
+	if err != nil && r.cause != nil {
+		return &stopped{cause: r.cause, err: err}
+	}
+	return err
+}
+
+// stopped is a guest stopped by a limit; it matches its cause with errors.Is.
+type stopped struct {
+	cause, err error
+}
+
+func (e *stopped) Error() string   { return e.cause.Error() + " (" + e.err.Error() + ")" }
+func (e *stopped) Unwrap() []error { return []error{e.cause, e.err} }
+
+// instantiateYield registers the verge_rt module with the yield function
+// every instrumented guest imports.
+func instantiateYield(ctx context.Context, r wazero.Runtime) error {
+	_, err := r.NewHostModuleBuilder(wasmbin.YieldModule).
+		NewFunctionBuilder().
+		WithGoFunction(api.GoFunc(func(ctx context.Context, stack []uint64) {
+			r, _ := ctx.Value(runKey{}).(*run)
+			if r != nil && r.stop() {
+				stack[0] = 1
+				return
+			}
+			stack[0] = 0
+		}), nil, []api.ValueType{api.ValueTypeI32}).
+		Export(wasmbin.YieldName).
+		Instantiate(ctx)
+	return err
+}
+
+var (
+	errCPUTime  = errors.New("cpu time limit exceeded")
+	errWallTime = errors.New("wall time limit exceeded")
+)

@@ -1,0 +1,443 @@
+// Package runtime runs Verge functions on wazero: it loads and validates
+// modules, keeps pools of warm instances, enforces per-request limits and
+// implements the host ABI (docs/abi.md).
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/wasmbin"
+)
+
+// Request is an HTTP request as a function sees it. The body is read by the
+// gateway, within the request body limit, before the guest runs, so that a
+// slow client never holds an instance.
+type Request struct {
+	ID         string
+	Method     string
+	URI        string // path and query as received
+	Path       string
+	Query      string
+	Proto      string
+	Host       string
+	RemoteAddr string
+	Header     http.Header
+	Body       []byte
+	// Route is the route pattern that matched; for "/hello/*" the WAGI
+	// SCRIPT_NAME is "/hello" and PATH_INFO the rest.
+	Route string
+}
+
+// Response is a function's complete response.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Options configure an Engine.
+type Options struct {
+	// CacheDir holds wazero's compilation cache; empty means the user cache
+	// directory (e.g. ~/.cache/verge/wazero). "-" disables the on-disk cache.
+	CacheDir string
+	Logger   *slog.Logger
+	// Allocator backs guest linear memories; nil uses plain Go slices.
+	Allocator experimental.MemoryAllocator
+	// Prepare rewrites a module before compilation (e.g. merging data
+	// segments); nil leaves modules as they are. It must return its input
+	// when it cannot improve it.
+	Prepare func([]byte) []byte
+}
+
+// Engine compiles and runs functions. It is safe for concurrent use.
+type Engine struct {
+	cache wazero.CompilationCache
+	opts  Options
+	log   *slog.Logger
+}
+
+// guestSlots bounds the guests executing at once, process-wide, to
+// GOMAXPROCS-1 (at first use). Compiled guest code cannot be preempted by the
+// Go scheduler, so guests holding every P would starve the timers that
+// interrupt them, and the network with them.
+var guestSlots = sync.OnceValue(func() chan struct{} {
+	return make(chan struct{}, max(1, goruntime.GOMAXPROCS(0)-1))
+})
+
+// NewEngine returns an engine with an on-disk compilation cache.
+func NewEngine(opts Options) (*Engine, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Engine{opts: opts, log: log}
+	dir := opts.CacheDir
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		dir = filepath.Join(base, "verge", "wazero")
+	}
+	if dir != "-" {
+		c, err := wazero.NewCompilationCacheWithDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("compilation cache at %s: %w (set another directory or \"-\" to disable it)", dir, err)
+		}
+		e.cache = c
+	}
+	return e, nil
+}
+
+// Close releases the compilation cache. Functions must be closed first.
+func (e *Engine) Close(ctx context.Context) error {
+	if e.cache != nil {
+		return e.cache.Close(ctx)
+	}
+	return nil
+}
+
+// LoadError is a module that cannot be served: unreadable, not Wasm, or not
+// fitting the executor's contract. It names the file.
+type LoadError struct {
+	Module string
+	Reason string
+	Err    error
+}
+
+func (e *LoadError) Error() string {
+	return e.Module + ": " + e.Reason
+}
+
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// Function is a loaded, compiled function ready to serve requests.
+type Function struct {
+	Spec     verge.Function
+	Limits   verge.Limits
+	engine   *Engine
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	log      *slog.Logger
+	pool     *pool // verge executor, pooled isolation
+	sem      chan struct{}
+
+	closeOnce sync.Once
+}
+
+// Load reads, validates and compiles fn's module. Compilation happens here and
+// only here: requests instantiate the compiled module.
+func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error) {
+	lerr := func(reason string, err error) error {
+		return &LoadError{Module: fn.Module, Reason: reason, Err: err}
+	}
+	wasm, err := os.ReadFile(fn.Module)
+	if err != nil {
+		return nil, lerr(fmt.Sprintf("cannot read module: %v", err), err)
+	}
+	if reason := checkMagic(wasm); reason != "" {
+		return nil, lerr(reason, nil)
+	}
+	if e.opts.Prepare != nil {
+		wasm = e.opts.Prepare(wasm)
+	}
+	lim := fn.Limits.WithDefaults()
+	// Every guest is instrumented to yield to the host regularly; that is
+	// how limits are enforced (see cputime.go).
+	instrumented, ierr := wasmbin.InstrumentYield(wasm)
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithCoreFeatures(api.CoreFeaturesV2).
+		// The per-function memory limit is enforced by guestMemory, which
+		// needs every memory.grow to reach the allocator; see memory.go.
+		WithMemoryLimitPages(65536)
+	if e.cache != nil {
+		cfg = cfg.WithCompilationCache(e.cache)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	f := &Function{Spec: fn, Limits: lim, engine: e, rt: rt, log: e.log.With("function", fn.Name)}
+	ok := false
+	defer func() {
+		if !ok {
+			rt.Close(ctx)
+		}
+	}()
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return nil, err
+	}
+	if err := instantiateYield(ctx, rt); err != nil {
+		return nil, err
+	}
+	if fn.Executor == verge.ExecutorVerge {
+		if err := instantiateABI(ctx, rt); err != nil {
+			return nil, err
+		}
+	}
+	if ierr != nil {
+		// Let wazero name what is wrong with a malformed module; only a
+		// valid module it cannot instrument gets the instrumentation error.
+		if _, err := rt.CompileModule(ctx, wasm); err != nil {
+			return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+		}
+		return nil, lerr("cannot prepare the module for execution limits: "+ierr.Error(), ierr)
+	}
+	f.compiled, err = rt.CompileModule(ctx, instrumented)
+	if err != nil {
+		return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+	}
+	if reason := f.checkImports(); reason != "" {
+		return nil, lerr(reason, nil)
+	}
+	if reason := f.checkExports(); reason != "" {
+		return nil, lerr(reason, nil)
+	}
+	f.sem = make(chan struct{}, lim.MaxInstances)
+	if fn.Executor == verge.ExecutorVerge && fn.Isolation != verge.IsolationStrict {
+		f.pool = newPool(f)
+		// One instance now, so that a module whose _initialize traps fails
+		// to load instead of failing its first request.
+		if err := f.pool.warm(ctx, 1); err != nil {
+			return nil, lerr("initialisation failed: "+err.Error(), err)
+		}
+	} else if fn.Executor == verge.ExecutorVerge {
+		inst, err := f.newInstance(ctx)
+		if err != nil {
+			return nil, lerr("initialisation failed: "+err.Error(), err)
+		}
+		inst.close(ctx)
+	}
+	ok = true
+	return f, nil
+}
+
+func checkMagic(b []byte) string {
+	switch {
+	case len(b) == 0:
+		return "module is empty (0 bytes); did its build fail?"
+	case len(b) >= 4 && string(b[:4]) == "\x00asm":
+		if len(b) < 8 {
+			return "truncated WebAssembly header"
+		}
+		if b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0 {
+			return fmt.Sprintf("unsupported WebAssembly version % x (components are not supported; expected a core module, version 1)", b[4:8])
+		}
+		return ""
+	case bytes.HasPrefix(bytes.TrimSpace(b), []byte("(module")):
+		return "this is WebAssembly text (.wat), not a binary module; compile it with wat2wasm"
+	default:
+		return fmt.Sprintf("not a WebAssembly module: expected the magic bytes 00 61 73 6d, found % x", b[:min(4, len(b))])
+	}
+}
+
+// checkImports names the first import Verge cannot satisfy, with its
+// signature, so that a module built against the wrong SDK fails at load.
+func (f *Function) checkImports() string {
+	provided := map[string]api.Module{}
+	allowed := []string{wasi_snapshot_preview1.ModuleName, wasmbin.YieldModule}
+	if f.Spec.Executor == verge.ExecutorVerge {
+		allowed = append(allowed, ABIModule)
+	}
+	for _, name := range allowed {
+		provided[name] = f.rt.Module(name)
+	}
+	for _, imp := range f.compiled.ImportedFunctions() {
+		mod, name, _ := imp.Import()
+		host := provided[mod]
+		sig := signature(imp)
+		if host == nil {
+			hint := "Verge provides " + strings.Join(allowed, " and ")
+			if mod == ABIModule {
+				hint = "the verge host ABI is only available to executor = \"verge\""
+			}
+			return fmt.Sprintf("imports unknown host function %s.%s %s; %s (see docs/abi.md)", mod, name, sig, hint)
+		}
+		have, found := host.ExportedFunctionDefinitions()[name]
+		if !found {
+			return fmt.Sprintf("imports unknown host function %s.%s %s; module %q has no such function (see docs/abi.md)", mod, name, sig, mod)
+		}
+		if got := signature(have); got != sig {
+			return fmt.Sprintf("imports %s.%s with signature %s, but the host defines %s", mod, name, sig, got)
+		}
+	}
+	for _, m := range f.compiled.ImportedMemories() {
+		mod, name, _ := m.Import()
+		return fmt.Sprintf("imports memory %s.%s; Verge modules must define their own memory", mod, name)
+	}
+	return ""
+}
+
+func (f *Function) checkExports() string {
+	exp := f.compiled.ExportedFunctions()
+	mems := f.compiled.ExportedMemories()
+	if len(mems) == 0 {
+		return "exports no memory; Verge needs the module's linear memory exported as \"memory\""
+	}
+	for _, m := range mems {
+		if uint64(m.Min())*65536 > f.Limits.Memory {
+			return fmt.Sprintf("needs %d bytes of memory at start, over the function's memory limit of %d bytes (limits.memory)", uint64(m.Min())*65536, f.Limits.Memory)
+		}
+	}
+	switch f.Spec.Executor {
+	case verge.ExecutorWAGI:
+		if _, ok := exp["_start"]; !ok {
+			return "exports no _start: the wagi executor runs WASI command modules (a main function); for a reactor (-buildmode=c-shared), use executor = \"verge\""
+		}
+	case verge.ExecutorVerge:
+		h, ok := exp[HandleExport]
+		if !ok {
+			return "exports no " + HandleExport + ": the verge executor needs a reactor module built with the Verge SDK (see docs/abi.md); for a WASI command module use executor = \"wagi\""
+		}
+		if sig := signature(h); sig != "(i32, i32) -> i32" {
+			return fmt.Sprintf("exports %s with signature %s; expected (i32, i32) -> i32", HandleExport, sig)
+		}
+	}
+	return ""
+}
+
+func signature(d api.FunctionDefinition) string {
+	name := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return strings.Join(s, ", ")
+	}
+	return "(" + name(d.ParamTypes()) + ") -> " + func() string {
+		if len(d.ResultTypes()) == 0 {
+			return "()"
+		}
+		return name(d.ResultTypes())
+	}()
+}
+
+// Close stops the function. Requests in flight must have finished: the
+// gateway drains a version before closing it.
+func (f *Function) Close(ctx context.Context) error {
+	var err error
+	f.closeOnce.Do(func() {
+		if f.pool != nil {
+			f.pool.close(ctx)
+		}
+		err = f.rt.Close(ctx)
+	})
+	return err
+}
+
+// Serve runs one request through the function under its limits.
+func (f *Function) Serve(ctx context.Context, req *Request) (*Response, error) {
+	if int64(len(req.Body)) > f.Limits.RequestBody {
+		return nil, limitError(KindRequestBody, http.StatusRequestEntityTooLarge,
+			"request body of %d bytes exceeds the function's limit of %d bytes (limits.request_body)", len(req.Body), f.Limits.RequestBody)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, f.Limits.WallTime, errWallTime)
+	defer cancel()
+	// The semaphore bounds live instances; waiting for one counts against
+	// the request's wall time.
+	select {
+	case f.sem <- struct{}{}:
+	default:
+		t := time.NewTimer(f.queueWait())
+		select {
+		case f.sem <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			return nil, limitError(KindConcurrency, http.StatusServiceUnavailable,
+				"all %d instances of function %q are busy (limits.max_instances)", f.Limits.MaxInstances, f.Spec.Name)
+		case <-ctx.Done():
+			t.Stop()
+			return nil, f.ctxError(ctx, context.Cause(ctx))
+		}
+	}
+	defer func() { <-f.sem }()
+	if f.Spec.Executor == verge.ExecutorWAGI {
+		return f.serveWAGI(ctx, req)
+	}
+	return f.serveVerge(ctx, req)
+}
+
+// queueWait is how long a request waits for a free instance before it is
+// refused: a tenth of the wall time, at most one second, so that a burst
+// queues briefly but a function that is saturated sheds load quickly.
+func (f *Function) queueWait() time.Duration {
+	return min(f.Limits.WallTime/10, time.Second)
+}
+
+func (f *Function) ctxError(ctx context.Context, cause error) error {
+	switch cause {
+	case errCPUTime:
+		return limitError(KindCPUTime, http.StatusInternalServerError,
+			"the request used more than %v of CPU time (limits.cpu_time)", f.Limits.CPUTime)
+	case errWallTime:
+		return limitError(KindWallTime, http.StatusGatewayTimeout,
+			"the request took more than %v (limits.wall_time)", f.Limits.WallTime)
+	}
+	return &Error{Kind: KindUnavailable, Status: 499, Msg: "the client went away", Err: ctx.Err()}
+}
+
+// runError classifies an error returned by guest code.
+func (f *Function) runError(ctx context.Context, mem *guestMemory, err error) error {
+	var st *stopped
+	if errors.As(err, &st) {
+		return f.ctxError(ctx, st.cause)
+	}
+	if mem.exceeded.Load() {
+		return limitError(KindMemory, http.StatusInternalServerError,
+			"the guest tried to grow its memory past the function's limit of %d bytes (limits.memory)", f.Limits.Memory)
+	}
+	if ctx.Err() != nil {
+		return f.ctxError(ctx, context.Cause(ctx))
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, "\nwasm stack trace:"); i >= 0 {
+		msg = msg[:i]
+	}
+	return &Error{Kind: KindTrap, Status: http.StatusInternalServerError, Msg: "the guest trapped: " + msg, Err: err}
+}
+
+// moduleConfig is the base WASI configuration of every instance: a real
+// random source (wazero's default is deterministic) and the host clocks.
+func (f *Function) moduleConfig() wazero.ModuleConfig {
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithRandSource(rand.Reader).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithStartFunctions()
+	keys := make([]string, 0, len(f.Spec.Env))
+	for k := range f.Spec.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		cfg = cfg.WithEnv(k, f.Spec.Env[k])
+	}
+	return cfg
+}
+
+func (f *Function) newMemory() *guestMemory {
+	return &guestMemory{limit: f.Limits.Memory, inner: f.engine.opts.Allocator}
+}
+
+// withMemory makes the next instantiation under ctx allocate through mem.
+func withMemory(ctx context.Context, mem *guestMemory) context.Context {
+	return experimental.WithMemoryAllocator(ctx, mem)
+}

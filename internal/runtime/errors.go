@@ -1,0 +1,63 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Kinds of request failure. They name the limit or fault in the JSON body of
+// the error response, so they are part of the public contract (docs/limits.md).
+const (
+	KindCPUTime      = "cpu_time"
+	KindWallTime     = "wall_time"
+	KindMemory       = "memory"
+	KindRequestBody  = "request_body"
+	KindResponseBody = "response_body"
+	KindConcurrency  = "concurrency"
+	KindTrap         = "trap"
+	KindExit         = "exit"
+	KindBadResponse  = "bad_response"
+	KindUnavailable  = "unavailable"
+)
+
+// Error is a request that the function could not serve. Status is the HTTP
+// status the gateway answers with.
+type Error struct {
+	Kind   string
+	Status int
+	Msg    string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Kind, e.Msg, e.Err)
+	}
+	return e.Kind + ": " + e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsLimit reports whether the failure is a request exceeding a configured limit,
+// as opposed to a guest fault.
+func (e *Error) IsLimit() bool {
+	switch e.Kind {
+	case KindCPUTime, KindWallTime, KindMemory, KindRequestBody, KindResponseBody, KindConcurrency:
+		return true
+	}
+	return false
+}
+
+func limitError(kind string, status int, format string, args ...any) *Error {
+	return &Error{Kind: kind, Status: status, Msg: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err as an *Error, wrapping unknown errors as internal faults.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Kind: "internal", Status: http.StatusInternalServerError, Msg: "internal error", Err: err}
+}

@@ -1,0 +1,69 @@
+package runtime
+
+import (
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// guestMemory enforces a function's memory limit inside the allocator rather
+// than through wazero's runtime-wide page limit: the runtime limit is set to
+// the 4 GiB maximum so that every memory.grow reaches Reallocate, where a
+// refusal is recorded. That lets a failed request be blamed on the memory
+// limit exactly, instead of guessing from the trap message.
+type guestMemory struct {
+	limit    uint64
+	inner    experimental.MemoryAllocator // nil: plain Go slices
+	exceeded atomic.Bool
+	size     atomic.Uint64 // current length, for the high-water recycle check
+}
+
+func (g *guestMemory) Allocate(capBytes, maxBytes uint64) experimental.LinearMemory {
+	maxBytes = min(maxBytes, g.limit)
+	capBytes = min(capBytes, maxBytes)
+	lm := &limitedMemory{g: g}
+	if g.inner != nil {
+		lm.inner = g.inner.Allocate(capBytes, maxBytes)
+	} else {
+		lm.buf = make([]byte, 0, capBytes)
+	}
+	return lm
+}
+
+type limitedMemory struct {
+	g     *guestMemory
+	inner experimental.LinearMemory
+	buf   []byte
+}
+
+func (m *limitedMemory) Reallocate(size uint64) []byte {
+	if size > m.g.limit {
+		m.g.exceeded.Store(true)
+		return nil
+	}
+	m.g.size.Store(size)
+	if m.inner != nil {
+		b := m.inner.Reallocate(size)
+		if b == nil {
+			// The host could not back the memory: treat it as the limit
+			// too, the guest is stopped either way.
+			m.g.exceeded.Store(true)
+		}
+		return b
+	}
+	if uint64(cap(m.buf)) >= size {
+		m.buf = m.buf[:size]
+		return m.buf
+	}
+	nb := make([]byte, size, min(max(size, 2*uint64(cap(m.buf))), m.g.limit))
+	copy(nb, m.buf)
+	m.buf = nb
+	return m.buf
+}
+
+func (m *limitedMemory) Free() {
+	if m.inner != nil {
+		m.inner.Free()
+	}
+	m.buf = nil
+}

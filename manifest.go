@@ -1,0 +1,437 @@
+// Package verge holds the domain types of Verge: an app's manifest, its
+// functions, their limits and its collections. Everything that does I/O lives
+// in internal/ packages; the CLI lives in cmd/verge.
+package verge
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ManifestFile is the name of an app's manifest inside its directory.
+const ManifestFile = "verge.toml"
+
+// Manifest is a parsed and validated verge.toml.
+type Manifest struct {
+	Name        string
+	Dir         string // absolute directory of the manifest; module paths are relative to it
+	Path        string // absolute path of the manifest file
+	Functions   []Function
+	Collections []Collection
+}
+
+// Executor selects how a function's module is run.
+type Executor string
+
+const (
+	// ExecutorWAGI runs a WASI command module per request with the CGI contract.
+	ExecutorWAGI Executor = "wagi"
+	// ExecutorVerge runs a reactor module speaking Verge's host ABI, from a warm pool.
+	ExecutorVerge Executor = "verge"
+)
+
+// Isolation selects whether a verge-executor function reuses instances.
+type Isolation string
+
+const (
+	IsolationPooled Isolation = "pooled" // warm instances, one request at a time each
+	IsolationStrict Isolation = "strict" // a fresh instance for every request
+)
+
+// Function is one [[function]] of a manifest.
+type Function struct {
+	Name      string
+	Module    string // absolute path of the .wasm file
+	Executor  Executor
+	Kind      string // "http"; "central" and "room" are not implemented yet
+	Isolation Isolation
+	Routes    []string
+	Build     string // shell command run in Manifest.Dir before loading, may be empty
+	Env       map[string]string
+	Limits    Limits
+}
+
+// Limits bound what one request may use. The zero value of a field means
+// "use the default"; see DefaultLimits.
+type Limits struct {
+	CPUTime         time.Duration // guest CPU time per request, enforced inside tight loops too
+	WallTime        time.Duration // wall time per request, including waiting for an instance
+	Memory          uint64        // linear memory per instance, bytes
+	RequestBody     int64         // bytes
+	ResponseBody    int64         // bytes
+	MaxInstances    int           // concurrent instances of the function
+	RecycleAfter    int           // requests served before a pooled instance is replaced
+	MemoryHighWater uint64        // a pooled instance whose memory grew past this is replaced
+}
+
+// DefaultLimits are the limits of a function that sets none, chosen to match
+// what Fastly Compute gives a request (50 ms CPU, 128 MiB).
+var DefaultLimits = Limits{
+	CPUTime:         50 * time.Millisecond,
+	WallTime:        10 * time.Second,
+	Memory:          128 << 20,
+	RequestBody:     8 << 20,
+	ResponseBody:    16 << 20,
+	MaxInstances:    64,
+	RecycleAfter:    10000,
+	MemoryHighWater: 64 << 20,
+}
+
+// WithDefaults returns l with every zero field set from DefaultLimits.
+func (l Limits) WithDefaults() Limits {
+	d := DefaultLimits
+	if l.CPUTime == 0 {
+		l.CPUTime = d.CPUTime
+	}
+	if l.WallTime == 0 {
+		l.WallTime = d.WallTime
+	}
+	if l.Memory == 0 {
+		l.Memory = d.Memory
+	}
+	if l.RequestBody == 0 {
+		l.RequestBody = d.RequestBody
+	}
+	if l.ResponseBody == 0 {
+		l.ResponseBody = d.ResponseBody
+	}
+	if l.MaxInstances == 0 {
+		l.MaxInstances = d.MaxInstances
+	}
+	if l.RecycleAfter == 0 {
+		l.RecycleAfter = d.RecycleAfter
+	}
+	if l.MemoryHighWater == 0 {
+		l.MemoryHighWater = min(d.MemoryHighWater, l.Memory)
+	}
+	return l
+}
+
+// Scope is a collection's replication scope.
+type Scope struct {
+	Kind  string // "local", "group" or "global"
+	Group string // the group name when Kind is "group"
+}
+
+func (s Scope) String() string {
+	if s.Kind == "group" {
+		return "group:" + s.Group
+	}
+	return s.Kind
+}
+
+// ParseScope parses "local", "global" or "group:NAME".
+func ParseScope(s string) (Scope, error) {
+	switch {
+	case s == "local" || s == "global":
+		return Scope{Kind: s}, nil
+	case strings.HasPrefix(s, "group:") && nameRE.MatchString(s[len("group:"):]):
+		return Scope{Kind: "group", Group: s[len("group:"):]}, nil
+	}
+	return Scope{}, fmt.Errorf("%q is not a scope; expected \"local\", \"global\" or \"group:NAME\" (NAME: letters, digits, - and _)", s)
+}
+
+// Collection is one [[collection]] of a manifest.
+type Collection struct {
+	Name    string
+	Scope   Scope
+	Regions []string // empty: any region may hold a replica
+}
+
+// ManifestError names the file and field at fault and what was expected.
+type ManifestError struct {
+	File  string
+	Field string // e.g. "function[0].executor"; empty for syntax errors
+	Msg   string
+}
+
+func (e *ManifestError) Error() string {
+	if e.Field == "" {
+		return e.File + ": " + e.Msg
+	}
+	return e.File + ": " + e.Field + ": " + e.Msg
+}
+
+// The TOML shapes, kept apart from the domain types so that the domain types
+// can hold parsed values (durations, sizes, absolute paths).
+type rawManifest struct {
+	Name       string          `toml:"name"`
+	Function   []rawFunction   `toml:"function"`
+	Collection []rawCollection `toml:"collection"`
+}
+
+type rawFunction struct {
+	Name      string            `toml:"name"`
+	Module    string            `toml:"module"`
+	Executor  string            `toml:"executor"`
+	Kind      string            `toml:"kind"`
+	Isolation string            `toml:"isolation"`
+	Routes    []string          `toml:"routes"`
+	Build     string            `toml:"build"`
+	Env       map[string]string `toml:"env"`
+	Limits    rawLimits         `toml:"limits"`
+}
+
+type rawLimits struct {
+	CPUTime         string `toml:"cpu_time"`
+	WallTime        string `toml:"wall_time"`
+	Memory          string `toml:"memory"`
+	RequestBody     string `toml:"request_body"`
+	ResponseBody    string `toml:"response_body"`
+	MaxInstances    int    `toml:"max_instances"`
+	RecycleAfter    int    `toml:"recycle_after"`
+	MemoryHighWater string `toml:"memory_high_water"`
+}
+
+type rawCollection struct {
+	Name    string   `toml:"name"`
+	Scope   string   `toml:"scope"`
+	Regions []string `toml:"regions"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
+
+// LoadManifest reads and validates the manifest at path, which is either a
+// verge.toml file or a directory holding one.
+func LoadManifest(path string) (*Manifest, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, ManifestFile)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no app manifest at %s: create a %s (see docs/manifest.md)", abs, ManifestFile)
+		}
+		return nil, err
+	}
+	return ParseManifest(abs, data)
+}
+
+// ParseManifest validates a manifest's bytes; file is its absolute path, used
+// to resolve module paths and to name the file in errors.
+func ParseManifest(file string, data []byte) (*Manifest, error) {
+	var raw rawManifest
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &ManifestError{File: file, Msg: fmt.Sprintf("line %d: %s", pe.Position.Line, pe.Message)}
+		}
+		// Type mismatches ("expected string, got integer") name the key already.
+		return nil, &ManifestError{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, &ManifestError{File: file, Field: und[0].String(), Msg: "unknown field; see docs/manifest.md for the fields Verge reads"}
+	}
+	m := &Manifest{Name: raw.Name, Path: file, Dir: filepath.Dir(file)}
+	bad := func(field, format string, args ...any) error {
+		return &ManifestError{File: file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	if !nameRE.MatchString(raw.Name) {
+		return nil, bad("name", "%q is not a valid app name; expected 1-63 letters, digits, - or _, starting with a letter or digit", raw.Name)
+	}
+	if len(raw.Function) == 0 {
+		return nil, bad("function", "no [[function]] defined; an app needs at least one")
+	}
+	names := map[string]bool{}
+	routes := map[string]string{}
+	for i, rf := range raw.Function {
+		at := func(f string) string { return fmt.Sprintf("function[%d].%s", i, f) }
+		fn := Function{Name: rf.Name, Build: rf.Build, Env: rf.Env}
+		if !nameRE.MatchString(rf.Name) {
+			return nil, bad(at("name"), "%q is not a valid function name; expected 1-63 letters, digits, - or _", rf.Name)
+		}
+		if names[rf.Name] {
+			return nil, bad(at("name"), "function %q is defined twice", rf.Name)
+		}
+		names[rf.Name] = true
+		if rf.Module == "" {
+			return nil, bad(at("module"), "missing; expected the path of a .wasm file relative to the manifest")
+		}
+		fn.Module = rf.Module
+		if !filepath.IsAbs(fn.Module) {
+			fn.Module = filepath.Join(m.Dir, fn.Module)
+		}
+		switch Executor(rf.Executor) {
+		case ExecutorWAGI, ExecutorVerge:
+			fn.Executor = Executor(rf.Executor)
+		case "":
+			return nil, bad(at("executor"), "missing; expected \"wagi\" or \"verge\"")
+		default:
+			return nil, bad(at("executor"), "%q is not an executor; expected \"wagi\" or \"verge\"", rf.Executor)
+		}
+		switch rf.Kind {
+		case "", "http":
+			fn.Kind = "http"
+		case "central", "room":
+			return nil, bad(at("kind"), "kind %q is not implemented yet; only \"http\" functions run today", rf.Kind)
+		default:
+			return nil, bad(at("kind"), "%q is not a function kind; expected \"http\"", rf.Kind)
+		}
+		switch Isolation(rf.Isolation) {
+		case "", IsolationPooled:
+			fn.Isolation = IsolationPooled
+		case IsolationStrict:
+			fn.Isolation = IsolationStrict
+		default:
+			return nil, bad(at("isolation"), "%q is not an isolation mode; expected \"pooled\" or \"strict\"", rf.Isolation)
+		}
+		if fn.Executor == ExecutorWAGI && fn.Isolation == IsolationPooled && rf.Isolation != "" {
+			return nil, bad(at("isolation"), "the wagi executor always uses a fresh instance per request; remove isolation or use executor = \"verge\"")
+		}
+		if len(rf.Routes) == 0 {
+			return nil, bad(at("routes"), "no routes; expected a list like [\"/hello\", \"/hello/*\"]")
+		}
+		for j, r := range rf.Routes {
+			if err := checkRoute(r); err != nil {
+				return nil, bad(fmt.Sprintf("function[%d].routes[%d]", i, j), "%v", err)
+			}
+			if other, dup := routes[r]; dup {
+				return nil, bad(fmt.Sprintf("function[%d].routes[%d]", i, j), "route %q is already served by function %q", r, other)
+			}
+			routes[r] = rf.Name
+			fn.Routes = append(fn.Routes, r)
+		}
+		for k := range rf.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				return nil, bad(at("env"), "%q is not a valid environment variable name", k)
+			}
+		}
+		lim, err := parseLimits(rf.Limits, func(f string) string { return at("limits." + f) }, bad)
+		if err != nil {
+			return nil, err
+		}
+		fn.Limits = lim
+		m.Functions = append(m.Functions, fn)
+	}
+	colls := map[string]bool{}
+	for i, rc := range raw.Collection {
+		at := func(f string) string { return fmt.Sprintf("collection[%d].%s", i, f) }
+		if !nameRE.MatchString(rc.Name) {
+			return nil, bad(at("name"), "%q is not a valid collection name; expected 1-63 letters, digits, - or _", rc.Name)
+		}
+		if colls[rc.Name] {
+			return nil, bad(at("name"), "collection %q is defined twice", rc.Name)
+		}
+		colls[rc.Name] = true
+		if rc.Scope == "" {
+			return nil, bad(at("scope"), "missing; expected \"local\", \"global\" or \"group:NAME\"")
+		}
+		sc, err := ParseScope(rc.Scope)
+		if err != nil {
+			return nil, bad(at("scope"), "%v", err)
+		}
+		for j, r := range rc.Regions {
+			if !nameRE.MatchString(r) {
+				return nil, bad(fmt.Sprintf("collection[%d].regions[%d]", i, j), "%q is not a valid region name", r)
+			}
+		}
+		m.Collections = append(m.Collections, Collection{Name: rc.Name, Scope: sc, Regions: rc.Regions})
+	}
+	return m, nil
+}
+
+// checkRoute accepts "/exact" and "/prefix/*" routes; "*" only as the last segment.
+func checkRoute(r string) error {
+	if !strings.HasPrefix(r, "/") {
+		return fmt.Errorf("%q must start with /", r)
+	}
+	if i := strings.IndexByte(r, '*'); i >= 0 && (i != len(r)-1 || !strings.HasSuffix(r, "/*")) {
+		return fmt.Errorf("%q: a wildcard is only allowed as a final \"/*\" segment", r)
+	}
+	if strings.ContainsAny(r, "?# \t") {
+		return fmt.Errorf("%q: a route is a path; it cannot hold a query, a fragment or spaces", r)
+	}
+	return nil
+}
+
+func parseLimits(r rawLimits, at func(string) string, bad func(string, string, ...any) error) (Limits, error) {
+	var l Limits
+	var err error
+	dur := func(field, s string, dst *time.Duration) {
+		if err != nil || s == "" {
+			return
+		}
+		d, perr := time.ParseDuration(s)
+		if perr != nil || d <= 0 {
+			err = bad(at(field), "%q is not a positive duration; expected e.g. \"50ms\" or \"2s\"", s)
+			return
+		}
+		*dst = d
+	}
+	size := func(field, s string, dst *uint64) {
+		if err != nil || s == "" {
+			return
+		}
+		n, perr := ParseSize(s)
+		if perr != nil || n == 0 {
+			err = bad(at(field), "%q is not a positive size; expected e.g. \"128MiB\", \"64KiB\" or a number of bytes", s)
+			return
+		}
+		*dst = n
+	}
+	var reqBody, respBody uint64
+	dur("cpu_time", r.CPUTime, &l.CPUTime)
+	dur("wall_time", r.WallTime, &l.WallTime)
+	size("memory", r.Memory, &l.Memory)
+	size("request_body", r.RequestBody, &reqBody)
+	size("response_body", r.ResponseBody, &respBody)
+	size("memory_high_water", r.MemoryHighWater, &l.MemoryHighWater)
+	if err != nil {
+		return l, err
+	}
+	l.RequestBody, l.ResponseBody = int64(reqBody), int64(respBody)
+	if l.Memory > 4<<30 {
+		return l, bad(at("memory"), "%d bytes exceeds the 4 GiB a 32-bit Wasm memory can address", l.Memory)
+	}
+	if r.MaxInstances < 0 {
+		return l, bad(at("max_instances"), "%d: expected a positive number", r.MaxInstances)
+	}
+	if r.RecycleAfter < 0 {
+		return l, bad(at("recycle_after"), "%d: expected a positive number", r.RecycleAfter)
+	}
+	l.MaxInstances, l.RecycleAfter = r.MaxInstances, r.RecycleAfter
+	return l.WithDefaults(), nil
+}
+
+var sizeUnits = map[string]uint64{"": 1, "B": 1, "KB": 1000, "KiB": 1 << 10, "MB": 1000 * 1000, "MiB": 1 << 20, "GB": 1000 * 1000 * 1000, "GiB": 1 << 30}
+
+// ParseSize parses sizes like "128MiB", "64KiB", "1GB" or "4096".
+func ParseSize(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 12 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	var n uint64
+	for _, c := range s[:i] {
+		n = n*10 + uint64(c-'0')
+	}
+	unit, ok := sizeUnits[strings.TrimSpace(s[i:])]
+	if !ok {
+		units := make([]string, 0, len(sizeUnits))
+		for u := range sizeUnits {
+			if u != "" {
+				units = append(units, u)
+			}
+		}
+		sort.Strings(units)
+		return 0, fmt.Errorf("invalid size unit in %q; expected one of %s", s, strings.Join(units, ", "))
+	}
+	return n * unit, nil
+}

@@ -1,0 +1,39 @@
+//go:build !wasip1
+
+package verge
+
+// Outside Wasm the host ABI is a Go interface, so that handlers and the SDK
+// itself can be unit-tested natively with a fake host (see verge_test.go).
+// Real guests are built with GOOS=wasip1 and never use this file.
+
+// Host is the host ABI as seen by the SDK; only non-Wasm builds use it.
+type Host interface {
+	Log(level uint32, msg string) uint32
+	ReqHead(h uint32, buf []byte) (n uint32, status uint32)
+	BodyRead(h uint32, buf []byte) (n uint32, status uint32)
+	RespHead(h uint32, status int, head []byte) uint32
+	BodyWrite(h uint32, b []byte) uint32
+}
+
+var host Host = noHost{}
+
+// SetHost installs a fake host for native tests and returns the previous one.
+func SetHost(h Host) Host { old := host; host = h; return old }
+
+// ServeOnce runs the registered handler for one request through the fake host,
+// as the Wasm export verge_handle does.
+func ServeOnce(req, resp uint32) uint32 { return serve(req, resp) }
+
+type noHost struct{}
+
+func (noHost) Log(uint32, string) uint32                { return statusUnsupported }
+func (noHost) ReqHead(uint32, []byte) (uint32, uint32)  { return 0, statusUnsupported }
+func (noHost) BodyRead(uint32, []byte) (uint32, uint32) { return 0, statusUnsupported }
+func (noHost) RespHead(uint32, int, []byte) uint32      { return statusUnsupported }
+func (noHost) BodyWrite(uint32, []byte) uint32          { return statusUnsupported }
+
+func sysLog(level uint32, msg string) uint32             { return host.Log(level, msg) }
+func sysReqHead(h uint32, buf []byte) (uint32, uint32)   { return host.ReqHead(h, buf) }
+func sysBodyRead(h uint32, buf []byte) (uint32, uint32)  { return host.BodyRead(h, buf) }
+func sysRespHead(h uint32, code int, head []byte) uint32 { return host.RespHead(h, code, head) }
+func sysBodyWrite(h uint32, b []byte) uint32             { return host.BodyWrite(h, b) }

@@ -1,0 +1,56 @@
+//go:build wasip1
+
+package verge
+
+import "unsafe"
+
+// The host ABI, module "verge" (docs/abi.md). Every call returns a status.
+
+//go:wasmimport verge log
+func hostLog(level uint32, ptr unsafe.Pointer, n uint32) uint32
+
+//go:wasmimport verge http_req_head
+func hostReqHead(h uint32, buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer) uint32
+
+//go:wasmimport verge body_read
+func hostBodyRead(h uint32, buf unsafe.Pointer, capacity uint32, nOut unsafe.Pointer) uint32
+
+//go:wasmimport verge http_resp_head
+func hostRespHead(h uint32, status uint32, ptr unsafe.Pointer, n uint32) uint32
+
+//go:wasmimport verge body_write
+func hostBodyWrite(h uint32, ptr unsafe.Pointer, n uint32) uint32
+
+//go:wasmexport verge_handle
+func vergeHandle(req, resp uint32) uint32 {
+	return serve(req, resp)
+}
+
+func ptr(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(unsafe.SliceData(b))
+}
+
+func sysLog(level uint32, msg string) uint32 {
+	return hostLog(level, unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
+}
+
+func sysReqHead(h uint32, buf []byte) (n uint32, status uint32) {
+	status = hostReqHead(h, ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
+	return n, status
+}
+
+func sysBodyRead(h uint32, buf []byte) (n uint32, status uint32) {
+	status = hostBodyRead(h, ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
+	return n, status
+}
+
+func sysRespHead(h uint32, code int, head []byte) uint32 {
+	return hostRespHead(h, uint32(code), ptr(head), uint32(len(head)))
+}
+
+func sysBodyWrite(h uint32, b []byte) uint32 {
+	return hostBodyWrite(h, ptr(b), uint32(len(b)))
+}

@@ -1,0 +1,404 @@
+// Package verge is the Go SDK for Verge functions. A function registers a
+// handler in an init function and is built as a WebAssembly reactor:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o app.wasm .
+//
+//	func init() {
+//		verge.HandleFunc(func(w verge.ResponseWriter, r *verge.Request) {
+//			w.Header().Set("Content-Type", "text/plain")
+//			fmt.Fprintf(w, "hello from %s\n", r.URL.Path)
+//		})
+//	}
+//
+//	func main() {} // not called in a reactor; required by the go tool
+//
+// The API mirrors net/http so handlers read like ordinary Go, without pulling
+// net/http's weight into the module. Each instance serves one request at a
+// time, so handlers need no locking for per-instance state.
+package verge
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Status codes of the host ABI (docs/abi.md).
+const (
+	statusOK          = 0
+	statusInvalid     = 1
+	statusMemory      = 2
+	statusTooSmall    = 3
+	statusBadHandle   = 4
+	statusNotFound    = 5
+	statusLimit       = 6
+	statusUnsupported = 7
+	statusUnavailable = 8
+	statusConflict    = 9
+	statusInternal    = 10
+)
+
+var statusText = [...]string{"ok", "invalid argument", "pointer out of bounds", "buffer too small",
+	"bad handle", "not found", "limit reached", "not supported by this host", "unavailable",
+	"conflict", "host internal error"}
+
+// HostError is a non-zero status from a host call.
+type HostError struct {
+	Call   string
+	Status uint32
+}
+
+func (e *HostError) Error() string {
+	s := "status " + strconv.Itoa(int(e.Status))
+	if int(e.Status) < len(statusText) {
+		s = statusText[e.Status]
+	}
+	return "verge: " + e.Call + ": " + s
+}
+
+// ErrLimit is matched (errors.Is) by host errors that report a limit.
+var ErrLimit = errors.New("verge: limit reached")
+
+func (e *HostError) Is(target error) bool { return target == ErrLimit && e.Status == statusLimit }
+
+func hostErr(call string, st uint32) error {
+	if st == statusOK {
+		return nil
+	}
+	return &HostError{Call: call, Status: st}
+}
+
+// Header is a response or request header map, keyed by canonical names
+// (e.g. "Content-Type").
+type Header map[string][]string
+
+// Get returns the first value of key.
+func (h Header) Get(key string) string {
+	if v := h[CanonicalHeaderKey(key)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Set replaces the values of key.
+func (h Header) Set(key, value string) { h[CanonicalHeaderKey(key)] = []string{value} }
+
+// Add appends a value to key.
+func (h Header) Add(key, value string) {
+	k := CanonicalHeaderKey(key)
+	h[k] = append(h[k], value)
+}
+
+// Del removes key.
+func (h Header) Del(key string) { delete(h, CanonicalHeaderKey(key)) }
+
+// CanonicalHeaderKey returns the canonical form of a header name, as
+// net/http's: the first letter and each letter after a hyphen upper case.
+func CanonicalHeaderKey(s string) string {
+	upper := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (upper && 'a' <= c && c <= 'z') || (!upper && 'A' <= c && c <= 'Z') {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				c := b[j]
+				if upper && 'a' <= c && c <= 'z' {
+					b[j] = c - 'a' + 'A'
+				} else if !upper && 'A' <= c && c <= 'Z' {
+					b[j] = c - 'A' + 'a'
+				}
+				upper = c == '-'
+			}
+			return string(b)
+		}
+		upper = c == '-'
+	}
+	return s
+}
+
+// Request is an incoming HTTP request. As with net/http, a handler must not
+// keep the request, its header or its body after it returns: the SDK reuses
+// them for the next request to keep the warm path free of garbage.
+type Request struct {
+	Method     string
+	URL        *url.URL
+	RequestURI string
+	Host       string
+	RemoteAddr string
+	ID         string // the request id Verge logs and returns in X-Verge-Request-Id
+	Header     Header
+	Body       io.Reader
+}
+
+// ResponseWriter builds the response, like net/http's.
+type ResponseWriter interface {
+	Header() Header
+	Write([]byte) (int, error)
+	WriteHeader(statusCode int)
+}
+
+// Handler responds to a request.
+type Handler interface {
+	ServeHTTP(ResponseWriter, *Request)
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(ResponseWriter, *Request)
+
+// ServeHTTP calls f(w, r).
+func (f HandlerFunc) ServeHTTP(w ResponseWriter, r *Request) { f(w, r) }
+
+var handler Handler
+
+// Handle registers the function's handler. Call it from an init function.
+func Handle(h Handler) { handler = h }
+
+// HandleFunc registers f as the function's handler.
+func HandleFunc(f func(ResponseWriter, *Request)) { handler = HandlerFunc(f) }
+
+// Log levels.
+const (
+	LevelDebug = 0
+	LevelInfo  = 1
+	LevelWarn  = 2
+	LevelError = 3
+)
+
+// Log writes a line to the function's log, tagged with the request id.
+func Log(level int, msg string) error { return hostErr("log", sysLog(uint32(level), msg)) }
+
+// Logf formats and logs at info level.
+func Logf(format string, args ...any) { Log(LevelInfo, fmt.Sprintf(format, args...)) }
+
+// Per-instance buffers, reused across requests: an instance serves one
+// request at a time, and reuse keeps the warm path free of garbage.
+var (
+	headBuf = make([]byte, 4096)
+	rw      responseWriter
+	curReq  Request
+	curBody body
+)
+
+func serve(reqH, respH uint32) (rc uint32) {
+	req, err := readRequest(reqH)
+	if err != nil {
+		Log(LevelError, "verge sdk: "+err.Error())
+		return 1
+	}
+	rw.reset(respH)
+	defer func() {
+		if p := recover(); p != nil {
+			Log(LevelError, fmt.Sprintf("handler panicked: %v", p))
+			rc = 2
+		}
+	}()
+	if handler == nil {
+		rw.WriteHeader(500)
+		rw.Write([]byte("no handler registered: call verge.HandleFunc in an init function\n"))
+	} else {
+		handler.ServeHTTP(&rw, req)
+	}
+	if err := rw.finish(); err != nil {
+		Log(LevelError, "verge sdk: "+err.Error())
+		return 3
+	}
+	return 0
+}
+
+func readRequest(h uint32) (*Request, error) {
+	n, st := sysReqHead(h, headBuf)
+	if st == statusTooSmall {
+		headBuf = make([]byte, n)
+		n, st = sysReqHead(h, headBuf)
+	}
+	if st != statusOK {
+		return nil, hostErr("http_req_head", st)
+	}
+	b := headBuf[:n]
+	nf, b, ok := u32(b)
+	if !ok || nf < 5 {
+		return nil, errors.New("malformed request head")
+	}
+	var f [5]string
+	for i := uint32(0); i < nf; i++ {
+		var s string
+		if s, b, ok = str(b); !ok {
+			return nil, errors.New("malformed request head")
+		}
+		if i < 5 {
+			f[i] = s
+		}
+	}
+	nh, b, ok := u32(b)
+	if !ok || uint64(nh)*8 > uint64(len(b)) {
+		return nil, errors.New("malformed request headers")
+	}
+	hdr := curReq.Header
+	if hdr == nil || len(hdr) > 64 {
+		hdr = make(Header, nh)
+	} else {
+		clear(hdr)
+	}
+	for i := uint32(0); i < nh; i++ {
+		var k, v string
+		if k, b, ok = str(b); !ok {
+			return nil, errors.New("malformed request headers")
+		}
+		if v, b, ok = str(b); !ok {
+			return nil, errors.New("malformed request headers")
+		}
+		hdr[k] = append(hdr[k], v)
+	}
+	curBody = body{h: h}
+	curReq = Request{Method: f[0], RequestURI: f[1], URL: parseURI(f[1]), Host: f[2], RemoteAddr: f[3], ID: f[4],
+		Header: hdr, Body: &curBody}
+	return &curReq, nil
+}
+
+// parseURI splits a request URI without net/url's full parser when the path
+// holds no escapes, the common case; url.ParseRequestURI costs several
+// microseconds in Wasm.
+func parseURI(uri string) *url.URL {
+	path, query, _ := strings.Cut(uri, "?")
+	if strings.IndexByte(path, '%') < 0 && strings.HasPrefix(path, "/") {
+		return &url.URL{Path: path, RawQuery: query}
+	}
+	if u, err := url.ParseRequestURI(uri); err == nil {
+		return u
+	}
+	return &url.URL{Path: path, RawQuery: query}
+}
+
+func u32(b []byte) (uint32, []byte, bool) {
+	if len(b) < 4 {
+		return 0, nil, false
+	}
+	return binary.LittleEndian.Uint32(b), b[4:], true
+}
+
+func str(b []byte) (string, []byte, bool) {
+	n, b, ok := u32(b)
+	if !ok || uint64(n) > uint64(len(b)) {
+		return "", nil, false
+	}
+	return string(b[:n]), b[n:], true
+}
+
+// body reads the request body from the host on demand.
+type body struct {
+	h   uint32
+	eof bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, st := sysBodyRead(b.h, p)
+	if st != statusOK {
+		return 0, hostErr("body_read", st)
+	}
+	if n == 0 {
+		b.eof = true
+		return 0, io.EOF
+	}
+	return int(n), nil
+}
+
+// responseWriter buffers the body in chunks of up to 64 KiB, so a handler
+// making many small writes costs few host calls.
+type responseWriter struct {
+	h       uint32
+	header  Header
+	status  int
+	sent    bool
+	buf     []byte
+	headBuf []byte
+	err     error
+}
+
+const flushAt = 64 << 10
+
+func (w *responseWriter) reset(h uint32) {
+	if w.header == nil || len(w.header) > 64 {
+		w.header = Header{}
+	} else {
+		clear(w.header)
+	}
+	w.h, w.status, w.sent, w.buf, w.err = h, 0, false, w.buf[:0], nil
+}
+
+func (w *responseWriter) Header() Header { return w.header }
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.status == 0 {
+		w.status = 200
+	}
+	if len(w.buf)+len(p) > flushAt {
+		if err := w.flush(); err != nil {
+			return 0, err
+		}
+		if len(p) > flushAt {
+			if w.err = hostErr("body_write", sysBodyWrite(w.h, p)); w.err != nil {
+				return 0, w.err
+			}
+			return len(p), nil
+		}
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+func (w *responseWriter) sendHead() error {
+	if w.sent {
+		return nil
+	}
+	w.sent = true
+	if w.status == 0 {
+		w.status = 200
+	}
+	n := 0
+	for _, vs := range w.header {
+		n += len(vs)
+	}
+	b := binary.LittleEndian.AppendUint32(w.headBuf[:0], uint32(n))
+	for k, vs := range w.header {
+		for _, v := range vs {
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(k)))
+			b = append(b, k...)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
+		}
+	}
+	w.headBuf = b
+	return hostErr("http_resp_head", sysRespHead(w.h, w.status, b))
+}
+
+func (w *responseWriter) flush() error {
+	if w.err == nil {
+		w.err = w.sendHead()
+	}
+	if w.err == nil && len(w.buf) > 0 {
+		w.err = hostErr("body_write", sysBodyWrite(w.h, w.buf))
+		w.buf = w.buf[:0]
+	}
+	return w.err
+}
+
+func (w *responseWriter) finish() error { return w.flush() }
