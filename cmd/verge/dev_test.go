@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var vergeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "verge-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	vergeBin = filepath.Join(dir, "verge")
+	if out, err := exec.Command("go", "build", "-o", vergeBin, ".").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		panic("building verge: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func fixture(name string) string { return filepath.Join("..", "..", "internal", "runtime", "testdata", name) }
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Write to a temporary name and rename, as a build would, so the watcher
+	// never sees a half-written module.
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newApp writes a one-function app serving module at /* into a temp dir.
+func newApp(t *testing.T, module string) string {
+	t.Helper()
+	dir := t.TempDir()
+	copyFile(t, module, filepath.Join(dir, "fn.wasm"))
+	manifest := "name = \"test\"\n[[function]]\nname = \"fn\"\nmodule = \"fn.wasm\"\nexecutor = \"verge\"\nroutes = [\"/*\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "verge.toml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+type devProc struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *lockedBuffer
+	done   chan error
+}
+
+// lockedBuffer collects a subprocess's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startDev(t *testing.T, dir string) *devProc {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, vergeBin, "dev", "--listen", "127.0.0.1:0", "--cache-dir", "-", "--watch", "50ms", dir)
+	stdout, _ := cmd.StdoutPipe()
+	p := &devProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "verge: serving "); ok {
+				lines <- u
+			}
+		}
+	}()
+	select {
+	case p.url = <-lines:
+	case err := <-p.done:
+		t.Fatalf("verge dev exited before serving: %v\n%s", err, p.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("verge dev did not start\n%s", p.stderr)
+	}
+	return p
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// eventually polls cond every 50 ms for at most 20 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestDevServesReloadsAndShutsDown(t *testing.T) {
+	t.Parallel()
+	dir := newApp(t, fixture("hello.wasm"))
+	p := startDev(t, dir)
+	if code, body := get(t, p.url+"/x"); code != 200 || body != "hi" {
+		t.Fatalf("GET: %d %q", code, body)
+	}
+	// A new module version is picked up.
+	copyFile(t, fixture("bye.wasm"), filepath.Join(dir, "fn.wasm"))
+	eventually(t, "the reload", func() bool { _, body := get(t, p.url+"/x"); return body == "bye" })
+	// A broken one is reported, and the previous version keeps serving.
+	if err := os.WriteFile(filepath.Join(dir, "fn.wasm.tmp"), []byte("not wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(filepath.Join(dir, "fn.wasm.tmp"), filepath.Join(dir, "fn.wasm"))
+	eventually(t, "the reload error", func() bool { return strings.Contains(p.stderr.String(), "reload failed") })
+	if !strings.Contains(p.stderr.String(), "fn.wasm: not a WebAssembly module") {
+		t.Fatalf("reload error does not name the module and reason:\n%s", p.stderr)
+	}
+	if code, body := get(t, p.url+"/x"); code != 200 || body != "bye" {
+		t.Fatalf("after a failed reload: %d %q, want the previous version", code, body)
+	}
+	// SIGTERM: a clean exit.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("verge dev did not exit after SIGTERM")
+	}
+}
+
+func TestDevFailsOnBadModule(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct{ module, want string }{
+		"garbage":        {"../../go.mod", "fn.wasm: not a WebAssembly module"},
+		"unknown import": {fixture("unknown_import.wasm"), "fn.wasm: imports unknown host function env.launch_missiles"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := newApp(t, c.module)
+			cmd := exec.Command(vergeBin, "dev", "--listen", "127.0.0.1:0", "--cache-dir", "-", dir)
+			out, err := cmd.CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want exit code 1\n%s", err, out)
+			}
+			if !strings.Contains(string(out), filepath.Join(dir, c.want)) {
+				t.Fatalf("output does not name the module and reason %q:\n%s", c.want, out)
+			}
+		})
+	}
+}
+
+func TestDevFailsOnBadManifest(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "verge.toml"), []byte("name = \"x\"\n[[function]]\nname = \"f\"\nmodule = \"f.wasm\"\nexecutor = \"cgi\"\nroutes = [\"/\"]\n"), 0o644)
+	out, err := exec.Command(vergeBin, "dev", "--listen", "127.0.0.1:0", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), filepath.Join(dir, "verge.toml")+": function[0].executor: \"cgi\" is not an executor; expected \"wagi\" or \"verge\"") {
+		t.Fatalf("bad manifest: %v\n%s", err, out)
+	}
+}
+
+func TestDevRunsBuildCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, _ := filepath.Abs(fixture("hello.wasm"))
+	manifest := "name = \"b\"\n[[function]]\nname = \"fn\"\nmodule = \"out/fn.wasm\"\nexecutor = \"verge\"\nroutes = [\"/*\"]\nbuild = \"mkdir -p out && cp " + src + " out/fn.wasm\"\n"
+	os.WriteFile(filepath.Join(dir, "verge.toml"), []byte(manifest), 0o644)
+	p := startDev(t, dir)
+	if code, body := get(t, p.url+"/"); code != 200 || body != "hi" {
+		t.Fatalf("GET after build: %d %q", code, body)
+	}
+	// A failing build stops verge dev with the command in the message.
+	os.WriteFile(filepath.Join(dir, "verge.toml"), []byte(strings.Replace(manifest, "mkdir -p out", "false", 1)), 0o644)
+	out, err := exec.Command(vergeBin, "dev", "--listen", "127.0.0.1:0", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "build command of function \"fn\" failed") {
+		t.Fatalf("failing build: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,116 @@
+package verge
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+name = "shop"
+
+[[function]]
+name = "hello"
+module = "hello.wasm"
+executor = "wagi"
+routes = ["/hello", "/hello/*"]
+
+[[function]]
+name = "cart"
+module = "build/cart.wasm"
+executor = "verge"
+isolation = "strict"
+routes = ["/cart/*"]
+build = "make"
+env = { GREETING = "hi" }
+[function.limits]
+cpu_time = "20ms"
+memory = "64MiB"
+max_instances = 4
+
+[[collection]]
+name = "carts"
+scope = "local"
+regions = ["eu"]
+
+[[collection]]
+name = "teams"
+scope = "group:eu-west"
+`
+
+func TestParseManifest(t *testing.T) {
+	t.Parallel()
+	m, err := ParseManifest("/apps/shop/verge.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Name != "shop" || len(m.Functions) != 2 || len(m.Collections) != 2 {
+		t.Fatalf("parsed %+v", m)
+	}
+	h, c := m.Functions[0], m.Functions[1]
+	if h.Module != "/apps/shop/hello.wasm" || h.Executor != ExecutorWAGI || h.Limits != DefaultLimits {
+		t.Fatalf("hello: %+v", h)
+	}
+	if c.Module != filepath.FromSlash("/apps/shop/build/cart.wasm") || c.Isolation != IsolationStrict || c.Build != "make" || c.Env["GREETING"] != "hi" {
+		t.Fatalf("cart: %+v", c)
+	}
+	if c.Limits.CPUTime != 20*time.Millisecond || c.Limits.Memory != 64<<20 || c.Limits.MaxInstances != 4 || c.Limits.WallTime != DefaultLimits.WallTime {
+		t.Fatalf("cart limits: %+v", c.Limits)
+	}
+	if m.Collections[0].Scope.String() != "local" || m.Collections[0].Regions[0] != "eu" || m.Collections[1].Scope != (Scope{Kind: "group", Group: "eu-west"}) {
+		t.Fatalf("collections: %+v", m.Collections)
+	}
+}
+
+func TestManifestErrors(t *testing.T) {
+	t.Parallel()
+	fn := "[[function]]\nname = \"f\"\nmodule = \"f.wasm\"\nexecutor = \"verge\"\nroutes = [\"/\"]\n"
+	cases := []struct{ name, toml, want string }{
+		{"syntax", "name = ", "line 1: "},
+		{"no name", fn, `name: "" is not a valid app name`},
+		{"no functions", `name = "a"`, "function: no [[function]] defined"},
+		{"unknown field", "name = \"a\"\ncolour = 1\n" + fn, "colour: unknown field"},
+		{"unknown function field", "name = \"a\"\n" + fn + "modul = \"x\"\n", "function.modul: unknown field"},
+		{"wrong type", "name = 1\n" + fn, "name"},
+		{"bad executor", "name = \"a\"\n" + strings.Replace(fn, `"verge"`, `"cgi"`, 1), `function[0].executor: "cgi" is not an executor; expected "wagi" or "verge"`},
+		{"missing module", "name = \"a\"\n" + strings.Replace(fn, "module = \"f.wasm\"\n", "", 1), "function[0].module: missing"},
+		{"bad route", "name = \"a\"\n" + strings.Replace(fn, `["/"]`, `["hello"]`, 1), `function[0].routes[0]: "hello" must start with /`},
+		{"wildcard inside", "name = \"a\"\n" + strings.Replace(fn, `["/"]`, `["/a/*/b"]`, 1), "a wildcard is only allowed as a final"},
+		{"duplicate route", "name = \"a\"\n" + fn + strings.Replace(fn, `"f"`, `"g"`, 1), `function[1].routes[0]: route "/" is already served by function "f"`},
+		{"bad isolation", "name = \"a\"\n" + fn + "isolation = \"loose\"\n", `function[0].isolation: "loose" is not an isolation mode`},
+		{"not implemented kind", "name = \"a\"\n" + fn + "kind = \"room\"\n", `function[0].kind: kind "room" is not implemented yet`},
+		{"bad duration", "name = \"a\"\n" + fn + "[function.limits]\ncpu_time = \"fast\"\n", `function[0].limits.cpu_time: "fast" is not a positive duration`},
+		{"bad size", "name = \"a\"\n" + fn + "[function.limits]\nmemory = \"lots\"\n", `function[0].limits.memory: "lots" is not a positive size`},
+		{"memory over 4 GiB", "name = \"a\"\n" + fn + "[function.limits]\nmemory = \"5GiB\"\n", "exceeds the 4 GiB"},
+		{"bad scope", "name = \"a\"\n" + fn + "[[collection]]\nname = \"c\"\nscope = \"planet\"\n", `collection[0].scope: "planet" is not a scope`},
+		{"missing scope", "name = \"a\"\n" + fn + "[[collection]]\nname = \"c\"\n", "collection[0].scope: missing"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseManifest("/x/verge.toml", []byte(c.toml))
+			var me *ManifestError
+			if !errors.As(err, &me) {
+				t.Fatalf("got %v, want a *ManifestError", err)
+			}
+			if !strings.HasPrefix(err.Error(), "/x/verge.toml: ") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q should name the file and contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]uint64{"4096": 4096, "64KiB": 64 << 10, "128MiB": 128 << 20, "1GB": 1e9, "2 GiB": 2 << 30} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "12XB", "-1", "9999999999999MiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", in)
+		}
+	}
+}
