@@ -32,7 +32,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func fixture(name string) string { return filepath.Join("..", "..", "internal", "runtime", "testdata", name) }
+func fixture(name string) string {
+	return filepath.Join("..", "..", "internal", "runtime", "testdata", name)
+}
 
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()

@@ -4,10 +4,10 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
