@@ -1,0 +1,145 @@
+package wasmbin
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// instantiate runs wasm with env.add and verge_rt.yield provided; yields
+// counts the calls to yield.
+func instantiate(t testing.TB, wasm []byte, yields *int) api.Module {
+	t.Helper()
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2))
+	t.Cleanup(func() { r.Close(ctx) })
+	if _, err := r.NewHostModuleBuilder("env").NewFunctionBuilder().
+		WithFunc(func(a, b int32) int32 { return a + b }).Export("add").Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.NewHostModuleBuilder(YieldModule).NewFunctionBuilder().
+		WithFunc(func() int32 { *yields++; return 0 }).Export(YieldName).Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Instantiate(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func call(t testing.TB, m api.Module, name string, args ...uint64) uint64 {
+	t.Helper()
+	res, err := m.ExportedFunction(name).Call(context.Background(), args...)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return res[0]
+}
+
+func TestInstrumentYieldPreservesBehaviour(t *testing.T) {
+	t.Parallel()
+	orig, err := os.ReadFile(filepath.Join("testdata", "instrument.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := InstrumentYield(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var y0, y1 int
+	a, b := instantiate(t, orig, &y0), instantiate(t, inst, &y1)
+	for _, c := range []struct {
+		name string
+		args []uint64
+	}{{"started", nil}, {"indirect", []uint64{0}}, {"indirect", []uint64{1}}, {"indirect", []uint64{2}}, {"indirect", []uint64{3}}, {"sum", []uint64{1000}}, {"fref_is_null", nil}} {
+		if x, y := call(t, a, c.name, c.args...), call(t, b, c.name, c.args...); x != y {
+			t.Fatalf("%s%v: %d before instrumentation, %d after", c.name, c.args, x, y)
+		}
+	}
+	if call(t, b, "started") != 1 || call(t, b, "indirect", 1) != 14 || call(t, b, "sum", 1000) != 499500 {
+		t.Fatal("instrumented module computes wrong values")
+	}
+	// A million loop iterations reach the host once per Fuel steps.
+	y1 = 0
+	call(t, b, "sum", 1_000_000)
+	if want := 1_000_000 / Fuel; y1 < want || y1 > want+2 {
+		t.Fatalf("%d yields for 1e6 iterations, want about %d", y1, want)
+	}
+	// The name section still names the right functions.
+	if n := b.ExportedFunction("sum").Definition().Name(); n != "sumfn" {
+		t.Fatalf("after instrumentation the function exported as sum is named %q, want sumfn", n)
+	}
+}
+
+func TestInstrumentYieldStopsLoops(t *testing.T) {
+	t.Parallel()
+	orig, _ := os.ReadFile(filepath.Join("testdata", "instrument.wasm"))
+	inst, err := InstrumentYield(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	r.NewHostModuleBuilder("env").NewFunctionBuilder().WithFunc(func(a, b int32) int32 { return a + b }).Export("add").Instantiate(ctx)
+	calls := 0
+	r.NewHostModuleBuilder(YieldModule).NewFunctionBuilder().
+		WithFunc(func() int32 { calls++; return int32(calls / 3) }).Export(YieldName).Instantiate(ctx)
+	m, err := r.Instantiate(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// yield answers 1 on its third call: the guest must trap there, not
+	// run its 2^31 iterations.
+	if _, err := m.ExportedFunction("sum").Call(ctx, 1<<31-1); err == nil || calls != 3 {
+		t.Fatalf("err %v after %d yields; want a trap at the third", err, calls)
+	}
+}
+
+func TestInstrumentYieldRejectsMalformed(t *testing.T) {
+	t.Parallel()
+	orig, _ := os.ReadFile(filepath.Join("testdata", "instrument.wasm"))
+	for i := 8; i < len(orig); i += 7 {
+		InstrumentYield(orig[:i]) // must not panic
+	}
+	if _, err := InstrumentYield([]byte("not wasm")); err == nil {
+		t.Fatal("instrumented garbage")
+	}
+}
+
+// FuzzInstrumentYield: never panics, and a module wazero accepts stays
+// acceptable after instrumentation.
+func FuzzInstrumentYield(f *testing.F) {
+	for _, name := range []string{"instrument.wasm", "merge.wasm", "renumber.wasm", "env.wasm", "nonconst.wasm"} {
+		if b, err := os.ReadFile(filepath.Join("testdata", name)); err == nil {
+			f.Add(b)
+		}
+	}
+	for _, name := range []string{"loop.wasm", "wild.wasm", "fib.wasm", "start_section.wasm"} {
+		if b, err := os.ReadFile(filepath.Join("..", "runtime", "testdata", name)); err == nil {
+			f.Add(b)
+		}
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2))
+	defer r.Close(ctx)
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		out, err := InstrumentYield(wasm)
+		if err != nil {
+			return
+		}
+		if cm, err := r.CompileModule(ctx, wasm); err == nil {
+			cm.Close(ctx)
+			cm2, err := r.CompileModule(ctx, out)
+			if err != nil {
+				t.Fatalf("valid module invalid after instrumentation: %v", err)
+			}
+			cm2.Close(ctx)
+		}
+	})
+}
