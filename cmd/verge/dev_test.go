@@ -226,3 +226,31 @@ func TestDevRunsBuildCommand(t *testing.T) {
 		t.Fatalf("failing build: %v\n%s", err, out)
 	}
 }
+
+// TestExamples serves every hello example through verge dev, which builds
+// it first: Go with the SDK, and Go, C and Rust through WAGI.
+func TestExamples(t *testing.T) {
+	t.Parallel()
+	for dir, lang := range map[string]string{"hello-go": "Go on Verge", "hello-wagi-go": "from Go, via WAGI", "hello-c": "from C, via WAGI", "hello-rust": "from Rust, via WAGI"} {
+		t.Run(dir, func(t *testing.T) {
+			t.Parallel()
+			p := startDev(t, filepath.Join("..", "..", "examples", dir))
+			code, body := get(t, p.url+"/hello?name=Ada")
+			if code != 200 || !strings.Contains(body, "Ada") || !strings.Contains(body, lang) {
+				t.Fatalf("GET: %d %q, want a greeting to Ada %s", code, body, lang)
+			}
+			if code, body = get(t, p.url+"/hello/Bob"); code != 200 || !strings.Contains(body, "Bob") {
+				t.Fatalf("GET /hello/Bob: %d %q", code, body)
+			}
+			resp, err := http.Post(p.url+"/hello", "text/plain", strings.NewReader("echo, echo"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "echo, echo" {
+				t.Fatalf("POST echo: %d %q", resp.StatusCode, b)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package main
 
 import (
 	"io"
+	"strings"
 
 	"github.com/verge-edge/verge/sdk/go/verge"
 )
@@ -19,6 +20,9 @@ func hello(w verge.ResponseWriter, r *verge.Request) {
 		return
 	}
 	name := r.URL.Query().Get("name")
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/hello/"); ok && rest != "" {
+		name = rest
+	}
 	if name == "" {
 		name = "world"
 	}
