@@ -1,0 +1,401 @@
+// Command http measures HTTP throughput and latency of Verge apps served by
+// `verge dev`, next to a plain Go net/http hello world measured in the same
+// run on the same machine, with wrk.
+//
+//	go run ./bench/http [-verge bin/verge] [-app examples/hello-go[,DIR...]] [-path /hello]
+//	                    [-d 5s] [-conns 1,32] [-threads 2] [-runs 1] [-warmup 1s]
+//
+// It prints one JSON document on stdout, then one summary line per app and
+// connection count:
+//
+//	hello-go c=32: 40100 req/s (88.6% of net/http 45250), p50 0.7ms p99 2.1ms
+//
+// The baseline server runs in a subprocess (this binary re-executed), not in
+// this process, so that it competes with wrk for the two cores exactly as
+// `verge dev` does. Apps are served one at a time; the app and the baseline
+// are measured alternately, so noise from the rest of the machine falls on
+// both, and after every wrk run the harness waits for the server it just
+// measured to go idle (a fresh-instance executor may still be working off
+// requests whose clients left), so neither is charged for the other's work.
+// -runs N repeats each measurement and reports the median. The harness
+// builds nothing but the baseline: `make build` builds bin/verge, and
+// `verge dev` runs the app's build commands itself.
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// childEnv selects the baseline server mode when this binary re-executes
+// itself. An environment variable rather than a flag keeps it out of -help.
+const childEnv = "VERGE_BENCH_HTTP_CHILD"
+
+type config struct {
+	verge        string
+	apps         []string
+	path         string
+	duration     time.Duration
+	conns        []int
+	threads      int
+	runs         int
+	warmup       time.Duration
+	wrk          string
+	startTimeout time.Duration
+}
+
+// report is the JSON document printed on stdout.
+type report struct {
+	Bench     string    `json:"bench"`
+	Time      time.Time `json:"time"`
+	Go        string    `json:"go"`
+	OS        string    `json:"os"`
+	Arch      string    `json:"arch"`
+	CPUs      int       `json:"cpus"`
+	Wrk       string    `json:"wrk"`
+	Verge     string    `json:"verge"`
+	Path      string    `json:"path"`
+	DurationS float64   `json:"duration_s"`
+	Runs      []result  `json:"runs"`
+}
+
+// result pairs one app with the baseline at one connection count.
+type result struct {
+	App     string    `json:"app"`
+	Dir     string    `json:"dir"`
+	Conns   int       `json:"conns"`
+	Threads int       `json:"threads"`
+	Verge   wrkResult `json:"verge"`
+	NetHTTP wrkResult `json:"nethttp"`
+	// Ratio is Verge.RPS / NetHTTP.RPS.
+	Ratio float64 `json:"ratio_to_nethttp"`
+	// Every run's throughput, in order, when -runs > 1 shows the spread.
+	VergeRPSAll   []float64 `json:"verge_rps_all"`
+	NetHTTPRPSAll []float64 `json:"nethttp_rps_all"`
+}
+
+func main() {
+	if os.Getenv(childEnv) == "nethttp" {
+		serveNetHTTP()
+		return
+	}
+
+	var cfg config
+	var apps, conns string
+	flag.StringVar(&cfg.verge, "verge", "bin/verge", "path to the verge binary (make build)")
+	flag.StringVar(&apps, "app", "examples/hello-go", "comma-separated app directories to serve with `verge dev`")
+	flag.StringVar(&cfg.path, "path", "/hello", "request path")
+	flag.DurationVar(&cfg.duration, "d", 5*time.Second, "duration of each measurement (whole seconds)")
+	flag.StringVar(&conns, "conns", "1,32", "comma-separated wrk connection counts")
+	flag.IntVar(&cfg.threads, "threads", 2, "wrk threads (capped at the connection count)")
+	flag.IntVar(&cfg.runs, "runs", 1, "measurements per side and connection count; the median is reported")
+	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unreported wrk run against each server before measuring (0 disables)")
+	flag.StringVar(&cfg.wrk, "wrk", "wrk", "wrk binary")
+	flag.DurationVar(&cfg.startTimeout, "start-timeout", 3*time.Minute, "how long `verge dev` may take to build and start serving")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fatalf("unexpected arguments %q; use -app DIR[,DIR...]", flag.Args())
+	}
+
+	for a := range strings.SplitSeq(apps, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			cfg.apps = append(cfg.apps, a)
+		}
+	}
+	for c := range strings.SplitSeq(conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			fatalf("-conns %q: want positive integers separated by commas, e.g. 1,32", conns)
+		}
+		cfg.conns = append(cfg.conns, n)
+	}
+	if len(cfg.apps) == 0 {
+		fatalf("-app is empty: give at least one app directory")
+	}
+	if cfg.duration < time.Second {
+		fatalf("-d %v: wrk measures in whole seconds; use at least 1s", cfg.duration)
+	}
+	if cfg.runs < 1 {
+		fatalf("-runs %d: want at least 1", cfg.runs)
+	}
+	if cfg.threads < 1 {
+		fatalf("-threads %d: want at least 1", cfg.threads)
+	}
+	if !strings.HasPrefix(cfg.path, "/") {
+		fatalf("-path %q: want an absolute path such as /hello", cfg.path)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	rep, err := run(ctx, cfg)
+	interrupted := ctx.Err() != nil
+	stop()
+	if interrupted {
+		fatalf("interrupted; every server it started has been stopped")
+	}
+	if err != nil {
+		fatalf("%v", err)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		fatalf("writing JSON: %v", err)
+	}
+	for _, r := range rep.Runs {
+		fmt.Println(summary(r))
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/http: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/http: "+format+"\n", args...)
+}
+
+func summary(r result) string {
+	s := fmt.Sprintf("%s c=%d: %.0f req/s (%.1f%% of net/http %.0f), p50 %sms p99 %sms",
+		r.App, r.Conns, r.Verge.RPS, 100*r.Ratio, r.NetHTTP.RPS, ms(r.Verge.P50ms), ms(r.Verge.P99ms))
+	// Errors make the throughput meaningless (a fast 500 is not a result), so
+	// the summary says so rather than leaving it to the JSON.
+	for _, e := range []struct {
+		who string
+		w   wrkResult
+	}{{r.App, r.Verge}, {"net/http", r.NetHTTP}} {
+		if e.w.Non2xx3xx > 0 {
+			s += fmt.Sprintf(", %s: %d non-2xx/3xx responses!", e.who, e.w.Non2xx3xx)
+		}
+		if e.w.SocketErrors > 0 {
+			s += fmt.Sprintf(", %s: %d socket errors!", e.who, e.w.SocketErrors)
+		}
+	}
+	return s
+}
+
+// ms formats milliseconds with three significant digits (0.0352, 0.7, 2.13)
+// and whole numbers from 100 up, never in exponent form.
+func ms(v float64) string {
+	if v >= 100 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+func run(ctx context.Context, cfg config) (*report, error) {
+	wrkPath, err := exec.LookPath(cfg.wrk)
+	if err != nil {
+		return nil, fmt.Errorf("%s not found: install it with scripts/setup.sh (Debian package wrk)", cfg.wrk)
+	}
+	wrkVersion := "unknown"
+	// `wrk --version` prints its banner and exits non-zero; keep the banner.
+	if out, _ := exec.CommandContext(ctx, wrkPath, "--version").CombinedOutput(); len(out) > 0 {
+		wrkVersion, _, _ = strings.Cut(string(out), "\n")
+		wrkVersion = strings.TrimSpace(wrkVersion)
+	}
+	verge, err := filepath.Abs(cfg.verge)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(verge); err != nil || st.IsDir() {
+		return nil, fmt.Errorf("verge binary %s not found: run `make build` or pass -verge PATH", cfg.verge)
+	}
+	for _, dir := range cfg.apps {
+		if _, err := os.Stat(filepath.Join(dir, "verge.toml")); err != nil {
+			return nil, fmt.Errorf("-app %s: no verge.toml there: %v", dir, err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding this binary to start the net/http baseline: %v", err)
+	}
+	logDir, err := os.MkdirTemp("", "verge-bench-http-")
+	if err != nil {
+		return nil, err
+	}
+	keepLogs := false
+	defer func() {
+		if keepLogs {
+			progress("server logs kept in %s", logDir)
+		} else {
+			os.RemoveAll(logDir)
+		}
+	}()
+
+	rep := &report{
+		Bench: "http", Time: time.Now().UTC(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
+		CPUs: runtime.NumCPU(), Wrk: wrkVersion, Verge: cfg.verge, Path: cfg.path, DurationS: cfg.duration.Seconds(),
+	}
+
+	base, err := startChild(ctx, "net/http", self, nil, []string{childEnv + "=nethttp"},
+		filepath.Join(logDir, "nethttp.log"), 30*time.Second)
+	if err != nil {
+		keepLogs = true
+		return nil, err
+	}
+	defer base.stop()
+
+	for _, dir := range cfg.apps {
+		name := filepath.Base(filepath.Clean(dir))
+		// Port 0: the kernel picks a free port, and verge dev prints the
+		// address it got, so there is no race with other listeners.
+		const listen = "127.0.0.1:0"
+		progress("%s: starting %s dev --listen %s %s", name, cfg.verge, listen, dir)
+		srv, err := startChild(ctx, name, verge, []string{"dev", "--listen", listen, dir}, nil,
+			filepath.Join(logDir, name+".log"), cfg.startTimeout)
+		if err != nil {
+			keepLogs = true
+			return nil, err
+		}
+		runs, err := compare(ctx, cfg, wrkPath, srv, base)
+		srv.stop()
+		if err == nil && srv.exitedEarly() {
+			err = errors.New("verge dev exited during the measurement")
+		}
+		if err != nil {
+			keepLogs = true
+			return nil, fmt.Errorf("%s: %w (server log: %s)", name, err, srv.logPath)
+		}
+		for i := range runs {
+			runs[i].Dir = dir
+		}
+		rep.Runs = append(rep.Runs, runs...)
+	}
+	return rep, nil
+}
+
+// compare measures app against the baseline, both serving cfg.path. Both are
+// checked and warmed up first; then, for each connection count, the two are
+// measured alternately cfg.runs times, so that noise from the rest of the
+// machine lands on both rather than on whichever ran second. After every wrk
+// run the server just measured is given time to go idle. Each side keeps its
+// median run by throughput.
+func compare(ctx context.Context, cfg config, wrkPath string, app, base *child) ([]result, error) {
+	const settle = 15 * time.Second
+	sides := []*child{base, app}
+	url := func(c *child) string { return "http://" + c.addr + cfg.path }
+	maxConns := slices.Max(cfg.conns)
+	for _, s := range sides {
+		if err := checkOK(ctx, url(s)); err != nil {
+			return nil, err
+		}
+		if cfg.warmup > 0 {
+			if _, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, maxConns, cfg.warmup, url(s))); err != nil {
+				return nil, fmt.Errorf("warm-up of %s: %w", url(s), err)
+			}
+			s.quiesce(settle)
+		}
+	}
+	var out []result
+	for _, c := range cfg.conns {
+		runs := make([][]wrkResult, len(sides))
+		for i := 0; i < cfg.runs; i++ {
+			for j, s := range sides {
+				r, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, c, cfg.duration, url(s)))
+				if err != nil {
+					return nil, fmt.Errorf("%s c=%d: %w", s.name, c, err)
+				}
+				progress("%s c=%d: %.0f req/s, p50 %sms p99 %sms", s.name, c, r.RPS, ms(r.P50ms), ms(r.P99ms))
+				runs[j] = append(runs[j], r)
+				s.quiesce(settle)
+			}
+		}
+		r := result{App: app.name, Conns: c, Threads: wrkThreads(cfg.threads, c),
+			Verge: median(runs[1]), NetHTTP: median(runs[0]), VergeRPSAll: rpsOf(runs[1]), NetHTTPRPSAll: rpsOf(runs[0])}
+		if r.NetHTTP.RPS > 0 {
+			r.Ratio = math.Round(r.Verge.RPS/r.NetHTTP.RPS*1e4) / 1e4
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// median returns the run with the median throughput (the upper one of an even
+// count), keeping its latencies: they belong to that run.
+func median(rs []wrkResult) wrkResult {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b wrkResult) int { return cmp.Compare(a.RPS, b.RPS) })
+	return s[len(s)/2]
+}
+
+func rpsOf(rs []wrkResult) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = r.RPS
+	}
+	return out
+}
+
+func runWrk(ctx context.Context, wrkPath string, args []string) (wrkResult, error) {
+	cmd := exec.CommandContext(ctx, wrkPath, args...)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return wrkResult{}, ctx.Err()
+	}
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return parseWrk(string(out))
+}
+
+// checkOK fails unless url answers 200, so that we never benchmark an error
+// page.
+func checkOK(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %s, want 200 OK; body: %q", url, resp.Status, body)
+	}
+	return nil
+}
+
+// serveNetHTTP is the baseline: the smallest idiomatic net/http hello world.
+// It exits when its stdin closes, so it never outlives the harness, even one
+// killed with SIGKILL.
+func serveNetHTTP() {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nethttp: %v\n", err)
+		os.Exit(1)
+	}
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "Hello, world!\n")
+	})
+	fmt.Printf("nethttp: serving http://%s\n", l.Addr())
+	err = http.Serve(l, nil)
+	fmt.Fprintf(os.Stderr, "nethttp: %v\n", err)
+	os.Exit(1)
+}
