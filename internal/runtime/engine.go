@@ -142,6 +142,8 @@ type Function struct {
 	sem      chan struct{}
 
 	closeOnce sync.Once
+	cfgOnce   sync.Once
+	cfg       wazero.ModuleConfig
 }
 
 // Load reads, validates and compiles fn's module. Compilation happens here and
@@ -412,9 +414,16 @@ func (f *Function) runError(ctx context.Context, mem *guestMemory, err error) er
 	return &Error{Kind: KindTrap, Status: http.StatusInternalServerError, Msg: "the guest trapped: " + msg, Err: err}
 }
 
-// moduleConfig is the base WASI configuration of every instance: a real
-// random source (wazero's default is deterministic) and the host clocks.
+// moduleConfig is the base WASI configuration of every instance, built once
+// per function: each With call copies the configuration.
 func (f *Function) moduleConfig() wazero.ModuleConfig {
+	f.cfgOnce.Do(func() { f.cfg = f.buildModuleConfig() })
+	return f.cfg
+}
+
+// buildModuleConfig: a real random source (wazero's default is
+// deterministic), the host clocks and the function's environment.
+func (f *Function) buildModuleConfig() wazero.ModuleConfig {
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithRandSource(rand.Reader).
