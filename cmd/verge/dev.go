@@ -59,7 +59,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	eng, err := runtime.NewEngine(runtime.Options{CacheDir: *cacheDir, Logger: log, Allocator: defaultAllocator(), Prepare: prepareModule})
+	eng, err := runtime.NewEngine(runtime.Options{CacheDir: *cacheDir, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/memalloc"
 	"github.com/verge-edge/verge/internal/wasmbin"
 )
 
@@ -60,10 +61,13 @@ type Options struct {
 	// directory (e.g. ~/.cache/verge/wazero). "-" disables the on-disk cache.
 	CacheDir string
 	Logger   *slog.Logger
-	// Allocator backs guest linear memories; nil uses plain Go slices.
+	// Allocator backs guest linear memories; nil means a pooled,
+	// pre-faulted memalloc.Allocator: most of a fresh instance's cost is
+	// getting and zeroing its memory.
 	Allocator experimental.MemoryAllocator
-	// Prepare rewrites a module before compilation (e.g. merging data
-	// segments); nil leaves modules as they are. It must return its input
+	// Prepare rewrites a module before compilation; nil means merging its
+	// data segments (wasmbin.MergeDataSegments: a Go guest has tens of
+	// thousands, each initialised separately). It must return its input
 	// when it cannot improve it.
 	Prepare func([]byte) []byte
 }
@@ -89,6 +93,12 @@ func NewEngine(opts Options) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if opts.Allocator == nil {
+		opts.Allocator = memalloc.New(memalloc.Config{})
+	}
+	if opts.Prepare == nil {
+		opts.Prepare = mergeDataSegments
+	}
 	e := &Engine{opts: opts, log: log}
 	dir := opts.CacheDir
 	if dir == "" {
@@ -106,6 +116,14 @@ func NewEngine(opts Options) (*Engine, error) {
 		e.cache = c
 	}
 	return e, nil
+}
+
+func mergeDataSegments(b []byte) []byte {
+	merged, _, err := wasmbin.MergeDataSegments(b)
+	if err != nil {
+		return b // wazero reports what is wrong with it
+	}
+	return merged
 }
 
 // Close releases the compilation cache. Functions must be closed first.
