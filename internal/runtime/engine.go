@@ -177,6 +177,12 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	if reason := checkMagic(wasm); reason != "" {
 		return nil, lerr(reason, nil)
 	}
+	// wazero sizes its tables from a module's declared counts before
+	// reading them: a 15-byte module claiming 2^28 exports would keep the
+	// compiler busy for minutes. Refuse declarations the bytes cannot back.
+	if err := wasmbin.Precheck(wasm); err != nil {
+		return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "wasmbin: "), err)
+	}
 	if e.opts.Prepare != nil {
 		wasm = e.opts.Prepare(wasm)
 	}
