@@ -74,12 +74,6 @@ func (c *callState) reset(req *Request, bodyLimit int64, log *slog.Logger) {
 	c.log = log
 }
 
-type callStateKey struct{}
-
-func stateOf(ctx context.Context) *callState {
-	cs, _ := ctx.Value(callStateKey{}).(*callState)
-	return cs
-}
 
 // hostFunc is the shape of every ABI function: it returns a status code.
 type hostFunc func(ctx context.Context, m api.Memory, cs *callState, args []uint64) uint32
@@ -114,13 +108,13 @@ func instantiateABI(ctx context.Context, r wazero.Runtime) error {
 		f := f
 		b.NewFunctionBuilder().
 			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-				cs := stateOf(ctx)
-				if cs == nil {
+				r := runOf(ctx)
+				if r == nil || r.cs == nil {
 					// Called outside a request, e.g. from _initialize.
 					stack[0] = StatusUnsupported
 					return
 				}
-				stack[0] = uint64(f.fn(ctx, mod.Memory(), cs, stack))
+				stack[0] = uint64(f.fn(ctx, mod.Memory(), r.cs, stack))
 			}), i32s(f.params), i32s(1)).
 			Export(f.name)
 	}

@@ -31,6 +31,7 @@ func ThreadCPUTime() time.Duration {
 // garbage collector. See RATIONALE.md.
 type run struct {
 	ctx      context.Context
+	cs       *callState // the request's state for the host ABI; nil outside requests
 	limit    time.Duration // CPU time
 	cpuStart time.Duration
 	start    time.Time
@@ -39,6 +40,11 @@ type run struct {
 }
 
 type runKey struct{}
+
+func runOf(ctx context.Context) *run {
+	r, _ := ctx.Value(runKey{}).(*run)
+	return r
+}
 
 // stop reports whether the guest must stop, recording why.
 func (r *run) stop() bool {
@@ -67,24 +73,32 @@ func (r *run) stop() bool {
 
 // limited runs fn, which executes guest code, on a locked OS thread (so the
 // thread's CPU clock is the guest's) with at most limit of CPU time, until
-// ctx's deadline. When the guest is stopped, the error is the cause
-// (errCPUTime, errWallTime or the context's), whatever trap it surfaced as.
-func limited(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
+// deadline (zero: none) or ctx's end. cs is what host ABI calls see. When the
+// guest is stopped, the error is the cause (errCPUTime, errWallTime or the
+// context's), whatever trap it surfaced as.
+func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *callState, fn func(context.Context) error) error {
 	slots := guestSlots()
 	select {
 	case slots <- struct{}{}:
 	default:
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case slots <- struct{}{}:
+		case <-expired:
+			return &stopped{cause: errWallTime, err: errWallTime}
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			return &stopped{cause: context.Cause(ctx), err: ctx.Err()}
 		}
 	}
 	defer func() { <-slots }()
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
-	r := &run{ctx: ctx, limit: limit, cpuStart: ThreadCPUTime(), start: time.Now()}
-	r.deadline, _ = ctx.Deadline()
+	r := &run{ctx: ctx, cs: cs, limit: limit, cpuStart: ThreadCPUTime(), start: time.Now(), deadline: deadline}
 	err := fn(context.WithValue(ctx, runKey{}, r))
 	if err != nil && r.cause != nil {
 		return &stopped{cause: r.cause, err: err}

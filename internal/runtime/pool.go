@@ -34,11 +34,10 @@ func (i *instance) close(ctx context.Context) {
 // reactor's runtime start) under the request limits, so that a guest whose
 // initialisation loops or allocates without end is stopped too.
 func (f *Function) newInstance(ctx context.Context) (*instance, error) {
-	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), f.Limits.WallTime, errWallTime)
-	defer cancel()
+	ctx = context.WithoutCancel(ctx)
 	mem := f.newMemory()
 	var mod api.Module
-	err := limited(ctx, max(f.Limits.CPUTime, initCPUTime), func(ctx context.Context) error {
+	err := limited(ctx, max(f.Limits.CPUTime, initCPUTime), time.Now().Add(f.Limits.WallTime), nil, func(ctx context.Context) error {
 		var err error
 		mod, err = f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, f.moduleConfig())
 		if err != nil {
@@ -153,7 +152,7 @@ func (p *pool) close(ctx context.Context) {
 	}
 }
 
-func (f *Function) serveVerge(ctx context.Context, req *Request) (*Response, error) {
+func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Request) (*Response, error) {
 	var inst *instance
 	var err error
 	if f.pool != nil {
@@ -166,8 +165,7 @@ func (f *Function) serveVerge(ctx context.Context, req *Request) (*Response, err
 	}
 	cs := &inst.cs
 	cs.reset(req, f.Limits.ResponseBody, f.log)
-	callCtx := context.WithValue(ctx, callStateKey{}, cs)
-	err = limited(callCtx, f.Limits.CPUTime, func(ctx context.Context) error {
+	err = limited(ctx, f.Limits.CPUTime, deadline, cs, func(ctx context.Context) error {
 		inst.stack[0], inst.stack[1] = handleRequest, handleResponse
 		return inst.handle.CallWithStack(ctx, inst.stack[:])
 	})

@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -20,7 +21,7 @@ import (
 // serveWAGI runs a WASI command module once for the request, with the CGI
 // contract: the request in environment variables and stdin, the response
 // (headers, blank line, body) on stdout, stderr to the log.
-func (f *Function) serveWAGI(ctx context.Context, req *Request) (*Response, error) {
+func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Request) (*Response, error) {
 	// Headers may add up to 64 KiB on top of the body limit.
 	stdout := &cappedBuffer{limit: f.Limits.ResponseBody + 64<<10}
 	stderr := &logWriter{log: f.log, id: req.ID}
@@ -33,7 +34,7 @@ func (f *Function) serveWAGI(ctx context.Context, req *Request) (*Response, erro
 		cfg = cfg.WithEnv(kv[0], kv[1])
 	}
 	mem := f.newMemory()
-	err := limited(ctx, f.Limits.CPUTime, func(ctx context.Context) error {
+	err := limited(ctx, f.Limits.CPUTime, deadline, nil, func(ctx context.Context) error {
 		mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, cfg.WithStartFunctions("_start"))
 		if mod != nil {
 			mod.Close(context.WithoutCancel(ctx))
