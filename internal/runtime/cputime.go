@@ -32,6 +32,7 @@ func ThreadCPUTime() time.Duration {
 type run struct {
 	ctx      context.Context
 	cs       *callState // the request's state for the host ABI; nil outside requests
+	env      []string   // the guest's environment, "KEY=VALUE"
 	limit    time.Duration // CPU time
 	cpuBase  time.Duration // thread CPU clock at the start, estimated at the first yield
 	cpuKnown bool
@@ -81,10 +82,11 @@ func (r *run) stop() bool {
 
 // limited runs fn, which executes guest code, on a locked OS thread (so the
 // thread's CPU clock is the guest's) with at most limit of CPU time, until
-// deadline (zero: none) or ctx's end. cs is what host ABI calls see. When the
+// deadline (zero: none) or ctx's end. cs is what host ABI calls see, env the
+// guest's environment variables. When the
 // guest is stopped, the error is the cause (errCPUTime, errWallTime or the
 // context's), whatever trap it surfaced as.
-func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *callState, fn func(context.Context) error) error {
+func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *callState, env []string, fn func(context.Context) error) error {
 	slots := guestSlots()
 	select {
 	case slots <- struct{}{}:
@@ -106,7 +108,7 @@ func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *c
 	defer func() { <-slots }()
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
-	r := &run{ctx: ctx, cs: cs, limit: limit, start: time.Now(), deadline: deadline}
+	r := &run{ctx: ctx, cs: cs, env: env, limit: limit, start: time.Now(), deadline: deadline}
 	err := fn(context.WithValue(ctx, runKey{}, r))
 	if err != nil && r.cause != nil {
 		return &stopped{cause: r.cause, err: err}

@@ -162,6 +162,8 @@ type Function struct {
 	closeOnce sync.Once
 	cfgOnce   sync.Once
 	cfg       wazero.ModuleConfig
+	envOnce   sync.Once
+	envList   []string
 }
 
 // Load reads, validates and compiles fn's module. Compilation happens here and
@@ -206,7 +208,7 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 			rt.Close(ctx)
 		}
 	}()
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	if err := instantiateWASI(ctx, rt); err != nil {
 		return nil, err
 	}
 	if err := instantiateYield(ctx, rt); err != nil {
@@ -447,7 +449,8 @@ func (f *Function) moduleConfig() wazero.ModuleConfig {
 }
 
 // buildModuleConfig: a real random source (wazero's default is
-// deterministic), the host clocks and the function's environment.
+// deterministic) and the host clocks. The environment is served per call
+// (see wasi.go).
 func (f *Function) buildModuleConfig() wazero.ModuleConfig {
 	cfg := wazero.NewModuleConfig().
 		WithName("").
@@ -456,15 +459,18 @@ func (f *Function) buildModuleConfig() wazero.ModuleConfig {
 		WithSysNanotime().
 		WithSysNanosleep().
 		WithStartFunctions()
-	keys := make([]string, 0, len(f.Spec.Env))
-	for k := range f.Spec.Env {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		cfg = cfg.WithEnv(k, f.Spec.Env[k])
-	}
 	return cfg
+}
+
+// env is the function's environment from the manifest, sorted.
+func (f *Function) env() []string {
+	f.envOnce.Do(func() {
+		for k, v := range f.Spec.Env {
+			f.envList = append(f.envList, k+"="+v)
+		}
+		slices.Sort(f.envList)
+	})
+	return f.envList
 }
 
 func (f *Function) newMemory() *guestMemory {

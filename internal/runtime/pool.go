@@ -37,7 +37,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	ctx = context.WithoutCancel(ctx)
 	mem := f.newMemory()
 	var mod api.Module
-	err := limited(ctx, max(f.Limits.CPUTime, initCPUTime), time.Now().Add(f.Limits.WallTime), nil, func(ctx context.Context) error {
+	err := limited(ctx, max(f.Limits.CPUTime, initCPUTime), time.Now().Add(f.Limits.WallTime), nil, f.env(), func(ctx context.Context) error {
 		var err error
 		mod, err = f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, f.moduleConfig())
 		if err != nil {
@@ -165,7 +165,7 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	}
 	cs := &inst.cs
 	cs.reset(req, f.Limits.ResponseBody, f.log)
-	err = limited(ctx, f.Limits.CPUTime, deadline, cs, func(ctx context.Context) error {
+	err = limited(ctx, f.Limits.CPUTime, deadline, cs, f.env(), func(ctx context.Context) error {
 		inst.stack[0], inst.stack[1] = handleRequest, handleResponse
 		return inst.handle.CallWithStack(ctx, inst.stack[:])
 	})

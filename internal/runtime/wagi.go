@@ -30,11 +30,9 @@ func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Reque
 		WithStdin(bytes.NewReader(req.Body)).
 		WithStdout(stdout).
 		WithStderr(stderr)
-	for _, kv := range cgiEnv(req) {
-		cfg = cfg.WithEnv(kv[0], kv[1])
-	}
 	mem := f.newMemory()
-	err := limited(ctx, f.Limits.CPUTime, deadline, nil, func(ctx context.Context) error {
+	env := append(cgiEnv(req), f.env()...)
+	err := limited(ctx, f.Limits.CPUTime, deadline, nil, env, func(ctx context.Context) error {
 		mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, cfg.WithStartFunctions("_start"))
 		if mod != nil {
 			mod.Close(context.WithoutCancel(ctx))
@@ -59,8 +57,9 @@ func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Reque
 	return parseCGI(stdout.Bytes())
 }
 
-// cgiEnv builds the CGI/1.1 meta-variables (RFC 3875) plus WAGI's X_ extras.
-func cgiEnv(r *Request) [][2]string {
+// cgiEnv builds the CGI/1.1 meta-variables (RFC 3875) plus WAGI's X_ extras,
+// as "KEY=VALUE" strings.
+func cgiEnv(r *Request) []string {
 	script := strings.TrimSuffix(strings.TrimSuffix(r.Route, "*"), "/")
 	pathInfo := strings.TrimPrefix(r.Path, script)
 	host, port, err := net.SplitHostPort(r.Host)
@@ -71,28 +70,29 @@ func cgiEnv(r *Request) [][2]string {
 	if err != nil {
 		remote = r.RemoteAddr
 	}
-	env := [][2]string{
-		{"GATEWAY_INTERFACE", "CGI/1.1"},
-		{"SERVER_SOFTWARE", "Verge"},
-		{"SERVER_PROTOCOL", r.Proto},
-		{"SERVER_NAME", host},
-		{"SERVER_PORT", port},
-		{"REQUEST_METHOD", r.Method},
-		{"SCRIPT_NAME", script},
-		{"PATH_INFO", pathInfo},
-		{"PATH_TRANSLATED", pathInfo},
-		{"QUERY_STRING", r.Query},
-		{"REMOTE_ADDR", remote},
-		{"REMOTE_HOST", remote},
-		{"REQUEST_URI", r.URI},
-		{"CONTENT_LENGTH", strconv.Itoa(len(r.Body))},
-		{"X_MATCHED_ROUTE", r.Route},
-		{"X_FULL_URL", "http://" + r.Host + r.URI},
-		{"X_RAW_PATH_INFO", pathInfo},
-		{"X_REQUEST_ID", r.ID},
-	}
+	env := make([]string, 0, 20+len(r.Header))
+	env = append(env,
+		"GATEWAY_INTERFACE=CGI/1.1",
+		"SERVER_SOFTWARE=Verge",
+		"SERVER_PROTOCOL="+r.Proto,
+		"SERVER_NAME="+host,
+		"SERVER_PORT="+port,
+		"REQUEST_METHOD="+r.Method,
+		"SCRIPT_NAME="+script,
+		"PATH_INFO="+pathInfo,
+		"PATH_TRANSLATED="+pathInfo,
+		"QUERY_STRING="+r.Query,
+		"REMOTE_ADDR="+remote,
+		"REMOTE_HOST="+remote,
+		"REQUEST_URI="+r.URI,
+		"CONTENT_LENGTH="+strconv.Itoa(len(r.Body)),
+		"X_MATCHED_ROUTE="+r.Route,
+		"X_FULL_URL=http://"+r.Host+r.URI,
+		"X_RAW_PATH_INFO="+pathInfo,
+		"X_REQUEST_ID="+r.ID,
+	)
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		env = append(env, [2]string{"CONTENT_TYPE", ct})
+		env = append(env, "CONTENT_TYPE="+ct)
 	}
 	for k, vs := range r.Header {
 		if k == "Content-Type" || k == "Content-Length" || k == "Authorization" || k == "Proxy-Authorization" {
@@ -101,7 +101,7 @@ func cgiEnv(r *Request) [][2]string {
 			continue
 		}
 		name := "HTTP_" + strings.ToUpper(strings.ReplaceAll(k, "-", "_"))
-		env = append(env, [2]string{name, strings.Join(vs, ", ")})
+		env = append(env, name+"="+strings.Join(vs, ", "))
 	}
 	return env
 }
