@@ -74,7 +74,6 @@ func (c *callState) reset(req *Request, bodyLimit int64, log *slog.Logger) {
 	c.log = log
 }
 
-
 // hostFunc is the shape of every ABI function: it returns a status code.
 type hostFunc func(ctx context.Context, m api.Memory, cs *callState, args []uint64) uint32
 

@@ -31,8 +31,8 @@ func ThreadCPUTime() time.Duration {
 // garbage collector. See RATIONALE.md.
 type run struct {
 	ctx      context.Context
-	cs       *callState // the request's state for the host ABI; nil outside requests
-	env      []string   // the guest's environment, "KEY=VALUE"
+	cs       *callState    // the request's state for the host ABI; nil outside requests
+	env      []string      // the guest's environment, "KEY=VALUE"
 	limit    time.Duration // CPU time
 	cpuBase  time.Duration // thread CPU clock at the start, estimated at the first yield
 	cpuKnown bool
