@@ -1,0 +1,472 @@
+package crdt
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Op is one operation on a document path. Paths use dots between object keys
+// and decimal indexes for array elements ("items.0.qty"); "" is the root.
+// Keys that contain a dot cannot be addressed by path.
+//
+//	set        Path, Value       write a JSON value (objects and arrays become nested CRDTs)
+//	insert     Path, Index, Value insert into the array at Path before visible index Index
+//	append     Path, Value       insert at the end of the array at Path
+//	prepend    Path, Value       insert at the start of the array at Path
+//	remove     Path              delete an object key or an array element
+//	increment  Path, Value       add an integer (negative to subtract) to a number;
+//	                             a missing object key starts at 0
+type Op struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	Index *int            `json:"index,omitempty"`
+	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// Doc is a JSON document CRDT replica. The zero value is the empty document {}.
+type Doc struct {
+	root    object
+	ctx     VersionVector
+	clock   int64    // hybrid logical clock: the highest timestamp seen
+	pending []*Delta // deltas waiting for their causal dependencies
+}
+
+// NewDoc returns an empty document: the JSON object {}.
+func NewDoc() *Doc { return &Doc{} }
+
+// Context returns the document's causal context: for each replica, how many
+// of its events this replica has applied. It is what a replica acknowledges
+// to its peers.
+func (d *Doc) Context() VersionVector { return d.ctx.Clone() }
+
+// Clock returns the document's hybrid logical clock (unix nanoseconds).
+func (d *Doc) Clock() int64 { return d.clock }
+
+// Pending returns how many received deltas wait for causal predecessors.
+func (d *Doc) Pending() int { return len(d.pending) }
+
+// Value returns the document as plain Go JSON values: map[string]any,
+// []any, string, bool, nil, int64 (integers) and float64 (other numbers).
+func (d *Doc) Value() any { return nodeValue(&node{val: &d.root}) }
+
+// JSON returns the document as JSON, keys sorted, as encoding/json writes it.
+func (d *Doc) JSON() ([]byte, error) { return json.Marshal(d.Value()) }
+
+// Apply runs ops atomically as replica r at physical time now (unix
+// nanoseconds): either every op applies, or none does and the error names
+// the failing op. It returns the delta to ship to the other replicas.
+func (d *Doc) Apply(r ReplicaID, now int64, ops ...Op) (*Delta, error) {
+	if len(ops) == 0 {
+		return nil, errors.New("apply: no operations")
+	}
+	ts := d.clock + 1
+	if now > d.clock {
+		ts = now
+	}
+	if ts == math.MaxInt64 {
+		return nil, errors.New("apply: clock at maximum; physical time is out of range")
+	}
+	x := &Delta{ts: ts}
+	x.root, x.ctx = &x.rootBuf, x.ctxBuf[:0]
+	x.rootBuf.fields = x.fieldBuf[:0]
+	if len(d.ctx) > 0 {
+		x.deps = append(x.depsBuf[:0], d.ctx...)
+	}
+	a := applier{
+		d:     d,
+		r:     r,
+		ts:    ts,
+		seq:   d.ctx.Get(r),
+		delta: x,
+		undo:  len(ops) > 1,
+	}
+	for i := range ops {
+		if err := a.apply(&ops[i]); err != nil {
+			a.rollback()
+			return nil, fmt.Errorf("op %d (%s %q): %w", i, ops[i].Op, ops[i].Path, err)
+		}
+	}
+	d.clock = ts
+	d.ctx = d.ctx.set(r, a.seq)
+	return a.delta, nil
+}
+
+type applier struct {
+	d     *Doc
+	r     ReplicaID
+	ts    int64
+	seq   uint32
+	delta *Delta
+	undo  bool
+	undos []func()
+}
+
+func (a *applier) rollback() {
+	for i := len(a.undos) - 1; i >= 0; i-- {
+		a.undos[i]()
+	}
+}
+
+func (a *applier) next() (Dot, error) {
+	if a.seq == math.MaxUint32 {
+		return Dot{}, fmt.Errorf("replica %d has used all 2^32-1 events of this document", a.r)
+	}
+	a.seq++
+	d := Dot{a.r, a.seq}
+	a.delta.ctx = a.delta.ctx.add(d)
+	return d, nil
+}
+
+// place is a slot reached by a path: an object key or an array element, with
+// its mirror in the delta.
+type place struct {
+	obj  *object
+	key  string
+	lst  *list
+	el   *elem
+	fobj *object   // delta mirror of obj
+	flst *fragList // delta mirror of lst
+}
+
+func (p *place) head() *node {
+	if p.el != nil {
+		return p.el.head
+	}
+	return p.obj.get(p.key)
+}
+
+// setHead replaces the slot in the document (nil empties it).
+func (a *applier) setHead(p *place, h *node) {
+	if p.el != nil {
+		el, l := p.el, p.lst
+		old, was := el.head, el.head != nil
+		el.head = h
+		l.setVisible(el, was)
+		if a.undo {
+			a.undos = append(a.undos, func() { el.head = old; l.setVisible(el, h != nil) })
+		}
+		return
+	}
+	if a.undo {
+		old, obj, key := p.obj.get(p.key), p.obj, p.key
+		a.undos = append(a.undos, func() { obj.put(key, old) })
+	}
+	p.obj.put(p.key, h)
+}
+
+// fragSlot returns a pointer to the slot mirror in the delta, creating it.
+func (p *place) fragSlot() **node {
+	if p.el != nil {
+		i := p.flst.find(p.el.id)
+		if i < 0 {
+			p.flst.elems = append(p.flst.elems, fragElem{id: p.el.id})
+			i = len(p.flst.elems) - 1
+		}
+		return &p.flst.elems[i].head
+	}
+	i, ok := p.fobj.find(p.key)
+	if !ok {
+		p.fobj.fields = append(p.fobj.fields, field{})
+		copy(p.fobj.fields[i+1:], p.fobj.fields[i:])
+		p.fobj.fields[i] = field{key: p.key}
+	}
+	return &p.fobj.fields[i].head
+}
+
+// fragNode returns the delta mirror of n (a node of the slot at p), adding a
+// stub when the delta does not carry it yet.
+func (p *place) fragNode(n *node) *node {
+	s := p.fragSlot()
+	for m := *s; m != nil; m = m.sibling() {
+		if m.id == n.id {
+			return m
+		}
+	}
+	m := stub(n)
+	*s = insertSorted(*s, m)
+	return m
+}
+
+// resolve walks to the slot named by path (not the root).
+func (a *applier) resolve(path string) (place, error) {
+	p := place{obj: &a.d.root, fobj: a.delta.root}
+	rest, depth := path, 0
+	for {
+		s, more, found := strings.Cut(rest, ".")
+		at := path[:len(path)-len(rest)] // the prefix already walked, for errors
+		at = strings.TrimSuffix(at, ".")
+		if depth++; depth > maxDepth {
+			return place{}, fmt.Errorf("path nests deeper than %d levels", maxDepth)
+		}
+		if p.obj != nil {
+			p.key = s
+		} else {
+			idx, err := strconv.Atoi(s)
+			if err != nil {
+				return place{}, fmt.Errorf("%q is an array, %q is not an index into it", at, s)
+			}
+			if idx < 0 || idx >= p.lst.visible() {
+				return place{}, fmt.Errorf("index %d out of range: %q has %d elements", idx, at, p.lst.visible())
+			}
+			p.el = p.lst.at(idx)
+		}
+		if !found {
+			return p, nil
+		}
+		walked := path[:len(path)-len(more)-1]
+		h := p.head()
+		if h == nil {
+			return place{}, fmt.Errorf("%q does not exist", walked)
+		}
+		switch v := h.val.(type) {
+		case *object:
+			m := p.fragNode(h)
+			p = place{obj: v, fobj: m.val.(*object)}
+		case *list:
+			m := p.fragNode(h)
+			p = place{lst: v, flst: m.val.(*fragList)}
+		default:
+			return place{}, fmt.Errorf("%q is %s, not an object or array", walked, kindName(h))
+		}
+		rest = more
+	}
+}
+
+// array resolves a path that must name an array.
+func (a *applier) array(path string) (place, *list, error) {
+	if path == "" {
+		return place{}, nil, errors.New("the root is an object, not an array")
+	}
+	p, err := a.resolve(path)
+	if err != nil {
+		return place{}, nil, err
+	}
+	h := p.head()
+	if h == nil {
+		return place{}, nil, errors.New("path does not exist; set it to [] first")
+	}
+	l, ok := h.val.(*list)
+	if !ok {
+		return place{}, nil, fmt.Errorf("path points at %s, not an array", kindName(h))
+	}
+	return p, l, nil
+}
+
+func (a *applier) apply(op *Op) error {
+	switch op.Op {
+	case "set":
+		return a.set(op)
+	case "insert", "append", "prepend":
+		return a.insert(op)
+	case "remove":
+		return a.remove(op)
+	case "increment":
+		return a.increment(op)
+	case "":
+		return errors.New("missing op; want set, insert, append, prepend, remove or increment")
+	}
+	return errors.New("unknown op; want set, insert, append, prepend, remove or increment")
+}
+
+func (a *applier) value(op *Op) (any, error) {
+	if len(op.Value) == 0 {
+		return nil, fmt.Errorf("%s needs a value", op.Op)
+	}
+	return parseValue(op.Value)
+}
+
+func (a *applier) set(op *Op) error {
+	v, err := a.value(op)
+	if err != nil {
+		return err
+	}
+	b := builder{a}
+	if op.Path == "" {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return errors.New("the root must be an object")
+		}
+		return a.setRoot(m, b)
+	}
+	p, err := a.resolve(op.Path)
+	if err != nil {
+		return err
+	}
+	id, err := a.next()
+	if err != nil {
+		return err
+	}
+	n, err := b.build(v, id, a.ts, 0)
+	if err != nil {
+		return err
+	}
+	a.setHead(&p, n)
+	*p.fragSlot() = cloneNode(n)
+	return nil
+}
+
+func (a *applier) setRoot(m map[string]any, b builder) error {
+	root, froot := &a.d.root, a.delta.root
+	old := root.fields
+	for _, f := range old {
+		*(&place{obj: root, key: f.key, fobj: froot}).fragSlot() = nil
+	}
+	nr := object{}
+	for k, v := range m {
+		id, err := a.next()
+		if err != nil {
+			return err
+		}
+		n, err := b.build(v, id, a.ts, 0)
+		if err != nil {
+			return err
+		}
+		nr.put(k, n)
+	}
+	for _, f := range nr.fields {
+		*(&place{obj: root, key: f.key, fobj: froot}).fragSlot() = cloneNode(f.head)
+	}
+	root.fields = nr.fields
+	if a.undo {
+		a.undos = append(a.undos, func() { root.fields = old })
+	}
+	return nil
+}
+
+func (a *applier) insert(op *Op) error {
+	v, err := a.value(op)
+	if err != nil {
+		return err
+	}
+	p, l, err := a.array(op.Path)
+	if err != nil {
+		return err
+	}
+	var left *elem
+	switch op.Op {
+	case "insert":
+		if op.Index == nil {
+			return errors.New("insert needs an index")
+		}
+		i := *op.Index
+		if i < 0 || i > l.visible() {
+			return fmt.Errorf("index %d out of range: the array has %d elements (insert accepts 0..%d)", i, l.visible(), l.visible())
+		}
+		if i > 0 {
+			left = l.at(i - 1)
+		}
+	case "append":
+		left = l.last()
+	}
+	id, err := a.next()
+	if err != nil {
+		return err
+	}
+	n, err := builder{a}.build(v, id, 0, 0)
+	if err != nil {
+		return err
+	}
+	parent, isLeft := l.localPlace(left)
+	e := &elem{id: id, head: n}
+	l.attach(e, parent, isLeft)
+	if a.undo {
+		a.undos = append(a.undos, func() { l.detach(e, parent, isLeft) })
+	}
+	h := p.head()
+	fl := p.fragNode(h).val.(*fragList)
+	fe := fragElem{id: id, pos: true, isLeft: isLeft, head: cloneNode(n)}
+	if parent != nil {
+		fe.parent = parent.id
+	}
+	fl.elems = append(fl.elems, fe)
+	return nil
+}
+
+func (a *applier) remove(op *Op) error {
+	if len(op.Value) != 0 {
+		return errors.New("remove takes no value")
+	}
+	if op.Path == "" {
+		return errors.New("cannot remove the root; set it to {} instead")
+	}
+	p, err := a.resolve(op.Path)
+	if err != nil {
+		return err
+	}
+	old := p.head()
+	if old == nil {
+		return errors.New("path does not exist")
+	}
+	if _, err := a.next(); err != nil {
+		return err
+	}
+	a.setHead(&p, nil)
+	*p.fragSlot() = nil
+	return nil
+}
+
+func (a *applier) increment(op *Op) error {
+	v, err := a.value(op)
+	if err != nil {
+		return err
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return errors.New("increment needs an integer value")
+	}
+	if op.Path == "" {
+		return errors.New("the root is an object, increment needs a number")
+	}
+	p, err := a.resolve(op.Path)
+	if err != nil {
+		return err
+	}
+	id, err := a.next()
+	if err != nil {
+		return err
+	}
+	h := p.head()
+	if h == nil {
+		if p.el != nil {
+			return errors.New("internal: empty element")
+		}
+		c := &counter{base: int64(0), implicit: true}
+		c.add(a.r, n)
+		nn := newNode(id, a.ts)
+		nn.val = c
+		a.setHead(&p, nn)
+		*p.fragSlot() = cloneNode(nn)
+		return nil
+	}
+	var c *counter
+	switch x := h.val.(type) {
+	case *counter:
+		c = x
+		if a.undo {
+			saved := c.clone()
+			a.undos = append(a.undos, func() { *c = *saved })
+		}
+	case int64, float64:
+		c = &counter{base: x}
+		h.val = c
+		if a.undo {
+			a.undos = append(a.undos, func() { h.val = x })
+		}
+	default:
+		return fmt.Errorf("path points at %s, increment needs a number", kindName(h))
+	}
+	c.add(a.r, n)
+	m := p.fragNode(h)
+	fc, ok := m.val.(*counter)
+	if !ok {
+		fc = &counter{base: m.val}
+		m.val = fc
+	}
+	i, _ := c.entry(a.r)
+	fc.join(&counter{ents: []ctrEnt{c.ents[i]}})
+	return nil
+}
