@@ -1,0 +1,124 @@
+//go:build !wasip1
+
+package verge_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/verge-edge/verge/sdk/go/verge"
+)
+
+// fakeHost plays the host side of the ABI for one request.
+type fakeHost struct {
+	head    []byte
+	body    *strings.Reader
+	status  int
+	headers []byte
+	out     strings.Builder
+	logs    []string
+	calls   int
+}
+
+func str(b []byte, s string) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+func newFakeHost(method, uri, body string, headers ...string) *fakeHost {
+	h := binary.LittleEndian.AppendUint32(nil, 5)
+	for _, f := range []string{method, uri, "example.com", "127.0.0.1:1", "req-1"} {
+		h = str(h, f)
+	}
+	h = binary.LittleEndian.AppendUint32(h, uint32(len(headers)/2))
+	for _, s := range headers {
+		h = str(h, s)
+	}
+	return &fakeHost{head: h, body: strings.NewReader(body)}
+}
+
+func (f *fakeHost) Log(level uint32, msg string) uint32 { f.logs = append(f.logs, msg); return 0 }
+func (f *fakeHost) ReqHead(h uint32, buf []byte) (uint32, uint32) {
+	f.calls++
+	if len(buf) < len(f.head) {
+		return uint32(len(f.head)), 3
+	}
+	return uint32(copy(buf, f.head)), 0
+}
+func (f *fakeHost) BodyRead(h uint32, buf []byte) (uint32, uint32) {
+	n, _ := f.body.Read(buf)
+	return uint32(n), 0
+}
+func (f *fakeHost) RespHead(h uint32, status int, head []byte) uint32 {
+	f.status, f.headers = status, append([]byte(nil), head...)
+	return 0
+}
+func (f *fakeHost) BodyWrite(h uint32, b []byte) uint32 { f.out.Write(b); return 0 }
+
+func TestRequestAndResponse(t *testing.T) {
+	host := newFakeHost("POST", "/items/7?color=red%20ish", "payload", "Content-Type", "text/plain", "X-Multi", "a", "X-Multi", "b")
+	defer verge.SetHost(verge.SetHost(host))
+	verge.HandleFunc(func(w verge.ResponseWriter, r *verge.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("content-type", "application/json")
+		w.WriteHeader(201)
+		fmt.Fprintf(w, "%s %s %s %s %v %s %s", r.Method, r.URL.Path, r.URL.Query().Get("color"), r.Header.Get("content-type"), r.Header["X-Multi"], body, r.ID)
+	})
+	if rc := verge.ServeOnce(1, 2); rc != 0 {
+		t.Fatalf("handler returned %d", rc)
+	}
+	want := "POST /items/7 red ish text/plain [a b] payload req-1"
+	if host.status != 201 || host.out.String() != want {
+		t.Fatalf("got %d %q, want 201 %q", host.status, host.out.String(), want)
+	}
+	if !strings.Contains(string(host.headers), "Content-Type") || !strings.Contains(string(host.headers), "application/json") {
+		t.Fatalf("response headers %q lack the canonical Content-Type", host.headers)
+	}
+}
+
+func TestLargeHeadIsFetchedAgain(t *testing.T) {
+	big := strings.Repeat("v", 10000)
+	host := newFakeHost("GET", "/", "", "X-Big", big)
+	defer verge.SetHost(verge.SetHost(host))
+	verge.HandleFunc(func(w verge.ResponseWriter, r *verge.Request) { io.WriteString(w, r.Header.Get("X-Big")) })
+	if rc := verge.ServeOnce(1, 2); rc != 0 || host.out.String() != big || host.calls != 2 {
+		t.Fatalf("rc %d, %d bytes back, %d head calls; want the 10000-byte header after a second call", rc, host.out.Len(), host.calls)
+	}
+}
+
+func TestPanicIsReported(t *testing.T) {
+	host := newFakeHost("GET", "/", "")
+	defer verge.SetHost(verge.SetHost(host))
+	verge.HandleFunc(func(w verge.ResponseWriter, r *verge.Request) { panic("boom") })
+	if rc := verge.ServeOnce(1, 2); rc == 0 || len(host.logs) == 0 || !strings.Contains(host.logs[0], "boom") {
+		t.Fatalf("rc %d logs %q: a panic must return non-zero and be logged", rc, host.logs)
+	}
+}
+
+func TestCanonicalHeaderKey(t *testing.T) {
+	for in, want := range map[string]string{"content-type": "Content-Type", "X-FOO-bar": "X-Foo-Bar", "Host": "Host", "a": "A"} {
+		if got := verge.CanonicalHeaderKey(in); got != want {
+			t.Errorf("CanonicalHeaderKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A handler reads like net/http's. Built with GOOS=wasip1 GOARCH=wasm
+// -buildmode=c-shared, it becomes a Verge function; natively, a fake host
+// (SetHost) drives it, as here.
+func ExampleHandleFunc() {
+	host := newFakeHost("GET", "/hello?name=Ada", "")
+	defer verge.SetHost(verge.SetHost(host))
+
+	verge.HandleFunc(func(w verge.ResponseWriter, r *verge.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "Hello, %s!", r.URL.Query().Get("name"))
+	})
+
+	verge.ServeOnce(1, 2)
+	fmt.Println(host.status, host.out.String())
+	// Output: 200 Hello, Ada!
+}
