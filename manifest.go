@@ -48,6 +48,7 @@ const (
 
 // Function is one [[function]] of a manifest.
 type Function struct {
+	App       string // the app's name: documents are the app's own
 	Name      string
 	Module    string // absolute path of the .wasm file
 	Executor  Executor
@@ -249,7 +250,7 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 	routes := map[string]string{}
 	for i, rf := range raw.Function {
 		at := func(f string) string { return fmt.Sprintf("function[%d].%s", i, f) }
-		fn := Function{Name: rf.Name, Build: rf.Build, Env: rf.Env}
+		fn := Function{App: raw.Name, Name: rf.Name, Build: rf.Build, Env: rf.Env}
 		if !nameRE.MatchString(rf.Name) {
 			return nil, bad(at("name"), "%q is not a valid function name; expected 1-63 letters, digits, - or _", rf.Name)
 		}

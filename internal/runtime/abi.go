@@ -59,9 +59,13 @@ type callState struct {
 	overflow  bool // the guest tried to write past the response body limit
 	logged    int
 	log       *slog.Logger
+	lastErr   string
+	app       string
+	docs      Documents
 }
 
 func (c *callState) reset(req *Request, bodyLimit int64, log *slog.Logger) {
+	c.lastErr = ""
 	c.req = req
 	c.head = c.head[:0]
 	c.bodyOff = 0
@@ -98,6 +102,11 @@ var abiFunctions = []struct {
 	{"body_read", 4, hostBodyRead},
 	{"http_resp_head", 4, hostRespHead},
 	{"body_write", 3, hostBodyWrite},
+	{"last_error", 3, hostLastError},
+	{"doc_get", 7, hostDocGet},
+	{"doc_update", 6, hostDocUpdate},
+	{"doc_delete", 4, hostDocDelete},
+	{"doc_list", 8, hostDocList},
 }
 
 // instantiateABI registers the "verge" host module in r.

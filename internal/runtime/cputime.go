@@ -116,6 +116,23 @@ func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *c
 	return err
 }
 
+// blocking runs fn, a host call's wait for I/O (a durable write), without
+// holding a guest slot: a slot stands for a P executing guest code, and
+// holding it while blocked would stall every other guest behind one fsync.
+// fn's context carries the request's deadline.
+func blocking(ctx context.Context, fn func(context.Context)) {
+	r := runOf(ctx)
+	if r != nil && !r.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, r.deadline, errWallTime)
+		defer cancel()
+	}
+	slots := guestSlots()
+	<-slots
+	defer func() { slots <- struct{}{} }()
+	fn(ctx)
+}
+
 // stopped is a guest stopped by a limit; it matches its cause with errors.Is.
 type stopped struct {
 	cause, err error

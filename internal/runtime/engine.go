@@ -65,6 +65,9 @@ type Options struct {
 	// pre-faulted memalloc.Allocator: most of a fresh instance's cost is
 	// getting and zeroing its memory.
 	Allocator experimental.MemoryAllocator
+	// Documents serves the document host calls; nil makes them return
+	// StatusUnsupported.
+	Documents Documents
 	// Prepare rewrites a module before compilation; nil means merging its
 	// data segments (wasmbin.MergeDataSegments: a Go guest has tens of
 	// thousands, each initialised separately). It must return its input

@@ -13,6 +13,11 @@ type Host interface {
 	BodyRead(h uint32, buf []byte) (n uint32, status uint32)
 	RespHead(h uint32, status int, head []byte) uint32
 	BodyWrite(h uint32, b []byte) uint32
+	LastError(buf []byte) (n uint32, status uint32)
+	DocGet(coll, key string, buf []byte) (n uint32, status uint32)
+	DocUpdate(coll, key string, ops []byte) uint32
+	DocDelete(coll, key string) uint32
+	DocList(coll, after string, limit int, buf []byte) (n uint32, status uint32)
 }
 
 var host Host = noHost{}
@@ -31,9 +36,25 @@ func (noHost) ReqHead(uint32, []byte) (uint32, uint32)  { return 0, statusUnsupp
 func (noHost) BodyRead(uint32, []byte) (uint32, uint32) { return 0, statusUnsupported }
 func (noHost) RespHead(uint32, int, []byte) uint32      { return statusUnsupported }
 func (noHost) BodyWrite(uint32, []byte) uint32          { return statusUnsupported }
+func (noHost) LastError([]byte) (uint32, uint32)        { return 0, statusUnsupported }
+func (noHost) DocGet(string, string, []byte) (uint32, uint32) {
+	return 0, statusUnsupported
+}
+func (noHost) DocUpdate(string, string, []byte) uint32 { return statusUnsupported }
+func (noHost) DocDelete(string, string) uint32         { return statusUnsupported }
+func (noHost) DocList(string, string, int, []byte) (uint32, uint32) {
+	return 0, statusUnsupported
+}
 
-func sysLog(level uint32, msg string) uint32             { return host.Log(level, msg) }
-func sysReqHead(h uint32, buf []byte) (uint32, uint32)   { return host.ReqHead(h, buf) }
-func sysBodyRead(h uint32, buf []byte) (uint32, uint32)  { return host.BodyRead(h, buf) }
-func sysRespHead(h uint32, code int, head []byte) uint32 { return host.RespHead(h, code, head) }
-func sysBodyWrite(h uint32, b []byte) uint32             { return host.BodyWrite(h, b) }
+func sysLog(level uint32, msg string) uint32                  { return host.Log(level, msg) }
+func sysReqHead(h uint32, buf []byte) (uint32, uint32)        { return host.ReqHead(h, buf) }
+func sysBodyRead(h uint32, buf []byte) (uint32, uint32)       { return host.BodyRead(h, buf) }
+func sysRespHead(h uint32, code int, head []byte) uint32      { return host.RespHead(h, code, head) }
+func sysBodyWrite(h uint32, b []byte) uint32                  { return host.BodyWrite(h, b) }
+func sysLastError(buf []byte) (uint32, uint32)                { return host.LastError(buf) }
+func sysDocGet(coll, key string, buf []byte) (uint32, uint32) { return host.DocGet(coll, key, buf) }
+func sysDocUpdate(coll, key string, ops []byte) uint32        { return host.DocUpdate(coll, key, ops) }
+func sysDocDelete(coll, key string) uint32                    { return host.DocDelete(coll, key) }
+func sysDocList(coll, after string, limit int, buf []byte) (uint32, uint32) {
+	return host.DocList(coll, after, limit, buf)
+}

@@ -54,3 +54,48 @@ func sysRespHead(h uint32, code int, head []byte) uint32 {
 func sysBodyWrite(h uint32, b []byte) uint32 {
 	return hostBodyWrite(h, ptr(b), uint32(len(b)))
 }
+
+//go:wasmimport verge last_error
+func hostLastError(buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer) uint32
+
+//go:wasmimport verge doc_get
+func hostDocGet(coll unsafe.Pointer, collLen uint32, key unsafe.Pointer, keyLen uint32, buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer) uint32
+
+//go:wasmimport verge doc_update
+func hostDocUpdate(coll unsafe.Pointer, collLen uint32, key unsafe.Pointer, keyLen uint32, ops unsafe.Pointer, opsLen uint32) uint32
+
+//go:wasmimport verge doc_delete
+func hostDocDelete(coll unsafe.Pointer, collLen uint32, key unsafe.Pointer, keyLen uint32) uint32
+
+//go:wasmimport verge doc_list
+func hostDocList(coll unsafe.Pointer, collLen uint32, after unsafe.Pointer, afterLen uint32, limit uint32, buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer) uint32
+
+func sptr(s string) unsafe.Pointer {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(unsafe.StringData(s))
+}
+
+func sysLastError(buf []byte) (n uint32, status uint32) {
+	status = hostLastError(ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
+	return n, status
+}
+
+func sysDocGet(coll, key string, buf []byte) (n uint32, status uint32) {
+	status = hostDocGet(sptr(coll), uint32(len(coll)), sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
+	return n, status
+}
+
+func sysDocUpdate(coll, key string, ops []byte) uint32 {
+	return hostDocUpdate(sptr(coll), uint32(len(coll)), sptr(key), uint32(len(key)), ptr(ops), uint32(len(ops)))
+}
+
+func sysDocDelete(coll, key string) uint32 {
+	return hostDocDelete(sptr(coll), uint32(len(coll)), sptr(key), uint32(len(key)))
+}
+
+func sysDocList(coll, after string, limit int, buf []byte) (n uint32, status uint32) {
+	status = hostDocList(sptr(coll), uint32(len(coll)), sptr(after), uint32(len(after)), uint32(limit), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
+	return n, status
+}

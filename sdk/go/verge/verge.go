@@ -50,12 +50,16 @@ var statusText = [...]string{"ok", "invalid argument", "pointer out of bounds", 
 type HostError struct {
 	Call   string
 	Status uint32
+	Msg    string // the host's explanation, when it gave one
 }
 
 func (e *HostError) Error() string {
 	s := "status " + strconv.Itoa(int(e.Status))
 	if int(e.Status) < len(statusText) {
 		s = statusText[e.Status]
+	}
+	if e.Msg != "" {
+		s += ": " + e.Msg
 	}
 	return "verge: " + e.Call + ": " + s
 }

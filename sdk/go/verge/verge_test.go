@@ -4,6 +4,7 @@ package verge_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -21,6 +22,9 @@ type fakeHost struct {
 	out     strings.Builder
 	logs    []string
 	calls   int
+	docs    map[string]string // "coll/key" -> JSON
+	lastOps string
+	lastErr string
 }
 
 func str(b []byte, s string) []byte {
@@ -57,6 +61,85 @@ func (f *fakeHost) RespHead(h uint32, status int, head []byte) uint32 {
 	return 0
 }
 func (f *fakeHost) BodyWrite(h uint32, b []byte) uint32 { f.out.Write(b); return 0 }
+func (f *fakeHost) LastError(buf []byte) (uint32, uint32) {
+	if len(buf) < len(f.lastErr) {
+		return uint32(len(f.lastErr)), 3
+	}
+	return uint32(copy(buf, f.lastErr)), 0
+}
+func (f *fakeHost) DocGet(coll, key string, buf []byte) (uint32, uint32) {
+	doc, ok := f.docs[coll+"/"+key]
+	if !ok {
+		return 0, 5
+	}
+	if len(buf) < len(doc) {
+		return uint32(len(doc)), 3
+	}
+	return uint32(copy(buf, doc)), 0
+}
+func (f *fakeHost) DocUpdate(coll, key string, ops []byte) uint32 {
+	if coll == "nope" {
+		f.lastErr = `unknown collection "nope"`
+		return 1
+	}
+	f.lastOps = string(ops)
+	return 0
+}
+func (f *fakeHost) DocDelete(coll, key string) uint32 {
+	if _, ok := f.docs[coll+"/"+key]; !ok {
+		return 5
+	}
+	delete(f.docs, coll+"/"+key)
+	return 0
+}
+func (f *fakeHost) DocList(coll, after string, limit int, buf []byte) (uint32, uint32) {
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	b = str(str(str(b, "a"), "b"), "b")
+	if len(buf) < len(b) {
+		return uint32(len(b)), 3
+	}
+	return uint32(copy(buf, b)), 0
+}
+
+func TestDocuments(t *testing.T) {
+	host := newFakeHost("GET", "/", "")
+	host.docs = map[string]string{"carts/u1": strings.Repeat(" ", 2000) + `{"items":[7],"count":1}`}
+	defer verge.SetHost(verge.SetHost(host))
+	carts := verge.Documents("carts")
+
+	var cart struct {
+		Items []int `json:"items"`
+		Count int   `json:"count"`
+	}
+	if found, err := carts.Get("u1", &cart); !found || err != nil || cart.Count != 1 || cart.Items[0] != 7 {
+		t.Fatalf("Get of a 2 KB document: %v %v %+v", found, err, cart)
+	}
+	if found, err := carts.Get("u2", &cart); found || err != nil {
+		t.Fatalf("Get of a missing document: %v %v", found, err)
+	}
+	if err := carts.Update("u1", verge.Prepend("items", 42), verge.Insert("items", 1, "x"), verge.Increment("count", -2), verge.Remove("old")); err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"prepend","path":"items","value":42},{"op":"insert","path":"items","index":1,"value":"x"},{"op":"increment","path":"count","value":-2},{"op":"remove","path":"old"}]`
+	if host.lastOps != want {
+		t.Fatalf("ops sent\n%s\nwant\n%s", host.lastOps, want)
+	}
+	err := verge.Documents("nope").Update("k", verge.Set("a", 1))
+	var he *verge.HostError
+	if !errors.As(err, &he) || he.Status != 1 || !strings.Contains(err.Error(), `unknown collection "nope"`) {
+		t.Fatalf("an invalid update: %v, want the host's message", err)
+	}
+	if found, err := carts.Delete("u1"); !found || err != nil {
+		t.Fatalf("Delete: %v %v", found, err)
+	}
+	if found, err := carts.Delete("u1"); found || err != nil {
+		t.Fatalf("Delete of a missing document: %v %v", found, err)
+	}
+	keys, next, err := carts.List("", 10)
+	if err != nil || len(keys) != 2 || keys[1] != "b" || next != "b" {
+		t.Fatalf("List: %v %q %v", keys, next, err)
+	}
+}
 
 func TestRequestAndResponse(t *testing.T) {
 	host := newFakeHost("POST", "/items/7?color=red%20ish", "payload", "Content-Type", "text/plain", "X-Multi", "a", "X-Multi", "b")

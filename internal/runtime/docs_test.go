@@ -1,0 +1,139 @@
+package runtime
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/crdt"
+)
+
+// memDocs is an in-memory Documents over real CRDT documents.
+type memDocs struct {
+	mu   sync.Mutex
+	docs map[string]*crdt.Doc
+}
+
+func (m *memDocs) k(app, coll, key string) string { return app + "\x00" + coll + "\x00" + key }
+
+func (m *memDocs) Get(app, coll, key string) ([]byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.docs[m.k(app, coll, key)]
+	if !ok {
+		return nil, false, nil
+	}
+	b, err := d.JSON()
+	return b, true, err
+}
+
+func (m *memDocs) Update(ctx context.Context, app, coll, key string, ops []crdt.Op) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.docs[m.k(app, coll, key)]
+	if !ok {
+		d = crdt.NewDoc()
+	}
+	if _, err := d.Apply(1, 1, ops...); err != nil {
+		return nil, InvalidDoc(err)
+	}
+	m.docs[m.k(app, coll, key)] = d
+	return d.JSON()
+}
+
+func (m *memDocs) Delete(ctx context.Context, app, coll, key string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.docs[m.k(app, coll, key)]
+	delete(m.docs, m.k(app, coll, key))
+	return ok, nil
+}
+
+func (m *memDocs) List(app, coll, after string, limit int) ([]string, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var keys []string
+	for k := range m.docs {
+		if p := app + "\x00" + coll + "\x00"; strings.HasPrefix(k, p) && k[len(p):] > after {
+			keys = append(keys, k[len(p):])
+		}
+	}
+	sort.Strings(keys)
+	return keys, "", nil
+}
+
+func TestDocumentHostCalls(t *testing.T) {
+	t.Parallel()
+	e, err := NewEngine(Options{CacheDir: "-", Documents: &memDocs{docs: map[string]*crdt.Doc{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	mod := buildGo(t, "internal/runtime/testdata/godocs", true)
+	shop := load(t, e, verge.Function{App: "shop", Module: mod, Executor: verge.ExecutorVerge})
+	other := load(t, e, verge.Function{App: "other", Module: mod, Executor: verge.ExecutorVerge})
+
+	call := func(f *Function, uri string) (int, string) {
+		t.Helper()
+		path, query, _ := strings.Cut(uri, "?")
+		r := get(path)
+		r.URI, r.Query = uri, query
+		resp, err := f.Serve(context.Background(), r)
+		if err != nil {
+			t.Fatalf("%s: %v", uri, err)
+		}
+		return resp.Status, string(resp.Body)
+	}
+	// The first add creates the cart: an empty document has no array to
+	// append to, so it is seeded by a set.
+	if code, body := call(shop, "/add?user=u1&item=apple"); code != 500 || !strings.Contains(body, "items") {
+		t.Fatalf("append to a missing array: %d %q, want an error naming the path", code, body)
+	}
+	e.opts.Documents.(*memDocs).docs[(&memDocs{}).k("shop", "carts", "u1")] = mustDoc(t, `{"items":[],"count":0}`)
+	for _, item := range []string{"apple", "pear"} {
+		if code, body := call(shop, "/add?user=u1&item="+item); code != 200 {
+			t.Fatalf("add %s: %d %q", item, code, body)
+		}
+	}
+	if code, body := call(shop, "/get?user=u1"); code != 200 || body != `{"count":2,"items":["apple","pear"]}` {
+		t.Fatalf("get: %d %s", code, body)
+	}
+	// Another app never sees shop's documents.
+	if code, _ := call(other, "/get?user=u1"); code != 404 {
+		t.Fatalf("app other read shop's cart: %d", code)
+	}
+	if _, body := call(other, "/list"); body != "[]<nil>" {
+		t.Fatalf("app other lists %q", body)
+	}
+	if _, body := call(shop, "/bad?user=u1"); !strings.Contains(body, "invalid argument") || !strings.Contains(body, "items") {
+		t.Fatalf("a bad op: %q, want the host's explanation", body)
+	}
+	if _, body := call(shop, "/delete?user=u1"); body != "true <nil>" {
+		t.Fatalf("delete: %q", body)
+	}
+	if _, body := call(shop, "/delete?user=u1"); body != "false <nil>" {
+		t.Fatalf("second delete: %q", body)
+	}
+}
+
+func mustDoc(t *testing.T, js string) *crdt.Doc {
+	d := crdt.NewDoc()
+	if _, err := d.Apply(1, 1, crdt.Op{Op: "set", Path: "", Value: []byte(js)}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestDocumentsUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/runtime/testdata/godocs", true), Executor: verge.ExecutorVerge})
+	r := get("/bad")
+	resp, err := f.Serve(context.Background(), r)
+	if err != nil || !strings.Contains(string(resp.Body), "not supported by this host") {
+		t.Fatalf("without a data service: %v %q", err, resp.Body)
+	}
+}
