@@ -68,15 +68,25 @@ func strArg(m api.Memory, ptr, n uint64) (string, bool) {
 	return string(b), ok
 }
 
-// doc_get(coll, coll_len, key, key_len, buf, cap, len_out): the document's JSON.
-func hostDocGet(ctx context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
+// docCall reads the (collection, key) pair every document call starts with
+// and checks that documents are available. status is non-zero on failure.
+func docCall(m api.Memory, cs *callState, a []uint64) (coll, key string, status uint32) {
 	coll, ok1 := strArg(m, a[0], a[1])
 	key, ok2 := strArg(m, a[2], a[3])
 	if !ok1 || !ok2 {
-		return StatusMemory
+		return "", "", StatusMemory
 	}
 	if cs.docs == nil {
-		return cs.fail(errNoDocuments)
+		return "", "", cs.fail(errNoDocuments)
+	}
+	return coll, key, StatusOK
+}
+
+// doc_get(coll, coll_len, key, key_len, buf, cap, len_out): the document's JSON.
+func hostDocGet(ctx context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
+	coll, key, st := docCall(m, cs, a)
+	if st != StatusOK {
+		return st
 	}
 	doc, found, err := cs.docs.Get(cs.app, coll, key)
 	if err != nil {
@@ -91,14 +101,13 @@ func hostDocGet(ctx context.Context, m api.Memory, cs *callState, a []uint64) ui
 // doc_update(coll, coll_len, key, key_len, ops, ops_len): applies a JSON
 // array of operations atomically; returns once durable.
 func hostDocUpdate(ctx context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
-	coll, ok1 := strArg(m, a[0], a[1])
-	key, ok2 := strArg(m, a[2], a[3])
-	raw, ok3 := read(m, uint32(a[4]), uint32(a[5]))
-	if !ok1 || !ok2 || !ok3 {
+	raw, ok := read(m, uint32(a[4]), uint32(a[5]))
+	if !ok {
 		return StatusMemory
 	}
-	if cs.docs == nil {
-		return cs.fail(errNoDocuments)
+	coll, key, st := docCall(m, cs, a)
+	if st != StatusOK {
+		return st
 	}
 	var ops []crdt.Op
 	if err := json.Unmarshal(raw, &ops); err != nil {
@@ -114,13 +123,9 @@ func hostDocUpdate(ctx context.Context, m api.Memory, cs *callState, a []uint64)
 
 // doc_delete(coll, coll_len, key, key_len): durable; NOT_FOUND if absent.
 func hostDocDelete(ctx context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
-	coll, ok1 := strArg(m, a[0], a[1])
-	key, ok2 := strArg(m, a[2], a[3])
-	if !ok1 || !ok2 {
-		return StatusMemory
-	}
-	if cs.docs == nil {
-		return cs.fail(errNoDocuments)
+	coll, key, st := docCall(m, cs, a)
+	if st != StatusOK {
+		return st
 	}
 	var found bool
 	var err error
@@ -138,13 +143,9 @@ func hostDocDelete(ctx context.Context, m api.Memory, cs *callState, a []uint64)
 // after `after`, encoded as u32 count, that many strings, then the string to
 // pass as `after` for the next page ("" at the end).
 func hostDocList(ctx context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
-	coll, ok1 := strArg(m, a[0], a[1])
-	after, ok2 := strArg(m, a[2], a[3])
-	if !ok1 || !ok2 {
-		return StatusMemory
-	}
-	if cs.docs == nil {
-		return cs.fail(errNoDocuments)
+	coll, after, st := docCall(m, cs, a)
+	if st != StatusOK {
+		return st
 	}
 	limit := int(uint32(a[4]))
 	if limit <= 0 || limit > 1000 {
