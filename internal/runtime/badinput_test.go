@@ -139,7 +139,9 @@ func TestWildPointers(t *testing.T) {
 		StatusMemory,                               // body_read
 		StatusMemory, StatusInvalid, StatusInvalid, // http_resp_head
 		StatusMemory, StatusBadHandle, // body_write
-		StatusOK, // the valid http_resp_head
+		StatusMemory, StatusMemory, StatusMemory, // doc_get, doc_update, doc_delete
+		StatusMemory, // last_error
+		StatusOK,     // the valid http_resp_head
 	}
 	for i := 0; i < 3; i++ { // same instance, again and again
 		resp, err := f.Serve(context.Background(), get("/"))

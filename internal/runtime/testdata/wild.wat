@@ -8,6 +8,10 @@
   (import "verge" "body_read" (func $read (param i32 i32 i32 i32) (result i32)))
   (import "verge" "http_resp_head" (func $resp (param i32 i32 i32 i32) (result i32)))
   (import "verge" "body_write" (func $write (param i32 i32 i32) (result i32)))
+  (import "verge" "last_error" (func $lasterr (param i32 i32 i32) (result i32)))
+  (import "verge" "doc_get" (func $docget (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "verge" "doc_update" (func $docupdate (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "verge" "doc_delete" (func $docdelete (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $n (mut i32) (i32.const 1024))
   ;; record appends a status byte at 1024..
@@ -32,6 +36,11 @@
     ;; body_write: past the end; the request handle
     (call $record (call $write (local.get $resp) (i32.const 65535) (i32.const 2)))
     (call $record (call $write (local.get $req) (i32.const 0) (i32.const 1)))
+    ;; documents: collection, operations, key past the end; last_error's buffer
+    (call $record (call $docget (i32.const 65530) (i32.const 100) (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 16) (i32.const 0)))
+    (call $record (call $docupdate (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 65535) (i32.const 10)))
+    (call $record (call $docdelete (i32.const 0) (i32.const 1) (i32.const 70000) (i32.const 1)))
+    (call $record (call $lasterr (i32.const 65535) (i32.const 16) (i32.const 0)))
     ;; and a valid answer: status 200, no headers, the recorded bytes
     (call $record (call $resp (local.get $resp) (i32.const 200) (i32.const 0) (i32.const 0)))
     (drop (call $write (local.get $resp) (i32.const 1024) (i32.sub (global.get $n) (i32.const 1024))))
