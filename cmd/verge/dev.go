@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/app"
 	"github.com/verge-edge/verge/internal/gateway"
 	"github.com/verge-edge/verge/internal/runtime"
@@ -27,6 +28,9 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	watch := fs.Duration("watch", 250*time.Millisecond, "how often to check module files for changes (0 disables reloading)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	debugAddr := fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
+	adminAddr := fs.String("admin", defaultAdminAddr, "address of the admin API for documents (\"\" disables it); beyond loopback it requires a token")
+	adminTok := fs.String("admin-token", "", "bearer token the admin API requires (default $VERGE_ADMIN_TOKEN)")
+	dataDir := fs.String("data", "", "directory of the document store (default .verge/data in the app directory)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: verge dev [flags] [DIR]\n\nServes the app whose verge.toml is in DIR (default .).\n\nflags:")
 		fs.PrintDefaults()
@@ -46,6 +50,10 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	token := adminToken(*adminTok)
+	if err := admin.CheckListen(*adminAddr, token); *adminAddr != "" && err != nil {
+		return &usageError{err.Error()}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -59,7 +67,14 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	eng, err := runtime.NewEngine(runtime.Options{CacheDir: *cacheDir, Logger: log})
+	adminSet := false
+	fs.Visit(func(f *flag.Flag) { adminSet = adminSet || f.Name == "admin" })
+	pop, err := openData(m, *dataDir, *adminAddr, token, adminSet, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer pop.Close()
+	eng, err := runtime.NewEngine(runtime.Options{CacheDir: *cacheDir, Logger: log, Documents: app.Documents(pop.Service)})
 	if err != nil {
 		return err
 	}

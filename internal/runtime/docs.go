@@ -44,6 +44,9 @@ type docErr struct {
 func (e docErr) Error() string  { return e.msg }
 func (e docErr) Status() uint32 { return e.status }
 
+// LimitDoc wraps a refusal for size (a document too large): StatusLimit.
+func LimitDoc(err error) error { return docErr{StatusLimit, err.Error()} }
+
 // InvalidDoc wraps a caller mistake (bad op, bad path, unknown collection)
 // so that the guest gets StatusInvalid and the message.
 func InvalidDoc(err error) error { return docErr{StatusInvalid, err.Error()} }

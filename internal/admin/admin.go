@@ -1,0 +1,282 @@
+// Package admin is a PoP's admin HTTP API: JSON in and out, on its own
+// listener, for operators and the `verge data` CLI.
+//
+//	GET    /v1/apps/{app}/collections/{collection}/docs/{key}   the document
+//	PUT    /v1/apps/{app}/collections/{collection}/docs/{key}   replace it with the body (a JSON object)
+//	POST   /v1/apps/{app}/collections/{collection}/docs/{key}   {"ops": [...]}, applied atomically
+//	DELETE /v1/apps/{app}/collections/{collection}/docs/{key}   remove it (204)
+//	GET    /v1/apps/{app}/collections/{collection}/docs?after=KEY&limit=N
+//	                                                            {"keys": [...], "next": "KEY" or ""}
+//
+// PUT and POST answer 200 with the document once the write is durable.
+// Errors are {"error": "...", "kind": "..."} with kind one of invalid (400),
+// unauthorized (401), not_found (404), method_not_allowed (405),
+// too_large (413), unavailable (503) and internal (500).
+//
+// The API can read and write every app's documents: it is meant for a
+// trusted operator. When it listens beyond loopback it must have a token
+// (see CheckListen), and every request must carry Authorization: Bearer TOKEN.
+package admin
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/verge-edge/verge/crdt"
+	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/store"
+)
+
+// Options configures the handler.
+type Options struct {
+	// Token, if set, is required as "Authorization: Bearer TOKEN".
+	Token string
+	// MaxBodyBytes bounds a request body (default: twice data.DefaultMaxDocBytes).
+	MaxBodyBytes int64
+	// Logger receives internal errors (default: slog.Default()).
+	Logger *slog.Logger
+}
+
+// MaxOps bounds the operations of one POST.
+const MaxOps = 10_000
+
+// CheckListen refuses a non-loopback admin address without a token: the API
+// reaches every app's data. Host names other than "localhost" count as
+// non-loopback, since they may resolve anywhere.
+func CheckListen(addr, token string) error {
+	if token != "" || IsLoopback(addr) {
+		return nil
+	}
+	return fmt.Errorf("the admin API would listen on %s, beyond loopback, without a token; set --admin-token or VERGE_ADMIN_TOKEN, or listen on 127.0.0.1", addr)
+}
+
+// IsLoopback reports whether addr (host:port) can only be reached from this machine.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+type handler struct {
+	svc     *data.Service
+	token   []byte
+	maxBody int64
+	log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// NewHandler returns the admin API over svc.
+func NewHandler(svc *data.Service, opts Options) http.Handler {
+	h := &handler{svc: svc, token: []byte(opts.Token), maxBody: opts.MaxBodyBytes, log: opts.Logger, mux: http.NewServeMux()}
+	if h.maxBody <= 0 {
+		h.maxBody = 2 * data.DefaultMaxDocBytes
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	const doc = "/v1/apps/{app}/collections/{collection}/docs/{key}"
+	const docs = "/v1/apps/{app}/collections/{collection}/docs"
+	h.mux.HandleFunc("GET "+doc, h.get)
+	h.mux.HandleFunc("PUT "+doc, h.put)
+	h.mux.HandleFunc("POST "+doc, h.update)
+	h.mux.HandleFunc("DELETE "+doc, h.delete)
+	h.mux.HandleFunc("GET "+docs, h.list)
+	// ServeMux answers wrong methods and unknown paths in plain text; these
+	// less specific patterns catch them so that every answer is JSON.
+	h.mux.HandleFunc(doc, methodNotAllowed("GET, HEAD, PUT, POST, DELETE"))
+	h.mux.HandleFunc(docs, methodNotAllowed("GET, HEAD"))
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s; see /v1/apps/{app}/collections/{collection}/docs[/{key}]", r.URL.Path))
+	})
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(h.token) > 0 {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), h.token) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="verge admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token; send Authorization: Bearer TOKEN")
+			return
+		}
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed here; use %s", r.Method, allow))
+	}
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	app, coll, key := r.PathValue("app"), r.PathValue("collection"), r.PathValue("key")
+	doc, found, err := h.svc.Get(app, coll, key)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if !found {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no document %q in collection %q of app %q", key, coll, app))
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (h *handler) put(w http.ResponseWriter, r *http.Request) {
+	body, ok := h.body(w, r)
+	if !ok {
+		return
+	}
+	doc, err := h.svc.Put(r.Context(), r.PathValue("app"), r.PathValue("collection"), r.PathValue("key"), body)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+type updateRequest struct {
+	Ops []crdt.Op `json:"ops"`
+}
+
+func (h *handler) update(w http.ResponseWriter, r *http.Request) {
+	body, ok := h.body(w, r)
+	if !ok {
+		return
+	}
+	var req updateRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf(`the body is not {"ops": [{"op": ..., "path": ..., "value": ...}, ...]}: %v`, err))
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "invalid", "unexpected data after the JSON body")
+		return
+	}
+	if len(req.Ops) > MaxOps {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("%d operations in one request, the limit is %d", len(req.Ops), MaxOps))
+		return
+	}
+	doc, err := h.svc.Update(r.Context(), r.PathValue("app"), r.PathValue("collection"), r.PathValue("key"), req.Ops)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
+	app, coll, key := r.PathValue("app"), r.PathValue("collection"), r.PathValue("key")
+	found, err := h.svc.Delete(r.Context(), app, coll, key)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if !found {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no document %q in collection %q of app %q", key, coll, app))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type listResponse struct {
+	Keys []string `json:"keys"`
+	Next string   `json:"next"`
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("limit=%q: want a positive integer (at most %d)", s, data.MaxListLimit))
+			return
+		}
+		limit = n
+	}
+	keys, next, err := h.svc.List(r.PathValue("app"), r.PathValue("collection"), q.Get("after"), limit)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	b, _ := json.Marshal(listResponse{Keys: keys, Next: next})
+	writeJSON(w, http.StatusOK, b)
+}
+
+// body reads a request body of at most maxBody bytes.
+func (h *handler) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.ContentLength > h.maxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is %d bytes, the limit is %d", r.ContentLength, h.maxBody))
+		return nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", h.maxBody))
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("reading the body: %v", err))
+		return nil, false
+	}
+	return b, true
+}
+
+// fail answers err from the data service with its status and kind.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, data.ErrUnknownApp), errors.Is(err, data.ErrUnknownCollection), errors.Is(err, data.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, data.ErrInvalid), errors.Is(err, store.ErrInvalidKey):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, data.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
+		// The client went away while waiting for the document's lock;
+		// nothing was written.
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "request canceled before the write was queued; nothing was written")
+	case errors.Is(err, store.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the PoP is shutting down; retry")
+	default:
+		h.log.Error("admin API", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	w.Write(body)
+	w.Write([]byte{'\n'})
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+	Kind  string `json:"kind"`
+}
+
+func writeError(w http.ResponseWriter, status int, kind, msg string) {
+	b, _ := json.Marshal(errorBody{Error: msg, Kind: kind})
+	writeJSON(w, status, b)
+}

@@ -1,0 +1,504 @@
+package data
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/crdt"
+)
+
+func manifest(name string, colls ...string) *verge.Manifest {
+	m := &verge.Manifest{Name: name}
+	for _, c := range colls {
+		m.Collections = append(m.Collections, verge.Collection{Name: c, Scope: verge.Scope{Kind: "local"}})
+	}
+	return m
+}
+
+func open(t testing.TB, opts Options, apps ...*verge.Manifest) *Service {
+	t.Helper()
+	if opts.Origin == "" {
+		opts.Origin = "test"
+	}
+	if opts.Replica == 0 {
+		opts.Replica = 1
+	}
+	s, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, m := range apps {
+		s.SetApp(m)
+	}
+	return s
+}
+
+func op(o, path, value string) crdt.Op {
+	x := crdt.Op{Op: o, Path: path}
+	if value != "" {
+		x.Value = json.RawMessage(value)
+	}
+	return x
+}
+
+func TestPutGetUpdateDelete(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+
+	if _, found, err := s.Get("shop", "carts", "u1"); err != nil || found {
+		t.Fatalf("Get of an absent doc: found=%v err=%v", found, err)
+	}
+	got, err := s.Put(ctx, "shop", "carts", "u1", []byte(`{"items":[], "owner":"ada"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != `{"items":[],"owner":"ada"}` {
+		t.Fatalf("Put returned %s", got)
+	}
+	got, err = s.Update(ctx, "shop", "carts", "u1", []crdt.Op{
+		op("append", "items", `{"sku":"tea","qty":1}`),
+		op("prepend", "items", `"first"`),
+		op("increment", "items.1.qty", "2"),
+		op("increment", "views", "1"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"items":["first",{"qty":3,"sku":"tea"}],"owner":"ada","views":1}`
+	if string(got) != want {
+		t.Fatalf("Update returned %s, want %s", got, want)
+	}
+	doc, found, err := s.Get("shop", "carts", "u1")
+	if err != nil || !found || string(doc) != want {
+		t.Fatalf("Get = %s, %v, %v; want %s", doc, found, err, want)
+	}
+
+	// Put replaces the whole document: fields not in the new one disappear.
+	if got, err = s.Put(ctx, "shop", "carts", "u1", []byte(`{"owner":"bob"}`)); err != nil || string(got) != `{"owner":"bob"}` {
+		t.Fatalf("Put replacing = %s, %v", got, err)
+	}
+
+	// Update creates an absent document from {}.
+	if got, err = s.Update(ctx, "shop", "carts", "u2", []crdt.Op{op("increment", "n", "5")}); err != nil || string(got) != `{"n":5}` {
+		t.Fatalf("Update creating = %s, %v", got, err)
+	}
+
+	if found, err := s.Delete(ctx, "shop", "carts", "u1"); err != nil || !found {
+		t.Fatalf("Delete = %v, %v", found, err)
+	}
+	if _, found, err := s.Get("shop", "carts", "u1"); err != nil || found {
+		t.Fatalf("Get after Delete: found=%v err=%v", found, err)
+	}
+	if found, err := s.Delete(ctx, "shop", "carts", "u1"); err != nil || found {
+		t.Fatalf("second Delete = %v, %v; want not found", found, err)
+	}
+	keys, next, err := s.List("shop", "carts", "", 0)
+	if err != nil || next != "" || strings.Join(keys, ",") != "u2" {
+		t.Fatalf("List = %q, %q, %v", keys, next, err)
+	}
+}
+
+func TestBadOpsNameIndexAndPathAndChangeNothing(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	const start = `{"items":[1,2],"n":1}`
+	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(start)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ops  []crdt.Op
+		want []string
+	}{
+		{[]crdt.Op{op("increment", "n", "1"), op("append", "missing", "1")}, []string{"op 1", `"missing"`}},
+		{[]crdt.Op{op("increment", "items", "1")}, []string{"op 0", `"items"`, "array"}},
+		{[]crdt.Op{op("set", "items.9", "1")}, []string{"op 0", `"items.9"`, "out of range"}},
+		{[]crdt.Op{op("frobnicate", "n", "1")}, []string{"op 0", "frobnicate", "unknown op"}},
+		{[]crdt.Op{op("increment", "n", `"x"`)}, []string{"op 0", "integer"}},
+		{[]crdt.Op{op("set", "n.x", "1")}, []string{"op 0", `"n.x"`}},
+		{nil, []string{"no operations"}},
+	} {
+		_, err := s.Update(ctx, "shop", "carts", "k", tc.ops)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%v: err = %v, want ErrInvalid", tc.ops, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q does not mention %s", tc.ops, err, w)
+			}
+		}
+	}
+	if doc, _, err := s.Get("shop", "carts", "k"); err != nil || string(doc) != start {
+		t.Fatalf("after rejected updates the doc is %s (%v), want %s", doc, err, start)
+	}
+	for _, body := range []string{`[1]`, `"x"`, `{"a":`, ``, `null`} {
+		if _, err := s.Put(ctx, "shop", "carts", "k", []byte(body)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Put(%q) err = %v, want ErrInvalid", body, err)
+		}
+	}
+}
+
+func TestUnknownAppAndCollection(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	_, err := s.Update(ctx, "shop", "orders", "k", []crdt.Op{op("increment", "n", "1")})
+	if !errors.Is(err, ErrUnknownCollection) || !strings.Contains(err.Error(), `"orders"`) {
+		t.Fatalf("unknown collection: %v", err)
+	}
+	_, _, err = s.Get("nope", "carts", "k")
+	if !errors.Is(err, ErrUnknownApp) || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("unknown app: %v", err)
+	}
+	if _, _, err := s.List("shop", "orders", "", 10); !errors.Is(err, ErrUnknownCollection) {
+		t.Fatalf("List of an unknown collection: %v", err)
+	}
+	if _, err := s.Delete(ctx, "nope", "carts", "k"); !errors.Is(err, ErrUnknownApp) {
+		t.Fatalf("Delete in an unknown app: %v", err)
+	}
+	// Redeclaring the app without the collection makes it unreachable.
+	if _, err := s.Update(ctx, "shop", "carts", "k", []crdt.Op{op("increment", "n", "1")}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetApp(manifest("shop", "orders"))
+	if _, _, err := s.Get("shop", "carts", "k"); !errors.Is(err, ErrUnknownCollection) {
+		t.Fatalf("Get after the collection was dropped: %v", err)
+	}
+}
+
+func TestKeyLimits(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	for _, k := range []string{"", strings.Repeat("k", MaxKeyBytes+1), "\xff\xfe"} {
+		if _, err := s.Put(ctx, "shop", "carts", k, []byte(`{}`)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Put with key %.20q: %v, want ErrInvalid", k, err)
+		}
+	}
+	if _, err := s.Put(ctx, "shop", "carts", strings.Repeat("k", MaxKeyBytes), []byte(`{}`)); err != nil {
+		t.Errorf("Put with a key of the maximum length: %v", err)
+	}
+}
+
+func TestDocumentSizeLimit(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true, MaxDocBytes: 4 << 10}, manifest("shop", "carts"))
+	ctx := context.Background()
+	big := fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 8<<10))
+	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(big)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "limit is 4096") {
+		t.Fatalf("oversized Put: %v", err)
+	}
+	if _, found, _ := s.Get("shop", "carts", "k"); found {
+		t.Fatal("an oversized Put was stored")
+	}
+	// Growing a document past the limit one append at a time is refused at
+	// the append that crosses it, and the document keeps its last state.
+	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(`{"l":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	chunk := fmt.Sprintf("%q", strings.Repeat("y", 500))
+	var n int
+	for n = 0; n < 100; n++ {
+		_, err := s.Update(ctx, "shop", "carts", "k", []crdt.Op{op("append", "l", chunk)})
+		if errors.Is(err, ErrTooLarge) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n == 0 || n == 100 {
+		t.Fatalf("appends accepted before the limit: %d", n)
+	}
+	doc, _, err := s.Get("shop", "carts", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct{ L []string }
+	if err := json.Unmarshal(doc, &v); err != nil || len(v.L) != n {
+		t.Fatalf("document holds %d elements (%v), want %d", len(v.L), err, n)
+	}
+}
+
+// App "a" can never see app "b"'s documents, whatever the names: the
+// service only knows registered apps and collections, and the store's keys
+// are prefix-free.
+func TestAppIsolation(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true},
+		manifest("a", "c", "cc"),
+		manifest("ab", "c"),
+		manifest("b", "c", "secret"))
+	ctx := context.Background()
+	// Names chosen so that naive concatenation would make one a prefix of
+	// another: ("a","cc") vs ("a","c")+"c...", ("ab","c") vs ("a","bc").
+	for _, k := range []string{"x", "c", "cx", "\x00", "/", "..", "a/c/x"} {
+		for _, w := range []struct{ app, coll string }{{"b", "c"}, {"b", "secret"}, {"ab", "c"}, {"a", "cc"}} {
+			if _, err := s.Put(ctx, w.app, w.coll, k, []byte(fmt.Sprintf(`{"owner":%q}`, w.app+"/"+w.coll))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := s.Put(ctx, "a", "c", "mine", []byte(`{"owner":"a/c"}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	keys, next, err := s.List("a", "c", "", MaxListLimit)
+	if err != nil || next != "" || strings.Join(keys, ",") != "mine" {
+		t.Fatalf(`List("a","c") = %q, %q, %v; want only "mine"`, keys, next, err)
+	}
+	for _, after := range []string{"\x00", "c", "\xff\xff\xff", "mine\x00", "b"} {
+		keys, _, err := s.List("a", "c", after, MaxListLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if k != "mine" {
+				t.Fatalf("List(a, c, after=%q) reached key %q", after, k)
+			}
+		}
+	}
+	for _, k := range []string{"x", "c", "cx", "\x00", "/", "..", "a/c/x", "cx", "ccx"} {
+		if doc, found, err := s.Get("a", "c", k); found || err != nil {
+			t.Fatalf("Get(a, c, %q) = %s, %v, %v", k, doc, found, err)
+		}
+	}
+	// Adversarial app and collection names are unknown, never another
+	// app's data.
+	for _, w := range []struct{ app, coll string }{
+		{"a", "secret"}, {"a/../b", "c"}, {"b\x00", "c"}, {"", "c"}, {"a", ""}, {"a", "c/../../b/c"}, {"A", "c"}, {"b ", "c"},
+	} {
+		if _, found, err := s.Get(w.app, w.coll, "x"); found || err == nil {
+			t.Fatalf("Get(%q, %q, x): found=%v err=%v", w.app, w.coll, found, err)
+		}
+		if keys, _, err := s.List(w.app, w.coll, "", 10); err == nil || len(keys) != 0 {
+			t.Fatalf("List(%q, %q) = %q, %v", w.app, w.coll, keys, err)
+		}
+	}
+	// Each app reads back exactly its own documents.
+	doc, _, err := s.Get("a", "cc", "x")
+	if err != nil || string(doc) != `{"owner":"a/cc"}` {
+		t.Fatalf("Get(a, cc, x) = %s, %v", doc, err)
+	}
+	doc, _, err = s.Get("ab", "c", "x")
+	if err != nil || string(doc) != `{"owner":"ab/c"}` {
+		t.Fatalf("Get(ab, c, x) = %s, %v", doc, err)
+	}
+	// Deleting in one app leaves the others alone.
+	if found, err := s.Delete(ctx, "a", "c", "x"); err != nil || found {
+		t.Fatalf("Delete(a, c, x) = %v, %v; want not found", found, err)
+	}
+	if _, found, _ := s.Get("b", "c", "x"); !found {
+		t.Fatal("b's document vanished")
+	}
+}
+
+func TestListPagination(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	const n = 25
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprintf("k%03d", i)
+		if _, err := s.Put(ctx, "shop", "carts", want[i], []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	after := ""
+	for page := 0; page < n; page++ {
+		keys, next, err := s.List("shop", "carts", after, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) > 7 {
+			t.Fatalf("page of %d keys, limit 7", len(keys))
+		}
+		got = append(got, keys...)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("paged keys %q, want %q", got, want)
+	}
+}
+
+// N writers incrementing one counter: every acknowledged increment counts,
+// exactly once, with fsync on.
+func TestConcurrentIncrements(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Origin: "test", Replica: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetApp(manifest("shop", "stats"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.Put(ctx, "shop", "stats", "views", []byte(`{"log":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 16, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if _, err := s.Update(ctx, "shop", "stats", "views", []crdt.Op{op("increment", "n", "1"), op("append", "log", "1")}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	check := func(s *Service) {
+		t.Helper()
+		doc, _, err := s.Get("shop", "stats", "views")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			N   int
+			Log []int
+		}
+		if err := json.Unmarshal(doc, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.N != writers*each || len(v.Log) != writers*each {
+			t.Fatalf("n = %d, log has %d entries; want %d", v.N, len(v.Log), writers*each)
+		}
+	}
+	check(s)
+	// Every write was acknowledged after its fsync: it survives a reopen.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, Options{Origin: "test", Replica: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.SetApp(manifest("shop", "stats"))
+	check(s)
+	if seq := s.Store().Seqs()["test"]; seq != writers*each+1 {
+		t.Fatalf("delta log holds %d local entries, want %d", seq, writers*each+1)
+	}
+}
+
+// Deltas logged by the service rebuild the document at another replica:
+// what later issues replicate is complete.
+func TestLoggedDeltasRebuildTheDocument(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "shop", "carts", "u1", []byte(`{"items":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := s.Update(ctx, "shop", "carts", "u1", []crdt.Op{op("append", "items", fmt.Sprint(i)), op("increment", "n", "1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := s.Store().LogSince("test", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 6 {
+		t.Fatalf("%d log entries, want 6", len(entries))
+	}
+	replica := crdt.NewDoc()
+	for _, e := range entries {
+		d, err := crdt.DecodeDelta(e.Delta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := replica.Merge(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := replica.JSON()
+	want, _, _ := s.Get("shop", "carts", "u1")
+	if string(got) != string(want) {
+		t.Fatalf("replica rebuilt from the log: %s, want %s", got, want)
+	}
+}
+
+// A document whose encoding stays small but would expand past what the
+// decoder accepts (runs of appended elements) is refused at the write that
+// would cross the line, and stays readable and writable.
+func TestUnreadableDocumentIsNeverStored(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(`{"l":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	ops := make([]crdt.Op, 60_000)
+	for i := range ops {
+		ops[i] = op("append", "l", "1")
+	}
+	var err error
+	rounds := 0
+	for ; rounds < 100 && err == nil; rounds++ {
+		_, err = s.Update(ctx, "shop", "carts", "k", ops)
+	}
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "split it") {
+		t.Fatalf("after %d rounds of 60,000 appends: %v, want ErrTooLarge", rounds, err)
+	}
+	doc, found, err := s.Get("shop", "carts", "k")
+	if err != nil || !found {
+		t.Fatalf("the document is no longer readable: %v", err)
+	}
+	var v struct{ L []int }
+	if err := json.Unmarshal(doc, &v); err != nil || len(v.L) != (rounds-1)*len(ops) {
+		t.Fatalf("document holds %d elements (%v), want %d", len(v.L), err, (rounds-1)*len(ops))
+	}
+	if _, err := s.Update(ctx, "shop", "carts", "k", []crdt.Op{op("increment", "n", "1")}); err != nil {
+		t.Fatalf("a small update after the refusal: %v", err)
+	}
+}
+
+// Every write is read back: a Put of {} (a batch that creates no event)
+// gives a readable empty document, new or not.
+func TestPutEmptyObject(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	for i := range 3 {
+		if got, err := s.Put(ctx, "shop", "carts", "k", []byte(`{}`)); err != nil || string(got) != `{}` {
+			t.Fatalf("Put %d of {}: %s, %v", i, got, err)
+		}
+		if doc, found, err := s.Get("shop", "carts", "k"); err != nil || !found || string(doc) != `{}` {
+			t.Fatalf("Get after Put %d of {}: %s, %v, %v", i, doc, found, err)
+		}
+	}
+	if got, err := s.Update(ctx, "shop", "carts", "k", []crdt.Op{op("set", "a", "1")}); err != nil || string(got) != `{"a":1}` {
+		t.Fatalf("set after {}: %s, %v", got, err)
+	}
+	if got, err := s.Put(ctx, "shop", "carts", "k", []byte(`{}`)); err != nil || string(got) != `{}` {
+		t.Fatalf("Put of {} over a document: %s, %v", got, err)
+	}
+	if doc, _, err := s.Get("shop", "carts", "k"); err != nil || string(doc) != `{}` {
+		t.Fatalf("Get: %s, %v", doc, err)
+	}
+}
