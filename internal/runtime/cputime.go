@@ -34,9 +34,10 @@ type run struct {
 	cs       *callState    // the request's state for the host ABI; nil outside requests
 	env      []string      // the guest's environment, "KEY=VALUE"
 	limit    time.Duration // CPU time
-	cpuBase  time.Duration // thread CPU clock at the start, estimated at the first yield
+	spent    time.Duration // CPU time of the segments before this one (see blocking)
+	cpuBase  time.Duration // thread CPU clock at this segment's start, estimated at its first yield
 	cpuKnown bool
-	start    time.Time
+	start    time.Time // this segment's start
 	deadline time.Time // zero: none
 	cause    error     // why the guest was stopped
 }
@@ -73,11 +74,26 @@ func (r *run) stop() bool {
 	if !r.cpuKnown {
 		r.cpuBase, r.cpuKnown = ThreadCPUTime()-elapsed, true
 	}
-	if elapsed >= r.limit && ThreadCPUTime()-r.cpuBase >= r.limit {
+	if r.spent+elapsed >= r.limit && r.spent+ThreadCPUTime()-r.cpuBase >= r.limit {
 		r.cause = errCPUTime
 		return true
 	}
 	return false
+}
+
+// pause ends a segment of guest execution on this thread before the
+// goroutine blocks, charging its CPU time (or its wall time, an upper bound,
+// when the clock was never read); resume starts the next one.
+func (r *run) pause() {
+	if r.cpuKnown {
+		r.spent += ThreadCPUTime() - r.cpuBase
+	} else {
+		r.spent += time.Since(r.start)
+	}
+}
+
+func (r *run) resume() {
+	r.start, r.cpuKnown = time.Now(), false
 }
 
 // limited runs fn, which executes guest code, on a locked OS thread (so the
@@ -127,9 +143,23 @@ func blocking(ctx context.Context, fn func(context.Context)) {
 		ctx, cancel = context.WithDeadlineCause(ctx, r.deadline, errWallTime)
 		defer cancel()
 	}
+	// The goroutine also leaves its locked thread: a locked goroutine that
+	// blocks parks its thread, and waking it means handing the P over to
+	// that very thread, a pair of futex calls per wait. CPU accounting
+	// continues on whatever thread it resumes on.
 	slots := guestSlots()
+	if r != nil {
+		r.pause()
+	}
 	<-slots
-	defer func() { slots <- struct{}{} }()
+	goruntime.UnlockOSThread()
+	defer func() {
+		slots <- struct{}{}
+		goruntime.LockOSThread()
+		if r != nil {
+			r.resume()
+		}
+	}()
 	fn(ctx)
 }
 
