@@ -23,6 +23,7 @@ const dataUsage = `usage: verge data [flags] get    COLLECTION KEY
        verge data [flags] update COLLECTION KEY OPS      apply ops atomically (JSON array, or - for stdin)
        verge data [flags] delete COLLECTION KEY
        verge data [flags] list   COLLECTION              keys, one per line
+       verge data [flags] collections                    the app's collections and their scopes
 
 Reads and writes an app's documents through a running PoP's admin API
 (verge dev --admin). put and update print the document once it is durable.
@@ -53,13 +54,13 @@ func runData(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return &usageError{"expected a subcommand: get, put, update, delete or list"}
+		return &usageError{"expected a subcommand: get, put, update, delete, list or collections"}
 	}
 	sub, pos := pos[0], pos[1:]
-	want := map[string]int{"get": 2, "put": 3, "update": 3, "delete": 2, "list": 1}
+	want := map[string]int{"get": 2, "put": 3, "update": 3, "delete": 2, "list": 1, "collections": 0}
 	n, ok := want[sub]
 	if !ok {
-		return &usageError{fmt.Sprintf("unknown subcommand %q; expected get, put, update, delete or list", sub)}
+		return &usageError{fmt.Sprintf("unknown subcommand %q; expected get, put, update, delete, list or collections", sub)}
 	}
 	if len(pos) != n {
 		return &usageError{fmt.Sprintf("%s takes %d arguments (%s), got %d", sub, n,
@@ -76,6 +77,10 @@ func runData(args []string, stdout, stderr io.Writer) error {
 	base, err := url.Parse(strings.TrimRight(*adminURL, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return &usageError{fmt.Sprintf("--admin %q: expected a URL like http://127.0.0.1:8081", *adminURL)}
+	}
+	if sub == "collections" {
+		c := &dataClient{base: base.String() + "/v1/apps/" + url.PathEscape(app) + "/collections", token: adminToken(*token), client: &http.Client{Timeout: *timeout}}
+		return c.do("GET", "", nil, stdout)
 	}
 	c := &dataClient{
 		base:   base.String() + "/v1/apps/" + url.PathEscape(app) + "/collections/" + url.PathEscape(pos[0]) + "/docs",

@@ -117,6 +117,7 @@ func TestDataCLI(t *testing.T) {
 		}
 	}
 
+	wantOK(`{"collections":[{"name":"carts","scope":"local"},{"name":"stats","scope":"global","regions":["eu"]}]}`, "collections")
 	wantOK(`{"items":[]}`, "put", "carts", "u1", `{"items": []}`)
 	wantOK(`{"items":[42]}`, "update", "carts", "u1", `[{"op":"append","path":"items","value":42}]`)
 	wantOK(`{"items":[7,42],"views":1}`, "update", "carts", "u1",

@@ -96,6 +96,7 @@ func NewHandler(svc *data.Service, opts Options) http.Handler {
 	h.mux.HandleFunc("POST "+doc, h.update)
 	h.mux.HandleFunc("DELETE "+doc, h.delete)
 	h.mux.HandleFunc("GET "+docs, h.list)
+	h.mux.HandleFunc("GET /v1/apps/{app}/collections", h.collections)
 	// ServeMux answers wrong methods and unknown paths in plain text; these
 	// less specific patterns catch them so that every answer is JSON.
 	h.mux.HandleFunc(doc, methodNotAllowed("GET, HEAD, PUT, POST, DELETE"))
@@ -220,6 +221,28 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, _ := json.Marshal(listResponse{Keys: keys, Next: next})
+	writeJSON(w, http.StatusOK, b)
+}
+
+// collections answers the app's collections with their replication scope.
+func (h *handler) collections(w http.ResponseWriter, r *http.Request) {
+	colls, err := h.svc.Collections(r.PathValue("app"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	type coll struct {
+		Name    string   `json:"name"`
+		Scope   string   `json:"scope"`
+		Regions []string `json:"regions,omitempty"`
+	}
+	out := struct {
+		Collections []coll `json:"collections"`
+	}{Collections: []coll{}}
+	for _, c := range colls {
+		out.Collections = append(out.Collections, coll{c.Name, c.Scope.String(), c.Regions})
+	}
+	b, _ := json.Marshal(out)
 	writeJSON(w, http.StatusOK, b)
 }
 

@@ -329,3 +329,13 @@ func TestConcurrentIncrementsThroughHTTP(t *testing.T) {
 		t.Fatalf("counter: %s, want %d", r.body, clients*each)
 	}
 }
+
+func TestCollectionsShowScopes(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, Options{}, true)
+	r := do(t, srv, "GET", "/v1/apps/a/collections", "")
+	if want := `{"collections":[{"name":"carts","scope":"local"},{"name":"stats","scope":"global"}]}`; r.status != 200 || r.body != want {
+		t.Fatalf("collections: %d %s, want %s", r.status, r.body, want)
+	}
+	wantError(t, do(t, srv, "GET", "/v1/apps/nope/collections", ""), 404, "not_found", "nope")
+}

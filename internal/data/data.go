@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +108,23 @@ func (s *Service) SetApp(m *verge.Manifest) {
 	s.mu.Lock()
 	s.apps[m.Name] = colls
 	s.mu.Unlock()
+}
+
+// Collections returns app's declared collections, sorted by name, with their
+// scopes and regions.
+func (s *Service) Collections(app string) ([]verge.Collection, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	colls, ok := s.apps[app]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownApp, app)
+	}
+	out := make([]verge.Collection, 0, len(colls))
+	for _, c := range colls {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // Collection returns the declaration of app's collection.
