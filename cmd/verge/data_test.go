@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -31,44 +30,8 @@ func newDataApp(t *testing.T) string {
 // port and returns the process and the admin API's URL.
 func startDevAdmin(t *testing.T, dir string, extra ...string) (*devProc, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	args := append([]string{"dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--cache-dir", "-", "--watch", "0"}, extra...)
-	cmd := exec.CommandContext(ctx, vergeBin, append(args, dir)...)
-	cmd.Env = append(os.Environ(), "VERGE_ADMIN_TOKEN=", "VERGE_APP=")
-	stdout, _ := cmd.StdoutPipe()
-	p := &devProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
-	adminc := make(chan string, 1)
-	servingc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "verge: admin API "); ok {
-				adminc <- u
-			}
-			if u, ok := strings.CutPrefix(sc.Text(), "verge: serving "); ok {
-				servingc <- u
-			}
-		}
-	}()
-	var adminURL string
-	for adminURL == "" || p.url == "" {
-		select {
-		case adminURL = <-adminc:
-		case p.url = <-servingc:
-		case err := <-p.done:
-			t.Fatalf("verge dev exited before serving: %v\n%s", err, p.stderr)
-		case <-time.After(60 * time.Second):
-			t.Fatalf("verge dev did not start\n%s", p.stderr)
-		}
-	}
-	return p, adminURL
+	args := append([]string{"--admin", "127.0.0.1:0", "--watch", "0"}, extra...)
+	return launchDev(t, true, []string{"VERGE_ADMIN_TOKEN=", "VERGE_APP="}, append(args, dir)...)
 }
 
 // vergeData runs `verge data ARGS` in dir and returns its exit code and output.

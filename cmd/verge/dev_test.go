@@ -92,9 +92,19 @@ func (l *lockedBuffer) String() string {
 
 func startDev(t *testing.T, dir string) *devProc {
 	t.Helper()
+	p, _ := launchDev(t, false, nil, "--watch", "50ms", dir)
+	return p
+}
+
+// launchDev runs `verge dev --listen 127.0.0.1:0 --cache-dir - ARGS` and
+// waits until it serves; with wantAdmin it also waits for the admin API's
+// address, which it returns.
+func launchDev(t *testing.T, wantAdmin bool, env []string, args ...string) (*devProc, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, vergeBin, "dev", "--listen", "127.0.0.1:0", "--cache-dir", "-", "--watch", "50ms", dir)
+	cmd := exec.CommandContext(ctx, vergeBin, append([]string{"dev", "--listen", "127.0.0.1:0", "--cache-dir", "-"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
 	p := &devProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
@@ -103,23 +113,30 @@ func startDev(t *testing.T, dir string) *devProc {
 	}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
-	lines := make(chan string, 1)
+	adminc, servingc := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "verge: admin API "); ok {
+				adminc <- u
+			}
 			if u, ok := strings.CutPrefix(sc.Text(), "verge: serving "); ok {
-				lines <- u
+				servingc <- u
 			}
 		}
 	}()
-	select {
-	case p.url = <-lines:
-	case err := <-p.done:
-		t.Fatalf("verge dev exited before serving: %v\n%s", err, p.stderr)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("verge dev did not start\n%s", p.stderr)
+	var adminURL string
+	for p.url == "" || (wantAdmin && adminURL == "") {
+		select {
+		case adminURL = <-adminc:
+		case p.url = <-servingc:
+		case err := <-p.done:
+			t.Fatalf("verge dev exited before serving: %v\n%s", err, p.stderr)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("verge dev did not start\n%s", p.stderr)
+		}
 	}
-	return p
+	return p, adminURL
 }
 
 func get(t *testing.T, url string) (int, string) {
