@@ -222,23 +222,26 @@ func readRequest(h uint32) (*Request, error) {
 	if st != statusOK {
 		return nil, hostErr("http_req_head", st)
 	}
-	b := headBuf[:n]
-	nf, b, ok := u32(b)
+	// One string for the whole head: every field below is a substring of
+	// it, one allocation instead of two per header (each costs about a
+	// microsecond in a Wasm guest).
+	r := headReader{s: string(headBuf[:n])}
+	nf, ok := r.u32()
 	if !ok || nf < 5 {
 		return nil, errors.New("malformed request head")
 	}
 	var f [5]string
 	for i := uint32(0); i < nf; i++ {
-		var s string
-		if s, b, ok = str(b); !ok {
+		s, ok := r.str()
+		if !ok {
 			return nil, errors.New("malformed request head")
 		}
 		if i < 5 {
 			f[i] = s
 		}
 	}
-	nh, b, ok := u32(b)
-	if !ok || uint64(nh)*8 > uint64(len(b)) {
+	nh, ok := r.u32()
+	if !ok || uint64(nh)*8 > uint64(len(r.s)) {
 		return nil, errors.New("malformed request headers")
 	}
 	hdr := curReq.Header
@@ -248,11 +251,9 @@ func readRequest(h uint32) (*Request, error) {
 		clear(hdr)
 	}
 	for i := uint32(0); i < nh; i++ {
-		var k, v string
-		if k, b, ok = str(b); !ok {
-			return nil, errors.New("malformed request headers")
-		}
-		if v, b, ok = str(b); !ok {
+		k, ok1 := r.str()
+		v, ok2 := r.str()
+		if !ok1 || !ok2 {
 			return nil, errors.New("malformed request headers")
 		}
 		hdr[k] = append(hdr[k], v)
@@ -275,6 +276,28 @@ func parseURI(uri string) *url.URL {
 		return u
 	}
 	return &url.URL{Path: path, RawQuery: query}
+}
+
+// headReader decodes the request head's u32s and strings from one string.
+type headReader struct{ s string }
+
+func (r *headReader) u32() (uint32, bool) {
+	if len(r.s) < 4 {
+		return 0, false
+	}
+	v := uint32(r.s[0]) | uint32(r.s[1])<<8 | uint32(r.s[2])<<16 | uint32(r.s[3])<<24
+	r.s = r.s[4:]
+	return v, true
+}
+
+func (r *headReader) str() (string, bool) {
+	n, ok := r.u32()
+	if !ok || uint64(n) > uint64(len(r.s)) {
+		return "", false
+	}
+	s := r.s[:n]
+	r.s = r.s[n:]
+	return s, true
 }
 
 func u32(b []byte) (uint32, []byte, bool) {
