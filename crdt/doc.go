@@ -27,12 +27,93 @@ type Op struct {
 	Value json.RawMessage `json:"value,omitempty"`
 }
 
+// MaxElements is the most array elements a document may hold, counting every
+// array in it and removed elements that are still kept as tombstones. A
+// compact encoding stands for many elements in a few bytes (100,000 appends
+// of 0..99,999 take 60 bytes), so the decoders cannot bound what they
+// allocate by the input's length; they accept up to MaxElements instead
+// (plus as many again for deltas queued in a document), and Apply and Merge
+// refuse changes that would go past it, so every state the package produces
+// decodes.
+const MaxElements = 1 << 19
+
 // Doc is a JSON document CRDT replica. The zero value is the empty document {}.
 type Doc struct {
 	root    object
 	ctx     VersionVector
-	clock   int64    // hybrid logical clock: the highest timestamp seen
-	pending []*Delta // deltas waiting for their causal dependencies
+	clock   int64     // hybrid logical clock: the highest timestamp seen
+	pending *[]*Delta // deltas waiting for their causal dependencies; rare, so out of line
+
+	// elems is an upper bound on the array elements in root (tombstones
+	// included): raised by every change that adds elements and recounted
+	// only when it would pass MaxElements, so the common append is O(1).
+	elems int
+}
+
+// queue returns the deltas waiting for their causal dependencies.
+func (d *Doc) queue() []*Delta {
+	if d.pending == nil {
+		return nil
+	}
+	return *d.pending
+}
+
+func (d *Doc) setQueue(q []*Delta) {
+	if len(q) == 0 {
+		d.pending = nil
+		return
+	}
+	if d.pending == nil {
+		d.pending = new([]*Delta)
+	}
+	*d.pending = q
+}
+
+// room reserves n more array elements, or explains why the document is full.
+func (d *Doc) room(n int) error {
+	if n <= MaxElements-d.elems {
+		d.elems += n
+		return nil
+	}
+	d.elems = countElems(&d.root)
+	if n <= MaxElements-d.elems {
+		d.elems += n
+		return nil
+	}
+	return fmt.Errorf("%w: the document would hold %d array elements (removed ones included), more than the maximum of %d; split the data across documents", ErrTooLarge, d.elems+n, MaxElements)
+}
+
+// ErrTooLarge is matched (errors.Is) by a change refused because the
+// document would pass MaxElements.
+var ErrTooLarge = errors.New("document too large")
+
+// countElems counts the array elements under o, losing concurrent values and
+// removed elements included: exactly what the encoding writes.
+func countElems(o *object) int {
+	n := 0
+	for _, f := range o.fields {
+		for h := f.head; h != nil; h = h.sibling() {
+			n += countNodeElems(h)
+		}
+	}
+	return n
+}
+
+func countNodeElems(h *node) int {
+	switch v := h.val.(type) {
+	case *object:
+		return countElems(v)
+	case *list:
+		n := v.len()
+		v.each(func(e *elem) bool {
+			for m := e.head; m != nil; m = m.sibling() {
+				n += countNodeElems(m)
+			}
+			return true
+		})
+		return n
+	}
+	return 0
 }
 
 // NewDoc returns an empty document: the JSON object {}.
@@ -47,7 +128,7 @@ func (d *Doc) Context() VersionVector { return d.ctx.Clone() }
 func (d *Doc) Clock() int64 { return d.clock }
 
 // Pending returns how many received deltas wait for causal predecessors.
-func (d *Doc) Pending() int { return len(d.pending) }
+func (d *Doc) Pending() int { return len(d.queue()) }
 
 // Value returns the document as plain Go JSON values: map[string]any,
 // []any, string, bool, nil, int64 (integers) and float64 (other numbers).
@@ -91,8 +172,9 @@ func (d *Doc) Apply(r ReplicaID, now int64, ops ...Op) (*Delta, error) {
 		}
 	}
 	d.clock = ts
-	d.ctx = d.ctx.set(r, a.seq)
-	return a.delta, nil
+	d.ctx = d.ctx.set(r, a.seq) // every op takes an event, so a.seq > 0
+	x.elems = fragElems(x.root)
+	return x, nil
 }
 
 type applier struct {
@@ -103,6 +185,16 @@ type applier struct {
 	delta *Delta
 	undo  bool
 	undos []func()
+	// freed is the array elements the current set releases by overwriting
+	// its slot: the value it writes may reuse that room.
+	freed int
+}
+
+// reserve makes room for n new array elements.
+func (a *applier) reserve(n int) error {
+	use := min(n, a.freed)
+	a.freed -= use
+	return a.d.room(n - use)
 }
 
 func (a *applier) rollback() {
@@ -300,7 +392,11 @@ func (a *applier) set(op *Op) error {
 	if err != nil {
 		return err
 	}
+	for h := p.head(); h != nil; h = h.sibling() {
+		a.freed += countNodeElems(h)
+	}
 	n, err := b.build(v, id, a.ts, 0)
+	a.freed = 0
 	if err != nil {
 		return err
 	}
@@ -312,9 +408,19 @@ func (a *applier) set(op *Op) error {
 func (a *applier) setRoot(m map[string]any, b builder) error {
 	root, froot := &a.d.root, a.delta.root
 	old := root.fields
+	if len(m) == 0 {
+		// Like remove, the change needs an event of its own: a delta that
+		// creates no event is a duplicate to every receiver, so the keys this
+		// replaces would survive everywhere else.
+		if _, err := a.next(); err != nil {
+			return err
+		}
+	}
 	for _, f := range old {
 		*(&place{obj: root, key: f.key, fobj: froot}).fragSlot() = nil
 	}
+	a.freed = countElems(root)
+	defer func() { a.freed = 0 }()
 	nr := object{}
 	for k, v := range m {
 		id, err := a.next()
@@ -361,6 +467,9 @@ func (a *applier) insert(op *Op) error {
 		}
 	case "append":
 		left = l.last()
+	}
+	if err := a.reserve(1); err != nil {
+		return err
 	}
 	id, err := a.next()
 	if err != nil {

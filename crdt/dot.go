@@ -128,8 +128,13 @@ func (v VersionVector) String() string {
 	return b.String()
 }
 
-// set returns v with the component of r set to n (n > 0), in place when it can.
+// set returns v with the component of r set to n, in place when it can. A
+// zero component is absent: entries always have N > 0, as the encoding
+// requires.
 func (v VersionVector) set(r ReplicaID, n uint32) VersionVector {
+	if n == 0 {
+		return v
+	}
 	i, ok := slices.BinarySearchFunc(v, r, func(e VVEntry, r ReplicaID) int { return cmpReplica(e.R, r) })
 	if ok {
 		v[i].N = n

@@ -34,11 +34,12 @@ const (
 	tCounter
 )
 
-// maxExpansion is the number of elements, nodes and fields a decoder may
-// materialise beyond one per input byte. Run-length encoding lets a few bytes
-// stand for many elements, so this bounds what hostile input can allocate
-// (a few tens of MB), while a 100,000-element list built by appends, which
-// encodes in a few dozen bytes, still decodes.
+// maxExpansion bounds the items (fields, values, runs) that length prefixes
+// may announce beyond 8 per input byte. Each such item takes at least one
+// byte, but a prefix is allocated before its items are read, so nested
+// prefixes could otherwise claim the same bytes many times. Array elements,
+// which run-length encoding lets a few bytes stand for, are bounded by
+// MaxElements instead.
 const maxExpansion = 1 << 18
 
 // ---- writer ----
@@ -290,10 +291,11 @@ type reader struct {
 	off    int
 	err    error
 	budget int
+	elems  int // array elements still allowed (MaxElements in all)
 }
 
 func newReader(b []byte) *reader {
-	return &reader{b: b, budget: maxExpansion + 8*len(b)}
+	return &reader{b: b, budget: maxExpansion + 8*len(b), elems: MaxElements}
 }
 
 func (r *reader) fail(format string, args ...any) {
@@ -588,9 +590,13 @@ func (r *reader) frag(depth int) *fragList {
 		return nil
 	}
 	total := r.uvarint()
-	if !r.spend(total) {
+	if r.err == nil && total > uint64(r.elems) {
+		r.fail("arrays hold more than %d elements, the most a document may have (MaxElements)", MaxElements)
+	}
+	if r.err != nil {
 		return nil
 	}
+	r.elems -= int(total)
 	f := &fragList{}
 	nruns := r.count("element run")
 	var got uint64
@@ -714,8 +720,9 @@ func (d *Doc) MarshalBinary() ([]byte, error) {
 	w.varint(d.clock)
 	w.vv(d.ctx)
 	w.object(&d.root)
-	w.uvarint(uint64(len(d.pending)))
-	for _, p := range d.pending {
+	q := d.queue()
+	w.uvarint(uint64(len(q)))
+	for _, p := range q {
 		b, _ := p.MarshalBinary()
 		w.uvarint(uint64(len(b)))
 		w.b = append(w.b, b...)
@@ -733,7 +740,10 @@ func DecodeDoc(b []byte) (*Doc, error) {
 	d.clock = r.varint()
 	d.ctx = r.vv()
 	root := r.object(0)
+	d.elems = MaxElements - r.elems
+	queued := MaxElements // shared by all queued deltas; see Doc.ready
 	n := r.count("pending delta")
+	var q []*Delta
 	for i := 0; i < n && r.err == nil; i++ {
 		l := r.uvarint()
 		if r.err == nil && l > uint64(r.left()) {
@@ -742,18 +752,20 @@ func DecodeDoc(b []byte) (*Doc, error) {
 		if r.err != nil {
 			break
 		}
-		x, err := DecodeDelta(r.b[r.off : r.off+int(l)])
+		x, err := decodeDelta(r.b[r.off:r.off+int(l)], queued)
 		if err != nil {
 			r.fail("pending delta %d: %v", i, err)
 			break
 		}
+		queued -= x.elems
 		r.off += int(l)
-		d.pending = append(d.pending, x)
+		q = append(q, x)
 	}
 	r.end("document")
 	if r.err != nil {
 		return nil, fmt.Errorf("decode document: %w", r.err)
 	}
+	d.setQueue(q)
 	for _, f := range root.fields {
 		if f.head == nil {
 			return nil, fmt.Errorf("decode document: key %q has no value", f.key)
@@ -825,8 +837,13 @@ func (x *Delta) MarshalBinary() ([]byte, error) {
 // DecodeDelta decodes a delta encoded by MarshalBinary; see DecodeDoc for
 // the guarantees on hostile input. Consistency with a document is checked
 // by Doc.Merge.
-func DecodeDelta(b []byte) (*Delta, error) {
+func DecodeDelta(b []byte) (*Delta, error) { return decodeDelta(b, MaxElements) }
+
+// decodeDelta decodes a delta of at most elems array elements and records
+// how many it holds.
+func decodeDelta(b []byte, elems int) (*Delta, error) {
 	r := newReader(b)
+	r.elems = elems
 	r.header(kindDelta, "delta")
 	x := &Delta{}
 	flags := r.byte()
@@ -845,5 +862,6 @@ func DecodeDelta(b []byte) (*Delta, error) {
 	if x.full && len(x.deps) != 0 {
 		return nil, errors.New("decode delta: a full state cannot have dependencies")
 	}
+	x.elems = elems - r.elems
 	return x, nil
 }

@@ -176,6 +176,10 @@ func FuzzRoundTrip(f *testing.F) {
 				c.apply(i)
 			} else if len(c.log) > 0 {
 				c.deliver(i, c.log[c.rng.IntN(len(c.log))])
+				// every state Merge produces decodes too (Apply's: see c.apply)
+				if _, err := DecodeDoc(c.encode(c.docs[i])); err != nil {
+					t.Fatalf("state after a merge does not decode: %v", err)
+				}
 			}
 		}
 		c.settle()

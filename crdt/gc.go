@@ -16,22 +16,23 @@ package crdt
 // nothing behind but their event in the version vector (O(replicas)), and
 // counters keep one entry per replica.
 //
-// What is kept: array tombstones (element ids, without their values), since
-// a concurrent insert may still be positioned relative to them; see
-// docs/crdt.md for the bound. GC returns the number of values dropped.
+// What is kept: array tombstones (element ids, without their values). Local
+// inserts may anchor on them at any time, and stable does not prove that
+// every insert concurrent with a removal has reached every replica; they
+// count towards MaxElements. docs/crdt.md ("Array tombstones: what a safe
+// collection needs") lists what collecting them requires. GC returns the
+// number of values dropped.
 func (d *Doc) GC(stable VersionVector) int {
 	n := gcObject(&d.root, stable)
-	kept := d.pending[:0]
-	for _, p := range d.pending {
+	q := d.queue()
+	kept := q[:0]
+	for _, p := range q {
 		if !p.ctx.within(d.ctx) {
 			kept = append(kept, p)
 		}
 	}
-	clear(d.pending[len(kept):])
-	d.pending = kept
-	if len(d.pending) == 0 {
-		d.pending = nil
-	}
+	clear(q[len(kept):])
+	d.setQueue(kept)
 	return n
 }
 

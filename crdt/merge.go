@@ -17,6 +17,8 @@ type Delta struct {
 	root *object
 	full bool // a whole state: values absent from it that its context covers were removed
 
+	elems int // array elements in root as encoded (0 for snapshots, which never wait)
+
 	// storage for the common single-op delta, saving allocations on Apply
 	rootBuf  object
 	fieldBuf [1]field
@@ -75,7 +77,7 @@ func (d *Doc) Merge(x *Delta) error {
 	if err := d.merge(x); err != nil {
 		return err
 	}
-	if len(d.pending) == 0 {
+	if d.pending == nil {
 		return nil
 	}
 	return d.drainPending()
@@ -89,15 +91,25 @@ func (d *Doc) ready(x *Delta) (bool, error) {
 	if x.ctx.within(d.ctx) {
 		return false, nil
 	}
-	for _, p := range d.pending {
+	q := d.queue()
+	for _, p := range q {
 		if samePending(p, x) {
 			return false, nil
 		}
 	}
-	if len(d.pending) >= maxPending {
-		return false, fmt.Errorf("merge: %d deltas already wait for missing predecessors %v; send a snapshot instead", len(d.pending), x.deps)
+	if len(q) >= maxPending {
+		return false, fmt.Errorf("merge: %d deltas already wait for missing predecessors %v; send a snapshot instead", len(q), x.deps)
 	}
-	d.pending = append(d.pending, x)
+	// Queued deltas are encoded with the document, and DecodeDoc accepts
+	// MaxElements array elements across all of them.
+	queued := 0
+	for _, p := range q {
+		queued += p.elems
+	}
+	if x.elems > MaxElements-queued {
+		return false, fmt.Errorf("merge: deltas waiting for missing predecessors %v would hold more than %d array elements; send a snapshot instead", x.deps, MaxElements)
+	}
+	d.setQueue(append(q, x))
 	return false, nil
 }
 
@@ -121,8 +133,9 @@ func (d *Doc) drainPending() error {
 	var errs []error
 	for progress := true; progress; {
 		progress = false
-		kept := d.pending[:0]
-		for _, p := range d.pending {
+		q := d.queue()
+		kept := q[:0]
+		for _, p := range q {
 			switch {
 			case p.ctx.within(d.ctx):
 				progress = true
@@ -135,11 +148,8 @@ func (d *Doc) drainPending() error {
 				kept = append(kept, p)
 			}
 		}
-		clear(d.pending[len(kept):])
-		d.pending = kept
-	}
-	if len(d.pending) == 0 {
-		d.pending = nil
+		clear(q[len(kept):])
+		d.setQueue(kept)
 	}
 	return errors.Join(errs...)
 }
@@ -168,10 +178,16 @@ func (d *Doc) check(x *Delta) error {
 		}
 	}
 	c := checker{d: d}
-	return c.object(&d.root, x.root, 0)
+	if err := c.object(&d.root, x.root, 0); err != nil {
+		return err
+	}
+	return d.room(c.added)
 }
 
-type checker struct{ d *Doc }
+type checker struct {
+	d     *Doc
+	added int // array elements the join would add
+}
 
 func (c *checker) object(so, fo *object, depth int) error {
 	if depth > maxDepth {
@@ -311,6 +327,7 @@ func (c *checker) list(l *list, f *fragList, depth int) error {
 		if added != nil {
 			added[fe.id] = true
 		}
+		c.added++
 		for n := fe.head; n != nil; n = n.sibling() {
 			if n.sibling() != nil && findID(n.sibling(), n.id) != nil {
 				return fmt.Errorf("value %v appears twice in one slot", n.id)
@@ -473,4 +490,31 @@ func materialize(m *node) *node {
 		n.val = v
 	}
 	return n
+}
+
+// fragElems counts the array elements a delta encodes, as the decoder does.
+func fragElems(o *object) int {
+	n := 0
+	for _, f := range o.fields {
+		for h := f.head; h != nil; h = h.sibling() {
+			n += fragNodeElems(h)
+		}
+	}
+	return n
+}
+
+func fragNodeElems(h *node) int {
+	switch v := h.val.(type) {
+	case *object:
+		return fragElems(v)
+	case *fragList:
+		n := len(v.elems)
+		for i := range v.elems {
+			for m := v.elems[i].head; m != nil; m = m.sibling() {
+				n += fragNodeElems(m)
+			}
+		}
+		return n
+	}
+	return 0
 }

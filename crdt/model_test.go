@@ -312,7 +312,11 @@ func opAt(rng *rand.Rand, path []string, cur any, exists bool) Op {
 		return Op{Op: "remove", Path: p}
 	}
 	if rng.IntN(50) == 0 {
-		return Op{Op: "set", Path: "", Value: json.RawMessage(`{"items":[1,2],"n":0}`)}
+		root := `{"items":[1,2],"n":0}`
+		if rng.IntN(2) == 0 {
+			root = `{}` // creates no value: the event alone carries the reset
+		}
+		return Op{Op: "set", Path: "", Value: json.RawMessage(root)}
 	}
 	return Op{Op: "set", Path: p, Value: json.RawMessage(randValue(rng, 0))}
 }

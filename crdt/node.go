@@ -524,6 +524,9 @@ func (b builder) build(v any, id Dot, ts int64, depth int) (*node, error) {
 		}
 		n.val = o
 	case []any:
+		if err := b.a.reserve(len(x)); err != nil {
+			return nil, err
+		}
 		l := newList()
 		var prev *elem
 		for _, e := range x {

@@ -62,6 +62,13 @@ func (c *cluster) apply(i int) (*Delta, []Op) {
 		}
 		return nil, ops
 	}
+	// every state Apply produces must decode (and the context must grow)
+	if _, err := DecodeDoc(c.encode(d)); err != nil {
+		c.t.Fatalf("state after %+v does not decode: %v", ops, err)
+	}
+	if len(x.Events()) == 0 {
+		c.t.Fatalf("Apply of %+v created no event: receivers would drop the delta", ops)
+	}
 	b, err := x.MarshalBinary()
 	if err != nil {
 		c.t.Fatal(err)
@@ -582,5 +589,53 @@ func TestGCBoundsMetadata(t *testing.T) {
 	}
 	if v := docs[0].Value().(map[string]any)["n"]; v != int64(200*replicas) {
 		t.Fatalf("implicit counters lost increments: %v", v)
+	}
+}
+
+// Setting the root to {} creates no value; it must still be an event, or the
+// document's context gains a zero entry (refused by DecodeDoc) and receivers
+// ignore the delta as a duplicate (the keys it removed survive elsewhere).
+func TestSetEmptyRoot(t *testing.T) {
+	t.Parallel()
+	a, b := NewDoc(), NewDoc()
+	x := mustApply(t, a, 1, 4, Op{Op: "set", Path: "", Value: []byte(`{}`)})
+	for _, d := range []*Doc{a, b} {
+		if err := d.Merge(x); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range d.Context() {
+			if e.N == 0 {
+				t.Fatalf("context %v has a zero entry", d.Context())
+			}
+		}
+		enc, _ := d.MarshalBinary()
+		if _, err := DecodeDoc(enc); err != nil {
+			t.Fatalf("state after set {} does not decode: %v", err)
+		}
+	}
+	if got := a.Context().Get(4); got != 1 {
+		t.Fatalf("set {} took %d events, want 1", got)
+	}
+	y := mustApply(t, a, 2, 4, Op{Op: "set", Path: "k", Value: []byte(`1`)})
+	if err := b.Merge(y); err != nil {
+		t.Fatal(err)
+	}
+	z := mustApply(t, b, 3, 5, Op{Op: "set", Path: "", Value: []byte(`{}`)})
+	if err := a.Merge(z); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*Doc{a, b} {
+		if j, _ := d.JSON(); string(j) != `{}` {
+			t.Fatalf("after a remote set {} the document reads %s, want {}", j)
+		}
+	}
+	ea, _ := a.MarshalBinary()
+	eb, _ := b.MarshalBinary()
+	if !bytes.Equal(ea, eb) {
+		t.Fatal("replicas diverged after set {}")
+	}
+	// A zero component never enters a vector.
+	if v := VersionVector(nil).Merge(VersionVector{{R: 3, N: 0}}); len(v) != 0 {
+		t.Fatalf("Merge kept a zero entry: %v", v)
 	}
 }

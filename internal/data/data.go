@@ -220,15 +220,11 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 			}
 		}
 		delta, err := d.Apply(s.replica, time.Now().UnixNano(), ops...)
+		if errors.Is(err, crdt.ErrTooLarge) {
+			return nil, nil, &kindError{ErrTooLarge, err}
+		}
 		if err != nil {
 			return nil, nil, &kindError{ErrInvalid, err}
-		}
-		if eventless(d.Context()) {
-			// Work around a crdt bug: a batch that creates no event (a
-			// Put of {} on a new document) leaves a zero entry in the
-			// document's context, which DecodeDoc refuses. A document
-			// without a single event is the empty document.
-			d = crdt.NewDoc()
 		}
 		newState, err := d.MarshalBinary()
 		if err != nil {
@@ -305,15 +301,6 @@ func (s *Service) List(app, coll, after string, limit int) (keys []string, next 
 		keys = []string{}
 	}
 	return keys, next, err
-}
-
-func eventless(v crdt.VersionVector) bool {
-	for _, e := range v {
-		if e.N != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // kindError classifies err as kind (for errors.Is) without prefixing its

@@ -462,7 +462,7 @@ func TestUnreadableDocumentIsNeverStored(t *testing.T) {
 	for ; rounds < 100 && err == nil; rounds++ {
 		_, err = s.Update(ctx, "shop", "carts", "k", ops)
 	}
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "split it") {
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "split") {
 		t.Fatalf("after %d rounds of 60,000 appends: %v, want ErrTooLarge", rounds, err)
 	}
 	doc, found, err := s.Get("shop", "carts", "k")
