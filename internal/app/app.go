@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -144,10 +143,4 @@ func (a *App) Reload(ctx context.Context, spec verge.Function) error {
 	fn.WarmUp()
 	a.log.Info("reloaded", "function", spec.Name, "module", spec.Module, "took", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// IsLoadError reports whether err is a module that could not be loaded.
-func IsLoadError(err error) bool {
-	var le *runtime.LoadError
-	return errors.As(err, &le)
 }

@@ -113,7 +113,6 @@ var abiFunctions = []struct {
 func instantiateABI(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder(ABIModule)
 	for _, f := range abiFunctions {
-		f := f
 		b.NewFunctionBuilder().
 			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 				r := runOf(ctx)

@@ -13,7 +13,7 @@ import (
 // limit exactly, instead of guessing from the trap message.
 type guestMemory struct {
 	limit    uint64
-	inner    experimental.MemoryAllocator // nil: plain Go slices
+	inner    experimental.MemoryAllocator // backs the memory (Options.Allocator)
 	exceeded atomic.Bool
 	size     atomic.Uint64 // current length, for the high-water recycle check
 }
@@ -21,19 +21,12 @@ type guestMemory struct {
 func (g *guestMemory) Allocate(capBytes, maxBytes uint64) experimental.LinearMemory {
 	maxBytes = min(maxBytes, g.limit)
 	capBytes = min(capBytes, maxBytes)
-	lm := &limitedMemory{g: g}
-	if g.inner != nil {
-		lm.inner = g.inner.Allocate(capBytes, maxBytes)
-	} else {
-		lm.buf = make([]byte, 0, capBytes)
-	}
-	return lm
+	return &limitedMemory{g: g, inner: g.inner.Allocate(capBytes, maxBytes)}
 }
 
 type limitedMemory struct {
 	g     *guestMemory
 	inner experimental.LinearMemory
-	buf   []byte
 }
 
 func (m *limitedMemory) Reallocate(size uint64) []byte {
@@ -42,28 +35,13 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	m.g.size.Store(size)
-	if m.inner != nil {
-		b := m.inner.Reallocate(size)
-		if b == nil {
-			// The host could not back the memory: treat it as the limit
-			// too, the guest is stopped either way.
-			m.g.exceeded.Store(true)
-		}
-		return b
+	b := m.inner.Reallocate(size)
+	if b == nil {
+		// The host could not back the memory: treat it as the limit too,
+		// the guest is stopped either way.
+		m.g.exceeded.Store(true)
 	}
-	if uint64(cap(m.buf)) >= size {
-		m.buf = m.buf[:size]
-		return m.buf
-	}
-	nb := make([]byte, size, min(max(size, 2*uint64(cap(m.buf))), m.g.limit))
-	copy(nb, m.buf)
-	m.buf = nb
-	return m.buf
+	return b
 }
 
-func (m *limitedMemory) Free() {
-	if m.inner != nil {
-		m.inner.Free()
-	}
-	m.buf = nil
-}
+func (m *limitedMemory) Free() { m.inner.Free() }
