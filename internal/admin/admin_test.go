@@ -155,12 +155,12 @@ func TestListPagination(t *testing.T) {
 		t.Fatalf("empty list: %d %s", r.status, r.body)
 	}
 	for i := range 12 {
-		if r := do(t, srv, "PUT", fmt.Sprintf("%sk%02d", doc, i), `{}`); r.status != 200 {
+		if r := do(t, srv, "PUT", fmt.Sprintf("%sk%02d", doc, i), `{"n":1}`); r.status != 200 {
 			t.Fatal(r.body)
 		}
 	}
 	// b's documents never show up in a's list.
-	if r := do(t, srv, "PUT", "/v1/apps/b/collections/carts/docs/k05x", `{}`); r.status != 200 {
+	if r := do(t, srv, "PUT", "/v1/apps/b/collections/carts/docs/k05x", `{"n":1}`); r.status != 200 {
 		t.Fatal(r.body)
 	}
 	var all []string

@@ -179,6 +179,9 @@ func (s *Service) Get(app, coll, key string) (doc []byte, found bool, err error)
 	if err != nil {
 		return nil, false, err
 	}
+	if empty(d) {
+		return nil, false, nil
+	}
 	doc, err = d.JSON()
 	if err != nil {
 		return nil, false, fmt.Errorf("document %s: rendering JSON: %w", k, err)
@@ -265,6 +268,12 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 
 // Delete removes the document durably. found is false, and nothing is
 // written, if there was no such document.
+//
+// A deletion is a CRDT operation (the root becomes empty) and the state is
+// kept: its causal context is what lets peers apply the removal, and what
+// keeps this replica's event numbers increasing if the document is created
+// again. A removal concurrent with an update elsewhere keeps that update's
+// keys (add-wins). A document whose root is empty reads as not found.
 func (s *Service) Delete(ctx context.Context, app, coll, key string) (found bool, err error) {
 	k, err := s.key(app, coll, key)
 	if err != nil {
@@ -274,13 +283,38 @@ func (s *Service) Delete(ctx context.Context, app, coll, key string) (found bool
 		if state == nil {
 			return nil, nil, nil // nothing to delete: no write
 		}
+		d, err := decode(k, state)
+		if err != nil {
+			return nil, nil, err
+		}
+		if empty(d) {
+			return nil, nil, nil
+		}
 		found = true
-		return nil, []byte{}, nil
+		delta, err := d.Apply(s.replica, time.Now().UnixNano(), crdt.Op{Op: "set", Path: "", Value: json.RawMessage("{}")})
+		if err != nil {
+			return nil, nil, fmt.Errorf("document %s: deleting: %w", k, err)
+		}
+		newState, err := d.MarshalBinary()
+		if err != nil {
+			return nil, nil, fmt.Errorf("document %s: encoding: %w", k, err)
+		}
+		enc, err := delta.MarshalBinary()
+		if err != nil {
+			return nil, nil, fmt.Errorf("document %s: encoding the delta: %w", k, err)
+		}
+		return newState, enc, nil
 	})
 	if err != nil {
 		return false, err
 	}
 	return found, nil
+}
+
+// empty reports whether d reads as a deleted (or never written) document.
+func empty(d *crdt.Doc) bool {
+	m, ok := d.Value().(map[string]any)
+	return ok && len(m) == 0
 }
 
 // List returns up to limit keys of the collection that sort after `after`
@@ -296,7 +330,35 @@ func (s *Service) List(app, coll, after string, limit int) (keys []string, next 
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}
-	keys, next, err = s.st.List(app, coll, after, min(limit, MaxListLimit))
+	limit = min(limit, MaxListLimit)
+	// Deleted documents keep their state (see Delete) and are skipped, so a
+	// page may take a few store pages to fill.
+	for len(keys) < limit {
+		var page []string
+		page, next, err = s.st.List(app, coll, after, limit-len(keys))
+		if err != nil {
+			return nil, "", err
+		}
+		for _, key := range page {
+			state, ok, err := s.st.Get(store.Key{App: app, Collection: coll, Doc: key})
+			if err != nil {
+				return nil, "", err
+			}
+			if ok && len(state) > 0 {
+				d, err := decode(store.Key{App: app, Collection: coll, Doc: key}, state)
+				if err != nil {
+					return nil, "", err
+				}
+				if !empty(d) {
+					keys = append(keys, key)
+				}
+			}
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
 	if keys == nil && err == nil {
 		keys = []string{}
 	}

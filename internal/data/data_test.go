@@ -12,6 +12,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
+	"github.com/verge-edge/verge/internal/store"
 )
 
 func manifest(name string, colls ...string) *verge.Manifest {
@@ -311,7 +312,7 @@ func TestListPagination(t *testing.T) {
 	want := make([]string, n)
 	for i := range n {
 		want[i] = fmt.Sprintf("k%03d", i)
-		if _, err := s.Put(ctx, "shop", "carts", want[i], []byte(`{}`)); err != nil {
+		if _, err := s.Put(ctx, "shop", "carts", want[i], []byte(`{"n":1}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -478,8 +479,9 @@ func TestUnreadableDocumentIsNeverStored(t *testing.T) {
 	}
 }
 
-// Every write is read back: a Put of {} (a batch that creates no event)
-// gives a readable empty document, new or not.
+// A document with no fields does not exist: a Put of {} (new or over a
+// document) leaves it not found, and List skips it. This is what makes a
+// deletion a plain CRDT operation that replicas agree on (see Delete).
 func TestPutEmptyObject(t *testing.T) {
 	t.Parallel()
 	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
@@ -488,17 +490,60 @@ func TestPutEmptyObject(t *testing.T) {
 		if got, err := s.Put(ctx, "shop", "carts", "k", []byte(`{}`)); err != nil || string(got) != `{}` {
 			t.Fatalf("Put %d of {}: %s, %v", i, got, err)
 		}
-		if doc, found, err := s.Get("shop", "carts", "k"); err != nil || !found || string(doc) != `{}` {
-			t.Fatalf("Get after Put %d of {}: %s, %v, %v", i, doc, found, err)
+		if doc, found, err := s.Get("shop", "carts", "k"); err != nil || found {
+			t.Fatalf("Get after Put %d of {}: %s, %v, %v; want not found", i, doc, found, err)
 		}
 	}
 	if got, err := s.Update(ctx, "shop", "carts", "k", []crdt.Op{op("set", "a", "1")}); err != nil || string(got) != `{"a":1}` {
 		t.Fatalf("set after {}: %s, %v", got, err)
 	}
+	if keys, _, err := s.List("shop", "carts", "", 10); err != nil || len(keys) != 1 {
+		t.Fatalf("List = %q, %v; want [k]", keys, err)
+	}
 	if got, err := s.Put(ctx, "shop", "carts", "k", []byte(`{}`)); err != nil || string(got) != `{}` {
 		t.Fatalf("Put of {} over a document: %s, %v", got, err)
 	}
-	if doc, _, err := s.Get("shop", "carts", "k"); err != nil || string(doc) != `{}` {
-		t.Fatalf("Get: %s, %v", doc, err)
+	if keys, _, err := s.List("shop", "carts", "", 10); err != nil || len(keys) != 0 {
+		t.Fatalf("List after emptying = %q, %v; want none", keys, err)
+	}
+}
+
+// A deleted document keeps its causal context, so re-creating it continues
+// this replica's event numbers: a peer that saw the deletion still applies
+// the re-creation.
+func TestDeleteThenRecreateReplicates(t *testing.T) {
+	t.Parallel()
+	a := open(t, Options{NoSync: true, Origin: "a", Replica: 1}, manifest("shop", "carts"))
+	b := open(t, Options{NoSync: true, Origin: "b", Replica: 2}, manifest("shop", "carts"))
+	ctx := context.Background()
+	k := store.Key{App: "shop", Collection: "carts", Doc: "k"}
+	ship := func() {
+		t.Helper()
+		entries, err := a.Store().LogSince("a", 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if _, err := b.Store().ApplyRemote(ctx, e.Key, "a", e.Seq, e.Delta, func(st, d []byte) ([]byte, error) { return b.Merge(k, st, d) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := a.Update(ctx, "shop", "carts", "k", []crdt.Op{op("set", "x", "1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Delete(ctx, "shop", "carts", "k"); err != nil {
+		t.Fatal(err)
+	}
+	ship()
+	if _, found, _ := b.Get("shop", "carts", "k"); found {
+		t.Fatal("b still has the deleted document")
+	}
+	if _, err := a.Update(ctx, "shop", "carts", "k", []crdt.Op{op("set", "y", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	ship()
+	if doc, found, err := b.Get("shop", "carts", "k"); err != nil || string(doc) != `{"y":2}` {
+		t.Fatalf("b after re-creation: %s, %v, %v; want {\"y\":2}", doc, found, err)
 	}
 }

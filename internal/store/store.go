@@ -53,6 +53,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -636,6 +637,144 @@ func (s *Store) ApplyRemote(ctx context.Context, k Key, origin string, seq uint6
 	locked = false
 	<-g.done
 	return g.err == nil, g.err
+}
+
+// ErrGap is returned by ApplyBatch for a batch that starts beyond the
+// origin's contiguous watermark: an earlier batch is missing. The caller asks
+// the origin to resend from Seqs()[origin]+1.
+var ErrGap = errors.New("store: batch starts after a gap")
+
+// BatchItem is one document's delta (or whole state) in a replication batch.
+type BatchItem struct {
+	Key   Key
+	Delta []byte
+}
+
+// ApplyBatch applies a batch that covers origin's log entries from..to
+// (inclusive) and advances origin's watermark to to. The batch holds only
+// the items this PoP is meant to receive (possibly none, possibly coalesced
+// per document), so the watermark means "everything of origin up to `to`
+// that concerns this PoP", not that every seq was seen. Items are merged
+// one by one (merge as in ApplyRemote) and are not logged: the origin ships
+// its own log to every PoP, so receivers never relay.
+//
+// A batch with from > Seqs()[origin]+1 is refused with ErrGap and nothing is
+// applied. A batch wholly at or below the watermark is a duplicate and is
+// not merged again. Otherwise every item is merged (merges are idempotent,
+// so overlap with earlier batches is harmless) and ApplyBatch returns once
+// the items and the new watermark are durable. A crash part-way leaves the
+// watermark where it was: the origin resends and the merges repeat.
+// An origin fed by ApplyBatch must not also be fed by ApplyRemote.
+func (s *Store) ApplyBatch(ctx context.Context, origin string, from, to uint64, items []BatchItem,
+	merge func(k Key, state, delta []byte) ([]byte, error)) (watermark uint64, err error) {
+	if err := validOrigin(origin); err != nil {
+		return 0, err
+	}
+	if origin == s.origin {
+		return 0, fmt.Errorf("store: ApplyBatch: origin %q is this store's own origin; a PoP rebuilding its data must use a new origin", origin)
+	}
+	if from == 0 || to < from {
+		return 0, fmt.Errorf("store: ApplyBatch: invalid range %d..%d (sequence numbers start at 1)", from, to)
+	}
+	for _, it := range items {
+		if err := it.Key.validate(); err != nil {
+			return 0, err
+		}
+		if err := s.checkSize(nil, it.Delta); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	c := s.contig[origin]
+	s.mu.Unlock()
+	if from > c+1 {
+		return s.durableSeq(origin), fmt.Errorf("%w: origin %q batch %d..%d, have up to %d", ErrGap, origin, from, to, c)
+	}
+	if to <= c {
+		// A duplicate: wait until the earlier application is durable.
+		if _, err := s.duplicate(origin, to); err != nil {
+			return 0, err
+		}
+		return s.durableSeq(origin), nil
+	}
+	// Items go into the open group or earlier ones; the watermark below goes
+	// into the open group at that time, and groups commit in order, so the
+	// watermark is never durable before the items.
+	for _, it := range items {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := s.mergeItem(ctx, it, merge); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	if err := s.writable(); err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	if to > s.contig[origin] {
+		s.contig[origin] = to
+	}
+	g := s.open
+	g.n++
+	g.origins[origin] = 0
+	s.last = g
+	s.kickCommitter()
+	s.mu.Unlock()
+	<-g.done
+	if g.err != nil {
+		return 0, g.err
+	}
+	return s.durableSeq(origin), nil
+}
+
+// mergeItem merges one batch item into its document and stages the new
+// state without a log entry.
+func (s *Store) mergeItem(ctx context.Context, it BatchItem, merge func(k Key, state, delta []byte) ([]byte, error)) error {
+	dk := string(docKey(it.Key))
+	l, err := s.lockDoc(ctx, dk)
+	if err != nil {
+		return err
+	}
+	defer s.unlockDoc(dk, l)
+	cur, err := s.current(dk)
+	if err != nil {
+		return err
+	}
+	newState, err := merge(it.Key, cur, it.Delta)
+	if err != nil {
+		return fmt.Errorf("document %s: %w", it.Key, err)
+	}
+	if err := s.checkSize(newState, nil); err != nil {
+		return err
+	}
+	if newState != nil && cur != nil && bytes.Equal(newState, cur) {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	g := s.open
+	if newState == nil {
+		g.b.Delete([]byte(dk), nil)
+	} else {
+		s.setFramed(g.b, []byte(dk), newState)
+	}
+	g.n++
+	g.docs = append(g.docs, dk)
+	s.overlay[dk] = pendingState{state: newState, g: g}
+	s.last = g
+	s.kickCommitter()
+	return nil
+}
+
+func (s *Store) durableSeq(origin string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.durable[origin]
 }
 
 func (s *Store) seen(origin string, seq uint64) bool {
