@@ -700,13 +700,8 @@ func (s *Store) ApplyBatch(ctx context.Context, origin string, from, to uint64, 
 	// Items go into the open group or earlier ones; the watermark below goes
 	// into the open group at that time, and groups commit in order, so the
 	// watermark is never durable before the items.
-	for _, it := range items {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		if err := s.mergeItem(ctx, it, merge); err != nil {
-			return 0, err
-		}
+	if err := s.mergeItems(ctx, items, merge); err != nil {
+		return 0, err
 	}
 	s.mu.Lock()
 	if err := s.writable(); err != nil {
@@ -727,6 +722,43 @@ func (s *Store) ApplyBatch(ctx context.Context, origin string, from, to uint64, 
 		return 0, g.err
 	}
 	return s.durableSeq(origin), nil
+}
+
+// Merge merges items into their documents, durably, without logging them
+// and without any watermark: anti-entropy repair and documents that follow
+// their user, whose bytes come from a peer's state rather than its log.
+func (s *Store) Merge(ctx context.Context, items []BatchItem, merge func(k Key, state, delta []byte) ([]byte, error)) error {
+	for _, it := range items {
+		if err := it.Key.validate(); err != nil {
+			return err
+		}
+		if err := s.checkSize(nil, it.Delta); err != nil {
+			return err
+		}
+	}
+	if err := s.mergeItems(ctx, items, merge); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	g := s.last
+	s.mu.Unlock()
+	if g != nil {
+		<-g.done
+		return g.err
+	}
+	return nil
+}
+
+func (s *Store) mergeItems(ctx context.Context, items []BatchItem, merge func(k Key, state, delta []byte) ([]byte, error)) error {
+	for _, it := range items {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.mergeItem(ctx, it, merge); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mergeItem merges one batch item into its document and stages the new
@@ -769,6 +801,13 @@ func (s *Store) mergeItem(ctx context.Context, it BatchItem, merge func(k Key, s
 	s.last = g
 	s.kickCommitter()
 	return nil
+}
+
+// Truncated returns how far origin's log entries were removed by TruncateLog.
+func (s *Store) Truncated(origin string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.trunc[origin]
 }
 
 func (s *Store) durableSeq(origin string) uint64 {

@@ -1,0 +1,509 @@
+// Package replicate ships a PoP's writes to the PoPs that must hold them,
+// by the scope of their collection, and repairs what shipping missed.
+//
+// Shipping is log-based and one hop: each PoP sends its own delta log (the
+// store's entries under its origin) to every peer, never relaying others'.
+// Every batch window (default 50 ms), for each peer, the entries written
+// since the last batch that concern that peer (scope and regions, see
+// verge.Network) are coalesced per document and sent as one message; the
+// peer applies them with store.ApplyBatch and answers with its durable
+// watermark for this origin. So a link carries at most one batch per window
+// whatever the write rate, and a hot document costs at most one item (its
+// deltas or, when smaller, its whole state) per window.
+//
+// A batch that is lost, refused for a gap, or not acknowledged in time makes
+// the sender go back to the peer's watermark and resend from there. When a
+// link comes up the sender first asks the peer for its watermark, so a PoP
+// restart or a healed partition resumes where it stopped. Entries stay in
+// the log until every peer has acknowledged them.
+//
+// Anti-entropy repairs everything else (a peer that lost its disk, entries
+// truncated before a long-dead peer came back, documents merged from
+// elsewhere): periodically, and whenever a link comes up, each PoP compares
+// bucketed digests of every collection it replicates with each peer that
+// also replicates it, and pulls the documents that differ. Replicas are
+// CRDT states, so pulling and merging is always safe.
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/store"
+)
+
+// Options configures a Replicator.
+type Options struct {
+	Self    string // this PoP's id
+	Network *verge.Network
+	Mesh    *mesh.Mesh
+	Data    *data.Service
+	// Apps are the apps this PoP runs, for anti-entropy.
+	Apps []*verge.Manifest
+	// Window is the batch window (default 50 ms).
+	Window time.Duration
+	// AntiEntropy is the period of the digest comparison with every peer
+	// (default 5 s). It also runs whenever a link comes up.
+	AntiEntropy time.Duration
+	// AckTimeout is how long an unacknowledged batch waits before the sender
+	// goes back to the peer's watermark (default 2 s).
+	AckTimeout time.Duration
+	Logf       func(format string, args ...any)
+}
+
+// Replicator runs the shipping and repair of one PoP.
+type Replicator struct {
+	opts   Options
+	origin string
+	st     *store.Store
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	peers map[string]*peerLink
+
+	truncated atomic.Uint64 // our log is truncated up to here
+
+	// stats, for benchmarks and metrics
+	batchesSent, itemsSent, bytesSent atomic.Uint64
+	repaired                          atomic.Uint64
+}
+
+// peerLink is the sending side towards one peer.
+type peerLink struct {
+	id    string
+	kick  chan struct{} // capacity 1: link came up, or a reply arrived
+	ae    chan struct{} // capacity 1: run anti-entropy now
+	mu    sync.Mutex
+	known bool   // the peer's watermark has been learnt since the link came up
+	sent  uint64 // last seq covered by a batch sent
+	acked uint64 // the peer's durable watermark for our origin
+	// lastAck is when acked last moved or a batch was sent with nothing
+	// outstanding; the ack timeout runs from it.
+	lastAck time.Time
+	lastPush time.Time
+	inflight int
+
+	stats LinkStats
+}
+
+// LinkStats counts what was sent to one peer.
+type LinkStats struct {
+	Batches, Items, Bytes uint64
+}
+
+// New creates a Replicator; Start runs it.
+func New(opts Options) (*Replicator, error) {
+	if opts.Window <= 0 {
+		opts.Window = 50 * time.Millisecond
+	}
+	if opts.AntiEntropy <= 0 {
+		opts.AntiEntropy = 5 * time.Second
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = 2 * time.Second
+	}
+	if opts.Logf == nil {
+		opts.Logf = log.Printf
+	}
+	if _, ok := opts.Network.PoP(opts.Self); !ok {
+		return nil, fmt.Errorf("replicate: PoP %q is not in the network", opts.Self)
+	}
+	r := &Replicator{opts: opts, st: opts.Data.Store(), peers: map[string]*peerLink{}}
+	r.origin = r.st.Origin()
+	r.truncated.Store(r.st.Truncated(r.origin))
+	for _, id := range opts.Mesh.Peers() {
+		r.peers[id] = &peerLink{id: id, kick: make(chan struct{}, 1), ae: make(chan struct{}, 1)}
+	}
+	return r, nil
+}
+
+// Origin is the name of this PoP's log (its id and incarnation).
+func (r *Replicator) Origin() string { return r.origin }
+
+// Start registers the handlers and starts one sender per peer and the
+// anti-entropy loop.
+func (r *Replicator) Start() error {
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	m := r.opts.Mesh
+	for kind, h := range map[string]mesh.Handler{
+		"wm":     r.handleWatermark,
+		"digest": r.handleDigest,
+		"keys":   r.handleKeys,
+		"states": r.handleStates,
+	} {
+		if err := m.HandleRequests(kind, h); err != nil {
+			return err
+		}
+	}
+	if err := m.HandlePushes("batch", r.handleBatch); err != nil {
+		return err
+	}
+	for _, p := range r.peers {
+		r.wg.Add(1)
+		go r.sender(p)
+	}
+	for _, p := range r.peers {
+		r.wg.Add(1)
+		go r.antiEntropyLoop(p)
+	}
+	return nil
+}
+
+// PeerEvent tells the replicator that the link to peer came up or went
+// down (mesh.Options.OnPeer).
+func (r *Replicator) PeerEvent(peer string, up bool) {
+	p := r.peers[peer]
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.known = false // learn the watermark again: the peer may have restarted
+	p.mu.Unlock()
+	if up {
+		signal(p.kick)
+		signal(p.ae)
+	}
+}
+
+// Close stops the replicator. Unsent entries stay in the log.
+func (r *Replicator) Close() {
+	if r.cancel != nil {
+		r.cancel()
+		r.wg.Wait()
+	}
+}
+
+// Links returns what was sent to each peer.
+func (r *Replicator) Links() map[string]LinkStats {
+	out := map[string]LinkStats{}
+	for id, p := range r.peers {
+		p.mu.Lock()
+		out[id] = p.stats
+		p.mu.Unlock()
+	}
+	return out
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Replicator) collection(app, coll string) (verge.Collection, bool) {
+	c, err := r.opts.Data.Collection(app, coll)
+	return c, err == nil
+}
+
+// ---- sending ----
+
+func (r *Replicator) sender(p *peerLink) {
+	defer r.wg.Done()
+	t := time.NewTicker(r.opts.Window)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		case <-p.kick:
+		}
+		if !r.opts.Mesh.Up(p.id) {
+			continue
+		}
+		p.mu.Lock()
+		known := p.known
+		p.mu.Unlock()
+		if !known {
+			r.learnWatermark(p)
+			continue
+		}
+		r.sendBatch(p)
+		r.truncate()
+	}
+}
+
+// learnWatermark asks the peer how far it has our origin.
+func (r *Replicator) learnWatermark(p *peerLink) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.opts.AckTimeout)
+	defer cancel()
+	out, err := r.opts.Mesh.Request(ctx, p.id, "wm", []byte(r.origin))
+	if err != nil {
+		return // the next tick retries
+	}
+	a, err := decodeAck(out)
+	if err != nil {
+		r.opts.Logf("replicate: %s: bad watermark reply: %v", p.id, err)
+		return
+	}
+	p.mu.Lock()
+	p.known = true
+	p.acked = a.Watermark
+	p.sent = a.Watermark
+	p.lastAck = time.Now()
+	p.mu.Unlock()
+}
+
+const (
+	maxBatchEntries = 4096
+	maxBatchBytes   = 4 << 20
+	// emptyBatchEvery: entries that concern no one still move a peer's
+	// watermark (so the log can be truncated), but at most this often.
+	emptyBatchEvery = time.Second
+)
+
+func (r *Replicator) sendBatch(p *peerLink) {
+	p.mu.Lock()
+	if p.sent > p.acked && time.Since(p.lastAck) > r.opts.AckTimeout {
+		// Lost batch or lost ack: go back and resend.
+		p.sent = p.acked
+		p.lastAck = time.Now()
+	}
+	from := p.sent + 1
+	p.mu.Unlock()
+
+	head := r.st.Seqs()[r.origin]
+	if head < from {
+		return
+	}
+	b := &batch{Origin: r.origin, From: from}
+	entries, err := r.st.LogSince(r.origin, from-1, maxBatchEntries)
+	if errors.Is(err, store.ErrTruncated) {
+		// The peer is behind our truncation point: it repairs by anti-entropy.
+		b.Reset = true
+		trunc := r.truncatedUpTo()
+		b.From = max(from, trunc+1)
+		entries, err = r.st.LogSince(r.origin, b.From-1, maxBatchEntries)
+		signal(p.ae)
+	}
+	if err != nil {
+		r.opts.Logf("replicate: reading the log for %s: %v", p.id, err)
+		return
+	}
+	if len(entries) == 0 {
+		return
+	}
+	b.To = b.From - 1
+	r.coalesce(p.id, b, entries)
+	p.mu.Lock()
+	if len(b.Items) == 0 && time.Since(p.lastPush) < emptyBatchEvery && !b.Reset {
+		p.mu.Unlock()
+		return
+	}
+	p.sent = b.To
+	if p.inflight == 0 {
+		p.lastAck = time.Now()
+	}
+	p.inflight++
+	p.lastPush = time.Now()
+	p.mu.Unlock()
+
+	msg := b.encode()
+	p.mu.Lock()
+	p.stats.Batches++
+	p.stats.Items += uint64(len(b.Items))
+	p.stats.Bytes += uint64(len(msg))
+	p.mu.Unlock()
+	r.batchesSent.Add(1)
+	r.itemsSent.Add(uint64(len(b.Items)))
+	r.bytesSent.Add(uint64(len(msg)))
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(r.ctx, r.opts.AckTimeout)
+		defer cancel()
+		out, err := r.opts.Mesh.Push(ctx, p.id, "batch", msg)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.inflight--
+		if err != nil {
+			var re *mesh.RemoteError
+			if errors.As(err, &re) {
+				r.opts.Logf("replicate: %s refused batch %d..%d: %v", p.id, b.From, b.To, err)
+			}
+			p.sent = p.acked // resend on the next tick
+			return
+		}
+		a, err := decodeAck(out)
+		if err != nil {
+			r.opts.Logf("replicate: %s: bad ack: %v", p.id, err)
+			p.sent = p.acked
+			return
+		}
+		if a.Watermark > p.acked {
+			p.acked = a.Watermark
+			p.lastAck = time.Now()
+		}
+		if a.Gap {
+			p.sent = p.acked
+		}
+	}()
+}
+
+func (r *Replicator) truncatedUpTo() uint64 { return r.truncated.Load() }
+
+// coalesce fills b with the entries that concern peer, one item per
+// document: its deltas in order, or its current state when that is smaller.
+func (r *Replicator) coalesce(peer string, b *batch, entries []store.Entry) {
+	type doc struct {
+		k      store.Key
+		deltas [][]byte
+		size   int
+	}
+	var order []*doc
+	byKey := map[store.Key]*doc{}
+	size := 0
+	for _, e := range entries {
+		if size > maxBatchBytes {
+			break
+		}
+		b.To = e.Seq
+		c, ok := r.collection(e.Key.App, e.Key.Collection)
+		if !ok || !r.sendsTo(peer, c) {
+			continue
+		}
+		d := byKey[e.Key]
+		if d == nil {
+			d = &doc{k: e.Key}
+			byKey[e.Key] = d
+			order = append(order, d)
+		}
+		d.deltas = append(d.deltas, e.Delta)
+		d.size += len(e.Delta)
+		size += len(e.Delta)
+	}
+	for _, d := range order {
+		if len(d.deltas) > 1 {
+			if st, ok, err := r.st.Get(d.k); err == nil && ok && len(st) < d.size {
+				b.Items = append(b.Items, store.BatchItem{Key: d.k, Delta: st})
+				continue
+			}
+		}
+		for _, x := range d.deltas {
+			if len(x) == 0 {
+				continue // an old-style empty tombstone carries nothing to merge
+			}
+			b.Items = append(b.Items, store.BatchItem{Key: d.k, Delta: x})
+		}
+	}
+}
+
+// sendsTo reports whether writes of c made here go to peer.
+func (r *Replicator) sendsTo(peer string, c verge.Collection) bool {
+	return r.opts.Network.Replicates(peer, c)
+}
+
+// truncate drops log entries every peer has acknowledged.
+func (r *Replicator) truncate() {
+	var low uint64
+	first := true
+	for _, p := range r.peers {
+		p.mu.Lock()
+		known, acked := p.known, p.acked
+		p.mu.Unlock()
+		if !known {
+			return // a peer we have not heard from may still need everything
+		}
+		if first || acked < low {
+			low, first = acked, false
+		}
+	}
+	if first || low <= r.truncated.Load() || low < r.truncated.Load()+truncateEvery {
+		return
+	}
+	if err := r.st.TruncateLog(r.ctx, r.origin, low); err != nil {
+		if r.ctx.Err() == nil {
+			r.opts.Logf("replicate: truncating the log: %v", err)
+		}
+		return
+	}
+	r.truncated.Store(low)
+}
+
+// truncateEvery batches truncations (each is a durable write).
+const truncateEvery = 1024
+
+// ---- receiving ----
+
+func (r *Replicator) handleWatermark(_ string, data []byte) ([]byte, error) {
+	return ack{Watermark: r.st.Seqs()[string(data)]}.encode(), nil
+}
+
+// originPoP is the PoP id part of an origin ("sfo.3" → "sfo").
+func originPoP(origin string) string {
+	for i := len(origin) - 1; i >= 0; i-- {
+		if origin[i] == '.' {
+			return origin[:i]
+		}
+	}
+	return origin
+}
+
+func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
+	b, err := decodeBatch(data)
+	if err != nil {
+		return nil, err
+	}
+	if originPoP(b.Origin) != from {
+		return nil, fmt.Errorf("batch of origin %q arrived from PoP %q: a PoP ships only its own log", b.Origin, from)
+	}
+	// Keep only what this PoP may hold: residency is enforced by the
+	// receiver too, so a misconfigured sender cannot place data here.
+	items := b.Items[:0]
+	for _, it := range b.Items {
+		if c, ok := r.collection(it.Key.App, it.Key.Collection); ok && r.opts.Network.Holds(r.opts.Self, c) {
+			items = append(items, it)
+		}
+	}
+	from0 := b.From
+	if b.Reset {
+		if wm := r.st.Seqs()[b.Origin]; from0 > wm+1 {
+			from0 = wm + 1
+			signal(r.aeFor(from))
+		}
+	}
+	wm, err := r.st.ApplyBatch(r.ctx, b.Origin, from0, b.To, items, r.opts.Data.Merge)
+	if errors.Is(err, store.ErrGap) {
+		return ack{Watermark: wm, Gap: true}.encode(), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ack{Watermark: wm}.encode(), nil
+}
+
+func (r *Replicator) aeFor(peer string) chan struct{} {
+	if p := r.peers[peer]; p != nil {
+		return p.ae
+	}
+	return make(chan struct{}, 1)
+}
+
+// ---- helpers shared by repair ----
+
+func docHash(key string, state []byte) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	h.Write([]byte{0})
+	h.Write(state)
+	return h.Sum64()
+}
+
+func bucketOf(key string) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % buckets)
+}
+
+const buckets = 64
