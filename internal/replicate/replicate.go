@@ -89,7 +89,7 @@ type peerLink struct {
 	acked uint64 // the peer's durable watermark for our origin
 	// lastAck is when acked last moved or a batch was sent with nothing
 	// outstanding; the ack timeout runs from it.
-	lastAck time.Time
+	lastAck  time.Time
 	lastPush time.Time
 	inflight int
 
