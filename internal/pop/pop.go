@@ -28,6 +28,7 @@ import (
 	"github.com/verge-edge/verge/internal/data"
 	"github.com/verge-edge/verge/internal/gateway"
 	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/replicate"
 	"github.com/verge-edge/verge/internal/runtime"
 )
@@ -47,8 +48,10 @@ type Options struct {
 	App *verge.Manifest
 	// CacheDir is the compilation cache ("" none).
 	CacheDir string
-	// Dialer opens mesh connections (WAN emulation); nil dials directly.
-	Dialer nats.CustomDialer
+	// Layer is this PoP's side of the emulated WAN: mesh connections are
+	// dialed through it, and `verge net partition` acts on it. nil dials
+	// directly.
+	Layer *netsim.Layer
 	// ServerTLS and ClientTLS secure the mesh (nil: plain TCP).
 	ServerTLS, ClientTLS *tls.Config
 	// Window and AntiEntropy tune replication (0: defaults).
@@ -126,7 +129,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	}
 	p.Mesh, err = mesh.Start(mesh.Options{
 		ID: opts.Self, Listen: opts.MeshAddrs[opts.Self], Peers: peers,
-		ServerTLS: opts.ServerTLS, ClientTLS: opts.ClientTLS, Dialer: opts.Dialer,
+		ServerTLS: opts.ServerTLS, ClientTLS: opts.ClientTLS, Dialer: dialer(opts.Layer),
 		JetStreamDir: jsDir,
 		OnPeer: func(id string, up bool) {
 			p.log.Info("link", "peer", id, "up", up)
@@ -202,8 +205,11 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("admin API: cannot listen on %s: %w", opts.Admin, err)
 		}
+		mux := http.NewServeMux()
+		mux.Handle("/", admin.NewHandler(p.Data, admin.Options{Token: opts.AdminToken, Logger: p.log}))
+		p.netControl(mux)
 		p.admin = &http.Server{
-			Handler:           admin.NewHandler(p.Data, admin.Options{Token: opts.AdminToken, Logger: p.log}),
+			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 		}
@@ -238,6 +244,13 @@ func (p *PoP) serveApp(ctx context.Context) error {
 	p.http = gateway.NewServer(mux, gateway.ServerOptions{}, p.log)
 	go p.http.Serve(p.httpL)
 	return nil
+}
+
+func dialer(l *netsim.Layer) nats.CustomDialer {
+	if l == nil {
+		return nil
+	}
+	return l
 }
 
 // HTTPAddr and AdminAddr are the addresses actually listened on.

@@ -1,0 +1,584 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/netsim"
+	"github.com/verge-edge/verge/internal/pop"
+)
+
+// netFile is DIR/net.json: what `verge net up` started, for the other
+// subcommands and for clients.
+type netFile struct {
+	PoPs   []netPoP            `json:"pops"`
+	Groups map[string][]string `json:"groups,omitempty"`
+}
+
+type netPoP struct {
+	ID      string  `json:"id"`
+	Region  string  `json:"region"`
+	HTTP    string  `json:"http"`
+	Admin   string  `json:"admin"`
+	Central bool    `json:"central"`
+	Mesh    string  `json:"mesh"`
+	Lat     float64 `json:"lat"`
+	Lon     float64 `json:"lon"`
+	PID     int     `json:"pid"`
+	Config  string  `json:"config"`
+}
+
+// defaultPoPs is where `verge net up --pops N` puts PoPs: the first is
+// central, the rest spread over the world so that latencies differ.
+var defaultPoPs = []pop.PoPConfig{
+	{ID: "ord", Region: "us", Lat: 41.98, Lon: -87.90, Central: true},
+	{ID: "sfo", Region: "us", Lat: 37.62, Lon: -122.38},
+	{ID: "iad", Region: "us", Lat: 38.95, Lon: -77.46},
+	{ID: "fra", Region: "eu", Lat: 50.04, Lon: 8.56},
+	{ID: "sin", Region: "ap", Lat: 1.36, Lon: 103.99},
+	{ID: "syd", Region: "ap", Lat: -33.95, Lon: 151.18},
+	{ID: "lhr", Region: "eu", Lat: 51.47, Lon: -0.45},
+	{ID: "nrt", Region: "ap", Lat: 35.77, Lon: 140.39},
+	{ID: "gru", Region: "sa", Lat: -23.43, Lon: -46.47},
+	{ID: "jnb", Region: "af", Lat: -26.14, Lon: 28.24},
+}
+
+func runNet(args []string, stdout, stderr io.Writer) error {
+	sub := map[string]func([]string, io.Writer, io.Writer) error{
+		"up": netUp, "down": netDown, "partition": netPartition, "heal": netHeal,
+		"kill": netKill, "restart": netRestart, "route": netRoute, "status": netStatus,
+	}
+	if len(args) == 0 || sub[args[0]] == nil {
+		fmt.Fprintln(stderr, `usage: verge net up|down|status|partition|heal|kill|restart|route --dir DIR ...
+
+  up --pops N --app APP [--topology FILE] [--latency-scale F]   start N PoPs (the first is central)
+  down                      stop them all
+  status                    every PoP's links: connected, latency, what replication sent
+  partition A B | A all     cut the link between two PoPs, or all of A's links
+  heal                      restore every link
+  kill A                    kill -9 PoP A
+  restart A                 start PoP A again (same data directory)
+  route --at LAT,LON [--path P]  the nearest healthy PoP for a client there (and GET P from it)`)
+		return &usageError{"expected a subcommand"}
+	}
+	return sub[args[0]](args[1:], stdout, stderr)
+}
+
+func netFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("net "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "the network's directory (net.json, one directory per PoP)")
+	return fs, dir
+}
+
+func readNet(dir string) (*netFile, error) {
+	if dir == "" {
+		return nil, &usageError{"--dir is required"}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "net.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%w (is there a network? start one with verge net up --dir %s)", err, dir)
+	}
+	var n netFile
+	if err := json.Unmarshal(b, &n); err != nil {
+		return nil, fmt.Errorf("%s/net.json: %w", dir, err)
+	}
+	return &n, nil
+}
+
+func writeNet(dir string, n *netFile) error {
+	b, err := json.MarshalIndent(n, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "net.json.tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "net.json"))
+}
+
+func (n *netFile) pop(id string) (*netPoP, error) {
+	for i := range n.PoPs {
+		if n.PoPs[i].ID == id {
+			return &n.PoPs[i], nil
+		}
+	}
+	var ids []string
+	for _, p := range n.PoPs {
+		ids = append(ids, p.ID)
+	}
+	return nil, &usageError{fmt.Sprintf("no PoP %q in this network (PoPs: %s)", id, strings.Join(ids, ", "))}
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+type topologyFile struct {
+	PoPs   []pop.PoPConfig     `toml:"pop"`
+	Groups map[string][]string `toml:"groups"`
+}
+
+func netUp(args []string, stdout, stderr io.Writer) error {
+	fs, dir := netFlags("up", stderr)
+	n := fs.Int("pops", 5, "number of PoPs (the first is central); ignored with --topology")
+	appDir := fs.String("app", "", "the app to deploy to every PoP (a directory with verge.toml)")
+	topo := fs.String("topology", "", "TOML file of [[pop]] entries (id, region, lat, lon, central) and [groups]")
+	scale := fs.Float64("latency-scale", 1, "multiplies the emulated WAN latency (0 turns it off)")
+	base := fs.Duration("base", 2*time.Millisecond, "fixed one-way latency per link, before scaling")
+	jitter := fs.Duration("jitter", 0, "random extra one-way latency, up to this much")
+	loss := fs.Float64("loss", 0, "probability that a chunk waits for a retransmission")
+	window := fs.Duration("batch-window", 50*time.Millisecond, "replication batch window for global data")
+	ae := fs.Duration("anti-entropy", 5*time.Second, "anti-entropy period")
+	noBuild := fs.Bool("no-build", false, "do not run the app's build commands")
+	noSync := fs.Bool("no-sync", false, "acknowledge writes before fsync (benchmarks only: a crash loses writes)")
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *appDir == "" {
+		return &usageError{"--dir and --app are required"}
+	}
+	if _, err := os.Stat(filepath.Join(*dir, "net.json")); err == nil {
+		return fmt.Errorf("%s already holds a network; stop it with verge net down --dir %s, or pick another directory", *dir, *dir)
+	}
+	var t topologyFile
+	if *topo != "" {
+		md, err := toml.DecodeFile(*topo, &t)
+		if err != nil {
+			return err
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			return fmt.Errorf("%s: unknown key %q", *topo, und[0].String())
+		}
+	} else {
+		if *n < 1 || *n > len(defaultPoPs) {
+			return &usageError{fmt.Sprintf("--pops must be 1..%d (or give --topology)", len(defaultPoPs))}
+		}
+		t.PoPs = append(t.PoPs, defaultPoPs[:*n]...)
+		t.Groups = map[string][]string{}
+		for _, p := range t.PoPs {
+			t.Groups[p.Region] = append(t.Groups[p.Region], p.ID)
+		}
+	}
+	absApp, err := filepath.Abs(*appDir)
+	if err != nil {
+		return err
+	}
+	m, err := verge.LoadManifest(absApp)
+	if err != nil {
+		return err
+	}
+	if !*noBuild {
+		if err := app.Build(context.Background(), m, stderr, stderr); err != nil {
+			return err
+		}
+	}
+	absDir, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	for i := range t.PoPs {
+		p := &t.PoPs[i]
+		if p.Number == 0 {
+			p.Number = uint16(i + 1)
+		}
+		for _, a := range []*string{&p.Mesh, &p.HTTP, &p.Admin} {
+			if *a == "" {
+				if *a, err = freePort(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	nf := &netFile{Groups: t.Groups}
+	for _, p := range t.PoPs {
+		cfg := pop.Config{
+			ID: p.ID, Data: "data", App: absApp, CacheDir: filepath.Join(absDir, "cache"),
+			BatchWindow: window.String(), AntiEntropy: ae.String(), NoSync: *noSync,
+			WAN:  pop.WANConfig{Scale: *scale, Base: base.String(), Jitter: jitter.String(), Loss: *loss},
+			PoPs: t.PoPs, Groups: t.Groups,
+		}
+		pdir := filepath.Join(absDir, p.ID)
+		if err := os.MkdirAll(pdir, 0o755); err != nil {
+			return err
+		}
+		var buf bytes.Buffer
+		if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
+			return err
+		}
+		path := filepath.Join(pdir, "pop.toml")
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+		nf.PoPs = append(nf.PoPs, netPoP{ID: p.ID, Region: p.Region, HTTP: p.HTTP, Admin: p.Admin, Central: p.Central,
+			Mesh: p.Mesh, Lat: p.Lat, Lon: p.Lon, Config: path})
+	}
+	// The central PoP first: the others learn their incarnation from it.
+	for i := range nf.PoPs {
+		if err := startPoP(&nf.PoPs[i]); err != nil {
+			return err
+		}
+	}
+	if err := writeNet(absDir, nf); err != nil {
+		return err
+	}
+	for i := range nf.PoPs {
+		if err := waitReady(&nf.PoPs[i], 60*time.Second); err != nil {
+			return err
+		}
+		p := nf.PoPs[i]
+		fmt.Fprintf(stdout, "verge: PoP %s (%s%s) http://%s admin http://%s\n", p.ID, p.Region, map[bool]string{true: ", central"}[p.Central], p.HTTP, p.Admin)
+	}
+	fmt.Fprintf(stdout, "verge: network of %d PoPs up; %s/net.json describes it; stop it with verge net down --dir %s\n", len(nf.PoPs), *dir, *dir)
+	return nil
+}
+
+// startPoP starts `verge serve` for p in its own session, so it outlives
+// this command and a kill -9 of it reaches only it.
+func startPoP(p *netPoP) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	pdir := filepath.Dir(p.Config)
+	logf, err := os.OpenFile(filepath.Join(pdir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "---- %s start\n", time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(exe, "serve", "--config", p.Config)
+	cmd.Dir = pdir
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting PoP %s: %w", p.ID, err)
+	}
+	p.PID = cmd.Process.Pid
+	go cmd.Wait() // reap it if this command lives on (tests)
+	return nil
+}
+
+// waitReady waits until p answers on its admin API.
+func waitReady(p *netPoP, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	c := &http.Client{Timeout: time.Second}
+	for {
+		if !alive(p.PID) {
+			return fmt.Errorf("PoP %s exited during start; see %s", p.ID, filepath.Join(filepath.Dir(p.Config), "log"))
+		}
+		if resp, err := c.Get("http://" + p.Admin + "/v1/net/links"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("PoP %s not ready after %v; see %s", p.ID, timeout, filepath.Join(filepath.Dir(p.Config), "log"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	// A zombie (exited, not yet reaped) still answers signal 0.
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
+}
+
+func netDown(args []string, stdout, stderr io.Writer) error {
+	fs, dir := netFlags("down", stderr)
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	nf, err := readNet(*dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range nf.PoPs {
+		if alive(p.PID) {
+			syscall.Kill(p.PID, syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, p := range nf.PoPs {
+		for alive(p.PID) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if alive(p.PID) {
+			syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	}
+	if err := os.Remove(filepath.Join(*dir, "net.json")); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "verge: network in %s stopped (data kept in each PoP's directory)\n", *dir)
+	return nil
+}
+
+func netKill(args []string, stdout, stderr io.Writer) error {
+	fs, dir := netFlags("kill", stderr)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return &usageError{"expected one PoP id"}
+	}
+	nf, err := readNet(*dir)
+	if err != nil {
+		return err
+	}
+	p, err := nf.pop(pos[0])
+	if err != nil {
+		return err
+	}
+	if !alive(p.PID) {
+		return fmt.Errorf("PoP %s is not running", p.ID)
+	}
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		return err
+	}
+	for i := 0; i < 500 && alive(p.PID); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Fprintf(stdout, "verge: PoP %s killed (SIGKILL)\n", p.ID)
+	return nil
+}
+
+func netRestart(args []string, stdout, stderr io.Writer) error {
+	fs, dir := netFlags("restart", stderr)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return &usageError{"expected one PoP id"}
+	}
+	nf, err := readNet(*dir)
+	if err != nil {
+		return err
+	}
+	p, err := nf.pop(pos[0])
+	if err != nil {
+		return err
+	}
+	if alive(p.PID) {
+		syscall.Kill(p.PID, syscall.SIGTERM)
+		for i := 0; i < 1500 && alive(p.PID); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if alive(p.PID) {
+			syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	}
+	if err := startPoP(p); err != nil {
+		return err
+	}
+	if err := writeNet(*dir, nf); err != nil {
+		return err
+	}
+	if err := waitReady(p, 60*time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "verge: PoP %s restarted (pid %d)\n", p.ID, p.PID)
+	return nil
+}
+
+func postAdmin(p netPoP, path string) error {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Post("http://"+p.Admin+path, "application/json", nil)
+	if err != nil {
+		return fmt.Errorf("PoP %s: %w", p.ID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("PoP %s: %s: %s", p.ID, resp.Status, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+func netPartition(args []string, stdout, stderr io.Writer) error {
+	fs, dir := netFlags("partition", stderr)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return &usageError{"expected two PoP ids (A B), or A all"}
+	}
+	nf, err := readNet(*dir)
+	if err != nil {
+		return err
+	}
+	a, err := nf.pop(pos[0])
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if pos[1] == "all" {
+		// Cut both ends of every link of A, so neither side can dial.
+		if alive(a.PID) {
+			errs = append(errs, postAdmin(*a, "/v1/net/partition?peer=all"))
+		}
+		for _, q := range nf.PoPs {
+			if q.ID != a.ID && alive(q.PID) {
+				errs = append(errs, postAdmin(q, "/v1/net/partition?peer="+a.ID))
+			}
+		}
+	} else {
+		b, err := nf.pop(pos[1])
+		if err != nil {
+			return err
+		}
+		if a.ID == b.ID {
+			return &usageError{"a PoP cannot be partitioned from itself"}
+		}
+		for _, pair := range [][2]*netPoP{{a, b}, {b, a}} {
+			if alive(pair[0].PID) {
+				errs = append(errs, postAdmin(*pair[0], "/v1/net/partition?peer="+pair[1].ID))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "verge: partitioned %s from %s\n", pos[0], pos[1])
+	return nil
+}
+
+func netHeal(args []string, stdout, stderr io.Writer) error {
+	fs, dir := netFlags("heal", stderr)
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	nf, err := readNet(*dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range nf.PoPs {
+		if alive(p.PID) {
+			errs = append(errs, postAdmin(p, "/v1/net/heal?peer=all"))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "verge: every link healed")
+	return nil
+}
+
+func netStatus(args []string, stdout, stderr io.Writer) error {
+	fs, dir := netFlags("status", stderr)
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	nf, err := readNet(*dir)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	for _, p := range nf.PoPs {
+		if !alive(p.PID) {
+			fmt.Fprintf(stdout, "%s: down\n", p.ID)
+			continue
+		}
+		resp, err := c.Get("http://" + p.Admin + "/v1/net/links")
+		if err != nil {
+			fmt.Fprintf(stdout, "%s: not answering: %v\n", p.ID, err)
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+func netRoute(args []string, stdout, stderr io.Writer) error {
+	fs, dir := netFlags("route", stderr)
+	at := fs.String("at", "", "the client's coordinates, LAT,LON")
+	path := fs.String("path", "", "also GET this path from the chosen PoP and print the response")
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	nf, err := readNet(*dir)
+	if err != nil {
+		return err
+	}
+	lat, lon, err := parseLatLon(*at)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	var pops []netsim.PoP
+	for _, p := range nf.PoPs {
+		pops = append(pops, netsim.PoP{ID: p.ID, At: netsim.Point{Lat: p.Lat, Lon: p.Lon}, HTTP: p.HTTP})
+	}
+	r := netsim.NewRouter(pops, netsim.RouterOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	chosen, err := r.Route(ctx, netsim.Point{Lat: lat, Lon: lon})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s http://%s (%.0f km)\n", chosen.ID, chosen.HTTP, netsim.Distance(netsim.Point{Lat: lat, Lon: lon}, chosen.At))
+	if *path != "" {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + chosen.HTTP + *path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		fmt.Fprintf(stdout, "%s\n", resp.Status)
+		io.Copy(stdout, io.LimitReader(resp.Body, 1<<20))
+	}
+	return nil
+}
+
+func parseLatLon(s string) (float64, float64, error) {
+	a, b, ok := strings.Cut(s, ",")
+	lat, err1 := strconv.ParseFloat(strings.TrimSpace(a), 64)
+	lon, err2 := strconv.ParseFloat(strings.TrimSpace(b), 64)
+	if !ok || err1 != nil || err2 != nil || lat < -90 || lat > 90 || lon < -180 || lon > 180 {
+		return 0, 0, fmt.Errorf("--at %q: want LAT,LON in degrees, e.g. 48.85,2.35", s)
+	}
+	return lat, lon, nil
+}

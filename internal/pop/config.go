@@ -1,0 +1,215 @@
+package pop
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/netsim"
+)
+
+// Config is the file `verge serve --config FILE` reads: this PoP's id, the
+// whole network (every PoP with its addresses), the app, and tuning. Every
+// PoP of a network gets the same [[pop]] list; `verge net up` writes one
+// file per PoP.
+type Config struct {
+	ID          string `toml:"id"`
+	Data        string `toml:"data"`      // data directory (identity, store, SPOT)
+	App         string `toml:"app"`       // app directory (its verge.toml); built beforehand
+	CacheDir    string `toml:"cache_dir"` // compilation cache; "" none
+	AdminToken  string `toml:"admin_token"`
+	BatchWindow string `toml:"batch_window"` // default "50ms"
+	AntiEntropy string `toml:"anti_entropy"` // default "5s"
+	// NoSync acknowledges writes before fsync: benchmarks only.
+	NoSync bool `toml:"no_sync"`
+
+	WAN    WANConfig           `toml:"wan"`
+	TLS    *TLSConfig          `toml:"tls"`
+	PoPs   []PoPConfig         `toml:"pop"`
+	Groups map[string][]string `toml:"groups"`
+
+	dir string // the config file's directory: relative paths start there
+}
+
+// PoPConfig is one PoP of the network.
+type PoPConfig struct {
+	ID      string  `toml:"id"`
+	Region  string  `toml:"region"`
+	Lat     float64 `toml:"lat"`
+	Lon     float64 `toml:"lon"`
+	Central bool    `toml:"central"`
+	Number  uint16  `toml:"number"`
+	Mesh    string  `toml:"mesh"`  // host:port of its NATS server
+	HTTP    string  `toml:"http"`  // host:port of its HTTP gateway
+	Admin   string  `toml:"admin"` // host:port of its admin API ("" none)
+}
+
+// WANConfig emulates wide-area links in this process (see internal/netsim).
+type WANConfig struct {
+	Scale  float64 `toml:"scale"`  // 0: no delay (default); 1: real-world delays
+	Base   string  `toml:"base"`   // fixed one-way delay per link, e.g. "2ms"
+	Jitter string  `toml:"jitter"` // up to this much extra per chunk
+	Loss   float64 `toml:"loss"`   // probability that a chunk waits for a retransmission
+}
+
+// TLSConfig secures the mesh: every PoP presents cert/key and trusts ca.
+type TLSConfig struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+	CA   string `toml:"ca"`
+}
+
+// LoadConfig reads and checks a PoP's configuration file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("%s: unknown key %q", path, und[0].String())
+	}
+	c.dir = filepath.Dir(path)
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) check() error {
+	if err := mesh.ValidID(c.ID); err != nil {
+		return fmt.Errorf("id: %w", err)
+	}
+	if c.Data == "" {
+		return fmt.Errorf("data: missing; the PoP's data directory")
+	}
+	found := false
+	for i, p := range c.PoPs {
+		if err := mesh.ValidID(p.ID); err != nil {
+			return fmt.Errorf("pop[%d].id: %w", i, err)
+		}
+		if p.Mesh == "" {
+			return fmt.Errorf("pop[%d] (%s).mesh: missing; the address of its NATS server", i, p.ID)
+		}
+		found = found || p.ID == c.ID
+	}
+	if !found {
+		return fmt.Errorf("id %q: not among the [[pop]] entries", c.ID)
+	}
+	n := c.Network()
+	if err := n.Validate(); err != nil {
+		return err
+	}
+	for _, d := range []struct{ name, v string }{{"batch_window", c.BatchWindow}, {"anti_entropy", c.AntiEntropy}, {"wan.base", c.WAN.Base}, {"wan.jitter", c.WAN.Jitter}} {
+		if d.v != "" {
+			if _, err := time.ParseDuration(d.v); err != nil {
+				return fmt.Errorf("%s: %w", d.name, err)
+			}
+		}
+	}
+	if c.WAN.Scale < 0 || c.WAN.Loss < 0 || c.WAN.Loss >= 1 {
+		return fmt.Errorf("wan: scale must be ≥ 0 and loss in [0, 1)")
+	}
+	return nil
+}
+
+// Network returns the network the file describes.
+func (c *Config) Network() verge.Network {
+	n := verge.Network{Groups: c.Groups}
+	for _, p := range c.PoPs {
+		n.PoPs = append(n.PoPs, verge.PoP{ID: p.ID, Region: p.Region, Lat: p.Lat, Lon: p.Lon, Central: p.Central, Number: p.Number})
+	}
+	return n
+}
+
+// AppDir is the app's directory, relative paths resolved.
+func (c *Config) AppDir() string { return c.path(c.App) }
+
+// Self returns this PoP's entry.
+func (c *Config) Self() PoPConfig {
+	for _, p := range c.PoPs {
+		if p.ID == c.ID {
+			return p
+		}
+	}
+	return PoPConfig{}
+}
+
+func (c *Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+func dur(s string) time.Duration {
+	d, _ := time.ParseDuration(s) // checked by check
+	return d
+}
+
+// Model returns the WAN model of the file.
+func (c *Config) Model() netsim.Model {
+	return netsim.Model{Base: dur(c.WAN.Base), Scale: c.WAN.Scale, Jitter: dur(c.WAN.Jitter), Loss: c.WAN.Loss}
+}
+
+// Options turns the file into PoP options; the app manifest is loaded by
+// the caller (it may need building first).
+func (c *Config) Options() (Options, *netsim.Layer, error) {
+	self := c.Self()
+	o := Options{
+		Self: c.ID, Network: c.Network(), MeshAddrs: map[string]string{},
+		HTTP: self.HTTP, Admin: self.Admin, AdminToken: c.AdminToken,
+		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
+		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), NoSync: c.NoSync,
+	}
+	layer := netsim.NewLayer(netsim.Point{Lat: self.Lat, Lon: self.Lon}, c.Model())
+	for _, p := range c.PoPs {
+		o.MeshAddrs[p.ID] = p.Mesh
+		if p.ID == c.ID {
+			continue
+		}
+		at := netsim.Point{Lat: p.Lat, Lon: p.Lon}
+		if err := layer.AddPeer(p.ID, p.Mesh, at); err != nil {
+			return o, nil, err
+		}
+	}
+	o.Layer = layer
+	if c.TLS != nil {
+		srv, cli, err := c.TLS.load(c)
+		if err != nil {
+			return o, nil, err
+		}
+		o.ServerTLS, o.ClientTLS = srv, cli
+	}
+	return o, layer, nil
+}
+
+func (t *TLSConfig) load(c *Config) (server, client *tls.Config, err error) {
+	cert, err := tls.LoadX509KeyPair(c.path(t.Cert), c.path(t.Key))
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls: %w", err)
+	}
+	pem, err := os.ReadFile(c.path(t.CA))
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls.ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("tls.ca: %s holds no PEM certificate", t.CA)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13}
+	return server, client, nil
+}
