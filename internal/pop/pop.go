@@ -31,6 +31,7 @@ import (
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/replicate"
 	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/store"
 )
 
 // Options configures a PoP.
@@ -56,6 +57,8 @@ type Options struct {
 	ServerTLS, ClientTLS *tls.Config
 	// Window and AntiEntropy tune replication (0: defaults).
 	Window, AntiEntropy time.Duration
+	// Applied is replicate.Options.Applied (benchmarks, metrics).
+	Applied func(peer string, keys []store.Key)
 	// NoSync acknowledges writes before fsync (tests and benchmarks only).
 	NoSync bool
 	// CentralWait bounds how long a PoP with an empty data directory waits
@@ -167,7 +170,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	}
 	p.Repl, err = replicate.New(replicate.Options{
 		Self: opts.Self, Network: &p.opts.Network, Mesh: p.Mesh, Data: p.Data, Apps: apps,
-		Window: opts.Window, AntiEntropy: opts.AntiEntropy,
+		Window: opts.Window, AntiEntropy: opts.AntiEntropy, Applied: opts.Applied,
 		Logf: func(format string, args ...any) { p.log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {

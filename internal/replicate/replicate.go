@@ -58,6 +58,9 @@ type Options struct {
 	// goes back to the peer's watermark (default 2 s).
 	AckTimeout time.Duration
 	Logf       func(format string, args ...any)
+	// Applied, if set, is called after a batch from peer is durable here,
+	// with the documents it changed (for metrics and benchmarks).
+	Applied func(peer string, keys []store.Key)
 }
 
 // Replicator runs the shipping and repair of one PoP.
@@ -479,6 +482,13 @@ func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if r.opts.Applied != nil && len(items) > 0 {
+		keys := make([]store.Key, len(items))
+		for i, it := range items {
+			keys[i] = it.Key
+		}
+		r.opts.Applied(from, keys)
 	}
 	return ack{Watermark: wm}.encode(), nil
 }
