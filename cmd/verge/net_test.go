@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,9 +30,13 @@ func netCmd(t *testing.T, args ...string) string {
 
 func startNet(t *testing.T, pops int, extra ...string) *testNet {
 	t.Helper()
-	app := filepath.Join("..", "..", "examples", "cart")
+	return startNetApp(t, filepath.Join("..", "..", "examples", "cart"), pops, extra...)
+}
+
+func startNetApp(t *testing.T, app string, pops int, extra ...string) *testNet {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(app, "cart.wasm")); err != nil {
-		t.Fatalf("examples/cart is not built (%v): run make examples", err)
+		t.Fatalf("%s is not built (%v): run make examples", app, err)
 	}
 	dir := t.TempDir()
 	args := append([]string{"up", "--dir", dir, "--pops", fmt.Sprint(pops), "--app", app, "--no-build",
@@ -163,5 +168,87 @@ func TestNetFaults(t *testing.T) {
 	netCmd(t, "kill", "--dir", n.dir, "sfo")
 	if out := netCmd(t, "route", "--dir", n.dir, "--at", "37.7,-122.4"); strings.HasPrefix(out, "sfo ") {
 		t.Fatalf("route with sfo down: %s", out)
+	}
+}
+
+// request sends method path to PoP id with the given home cookie and
+// returns the body and the home cookie of the response.
+func (n *testNet) request(method, id, path, home string) (body, newHome string) {
+	n.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+n.pop(id).HTTP+path, nil)
+	if home != "" {
+		req.AddCookie(&http.Cookie{Name: "verge_home", Value: home})
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		n.t.Fatalf("%s %s at %s: %s %s", method, path, id, resp.Status, b)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == "verge_home" {
+			newHome = c.Value
+		}
+	}
+	return strings.TrimSpace(string(b)), newHome
+}
+
+// TestNetFollowsUser: a local cart follows its user from PoP to PoP, comes
+// from the centre when its home is down, and never lands in a region the
+// collection excludes.
+func TestNetFollowsUser(t *testing.T) {
+	t.Parallel()
+	// The cart app, with carts kept in region "us" only.
+	app := t.TempDir()
+	copyFile(t, filepath.Join("..", "..", "examples", "cart", "cart.wasm"), filepath.Join(app, "cart.wasm"))
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "examples", "cart", "verge.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted := strings.Replace(string(manifest), `scope = "local"`, `scope = "local"`+"\nregions = [\"us\"]", 1)
+	if restricted == string(manifest) {
+		t.Fatal("examples/cart/verge.toml no longer declares a local collection")
+	}
+	if err := os.WriteFile(filepath.Join(app, "verge.toml"), []byte(restricted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := startNetApp(t, app, 4) // ord (central), sfo, iad (us), fra (eu)
+
+	body, home := n.request("POST", "sfo", "/cart/joe/add?sku=tea", "")
+	if home != "sfo" || !strings.Contains(body, `"tea":1`) {
+		t.Fatalf("first add at sfo: %s, home %q", body, home)
+	}
+	// The user moves to iad: the cart comes along, and iad becomes its home.
+	body, home = n.request("GET", "iad", "/cart/joe", home)
+	if home != "iad" || !strings.Contains(body, `"tea":1`) {
+		t.Fatalf("GET at iad with home sfo: %s, home %q", body, home)
+	}
+	body, home = n.request("POST", "iad", "/cart/joe/add?sku=tea", home)
+	if !strings.Contains(body, `"tea":2`) {
+		t.Fatalf("add at iad: %s", body)
+	}
+	n.waitDoc("carts", "joe", `{"tea":2}`, "ord")
+
+	// Its home is down: the cart comes from the centre.
+	netCmd(t, "kill", "--dir", n.dir, "iad")
+	body, home = n.request("GET", "sfo", "/cart/joe", home)
+	if home != "sfo" || !strings.Contains(body, `"tea":2`) {
+		t.Fatalf("GET at sfo with home iad down: %s, home %q", body, home)
+	}
+
+	// fra (eu) may not hold carts: it forwards to the home PoP.
+	body, _ = n.request("GET", "fra", "/cart/joe", home)
+	if !strings.Contains(body, `"tea":2`) {
+		t.Fatalf("GET at fra: %s", body)
+	}
+	if got := n.doc("fra", "carts", "joe"); got != "" {
+		t.Fatalf("fra holds the cart: %s", got)
+	}
+	code, list := get(t, "http://"+n.pop("fra").Admin+"/v1/apps/cart/collections/carts/docs")
+	if code != 200 || !strings.Contains(list, `"keys":[]`) {
+		t.Fatalf("fra's carts: %d %s", code, list)
 	}
 }

@@ -169,7 +169,7 @@ func (c *Config) Model() netsim.Model {
 func (c *Config) Options() (Options, *netsim.Layer, error) {
 	self := c.Self()
 	o := Options{
-		Self: c.ID, Network: c.Network(), MeshAddrs: map[string]string{},
+		Self: c.ID, Network: c.Network(), MeshAddrs: map[string]string{}, HTTPAddrs: map[string]string{},
 		HTTP: self.HTTP, Admin: self.Admin, AdminToken: c.AdminToken,
 		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
 		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), NoSync: c.NoSync,
@@ -177,6 +177,7 @@ func (c *Config) Options() (Options, *netsim.Layer, error) {
 	layer := netsim.NewLayer(netsim.Point{Lat: self.Lat, Lon: self.Lon}, c.Model())
 	for _, p := range c.PoPs {
 		o.MeshAddrs[p.ID] = p.Mesh
+		o.HTTPAddrs[p.ID] = p.HTTP
 		if p.ID == c.ID {
 			continue
 		}

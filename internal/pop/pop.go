@@ -40,6 +40,9 @@ type Options struct {
 	Network verge.Network
 	// MeshAddrs maps every PoP id (this one included) to its mesh address.
 	MeshAddrs map[string]string
+	// HTTPAddrs maps PoP ids to their HTTP gateways, for forwarding
+	// requests this PoP may not serve (regions).
+	HTTPAddrs map[string]string
 	// HTTP and Admin are the listen addresses ("" disables; port 0 picks one).
 	HTTP, Admin string
 	AdminToken  string
@@ -223,7 +226,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 
 func (p *PoP) serveApp(ctx context.Context) error {
 	var err error
-	p.eng, err = runtime.NewEngine(runtime.Options{CacheDir: p.opts.CacheDir, Logger: p.log, Documents: app.Documents(p.Data)})
+	p.eng, err = runtime.NewEngine(runtime.Options{CacheDir: p.opts.CacheDir, Logger: p.log, Documents: followDocs{app.Documents(p.Data), p}})
 	if err != nil {
 		return err
 	}
@@ -243,7 +246,7 @@ func (p *PoP) serveApp(ctx context.Context) error {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"pop":%q,"ok":true}`+"\n", p.opts.Self)
 	})
-	mux.Handle("/", p.app.Gateway)
+	mux.Handle("/", p.appHandler(p.app.Gateway))
 	p.http = gateway.NewServer(mux, gateway.ServerOptions{}, p.log)
 	go p.http.Serve(p.httpL)
 	return nil

@@ -24,6 +24,30 @@ type Documents interface {
 
 // DocError lets a Documents implementation say which ABI status an error
 // maps to; other errors are StatusInternal.
+// Follower is implemented by Documents whose documents may have to be
+// fetched from another PoP before this request can use them (a `local`
+// document that followed its user here). Follow must be cheap and do no
+// I/O: it returns nil when nothing is to be fetched, else the function that
+// fetches, which the runtime runs outside the guest's CPU slot.
+type Follower interface {
+	Follow(ctx context.Context, app, coll, key string) func(context.Context) error
+}
+
+// follow runs the Follower's fetch, if any, for a document call.
+func follow(ctx context.Context, cs *callState, coll, key string) error {
+	f, ok := cs.docs.(Follower)
+	if !ok {
+		return nil
+	}
+	fetch := f.Follow(ctx, cs.app, coll, key)
+	if fetch == nil {
+		return nil
+	}
+	var err error
+	blocking(ctx, func(ctx context.Context) { err = fetch(ctx) })
+	return err
+}
+
 type DocError interface {
 	error
 	Status() uint32 // one of the Status constants
@@ -91,6 +115,9 @@ func hostDocGet(ctx context.Context, m api.Memory, cs *callState, a []uint64) ui
 	if st != StatusOK {
 		return st
 	}
+	if err := follow(ctx, cs, coll, key); err != nil {
+		return cs.fail(err)
+	}
 	doc, found, err := cs.docs.Get(cs.app, coll, key)
 	if err != nil {
 		return cs.fail(err)
@@ -116,6 +143,9 @@ func hostDocUpdate(ctx context.Context, m api.Memory, cs *callState, a []uint64)
 	if err := json.Unmarshal(raw, &ops); err != nil {
 		return cs.fail(errDocMalformed)
 	}
+	if err := follow(ctx, cs, coll, key); err != nil {
+		return cs.fail(err)
+	}
 	var err error
 	blocking(ctx, func(ctx context.Context) { _, err = cs.docs.Update(ctx, cs.app, coll, key, ops) })
 	if err != nil {
@@ -129,6 +159,9 @@ func hostDocDelete(ctx context.Context, m api.Memory, cs *callState, a []uint64)
 	coll, key, st := docCall(m, cs, a)
 	if st != StatusOK {
 		return st
+	}
+	if err := follow(ctx, cs, coll, key); err != nil {
+		return cs.fail(err)
 	}
 	var found bool
 	var err error
