@@ -15,13 +15,13 @@ import (
 func (p *PoP) netControl(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/net/links", func(w http.ResponseWriter, r *http.Request) {
 		type link struct {
-			Peer      string `json:"peer"`
-			Connected bool   `json:"connected"`
-			Partition bool   `json:"partitioned"`
+			Peer      string  `json:"peer"`
+			Connected bool    `json:"connected"`
+			Partition bool    `json:"partitioned"`
 			OneWayMs  float64 `json:"one_way_ms"`
-			Batches   uint64 `json:"batches_sent"`
-			Items     uint64 `json:"items_sent"`
-			Bytes     uint64 `json:"bytes_sent"`
+			Batches   uint64  `json:"batches_sent"`
+			Items     uint64  `json:"items_sent"`
+			Bytes     uint64  `json:"bytes_sent"`
 		}
 		out := struct {
 			PoP   string `json:"pop"`
