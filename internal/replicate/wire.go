@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/verge-edge/verge/internal/store"
 )
@@ -115,11 +116,19 @@ func (b *batch) encode() []byte {
 		w.str(it.Key.Doc)
 		w.bytes(it.Delta)
 	}
-	return w.b
+	return binary.LittleEndian.AppendUint32(w.b, crc32.Checksum(w.b, castagnoli))
 }
 
+// A batch ends with a CRC-32C of the rest: its items are merged into
+// stored documents, so a damaged one must be refused whole rather than
+// merged as a different, valid-looking delta.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 func decodeBatch(p []byte) (*batch, error) {
-	r := reader{b: p}
+	if len(p) < 4 || crc32.Checksum(p[:len(p)-4], castagnoli) != binary.LittleEndian.Uint32(p[len(p)-4:]) {
+		return nil, errors.New("replication message: checksum mismatch (damaged in transit)")
+	}
+	r := reader{b: p[:len(p)-4]}
 	r.header()
 	b := &batch{Origin: r.str(maxName), From: r.u64(), To: r.u64()}
 	b.Reset = r.u64() == 1
