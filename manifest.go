@@ -26,6 +26,18 @@ type Manifest struct {
 	Path        string // absolute path of the manifest file
 	Functions   []Function
 	Collections []Collection
+	Counters    []Counter
+}
+
+// Counter is one [[counter]] of a manifest: a bounded stock kept at the
+// central PoP, with a hybrid threshold. While more than Threshold remain at
+// the centre, each PoP holds up to Grant units in escrow and takes from them
+// locally, with no WAN round trip; at or below it every take goes to the
+// centre. A stock that is not declared is taken at the centre every time.
+type Counter struct {
+	Name      string
+	Threshold int64 // ≥ 0
+	Grant     int64 // units a PoP holds in escrow at a time; > 0
 }
 
 // Executor selects how a function's module is run.
@@ -52,7 +64,7 @@ type Function struct {
 	Name      string
 	Module    string // absolute path of the .wasm file
 	Executor  Executor
-	Kind      string // "http"; "central" and "room" are not implemented yet
+	Kind      string // "http" or "central" (runs only at the central PoP); "room" is not implemented yet
 	Isolation Isolation
 	Routes    []string
 	Build     string // shell command run in Manifest.Dir before loading, may be empty
@@ -167,6 +179,13 @@ type rawManifest struct {
 	Name       string          `toml:"name"`
 	Function   []rawFunction   `toml:"function"`
 	Collection []rawCollection `toml:"collection"`
+	Counter    []rawCounter    `toml:"counter"`
+}
+
+type rawCounter struct {
+	Name      string `toml:"name"`
+	Threshold int64  `toml:"threshold"`
+	Grant     int64  `toml:"grant"`
 }
 
 type rawFunction struct {
@@ -276,10 +295,12 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 		switch rf.Kind {
 		case "", "http":
 			fn.Kind = "http"
-		case "central", "room":
-			return nil, bad(at("kind"), "kind %q is not implemented yet; only \"http\" functions run today", rf.Kind)
+		case "central":
+			fn.Kind = "central"
+		case "room":
+			return nil, bad(at("kind"), "kind %q is not implemented yet; \"http\" and \"central\" functions run today", rf.Kind)
 		default:
-			return nil, bad(at("kind"), "%q is not a function kind; expected \"http\"", rf.Kind)
+			return nil, bad(at("kind"), "%q is not a function kind; expected \"http\" or \"central\"", rf.Kind)
 		}
 		switch Isolation(rf.Isolation) {
 		case "", IsolationPooled:
@@ -340,6 +361,24 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 			}
 		}
 		m.Collections = append(m.Collections, Collection{Name: rc.Name, Scope: sc, Regions: rc.Regions})
+	}
+	counters := map[string]bool{}
+	for i, rc := range raw.Counter {
+		at := func(f string) string { return fmt.Sprintf("counter[%d].%s", i, f) }
+		if !nameRE.MatchString(rc.Name) {
+			return nil, bad(at("name"), "%q is not a valid counter name; expected 1-63 letters, digits, - or _", rc.Name)
+		}
+		if counters[rc.Name] {
+			return nil, bad(at("name"), "counter %q is defined twice", rc.Name)
+		}
+		counters[rc.Name] = true
+		if rc.Threshold < 0 {
+			return nil, bad(at("threshold"), "%d: must be ≥ 0", rc.Threshold)
+		}
+		if rc.Grant <= 0 {
+			return nil, bad(at("grant"), "missing or %d: the units a PoP holds in escrow at a time, > 0", rc.Grant)
+		}
+		m.Counters = append(m.Counters, Counter{Name: rc.Name, Threshold: rc.Threshold, Grant: rc.Grant})
 	}
 	return m, nil
 }

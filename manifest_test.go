@@ -81,6 +81,8 @@ func TestManifestErrors(t *testing.T) {
 		{"duplicate route", "name = \"a\"\n" + fn + strings.Replace(fn, `"f"`, `"g"`, 1), `function[1].routes[0]: route "/" is already served by function "f"`},
 		{"bad isolation", "name = \"a\"\n" + fn + "isolation = \"loose\"\n", `function[0].isolation: "loose" is not an isolation mode`},
 		{"not implemented kind", "name = \"a\"\n" + fn + "kind = \"room\"\n", `function[0].kind: kind "room" is not implemented yet`},
+		{"bad counter grant", "name = \"a\"\n" + fn + "[[counter]]\nname = \"s\"\n", `counter[0].grant: missing or 0`},
+		{"negative threshold", "name = \"a\"\n" + fn + "[[counter]]\nname = \"s\"\ngrant = 1\nthreshold = -1\n", `counter[0].threshold: -1: must be ≥ 0`},
 		{"bad duration", "name = \"a\"\n" + fn + "[function.limits]\ncpu_time = \"fast\"\n", `function[0].limits.cpu_time: "fast" is not a positive duration`},
 		{"bad size", "name = \"a\"\n" + fn + "[function.limits]\nmemory = \"lots\"\n", `function[0].limits.memory: "lots" is not a positive size`},
 		{"memory over 4 GiB", "name = \"a\"\n" + fn + "[function.limits]\nmemory = \"5GiB\"\n", "exceeds the 4 GiB"},
