@@ -314,9 +314,11 @@ func (a *applier) resolve(path string) (place, error) {
 		if h == nil {
 			return place{}, fmt.Errorf("%q does not exist", walked)
 		}
+		expand(h)
 		switch v := h.val.(type) {
 		case *object:
 			m := p.fragNode(h)
+			expand(m) // a value this Apply wrote: the delta is not shared yet
 			p = place{obj: v, fobj: m.val.(*object)}
 		case *list:
 			m := p.fragNode(h)
@@ -452,7 +454,7 @@ func (a *applier) insert(op *Op) error {
 	if err != nil {
 		return err
 	}
-	var left *elem
+	var left, right *elem // the visible neighbours of the new element
 	switch op.Op {
 	case "insert":
 		if op.Index == nil {
@@ -465,8 +467,11 @@ func (a *applier) insert(op *Op) error {
 		if i > 0 {
 			left = l.at(i - 1)
 		}
+		right = l.at(i)
 	case "append":
-		left = l.last()
+		left = l.lastVisible()
+	default:
+		right = l.at(0)
 	}
 	if err := a.reserve(1); err != nil {
 		return err
@@ -479,7 +484,7 @@ func (a *applier) insert(op *Op) error {
 	if err != nil {
 		return err
 	}
-	parent, isLeft := l.localPlace(left)
+	parent, isLeft := l.localPlace(left, right)
 	e := &elem{id: id, head: n}
 	l.attach(e, parent, isLeft)
 	if a.undo {
@@ -510,11 +515,29 @@ func (a *applier) remove(op *Op) error {
 	if old == nil {
 		return errors.New("path does not exist")
 	}
-	if _, err := a.next(); err != nil {
+	id, err := a.next()
+	if err != nil {
 		return err
 	}
 	a.setHead(&p, nil)
 	*p.fragSlot() = nil
+	if p.el != nil {
+		// The element becomes a tombstone that remembers this event: GC may
+		// drop it once the event is stable (see gc.go).
+		el, l := p.el, p.lst
+		if a.undo {
+			old, had := l.removals(el)
+			a.undos = append(a.undos, func() {
+				if had {
+					l.rm[el] = old
+				} else {
+					delete(l.rm, el)
+				}
+			})
+		}
+		l.addRemoval(el, id)
+		p.flst.addRemoval(p.flst.find(el.id), id)
+	}
 	return nil
 }
 

@@ -119,6 +119,8 @@ func (w *writer) value(v any) {
 	case *object:
 		w.byte(tObject)
 		w.object(x)
+	case *packed:
+		w.b = append(w.b, x.enc...)
 	case *list:
 		w.byte(tArray)
 		w.frag(x.toFrag())
@@ -162,6 +164,10 @@ const (
 	shapeEmpty   = 0
 	shapeInt     = 1
 	shapeGeneral = 2
+	// An element with remove events (a tombstone, or an element revived by
+	// a concurrent write) lists them after its slot in the general section.
+	shapeEmptyRm   = 3
+	shapeGeneralRm = 4
 )
 
 func shapeOf(e *fragElem) byte {
@@ -212,9 +218,21 @@ func (w *writer) frag(f *fragList) {
 		}
 	}
 	// slot shapes, run-length encoded
+	shape := make([]byte, len(es))
+	for i := range es {
+		shape[i] = shapeOf(&es[i])
+	}
+	for _, r := range f.rm {
+		switch shape[r.at] {
+		case shapeEmpty:
+			shape[r.at] = shapeEmptyRm
+		case shapeInt, shapeGeneral:
+			shape[r.at] = shapeGeneralRm
+		}
+	}
 	var shapes [][2]uint64
 	for i := range es {
-		s := uint64(shapeOf(&es[i]))
+		s := uint64(shape[i])
 		if n := len(shapes); n > 0 && shapes[n-1][0] == s {
 			shapes[n-1][1]++
 		} else {
@@ -231,7 +249,7 @@ func (w *writer) frag(f *fragList) {
 	var deltas []int64
 	var prev int64
 	for i := range es {
-		if shapeOf(&es[i]) == shapeInt {
+		if shape[i] == shapeInt {
 			v := es[i].head.val.(int64)
 			deltas = append(deltas, v-prev)
 			prev = v
@@ -266,9 +284,24 @@ func (w *writer) frag(f *fragList) {
 	w.uvarint(uint64(blocks))
 	w.b = append(w.b, body.b...)
 	for i := range es {
-		if shapeOf(&es[i]) == shapeGeneral {
+		switch shape[i] {
+		case shapeGeneral:
 			w.slot(es[i].head)
+		case shapeGeneralRm:
+			w.slot(es[i].head)
+			w.removals(f, i)
+		case shapeEmptyRm:
+			w.removals(f, i)
 		}
+	}
+}
+
+func (w *writer) removals(f *fragList, i int) {
+	lo, hi := f.rmRange(i)
+	w.uvarint(uint64(hi - lo))
+	for _, r := range f.rm[lo:hi] {
+		w.uvarint(uint64(r.d.R))
+		w.uvarint(uint64(r.d.S))
 	}
 }
 
@@ -646,7 +679,7 @@ func (r *reader) frag(depth int) *fragList {
 	for i := 0; i < nshapes && r.err == nil; i++ {
 		s := r.byte()
 		n := r.uvarint()
-		if s > shapeGeneral || n == 0 || n > total-uint64(len(shapes)) {
+		if s > shapeGeneralRm || n == 0 || n > total-uint64(len(shapes)) {
 			r.fail("bad shape run (%d × %d)", s, n)
 			break
 		}
@@ -696,17 +729,37 @@ func (r *reader) frag(depth int) *fragList {
 		case shapeInt:
 			e.head = &node{id: e.id, val: ints[k]}
 			k++
-		case shapeGeneral:
+		case shapeGeneral, shapeGeneralRm:
 			e.head = r.slot(depth)
 			if e.head == nil && r.err == nil {
 				r.fail("general slot with no value")
 			}
+		}
+		if shapes[i] == shapeEmptyRm || shapes[i] == shapeGeneralRm {
+			f.rm = r.removals(f.rm, i)
 		}
 		if r.err != nil {
 			return nil
 		}
 	}
 	return f
+}
+
+// removals reads the remove events of element at (at least one, sorted)
+// and appends them to rm.
+func (r *reader) removals(rm []fragRm, at int) []fragRm {
+	n := r.count("removal")
+	if r.err == nil && n == 0 {
+		r.fail("element with an empty removal list")
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		d := Dot{ReplicaID(r.u32("replica")), r.u32("event")}
+		if r.err == nil && (d.S == 0 || (i > 0 && !rm[len(rm)-1].d.less(d))) {
+			r.fail("removals not sorted or with event number 0")
+		}
+		rm = append(rm, fragRm{at, d})
+	}
+	return rm
 }
 
 // ---- documents and deltas ----
@@ -804,6 +857,11 @@ func outsideNode(n *node, ctx VersionVector) (Dot, bool) {
 	case *object:
 		return outside(v, ctx)
 	case *fragList:
+		for _, rm := range v.rm {
+			if !ctx.Contains(rm.d) {
+				return rm.d, false
+			}
+		}
 		for _, e := range v.elems {
 			if !ctx.Contains(e.id) {
 				return e.id, false

@@ -62,7 +62,7 @@ func FuzzDecodeDoc(f *testing.F) {
 		}
 		// a decoded document stays usable
 		_, _ = d.Apply(9, 1, Op{Op: "set", Path: "fuzz", Value: json.RawMessage("1")})
-		d.GC(d.Context())
+		d.GC([]VersionVector{d.Context()})
 	})
 }
 

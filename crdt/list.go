@@ -12,8 +12,9 @@ import "slices"
 // The order itself lives in a B+ tree of elements with per-subtree counts
 // (all elements and visible ones), giving O(log n) index lookup and O(log n)
 // insertion next to a known element; appends touch only the rightmost leaf.
-// Removed elements stay as tombstones (no value) because later concurrent
-// inserts may be positioned relative to them.
+// Removed elements stay as tombstones (no value, plus the dots of the events
+// that removed them) because concurrent inserts may be positioned relative
+// to them; Doc.GC drops them once no replica can refer to them any more.
 
 type elem struct {
 	id    Dot
@@ -37,6 +38,38 @@ type list struct {
 	root *bnode
 	top  *elem      // first right child of the virtual root
 	idx  *listIndex // built once the list is long enough
+	// rm holds, per element, the remove events applied to it. They are
+	// replicated state: GC may drop a tombstone only once they are stable
+	// (see gc.go). Only removed elements have any, so a map beside them.
+	rm map[*elem]rmSet
+}
+
+// rmSet is a set of remove events: the lowest, then the others in order
+// (almost always none: one remove per removed element).
+type rmSet struct {
+	d    Dot
+	more []Dot
+}
+
+func (s rmSet) each(f func(Dot)) {
+	f(s.d)
+	for _, d := range s.more {
+		f(d)
+	}
+}
+
+func (s rmSet) add(d Dot) rmSet {
+	switch {
+	case d == s.d:
+	case d.less(s.d):
+		s.more = slices.Insert(slices.Clone(s.more), 0, s.d)
+		s.d = d
+	default:
+		if i, found := slices.BinarySearchFunc(s.more, d, cmpDot); !found {
+			s.more = slices.Insert(slices.Clone(s.more), i, d)
+		}
+	}
+	return s
 }
 
 type listIndex struct {
@@ -151,18 +184,7 @@ func (l *list) each(f func(*elem) bool) {
 	walk(l.root)
 }
 
-// first and last return the first/last element in list order (tombstones included).
-func (l *list) first() *elem {
-	b := l.root
-	for b.kids != nil {
-		b = b.kids[0]
-	}
-	if len(b.elems) == 0 {
-		return nil
-	}
-	return b.elems[0]
-}
-
+// last returns the last element in list order (tombstones included).
 func (l *list) last() *elem {
 	b := l.root
 	for b.kids != nil {
@@ -200,33 +222,6 @@ func (l *list) at(i int) *elem {
 	return nil
 }
 
-// after returns the element that follows e in list order (nil at the end).
-func (l *list) after(e *elem) *elem {
-	b := e.leaf
-	i := b.pos(e)
-	if i+1 < len(b.elems) {
-		return b.elems[i+1]
-	}
-	// climb to the next leaf
-	for b.parent != nil {
-		p := b.parent
-		j := slices.Index(p.kids, b)
-		if j+1 < len(p.kids) {
-			b = p.kids[j+1]
-			for b.kids != nil {
-				b = b.kids[0]
-			}
-			if len(b.elems) > 0 {
-				return b.elems[0]
-			}
-			// detach prunes empty leaves, so this is defensive: keep climbing
-			continue
-		}
-		b = p
-	}
-	return nil
-}
-
 func (b *bnode) pos(e *elem) int {
 	// appends and neighbours of recent inserts sit at the end: scan backwards.
 	for i := len(b.elems) - 1; i >= 0; i-- {
@@ -239,20 +234,118 @@ func (b *bnode) pos(e *elem) int {
 
 // ---- Fugue tree ----
 
-// localPlace chooses the parent of a new element inserted right after left
-// (nil: at the start), by Fugue's rule: the right child of left if left has
-// none yet, else the left child of the element that follows left.
-func (l *list) localPlace(left *elem) (parent *elem, isLeft bool) {
-	if left == nil {
-		if l.top == nil {
-			return nil, false
-		}
-		return l.first(), true
-	}
-	if left.right == nil {
+// localPlace chooses the parent of a new element inserted between the
+// visible neighbours left and right (nil at the ends). Only visible elements
+// become parents (rule (a) of docs/crdt.md): a replica never makes a
+// tombstone a parent, so once every replica has applied a removal, nothing
+// new can refer to the removed element and GC may drop it. Everything
+// between left and right is removed, so any position there is correct:
+//
+//   - left has no right child: its first right child (right after left);
+//   - right has no left child: its first left child (right before right);
+//   - left lies in right's left subtree: a right child of left (left's right
+//     subtree lies between them);
+//   - otherwise a left child of right (right's left subtree lies between).
+//
+// Runs typed forwards stay right-child chains and runs typed backwards
+// left-child chains, as in Fugue, so concurrent runs never interleave.
+func (l *list) localPlace(left, right *elem) (parent *elem, isLeft bool) {
+	switch {
+	case left == nil && right == nil:
+		return nil, false
+	case left == nil:
+		return right, true
+	case left.right == nil || right == nil:
+		return left, false
+	case right.left == nil:
+		return right, true
+	case l.rank(firstIn(right)) <= l.rank(left):
 		return left, false
 	}
-	return l.after(left), true
+	return right, true
+}
+
+// rank returns the number of elements (tombstones included) before e.
+func (l *list) rank(e *elem) int {
+	b := e.leaf
+	n := b.pos(e)
+	for b.parent != nil {
+		p := b.parent
+		for _, k := range p.kids {
+			if k == b {
+				break
+			}
+			n += int(k.n)
+		}
+		b = p
+	}
+	return n
+}
+
+// lastVisible returns the last visible element (nil if none), walking from
+// the right so that appends stay O(depth).
+func (l *list) lastVisible() *elem {
+	b := l.root
+	if b.vis == 0 {
+		return nil
+	}
+	for b.kids != nil {
+		for i := len(b.kids) - 1; i >= 0; i-- {
+			if b.kids[i].vis > 0 {
+				b = b.kids[i]
+				break
+			}
+		}
+	}
+	for i := len(b.elems) - 1; i >= 0; i-- {
+		if b.elems[i].head != nil {
+			return b.elems[i]
+		}
+	}
+	return nil
+}
+
+// removals returns the remove events applied to e.
+func (l *list) removals(e *elem) (rmSet, bool) {
+	s, ok := l.rm[e]
+	return s, ok
+}
+
+// addRemoval records a remove event applied to e (a set union).
+func (l *list) addRemoval(e *elem, d Dot) {
+	if l.rm == nil {
+		l.rm = make(map[*elem]rmSet)
+	}
+	s, ok := l.rm[e]
+	switch {
+	case !ok:
+		l.rm[e] = rmSet{d: d}
+	case s.d != d: // a snapshot mostly repeats what is known
+		l.rm[e] = s.add(d)
+	}
+}
+
+// addRemovals records on e the remove events of f.elems[i] that start at
+// f.rm[k] (joins walk elements in order, so k is a cursor) and returns the
+// cursor for the next element.
+func (l *list) addRemovals(e *elem, f *fragList, i, k int) int {
+	for k < len(f.rm) && f.rm[k].at < i {
+		k++
+	}
+	for ; k < len(f.rm) && f.rm[k].at == i; k++ {
+		l.addRemoval(e, f.rm[k].d)
+	}
+	return k
+}
+
+func cmpDot(a, b Dot) int {
+	switch {
+	case a.less(b):
+		return -1
+	case b.less(a):
+		return 1
+	}
+	return 0
 }
 
 // attach links e into the Fugue tree under p (on the side isLeft says), keeping
@@ -361,7 +454,7 @@ func (l *list) detach(e, parent *elem, isLeft bool) {
 		x.vis -= vis
 	}
 	// Drop emptied B+ tree nodes (an undone append may have been alone in
-	// the leaf it split off), so first/last/after never meet an empty leaf.
+	// the leaf it split off), so last and at never meet an empty leaf.
 	for b.parent != nil && len(b.elems) == 0 && len(b.kids) == 0 {
 		p := b.parent
 		j := slices.Index(p.kids, b)
@@ -374,6 +467,57 @@ func (l *list) detach(e, parent *elem, isLeft bool) {
 	if l.idx != nil {
 		l.unindex(e)
 	}
+}
+
+// drop removes the elements for which gone reports true, and returns how
+// many it removed. gone must only hold for whole subtrees (an element and
+// all its descendants): unlinking a subtree from its sibling chain keeps the
+// relative order of everything else, and the B+ tree and the id index are
+// rebuilt from what is left.
+func (l *list) drop(gone func(*elem) bool) int {
+	unlink := func(head **elem) {
+		for p := head; *p != nil; {
+			if gone(*p) {
+				*p = (*p).next
+			} else {
+				p = &(*p).next
+			}
+		}
+	}
+	kept := make([]*elem, 0, l.len())
+	l.each(func(e *elem) bool {
+		if !gone(e) {
+			kept = append(kept, e)
+		} else {
+			delete(l.rm, e)
+		}
+		return true
+	})
+	n := l.len() - len(kept)
+	if n == 0 {
+		return 0
+	}
+	unlink(&l.top)
+	for _, e := range kept {
+		unlink(&e.left)
+		unlink(&e.right)
+	}
+	l.root, l.idx = &bnode{}, nil
+	var prev *elem
+	for _, e := range kept {
+		l.insertAfter(prev, e)
+		prev = e
+	}
+	if len(kept) >= indexFrom {
+		// index in id order, so each replica's slice grows at its end
+		byID := slices.Clone(kept)
+		slices.SortFunc(byID, func(a, b *elem) int { return cmpDot(a.id, b.id) })
+		l.idx = &listIndex{}
+		for _, e := range byID {
+			l.idx.add(e)
+		}
+	}
+	return n
 }
 
 // ---- B+ tree of the order ----
@@ -504,6 +648,41 @@ func visIndex(e *elem) int {
 // is false for elements already known to the receiver (only the slot changed).
 type fragList struct {
 	elems []fragElem
+	rm    []fragRm // remove events, sorted by element, then event
+}
+
+// fragRm is a remove event d applied to elems[at].
+type fragRm struct {
+	at int
+	d  Dot
+}
+
+func cmpFragRm(a, b fragRm) int {
+	if a.at != b.at {
+		return a.at - b.at
+	}
+	return cmpDot(a.d, b.d)
+}
+
+// rmRange returns the bounds in f.rm of the remove events of elems[i].
+func (f *fragList) rmRange(i int) (lo, hi int) {
+	if len(f.rm) == 0 {
+		return 0, 0
+	}
+	lo, _ = slices.BinarySearchFunc(f.rm, i, func(r fragRm, i int) int { return r.at - i })
+	hi = lo
+	for hi < len(f.rm) && f.rm[hi].at == i {
+		hi++
+	}
+	return lo, hi
+}
+
+// addRemoval records that event d removed elems[i].
+func (f *fragList) addRemoval(i int, d Dot) {
+	r := fragRm{i, d}
+	if j, found := slices.BinarySearchFunc(f.rm, r, cmpFragRm); !found {
+		f.rm = slices.Insert(f.rm, j, r)
+	}
 }
 
 type fragElem struct {
@@ -520,6 +699,7 @@ func (f *fragList) clone() *fragList {
 		e.head = cloneSlot(e.head)
 		out.elems[i] = e
 	}
+	out.rm = slices.Clone(f.rm)
 	return out
 }
 
@@ -552,6 +732,10 @@ func (l *list) toFrag() *fragList {
 		e := it.e
 		stack = stack[:len(stack)-1]
 		f.elems = append(f.elems, fragElem{id: e.id, pos: true, parent: it.parent, isLeft: it.isLeft, head: cloneSlot(e.head)})
+		if s, ok := l.removals(e); ok {
+			at := len(f.elems) - 1
+			s.each(func(d Dot) { f.rm = append(f.rm, fragRm{at, d}) })
+		}
 		// push right children then left children, each reversed, so that
 		// left children pop first, in ascending id order.
 		n := len(stack)

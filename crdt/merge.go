@@ -177,7 +177,7 @@ func (d *Doc) check(x *Delta) error {
 			return fmt.Errorf("delta events %d:%d..%d leave a gap after %d:%d", r.R, r.Lo, r.Hi, r.R, n)
 		}
 	}
-	c := checker{d: d}
+	c := checker{d: d, x: x}
 	if err := c.object(&d.root, x.root, 0); err != nil {
 		return err
 	}
@@ -186,7 +186,8 @@ func (d *Doc) check(x *Delta) error {
 
 type checker struct {
 	d     *Doc
-	added int // array elements the join would add
+	x     *Delta // nil when checking a decoded document
+	added int    // array elements the join would add
 }
 
 func (c *checker) object(so, fo *object, depth int) error {
@@ -244,9 +245,10 @@ func isNumber(v any) bool {
 }
 
 func (c *checker) node(s, m *node, depth int) error {
+	expand(s) // the join edits inside it; an expanded value reads and encodes the same
 	switch sv := s.val.(type) {
 	case *object:
-		mo, ok := m.val.(*object)
+		mo, ok := objOf(m)
 		if !ok {
 			return fmt.Errorf("value %v is an object here and %s in the delta", s.id, kindName(m))
 		}
@@ -292,6 +294,15 @@ func (c *checker) fresh(m *node, depth int) error {
 }
 
 func (c *checker) list(l *list, f *fragList, depth int) error {
+	for k, r := range f.rm {
+		if r.at < 0 || r.at >= len(f.elems) || r.d.S == 0 || (k > 0 && cmpFragRm(f.rm[k-1], r) >= 0) {
+			return errors.New("array removals not sorted by element and event")
+		}
+		// a delta only names removals its sender had applied
+		if c.x != nil && !c.x.ctx.contains(r.d) && !c.x.deps.Contains(r.d) {
+			return fmt.Errorf("array element %v removed by event %v that the delta does not include", f.elems[r.at].id, r.d)
+		}
+	}
 	var added map[Dot]bool // new elements so far; nil lookups are fine
 	if len(f.elems) > 1 {
 		added = make(map[Dot]bool, len(f.elems))
@@ -301,6 +312,9 @@ func (c *checker) list(l *list, f *fragList, depth int) error {
 		var se *elem
 		if l != nil {
 			se = l.find(fe.id)
+			if se == nil && c.d.ctx.Contains(fe.id) {
+				continue // collected here (GC); the join skips it too
+			}
 		}
 		if se != nil || added[fe.id] {
 			if added[fe.id] {
@@ -414,7 +428,8 @@ func (j *joiner) slot(sh, fh *node) *node {
 func (j *joiner) node(n, m *node) {
 	switch v := n.val.(type) {
 	case *object:
-		j.object(v, m.val.(*object))
+		mo, _ := objOf(m)
+		j.object(v, mo)
 	case *list:
 		j.list(v, m.val.(*fragList))
 	case *counter:
@@ -431,12 +446,19 @@ func (j *joiner) node(n, m *node) {
 }
 
 func (j *joiner) list(l *list, f *fragList) {
+	k := 0 // cursor in f.rm
 	for i := range f.elems {
 		fe := &f.elems[i]
 		if se := l.find(fe.id); se != nil {
 			was := se.head != nil
 			se.head = j.slot(se.head, fe.head)
 			l.setVisible(se, was)
+			k = l.addRemovals(se, f, i, k)
+			continue
+		}
+		if j.d.ctx.Contains(fe.id) {
+			// Applied here and absent: GC collected it, with its subtree,
+			// once no event could refer to it; a lagging sender still has it.
 			continue
 		}
 		e := &elem{id: fe.id}
@@ -450,6 +472,7 @@ func (j *joiner) list(l *list, f *fragList) {
 			}
 		}
 		l.attach(e, parent, fe.isLeft)
+		k = l.addRemovals(e, f, i, k)
 	}
 }
 
@@ -470,9 +493,13 @@ func materialize(m *node) *node {
 			}
 		}
 		n.val = o
+		if m.id != (Dot{}) { // never the document root
+			pack(n)
+		}
 	case *fragList:
 		l := newList()
-		for _, fe := range v.elems {
+		k := 0 // cursor in v.rm
+		for i, fe := range v.elems {
 			e := &elem{id: fe.id}
 			var parent *elem
 			if fe.parent != (Dot{}) {
@@ -482,6 +509,7 @@ func materialize(m *node) *node {
 				e.head = insertSorted(e.head, materialize(c))
 			}
 			l.attach(e, parent, fe.isLeft)
+			k = l.addRemovals(e, v, i, k)
 		}
 		n.val = l
 	case *counter:

@@ -75,6 +75,95 @@ func (n *node) setSib(s *node) {
 	n.x.sib = s
 }
 
+// packed is an object value kept in its binary encoding (value ids
+// included) until something reads or edits inside it. Objects written as a
+// whole and never edited inside (the items of a cart) are most of a small
+// document, and a node per field with its key and boxed value costs four
+// times the encoding. Only objects without arrays and without concurrent
+// values inside are packed, so packing hides nothing from GC or from the
+// element count; the encoding is the one an unpacked object would write,
+// so replicas agree byte for byte whichever form they hold.
+type packed struct{ enc string }
+
+// pack replaces an object value by its encoding when it qualifies.
+func pack(n *node) {
+	o, ok := n.val.(*object)
+	if !ok || !packable(o) {
+		return
+	}
+	w := writer{b: make([]byte, 0, 64)}
+	w.value(o)
+	n.val = &packed{string(w.b)}
+}
+
+// maxPacked bounds the size of a packed object (roughly, in encoded bytes).
+// Packing is for the small objects a document is made of; the bound also
+// keeps packing nested objects level by level (each level re-encodes what
+// is below it) linear in the input.
+const maxPacked = 512
+
+func packable(o *object) bool {
+	budget := maxPacked
+	return packFits(o, &budget)
+}
+
+func packFits(o *object, budget *int) bool {
+	for _, f := range o.fields {
+		h := f.head
+		if *budget -= len(f.key) + 8; *budget < 0 || h.sibling() != nil {
+			return false
+		}
+		switch v := h.val.(type) {
+		case string:
+			if *budget -= len(v); *budget < 0 {
+				return false
+			}
+		case *object:
+			if !packFits(v, budget) {
+				return false
+			}
+		case *packed:
+			if *budget -= len(v.enc); *budget < 0 {
+				return false
+			}
+		case *list, *fragList:
+			return false
+		}
+	}
+	return true
+}
+
+// unpack decodes a packed object; the encoding is this package's own, so
+// it cannot fail.
+func (p *packed) unpack() *object {
+	r := newReader([]byte(p.enc))
+	o, _ := r.value(0).(*object)
+	if r.err != nil || o == nil {
+		panic("crdt: corrupt packed object: " + fmt.Sprint(r.err))
+	}
+	return o
+}
+
+// expand turns a packed value of a document node back into an object, in
+// place, before something edits inside it.
+func expand(n *node) {
+	if p, ok := n.val.(*packed); ok {
+		n.val = p.unpack()
+	}
+}
+
+// objOf returns the object of a delta node without changing the node:
+// deltas are immutable and may be merged into several documents at once.
+func objOf(n *node) (*object, bool) {
+	switch v := n.val.(type) {
+	case *object:
+		return v, true
+	case *packed:
+		return v.unpack(), true
+	}
+	return nil, false
+}
+
 // object is a JSON object: fields sorted by key. A sorted slice beats a Go
 // map by hundreds of bytes for the small objects documents are made of.
 type object struct {
@@ -231,6 +320,8 @@ func slotValue(head *node) any {
 
 func nodeValue(n *node) any {
 	switch v := n.val.(type) {
+	case *packed:
+		return nodeValue(&node{val: v.unpack()})
 	case *object:
 		m := make(map[string]any, len(v.fields))
 		for _, f := range v.fields {
@@ -267,7 +358,7 @@ func kindName(n *node) string {
 		return "a number"
 	case string:
 		return "a string"
-	case *object:
+	case *object, *packed:
 		return "an object"
 	case *list, *fragList:
 		return "an array"
@@ -523,6 +614,7 @@ func (b builder) build(v any, id Dot, ts int64, depth int) (*node, error) {
 			o.fields = append(o.fields, field{k, c})
 		}
 		n.val = o
+		pack(n)
 	case []any:
 		if err := b.a.reserve(len(x)); err != nil {
 			return nil, err
@@ -604,7 +696,7 @@ type listStub struct {
 // the delta's dependencies, and only ever matches stubs by id.
 func stub(n *node) *node {
 	switch n.val.(type) {
-	case *object:
+	case *object, *packed:
 		b := &objectStub{n: node{id: n.id}}
 		b.o.fields = b.buf[:0]
 		b.n.val = &b.o

@@ -19,6 +19,87 @@ type cluster struct {
 	ids  []ReplicaID
 	log  [][]byte // every delta ever produced, encoded
 	now  []int64  // per-replica physical clocks, skewed and sometimes stepping back
+
+	// Acknowledgements travel like deltas: ackLog holds every ack sent
+	// (from, context), delivered late, twice or never until the end;
+	// acks[i][j] holds the acks replica i has received from j.
+	ackLog []ackMsg
+	acks   [][][]VersionVector
+	// array elements GC dropped before the final exchange, and in all
+	dropsBefore, drops int
+}
+
+type ackMsg struct {
+	from int
+	ctx  VersionVector
+}
+
+// ack records replica i's current context as an acknowledgement in flight.
+func (c *cluster) ack(i int) {
+	c.ackLog = append(c.ackLog, ackMsg{i, c.docs[i].Context()})
+}
+
+func (c *cluster) deliverAck(i int, m ackMsg) {
+	if c.acks == nil {
+		c.acks = make([][][]VersionVector, len(c.docs))
+		for k := range c.acks {
+			c.acks[k] = make([][]VersionVector, len(c.docs))
+		}
+	}
+	c.acks[i][m.from] = append(c.acks[i][m.from], m.ctx)
+}
+
+// gc runs GC on replica i with, for every other replica, the newest ack it
+// received, or (as the store should, since GC collects array tombstones
+// only when it has applied every ack it is given) the newest one its own
+// context covers; for itself, its context.
+func (c *cluster) gc(i int) {
+	acks := make([]VersionVector, len(c.docs))
+	ctx := c.docs[i].Context()
+	covered := c.rng.IntN(2) == 0
+	for j := range c.docs {
+		if j == i {
+			acks[j] = ctx
+			continue
+		}
+		if c.acks == nil {
+			continue
+		}
+		for _, a := range c.acks[i][j] {
+			// a replica's contexts only grow: the newer covers the older
+			if (!covered || ctx.Covers(a)) && a.Covers(acks[j]) {
+				acks[j] = a
+			}
+		}
+	}
+	n0 := countElems(&c.docs[i].root)
+	c.docs[i].GC(acks)
+	c.drops += n0 - countElems(&c.docs[i].root)
+	c.checkElems(i)
+}
+
+// checkElems checks that the document's element bound still holds after GC
+// and that the state still decodes.
+func (c *cluster) checkElems(i int) {
+	d := c.docs[i]
+	if n := countElems(&d.root); n > d.elems {
+		c.t.Fatalf("replica %d holds %d elements, above its bound %d", c.ids[i], n, d.elems)
+	}
+	if _, err := DecodeDoc(c.encode(d)); err != nil {
+		c.t.Fatalf("replica %d: state after GC does not decode: %v", c.ids[i], err)
+	}
+}
+
+// settleAcks has every replica ack its context and every ack delivered.
+func (c *cluster) settleAcks() {
+	for i := range c.docs {
+		c.ack(i)
+	}
+	for i := range c.docs {
+		for _, m := range c.ackLog {
+			c.deliverAck(i, m)
+		}
+	}
 }
 
 func newCluster(t *testing.T, seed uint64, n int) *cluster {
@@ -168,19 +249,64 @@ func runConcurrent(t *testing.T, seed uint64, replicas, steps int, gc bool) *clu
 			c.docs[i] = d
 		default:
 			if gc {
-				c.docs[i].GC(c.stable())
+				c.gc(i)
 			}
 		}
+		if gc {
+			c.randomAcks(i)
+		}
 	}
+	c.finish(gc)
+	return c
+}
+
+// randomAcks has replica i acknowledge its context half the time, and
+// delivers a few acks, recent ones more likely: late, duplicated, some
+// only at the end.
+func (c *cluster) randomAcks(i int) {
+	if c.rng.IntN(2) == 0 {
+		c.ack(i)
+	}
+	for range 2 {
+		if len(c.ackLog) > 0 {
+			k := len(c.ackLog) - 1 - c.rng.IntN(min(len(c.ackLog), 8))
+			if c.rng.IntN(4) == 0 {
+				k = c.rng.IntN(len(c.ackLog))
+			}
+			c.deliverAck(c.rng.IntN(len(c.docs)), c.ackLog[k])
+		}
+	}
+}
+
+// finish delivers everything, then (with gc) exchanges acks, collects on
+// every replica and checks that GC changed no value; all replicas must then
+// encode identically.
+func (c *cluster) finish(gc bool) {
+	t := c.t
+	c.dropsBefore = c.drops
 	c.settle()
 	if gc {
-		s := c.stable()
-		for _, d := range c.docs {
-			d.GC(s)
+		c.settleAcks()
+		for i := range c.docs {
+			c.gc(i)
+		}
+		// GC never changes what the document reads: compare with a
+		// replica that merged every delta and never collected.
+		plain := NewDoc()
+		for _, b := range c.log {
+			x, err := DecodeDelta(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := plain.Merge(x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := canon(c.docs[0].Value()), canon(plain.Value()); got != want {
+			t.Fatalf("GC changed the value:\ngot  %s\nwant %s", got, want)
 		}
 	}
 	c.assertConverged()
-	return c
 }
 
 func TestConvergenceRandom(t *testing.T) {
@@ -195,18 +321,55 @@ func TestConvergenceRandom(t *testing.T) {
 
 func TestConvergenceWithGC(t *testing.T) {
 	t.Parallel()
+	total := 0
+	t.Cleanup(func() {
+		if total == 0 {
+			t.Error("GC dropped no array element: the test exercises nothing")
+		}
+	})
 	for seed := range uint64(40) {
 		replicas := 3 + int(seed%3)
 		t.Run(fmt.Sprintf("seed%d_r%d", seed, replicas), func(t *testing.T) {
 			c := runConcurrent(t, 1000+seed, replicas, 300, true)
-			// after GC at a stable point, no slot keeps a losing value
+			total += c.drops
+			// after GC at a stable point, no slot keeps a losing value and
+			// every tombstone left has a live element below it
 			walkSlots(&c.docs[0].root, func(h *node) {
 				if h.sibling() != nil && !isImplicit(h) {
 					t.Fatalf("slot still holds %d concurrent values after GC", slotLen(h))
 				}
+				if l, ok := h.val.(*list); ok {
+					if n := deadLeaves(l); n > 0 {
+						t.Fatalf("%d tombstones without live descendants survive a GC at a stable point", n)
+					}
+				}
 			})
 		})
 	}
+}
+
+// deadLeaves counts the tombstones of l with no live element in their subtree.
+func deadLeaves(l *list) int {
+	n := 0
+	var live func(e *elem) bool
+	live = func(e *elem) bool {
+		any := e.head != nil
+		for _, c := range []*elem{e.left, e.right} {
+			for ; c != nil; c = c.next {
+				if live(c) {
+					any = true
+				}
+			}
+		}
+		if !any {
+			n++
+		}
+		return any
+	}
+	for c := l.top; c != nil; c = c.next {
+		live(c)
+	}
+	return n
 }
 
 func slotLen(h *node) int {
@@ -269,9 +432,17 @@ func TestSequentialMatchesModel(t *testing.T) {
 				if got, want := canon(c.docs[i].Value()), canon(model); got != want {
 					t.Fatalf("after %+v\ngot  %s\nwant %s", ops, got, want)
 				}
+				if c.rng.IntN(4) == 0 {
+					// collect with every replica's current context as its ack
+					var acks []VersionVector
+					for _, d := range c.docs {
+						acks = append(acks, d.Context())
+					}
+					c.docs[i].GC(acks)
+					c.checkElems(i)
+				}
 			}
-			c.settle()
-			c.assertConverged()
+			c.finish(true) // replicas collected at different points: a final GC aligns them
 			if got, want := canon(c.docs[0].Value()), canon(model); got != want {
 				t.Fatalf("final\ngot  %s\nwant %s", got, want)
 			}
@@ -292,6 +463,17 @@ func TestListRunsDoNotInterleave(t *testing.T) {
 			items[k] = fmt.Sprintf(`"base%d"`, k)
 		}
 		mustApply(t, base, 100, 1, Op{Op: "set", Path: "l", Value: []byte("[" + strings.Join(items, ",") + "]")})
+		// Remove some elements around the spot: new elements must anchor
+		// on visible ones only (rule (a)) and still not interleave.
+		for k := base0 - 1; k >= 0; k-- {
+			if rng.IntN(2) == 0 {
+				mustApply(t, base, 101, 1, Op{Op: "remove", Path: "l." + strconv.Itoa(k)})
+			}
+		}
+		if seed%2 == 0 {
+			base.GC([]VersionVector{base.Context()})
+		}
+		base0 = base.root.get("l").val.(*list).visible()
 		snap := base.Snapshot()
 		docs := make([]*Doc, replicas)
 		var deltas []*Delta
@@ -553,9 +735,9 @@ func TestGCBoundsMetadata(t *testing.T) {
 				}
 			}
 		}
-		stable := docs[0].Context()
-		for _, d := range docs[1:] {
-			stable = stable.Meet(d.Context())
+		var acks []VersionVector
+		for _, d := range docs {
+			acks = append(acks, d.Context())
 		}
 		multi := 0
 		walkSlots(&docs[0].root, func(h *node) {
@@ -567,7 +749,7 @@ func TestGCBoundsMetadata(t *testing.T) {
 			t.Fatalf("round %d: %d slots hold concurrent values before GC, want 3", round, multi)
 		}
 		for _, d := range docs {
-			d.GC(stable)
+			d.GC(acks)
 		}
 		walkSlots(&docs[0].root, func(h *node) {
 			if h.sibling() != nil && !isImplicit(h) {
