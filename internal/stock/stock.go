@@ -1,0 +1,294 @@
+// Package stock is the hybrid threshold of bounded stocks: while a stock is
+// plentiful each PoP sells from units it holds in escrow, with no WAN round
+// trip; when it runs low every sale goes to the central PoP.
+//
+// The centre's stock (a SPOT counter, package spot) is the bank. A PoP
+// takes a grant of units from it into its own escrow (one linearizable Take
+// at the centre), sells from the escrow with a durable local write, and
+// gives unsold units back (a Restock) once the centre's stock is at or below
+// the threshold. Every unit is therefore, at any instant, in exactly one of:
+// the centre's counter, one PoP's escrow, sold, or (after a crash between
+// the two halves of a grant or a return) lost — never in two places, so a
+// stock is never oversold, whatever the interleaving, partition or crash.
+// Losing units to a crash undersells by at most one grant per PoP per crash.
+//
+// Why not the CRDT bounded counter (crdt.BCounter): it moves rights between
+// replicas without a centre, which we do not need — the centre exists, and
+// going through it makes every grant and return a single linearizable step
+// that the porcupine-checked SPOT engine already provides.
+package stock
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/spot"
+	"github.com/verge-edge/verge/internal/store"
+)
+
+// escrowApp is the store namespace of escrows; app names cannot start with
+// '_', so it never collides with an app's documents.
+const (
+	escrowApp  = "_verge"
+	escrowColl = "escrow"
+)
+
+// Options configures a Stock.
+type Options struct {
+	Central spot.Engine  // the centre's engine (a client at an edge PoP)
+	Store   *store.Store // this PoP's store, for its escrows
+	Apps    []*verge.Manifest
+	// Rebalance is how often escrows are refilled or returned in the
+	// background (default 200 ms).
+	Rebalance time.Duration
+	Logger    *slog.Logger
+}
+
+// Stock takes from bounded stocks, locally while they are plentiful.
+type Stock struct {
+	opts     Options
+	counters map[[2]string]verge.Counter
+	mu       sync.Mutex
+	escrows  map[[2]string]*escrow
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+type escrow struct {
+	mu      sync.Mutex
+	units   int64 // held here, durable
+	central int64 // the centre's stock when last seen
+	seen    bool  // central is known
+}
+
+// Take is the outcome of a take, with where it was served.
+type Take struct {
+	spot.Take
+	Local bool // served from this PoP's escrow, no WAN round trip
+}
+
+// New loads the escrows from the store and starts rebalancing.
+func New(opts Options) (*Stock, error) {
+	if opts.Rebalance <= 0 {
+		opts.Rebalance = 200 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Stock{opts: opts, counters: map[[2]string]verge.Counter{}, escrows: map[[2]string]*escrow{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for _, m := range opts.Apps {
+		for _, c := range m.Counters {
+			k := [2]string{m.Name, c.Name}
+			s.counters[k] = c
+			units, err := s.load(k)
+			if err != nil {
+				return nil, err
+			}
+			s.escrows[k] = &escrow{units: units}
+		}
+	}
+	go s.rebalanceLoop()
+	return s, nil
+}
+
+// Close stops rebalancing. Escrowed units stay in the store for the next start.
+func (s *Stock) Close() {
+	close(s.stop)
+	<-s.done
+}
+
+func escrowKey(k [2]string) store.Key {
+	return store.Key{App: escrowApp, Collection: escrowColl, Doc: k[0] + "\x00" + k[1]}
+}
+
+func (s *Stock) load(k [2]string) (int64, error) {
+	b, ok, err := s.opts.Store.Get(escrowKey(k))
+	if err != nil || !ok {
+		return 0, err
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("escrow of %s/%s: %d bytes stored, want 8", k[0], k[1], len(b))
+	}
+	return int64(binary.LittleEndian.Uint64(b)), nil
+}
+
+// setUnits durably records the escrow; e.mu is held.
+func (s *Stock) setUnits(ctx context.Context, k [2]string, e *escrow, units int64) error {
+	v := binary.LittleEndian.AppendUint64(nil, uint64(units))
+	_, err := s.opts.Store.Update(ctx, escrowKey(k), func([]byte) ([]byte, []byte, error) { return v, v, nil })
+	if err != nil {
+		return err
+	}
+	e.units = units
+	return nil
+}
+
+// Escrowed returns the units this PoP holds of a stock.
+func (s *Stock) Escrowed(app, counter string) int64 {
+	e := s.escrows[[2]string{app, counter}]
+	if e == nil {
+		return 0
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.units
+}
+
+// Take takes n units: from this PoP's escrow when it holds enough, else from
+// the centre (first refilling the escrow while the centre is above the
+// threshold). Remaining is the centre's stock when last seen plus this PoP's
+// escrow: exact at the centre, an estimate elsewhere.
+func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (Take, error) {
+	if n <= 0 {
+		return Take{}, fmt.Errorf("%w: take %d: n must be > 0", spot.ErrInvalid, n)
+	}
+	k := [2]string{app, counter}
+	c, declared := s.counters[k]
+	if !declared {
+		t, err := s.opts.Central.Take(ctx, app, counter, n)
+		return Take{Take: t}, err
+	}
+	e := s.escrows[k]
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.units >= n {
+		if err := s.setUnits(ctx, k, e, e.units-n); err != nil {
+			return Take{}, err
+		}
+		return Take{Take: spot.Take{OK: true, Remaining: e.central + e.units}, Local: true}, nil
+	}
+	if s.refill(ctx, k, c, e, n) && e.units >= n {
+		if err := s.setUnits(ctx, k, e, e.units-n); err != nil {
+			return Take{}, err
+		}
+		return Take{Take: spot.Take{OK: true, Remaining: e.central + e.units}, Local: true}, nil
+	}
+	// Low stock: give back what this PoP holds, then sell at the centre.
+	if err := s.giveBack(ctx, k, e); err != nil {
+		return Take{}, err
+	}
+	t, err := s.opts.Central.Take(ctx, app, counter, n)
+	if err == nil {
+		e.central, e.seen = t.Remaining, true
+	}
+	return Take{Take: t}, err
+}
+
+// refill takes a grant into the escrow if the centre is (as last seen, or
+// now) above the threshold by at least the grant. e.mu is held.
+func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *escrow, need int64) bool {
+	grant := max(c.Grant, need-e.units)
+	if !e.seen {
+		rem, err := s.opts.Central.Counter(ctx, k[0], k[1])
+		if err != nil {
+			return false
+		}
+		e.central, e.seen = rem, true
+	}
+	if e.central-grant < c.Threshold {
+		return false
+	}
+	t, err := s.opts.Central.Take(ctx, k[0], k[1], grant)
+	if err != nil {
+		// An unknown outcome may have moved units out of the centre: they
+		// are lost (undersold), never counted twice.
+		return false
+	}
+	e.central = t.Remaining
+	if !t.OK {
+		return false
+	}
+	if err := s.setUnits(ctx, k, e, e.units+grant); err != nil {
+		s.opts.Logger.Error("stock: recording a grant failed; its units are lost (undersold)", "app", k[0], "counter", k[1], "units", grant, "err", err)
+		return false
+	}
+	return true
+}
+
+// giveBack returns the escrow to the centre. The escrow is emptied durably
+// first, so a crash in between loses units rather than duplicating them.
+// e.mu is held.
+func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
+	if e.units == 0 {
+		return nil
+	}
+	units := e.units
+	if err := s.setUnits(ctx, k, e, 0); err != nil {
+		return err
+	}
+	rem, err := s.opts.Central.Restock(ctx, k[0], k[1], units)
+	if err != nil {
+		if errors.Is(err, spot.ErrUnknownOutcome) {
+			return nil // returned or lost; never doubled
+		}
+		// Not applied: keep the units here.
+		if err2 := s.setUnits(ctx, k, e, units); err2 != nil {
+			s.opts.Logger.Error("stock: restoring an escrow failed; its units are lost (undersold)", "units", units, "err", err2)
+		}
+		return err
+	}
+	e.central, e.seen = rem, true
+	return nil
+}
+
+// Restock adds n units at the centre.
+func (s *Stock) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
+	rem, err := s.opts.Central.Restock(ctx, app, counter, n)
+	if e := s.escrows[[2]string{app, counter}]; e != nil && err == nil {
+		e.mu.Lock()
+		e.central, e.seen = rem, true
+		e.mu.Unlock()
+	}
+	return rem, err
+}
+
+// Counter returns the centre's stock (units in PoPs' escrows not included).
+func (s *Stock) Counter(ctx context.Context, app, counter string) (int64, error) {
+	return s.opts.Central.Counter(ctx, app, counter)
+}
+
+func (s *Stock) rebalanceLoop() {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.Rebalance)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		for k, c := range s.counters {
+			s.rebalance(k, c)
+		}
+	}
+}
+
+// rebalance refreshes what the centre holds, refills an escrow running low
+// while the stock is plentiful, and gives it back once it is not.
+func (s *Stock) rebalance(k [2]string, c verge.Counter) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rem, err := s.opts.Central.Counter(ctx, k[0], k[1])
+	if err != nil {
+		return
+	}
+	e := s.escrows[k]
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.central, e.seen = rem, true
+	switch {
+	case rem <= c.Threshold:
+		if err := s.giveBack(ctx, k, e); err != nil && !errors.Is(err, spot.ErrUnavailable) {
+			s.opts.Logger.Warn("stock: returning an escrow", "app", k[0], "counter", k[1], "err", err)
+		}
+	case e.units < (c.Grant+1)/2:
+		s.refill(ctx, k, c, e, 0)
+	}
+}

@@ -1,0 +1,185 @@
+package stock
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/spot"
+	"github.com/verge-edge/verge/internal/store"
+)
+
+// centre starts a JetStream SPOT engine served over NATS, as the central
+// PoP does, and returns a function making edge clients of it.
+func centre(t *testing.T) (spot.Engine, func() spot.Engine) {
+	t.Helper()
+	s, err := spot.StartServer(spot.ServerOptions(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := spot.NewJetStream(context.Background(), nc, spot.Config{Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := spot.Serve(nc, "verge.spot", js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return js, func() spot.Engine {
+		c, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return spot.NewClient(c, "verge.spot", 5*time.Second)
+	}
+}
+
+func manifest(threshold, grant int64) *verge.Manifest {
+	return &verge.Manifest{Name: "shop", Counters: []verge.Counter{{Name: "brush", Threshold: threshold, Grant: grant}}}
+}
+
+func newStock(t *testing.T, central spot.Engine, m *verge.Manifest, dir string) *Stock {
+	t.Helper()
+	st, err := store.Open(dir, store.Options{Origin: "pop", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Central: central, Store: st, Apps: []*verge.Manifest{m}, Rebalance: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); st.Close() })
+	return s
+}
+
+// A flash sale across five PoPs: every unit is sold at most once, most of
+// them locally while the stock is plentiful, and once every PoP is told
+// "insufficient", nothing is left anywhere.
+func TestFlashSaleNeverOversells(t *testing.T) {
+	t.Parallel()
+	direct, client := centre(t)
+	ctx := context.Background()
+	const stockUnits = 600
+	if _, err := direct.Restock(ctx, "shop", "brush", stockUnits); err != nil {
+		t.Fatal(err)
+	}
+	m := manifest(50, 20)
+	var pops []*Stock
+	for range 5 {
+		pops = append(pops, newStock(t, client(), m, t.TempDir()))
+	}
+	var sold, local atomic.Int64
+	var wg sync.WaitGroup
+	for i, p := range pops {
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 1000 { // bounded: more than the stock
+					tk, err := p.Take(ctx, "shop", "brush", 1)
+					if err != nil {
+						t.Errorf("pop %d worker %d: %v", i, w, err)
+						return
+					}
+					if !tk.OK {
+						return
+					}
+					sold.Add(1)
+					if tk.Local {
+						local.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if sold.Load() > stockUnits {
+		t.Fatalf("oversold: %d units sold of %d", sold.Load(), stockUnits)
+	}
+	// The last takes went to the centre, which gave back every escrow first.
+	var escrowed int64
+	for _, p := range pops {
+		escrowed += p.Escrowed("shop", "brush")
+	}
+	rem, err := direct.Counter(ctx, "shop", "brush")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sold.Load()+rem+escrowed != stockUnits {
+		t.Fatalf("units not conserved: sold %d + at the centre %d + in escrow %d != %d", sold.Load(), rem, escrowed, stockUnits)
+	}
+	if sold.Load() != stockUnits {
+		t.Fatalf("sold %d of %d although every PoP was told insufficient", sold.Load(), stockUnits)
+	}
+	if local.Load() < stockUnits/2 {
+		t.Fatalf("only %d of %d takes were local while the stock was plentiful", local.Load(), sold.Load())
+	}
+	t.Logf("sold %d, %d locally", sold.Load(), local.Load())
+}
+
+// Escrows survive a restart of the PoP (they are in its store), and at or
+// below the threshold they go back to the centre.
+func TestEscrowPersistsAndReturns(t *testing.T) {
+	t.Parallel()
+	direct, client := centre(t)
+	ctx := context.Background()
+	direct.Restock(ctx, "shop", "brush", 100)
+	m := manifest(10, 30)
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{Origin: "pop", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Central: client(), Store: st, Apps: []*verge.Manifest{m}, Rebalance: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := s.Take(ctx, "shop", "brush", 1)
+	if err != nil || !tk.OK || !tk.Local {
+		t.Fatalf("first take: %+v, %v; want a local take after a grant", tk, err)
+	}
+	if got := s.Escrowed("shop", "brush"); got != 29 {
+		t.Fatalf("escrow after one take of a 30-unit grant: %d", got)
+	}
+	s.Close()
+	st.Close()
+
+	s2 := newStock(t, client(), m, dir)
+	if got := s2.Escrowed("shop", "brush"); got != 29 {
+		t.Fatalf("escrow after a restart: %d, want 29", got)
+	}
+	// Sell the centre down to the threshold: the escrow goes back.
+	if tk, err := direct.Take(ctx, "shop", "brush", 65); err != nil || !tk.OK || tk.Remaining != 5 {
+		t.Fatalf("direct take: %+v, %v", tk, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s2.Escrowed("shop", "brush") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the escrow was not returned below the threshold")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rem, _ := direct.Counter(ctx, "shop", "brush"); rem != 34 {
+		t.Fatalf("centre after the return: %d, want 34", rem)
+	}
+	// Undeclared stocks are always central.
+	if tk, err := s2.Take(ctx, "shop", "other", 1); err != nil || tk.OK || tk.Local {
+		t.Fatalf("take of an undeclared empty stock: %+v, %v", tk, err)
+	}
+}
