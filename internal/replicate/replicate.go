@@ -99,7 +99,7 @@ type peerLink struct {
 	stats LinkStats
 }
 
-// LinkStats counts what was sent to one peer.
+// LinkStats counts what was delivered to one peer (pushes it answered).
 type LinkStats struct {
 	Batches, Items, Bytes uint64
 }
@@ -174,7 +174,10 @@ func (r *Replicator) PeerEvent(peer string, up bool) {
 	p.mu.Unlock()
 	if up {
 		signal(p.kick)
-		signal(p.ae)
+		// Repair once shipping has had time to catch up: right away, it
+		// would fetch again every document the peer's log is about to
+		// deliver (after a partition, all those written during it).
+		time.AfterFunc(r.opts.AckTimeout, func() { signal(p.ae) })
 	}
 }
 
@@ -313,14 +316,6 @@ func (r *Replicator) sendBatch(p *peerLink) {
 	p.mu.Unlock()
 
 	msg := b.encode()
-	p.mu.Lock()
-	p.stats.Batches++
-	p.stats.Items += uint64(len(b.Items))
-	p.stats.Bytes += uint64(len(msg))
-	p.mu.Unlock()
-	r.batchesSent.Add(1)
-	r.itemsSent.Add(uint64(len(b.Items)))
-	r.bytesSent.Add(uint64(len(msg)))
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -338,6 +333,13 @@ func (r *Replicator) sendBatch(p *peerLink) {
 			p.sent = p.acked // resend on the next tick
 			return
 		}
+		// Counted once delivered: a push nobody received is not traffic.
+		p.stats.Batches++
+		p.stats.Items += uint64(len(b.Items))
+		p.stats.Bytes += uint64(len(msg))
+		r.batchesSent.Add(1)
+		r.itemsSent.Add(uint64(len(b.Items)))
+		r.bytesSent.Add(uint64(len(msg)))
 		a, err := decodeAck(out)
 		if err != nil {
 			r.opts.Logf("replicate: %s: bad ack: %v", p.id, err)

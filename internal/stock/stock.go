@@ -44,6 +44,9 @@ type Options struct {
 	Central spot.Engine  // the centre's engine (a client at an edge PoP)
 	Store   *store.Store // this PoP's store, for its escrows
 	Apps    []*verge.Manifest
+	// AtCentre: this PoP is the centre. It holds no escrow (a take there
+	// costs no WAN round trip anyway), so no units sit where no buyer is.
+	AtCentre bool
 	// Rebalance is how often escrows are refilled or returned in the
 	// background (default 200 ms).
 	Rebalance time.Duration
@@ -84,6 +87,9 @@ func New(opts Options) (*Stock, error) {
 	s := &Stock{opts: opts, counters: map[[2]string]verge.Counter{}, escrows: map[[2]string]*escrow{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, m := range opts.Apps {
+		if opts.AtCentre {
+			break
+		}
 		for _, c := range m.Counters {
 			k := [2]string{m.Name, c.Name}
 			s.counters[k] = c
