@@ -1,0 +1,1096 @@
+// Command replication measures replication between PoPs: several PoPs
+// (internal/pop) run in this process, each dialing its peers through its
+// own emulated WAN link layer (internal/netsim), with real stores (fsync
+// on unless -nosync) in a temporary directory removed at the end.
+//
+//	go run ./bench/replication [-scenario all|delay|rate|partition] [-pops 6] [-nosync]
+//	    [-delay-rate 200] [-delay-for 10s] [-base 2ms]
+//	    [-rates 10000,1000] [-rate-for 10s] [-rate-scale 0] [-rate-at sfo|all]
+//	    [-partition-for 30s] [-partition-docs 10000] [-isolate syd]
+//
+// Scenarios:
+//
+//   - delay: writes at one PoP over the WAN at real-world latencies; per
+//     destination, the time from a write's acknowledgement to its
+//     visibility there (pop.Options.Applied), against the goal one-way
+//     latency + batch window + 5 ms.
+//   - rate: a fixed rate of increments spread over a hundred hot global
+//     documents; per link, batches, items and bytes per second, to show
+//     that a link carries at most one batch per window whatever the rate.
+//   - partition: one PoP cut off from all others while both sides write
+//     distinct documents; after the heal, the time until every PoP holds
+//     every document (goal ≤ 2 s).
+//
+// Every scenario starts its own PoPs (latency scales differ; a netsim
+// connection keeps the model it was dialed with). Each scenario's JSON
+// object goes to stdout as it finishes; a one-line summary per scenario
+// goes to stderr at the end.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/crdt"
+	"github.com/verge-edge/verge/internal/netsim"
+	"github.com/verge-edge/verge/internal/pop"
+	"github.com/verge-edge/verge/internal/store"
+)
+
+const (
+	appName = "bench"
+	hotColl = "hot" // global: every PoP replicates it
+)
+
+// manifest is data only: the harness drives each PoP's data service
+// directly, so the function is dropped after parsing (a manifest needs one).
+const manifest = `
+name = "bench"
+
+[[function]]
+name = "none"
+module = "none.wasm"
+executor = "verge"
+routes = ["/*"]
+
+[[collection]]
+name = "hot"
+scope = "global"
+
+[[collection]]
+name = "carts"
+scope = "local"
+`
+
+// sites are where the PoPs are (cmd/verge's defaultPoPs): the first is
+// central, the others spread so that latencies differ.
+var sites = []verge.PoP{
+	{ID: "ord", Region: "us", Lat: 41.98, Lon: -87.90, Central: true},
+	{ID: "sfo", Region: "us", Lat: 37.62, Lon: -122.38},
+	{ID: "iad", Region: "us", Lat: 38.95, Lon: -77.46},
+	{ID: "fra", Region: "eu", Lat: 50.04, Lon: 8.56},
+	{ID: "sin", Region: "ap", Lat: 1.36, Lon: 103.99},
+	{ID: "syd", Region: "ap", Lat: -33.95, Lon: 151.18},
+	{ID: "lhr", Region: "eu", Lat: 51.47, Lon: -0.45},
+	{ID: "nrt", Region: "ap", Lat: 35.77, Lon: 140.39},
+	{ID: "gru", Region: "sa", Lat: -23.43, Lon: -46.47},
+	{ID: "jnb", Region: "af", Lat: -26.14, Lon: 28.24},
+}
+
+type config struct {
+	pops        int
+	noSync      bool
+	window      time.Duration
+	antiEntropy time.Duration
+	verbose     bool
+
+	delayFrom string
+	delayRate float64
+	delayFor  time.Duration
+	base      time.Duration
+
+	rates     []int
+	rateFor   time.Duration
+	rateScale float64
+	rateAt    string
+	rateDocs  int
+	writers   int
+
+	isolate       string
+	partitionFor  time.Duration
+	partitionDocs int
+	convergeMax   time.Duration
+}
+
+func defaultConfig() config {
+	return config{
+		pops: 6, window: 50 * time.Millisecond, antiEntropy: 5 * time.Second,
+		delayFrom: "sfo", delayRate: 200, delayFor: 10 * time.Second, base: 2 * time.Millisecond,
+		rates: []int{10000, 1000}, rateFor: 10 * time.Second, rateAt: "sfo", rateDocs: 100, writers: 64,
+		isolate: "syd", partitionFor: 30 * time.Second, partitionDocs: 10000, convergeMax: 60 * time.Second,
+	}
+}
+
+func main() {
+	cfg := defaultConfig()
+	scenario := flag.String("scenario", "all", "all, delay, rate or partition")
+	flag.IntVar(&cfg.pops, "pops", cfg.pops, "number of PoPs (2..10; the first, ord, is central)")
+	flag.BoolVar(&cfg.noSync, "nosync", false, "acknowledge writes before fsync")
+	flag.DurationVar(&cfg.window, "window", cfg.window, "replication batch window")
+	flag.DurationVar(&cfg.antiEntropy, "anti-entropy", cfg.antiEntropy, "anti-entropy period")
+	flag.BoolVar(&cfg.verbose, "v", false, "log the PoPs' warnings to stderr")
+	flag.StringVar(&cfg.delayFrom, "from", cfg.delayFrom, "delay: the PoP that writes")
+	flag.Float64Var(&cfg.delayRate, "delay-rate", cfg.delayRate, "delay: writes per second")
+	flag.DurationVar(&cfg.delayFor, "delay-for", cfg.delayFor, "delay: how long to write")
+	flag.DurationVar(&cfg.base, "base", cfg.base, "delay: fixed one-way cost per link (netsim Model.Base)")
+	rates := flag.String("rates", "10000,1000", "rate: comma-separated target writes per second, one run each")
+	flag.DurationVar(&cfg.rateFor, "rate-for", cfg.rateFor, "rate: how long each run writes")
+	flag.Float64Var(&cfg.rateScale, "rate-scale", cfg.rateScale, "rate: WAN latency scale (0 none, 1 real-world)")
+	flag.StringVar(&cfg.rateAt, "rate-at", cfg.rateAt, "rate: the PoP that writes, or all")
+	flag.IntVar(&cfg.rateDocs, "rate-docs", cfg.rateDocs, "rate: hot documents the writes are spread over")
+	flag.IntVar(&cfg.writers, "writers", cfg.writers, "rate and partition: concurrent writers")
+	flag.StringVar(&cfg.isolate, "isolate", cfg.isolate, "partition: the PoP cut off from all others")
+	flag.DurationVar(&cfg.partitionFor, "partition-for", cfg.partitionFor, "partition: how long the partition lasts")
+	flag.IntVar(&cfg.partitionDocs, "partition-docs", cfg.partitionDocs, "partition: distinct documents written during it, half at the isolated PoP")
+	flag.DurationVar(&cfg.convergeMax, "converge-max", cfg.convergeMax, "partition and rate: give up waiting for convergence after this long")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fatalf("unexpected arguments %q", flag.Args())
+	}
+	cfg.rates = nil
+	for s := range strings.SplitSeq(*rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatalf("-rates %q: want positive integers separated by commas, e.g. 10000,1000", *rates)
+		}
+		cfg.rates = append(cfg.rates, n)
+	}
+	if err := cfg.check(); err != nil {
+		fatalf("%v", err)
+	}
+	var run []string
+	switch *scenario {
+	case "all":
+		run = []string{"delay", "rate", "partition"}
+	case "delay", "rate", "partition":
+		run = []string{*scenario}
+	default:
+		fatalf("-scenario %q: want all, delay, rate or partition", *scenario)
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fatalf("-cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var summaries []string
+	failed := false
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	for _, s := range run {
+		progress("scenario %s", s)
+		res, err := runScenario(ctx, cfg, s)
+		if ctx.Err() != nil {
+			fatalf("interrupted; the PoPs it started are closed and their directory removed")
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench/replication: %s: %v\n", s, err)
+			failed = true
+			continue
+		}
+		if err := enc.Encode(res); err != nil {
+			fatalf("writing JSON: %v", err)
+		}
+		summaries = append(summaries, res.summary())
+	}
+	for _, s := range summaries {
+		fmt.Fprintln(os.Stderr, s)
+	}
+	if failed {
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func (c *config) check() error {
+	if c.pops < 2 || c.pops > len(sites) {
+		return fmt.Errorf("-pops %d: want 2..%d", c.pops, len(sites))
+	}
+	ids := c.ids()
+	if !slices.Contains(ids, c.delayFrom) {
+		return fmt.Errorf("-from %q: not among the PoPs %v", c.delayFrom, ids)
+	}
+	if c.rateAt != "all" && !slices.Contains(ids, c.rateAt) {
+		return fmt.Errorf("-rate-at %q: want all or one of %v", c.rateAt, ids)
+	}
+	if !slices.Contains(ids, c.isolate) {
+		return fmt.Errorf("-isolate %q: not among the PoPs %v", c.isolate, ids)
+	}
+	switch {
+	case c.window <= 0 || c.antiEntropy <= 0:
+		return errors.New("-window and -anti-entropy must be positive")
+	case c.delayRate <= 0 || c.delayFor <= 0:
+		return errors.New("-delay-rate and -delay-for must be positive")
+	case c.rateFor <= 0 || c.rateDocs < 1 || c.writers < 1 || c.rateScale < 0:
+		return errors.New("-rate-for, -rate-docs and -writers must be positive, -rate-scale ≥ 0")
+	case c.partitionFor <= 0 || c.partitionDocs < 2 || c.convergeMax <= 0:
+		return errors.New("-partition-for and -converge-max must be positive, -partition-docs ≥ 2")
+	}
+	return nil
+}
+
+func (c *config) ids() []string {
+	ids := make([]string, c.pops)
+	for i := range ids {
+		ids[i] = sites[i].ID
+	}
+	return ids
+}
+
+func fatalf(format string, args ...any) {
+	pprof.StopCPUProfile()
+	fmt.Fprintf(os.Stderr, "bench/replication: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/replication: "+format+"\n", args...)
+}
+
+type result interface{ summary() string }
+
+func runScenario(ctx context.Context, cfg config, name string) (result, error) {
+	switch name {
+	case "delay":
+		return runDelay(ctx, cfg)
+	case "rate":
+		return runRate(ctx, cfg)
+	case "partition":
+		return runPartition(ctx, cfg)
+	}
+	return nil, fmt.Errorf("no scenario %q", name)
+}
+
+// env is what every result records about the machine and the setup.
+type env struct {
+	Go           string   `json:"go"`
+	CPUs         int      `json:"cpus"`
+	PoPs         []string `json:"pops"`
+	NoSync       bool     `json:"nosync"`
+	WindowMs     float64  `json:"window_ms"`
+	LatencyScale float64  `json:"latency_scale"`
+	BaseMs       float64  `json:"base_ms"`
+	StartupMs    float64  `json:"startup_ms"`
+}
+
+// ---- the cluster ----
+
+// hook receives every Applied call of every PoP: at is the PoP that
+// applied, from the peer whose batch it was.
+type hook func(at, from string, keys []store.Key)
+
+type cluster struct {
+	cfg    config
+	dir    string
+	net    verge.Network
+	ids    []string
+	pops   map[string]*pop.PoP
+	layers map[string]*netsim.Layer
+	hook   atomic.Pointer[hook]
+	env    env
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startCluster starts cfg.pops PoPs over a WAN of model m and waits until
+// every PoP replicates to every other (a write at each is visible at all).
+func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, err error) {
+	man, err := verge.ParseManifest("verge.toml", []byte(manifest))
+	if err != nil {
+		return nil, err
+	}
+	man.Functions = nil
+	dir, err := os.MkdirTemp("", "verge-bench-repl-")
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{cfg: cfg, dir: dir, ids: cfg.ids(), pops: map[string]*pop.PoP{}, layers: map[string]*netsim.Layer{}}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	meshAddrs := map[string]string{}
+	for i, id := range c.ids {
+		p := sites[i]
+		p.Number = uint16(i + 1)
+		c.net.PoPs = append(c.net.PoPs, p)
+		if meshAddrs[id], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range c.net.PoPs {
+		l := netsim.NewLayer(netsim.Point{Lat: p.Lat, Lon: p.Lon}, m)
+		for _, q := range c.net.PoPs {
+			if q.ID != p.ID {
+				if err := l.AddPeer(q.ID, meshAddrs[q.ID], netsim.Point{Lat: q.Lat, Lon: q.Lon}); err != nil {
+					return nil, err
+				}
+			}
+		}
+		c.layers[p.ID] = l
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	started := time.Now()
+	type res struct {
+		id  string
+		p   *pop.PoP
+		err error
+	}
+	ch := make(chan res, len(c.ids))
+	for _, id := range c.ids {
+		go func() {
+			p, err := pop.Start(ctx, pop.Options{
+				Self: id, Network: c.net, MeshAddrs: meshAddrs, Data: filepath.Join(dir, id), App: man,
+				Layer: c.layers[id], Window: cfg.window, AntiEntropy: cfg.antiEntropy, NoSync: cfg.noSync,
+				Logger: logger.With("pop", id),
+				Applied: func(from string, keys []store.Key) {
+					if h := c.hook.Load(); h != nil {
+						(*h)(id, from, keys)
+					}
+				},
+			})
+			ch <- res{id, p, err}
+		}()
+	}
+	var errs []error
+	for range c.ids {
+		r := <-ch
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		c.pops[r.id] = r.p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("starting the PoPs: %w", err)
+	}
+	// Warm up: a write at every PoP, visible at every PoP, means every
+	// link is connected and every sender knows its peer's watermark.
+	want := map[string]string{}
+	for _, id := range c.ids {
+		doc, err := c.pops[id].Data.Update(ctx, appName, hotColl, "warm-"+id, []crdt.Op{setOp("at", strconv.Quote(id))})
+		if err != nil {
+			return nil, fmt.Errorf("warm-up write at %s: %w", id, err)
+		}
+		want["warm-"+id] = string(doc)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		missing := ""
+		for _, id := range c.ids {
+			for key, doc := range want {
+				if got, _, _ := c.pops[id].Data.Get(appName, hotColl, key); string(got) != doc {
+					missing = id + " lacks " + key
+				}
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the PoPs did not replicate to each other within 60 s of starting (%s)", missing)
+		}
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	if m.Scale == 0 {
+		m.Base = 0 // no delay at all: do not report one
+	}
+	c.env = env{
+		Go: runtime.Version(), CPUs: runtime.NumCPU(), PoPs: c.ids, NoSync: cfg.noSync,
+		WindowMs: ms(cfg.window), LatencyScale: m.Scale, BaseMs: ms(m.Base), StartupMs: ms(time.Since(started)),
+	}
+	return c, nil
+}
+
+func (c *cluster) setHook(h hook) {
+	if h == nil {
+		c.hook.Store(nil)
+		return
+	}
+	c.hook.Store(&h)
+}
+
+// close stops every PoP (in parallel: each may wait for its peers) and
+// removes their directory.
+func (c *cluster) close() {
+	var wg sync.WaitGroup
+	for _, p := range c.pops {
+		wg.Go(p.Close)
+	}
+	wg.Wait()
+	os.RemoveAll(c.dir)
+}
+
+func (c *cluster) oneWay(from, to string) time.Duration {
+	for _, l := range c.layers[from].Links() {
+		if l.Peer == to {
+			return l.OneWay
+		}
+	}
+	return 0
+}
+
+func setOp(path, v string) crdt.Op { return crdt.Op{Op: "set", Path: path, Value: json.RawMessage(v)} }
+
+func incrOp(path string, n int) crdt.Op {
+	return crdt.Op{Op: "increment", Path: path, Value: json.RawMessage(strconv.Itoa(n))}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// pace calls fn(i) for i in [0, n) from workers goroutines, write i due at
+// start + i/rate (open loop: a slow write does not delay the schedule of
+// the others, up to the number of workers). It returns when all are done,
+// with the time the first was due and the time the last finished.
+func pace(ctx context.Context, n int, rate float64, workers int, fn func(i int) error) (start, end time.Time, err error) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var first error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start = time.Now()
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+				if d := time.Until(due); d > 0 {
+					if sleep(ctx, d) != nil {
+						return
+					}
+				}
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	end = time.Now()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return start, end, first
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+
+func round(v float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}
+
+// percentile is the nearest-rank q-quantile of sorted v.
+func percentile(v []time.Duration, q float64) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(v)))) - 1
+	return v[max(0, min(i, len(v)-1))]
+}
+
+// ---- delay ----
+
+type delayResult struct {
+	Scenario     string      `json:"scenario"`
+	Env          env         `json:"env"`
+	From         string      `json:"from"`
+	Writes       int         `json:"writes"`
+	TargetPerS   float64     `json:"target_writes_per_s"`
+	AchievedPerS float64     `json:"achieved_writes_per_s"`
+	WriteP50Ms   float64     `json:"write_ack_p50_ms"` // the write itself, fsync included
+	Dests        []delayDest `json:"destinations"`
+	Met          bool        `json:"goal_met"`
+	Summary      string      `json:"summary"`
+}
+
+type delayDest struct {
+	PoP      string  `json:"pop"`
+	OneWayMs float64 `json:"one_way_ms"`
+	Visible  int     `json:"visible"`
+	// Early counts writes applied at the destination before the writer's
+	// Update returned (possible: the entry is shipped once durable, which
+	// may be a moment before the acknowledgement is observed); their
+	// latency counts as 0.
+	Early  int     `json:"early"`
+	P50Ms  float64 `json:"p50_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+	MaxMs  float64 `json:"max_ms"`
+	GoalMs float64 `json:"goal_ms"`  // one-way + window + 5 ms
+	Met    bool    `json:"goal_met"` // p99 ≤ goal
+}
+
+func (r *delayResult) summary() string { return r.Summary }
+
+func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
+	m := netsim.Model{Base: cfg.base, Scale: 1}
+	c, err := startCluster(ctx, cfg, m)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+
+	n := max(1, int(cfg.delayRate*cfg.delayFor.Seconds()))
+	name := func(i int) string { return fmt.Sprintf("d%06d", i) }
+	acks := make([]time.Time, n)
+	took := make([]time.Duration, n)
+	var mu sync.Mutex
+	seen := map[string][]time.Time{} // destination → visibility time per write
+	for _, id := range c.ids {
+		if id != cfg.delayFrom {
+			seen[id] = make([]time.Time, n)
+		}
+	}
+	visible := map[string]int{}
+	c.setHook(func(at, from string, keys []store.Key) {
+		now := time.Now()
+		if from != cfg.delayFrom {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range keys {
+			if k.Collection != hotColl || len(k.Doc) != 7 || k.Doc[0] != 'd' {
+				continue
+			}
+			i, err := strconv.Atoi(k.Doc[1:])
+			if err != nil || i < 0 || i >= n || !seen[at][i].IsZero() {
+				continue
+			}
+			seen[at][i] = now
+			visible[at]++
+		}
+	})
+	defer c.setHook(nil)
+
+	w := c.pops[cfg.delayFrom].Data
+	start, end, err := pace(ctx, n, cfg.delayRate, 8, func(i int) error {
+		t0 := time.Now()
+		_, err := w.Update(ctx, appName, hotColl, name(i), []crdt.Op{setOp("i", strconv.Itoa(i))})
+		now := time.Now()
+		mu.Lock()
+		acks[i], took[i] = now, now.Sub(t0)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("writing at %s: %w", cfg.delayFrom, err)
+	}
+	// Wait (bounded) for every write to be visible everywhere.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		done := true
+		for id := range seen {
+			done = done && visible[id] == n
+		}
+		mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	c.setHook(nil)
+
+	mu.Lock()
+	defer mu.Unlock()
+	r := &delayResult{Scenario: "delay", Env: c.env, From: cfg.delayFrom, Writes: n, TargetPerS: cfg.delayRate,
+		AchievedPerS: round(float64(n)/end.Sub(start).Seconds(), 1), Met: true}
+	slices.Sort(took)
+	r.WriteP50Ms = ms(percentile(took, 0.5))
+	var parts []string
+	for _, id := range c.ids {
+		if id == cfg.delayFrom {
+			continue
+		}
+		d := delayDest{PoP: id, OneWayMs: ms(c.oneWay(cfg.delayFrom, id)), Visible: visible[id]}
+		var lat []time.Duration
+		for i, t := range seen[id] {
+			if t.IsZero() {
+				continue
+			}
+			l := t.Sub(acks[i])
+			if l < 0 {
+				d.Early++
+				l = 0
+			}
+			lat = append(lat, l)
+		}
+		slices.Sort(lat)
+		goal := c.oneWay(cfg.delayFrom, id) + cfg.window + 5*time.Millisecond
+		d.P50Ms, d.P99Ms, d.MaxMs = ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1))
+		d.GoalMs = ms(goal)
+		d.Met = d.Visible == n && percentile(lat, 0.99) <= goal
+		r.Met = r.Met && d.Met
+		r.Dests = append(r.Dests, d)
+		mark := ""
+		if !d.Met {
+			mark = "!"
+		}
+		parts = append(parts, fmt.Sprintf("%s p50 %.0f p99 %.0f/%.0f%s", id, d.P50Ms, d.P99Ms, d.GoalMs, mark))
+	}
+	r.Summary = fmt.Sprintf("delay: %d writes at %s, %.0f/s; ack→visible ms (p99/goal): %s; goal %s",
+		n, cfg.delayFrom, r.AchievedPerS, strings.Join(parts, ", "), metWord(r.Met))
+	return r, nil
+}
+
+func metWord(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// ---- rate ----
+
+type rateResult struct {
+	Scenario string    `json:"scenario"`
+	Env      env       `json:"env"`
+	WriteAt  string    `json:"write_at"` // a PoP id or "all"
+	Docs     int       `json:"docs"`
+	Writers  int       `json:"writers"`
+	Runs     []rateRun `json:"runs"`
+	// Independent: the busiest link's batches per second differ between
+	// runs by less than 20% while the write rate differs by more than 2x.
+	Independent bool   `json:"batches_independent_of_rate"`
+	Met         bool   `json:"goal_met"`
+	Summary     string `json:"summary"`
+}
+
+type rateRun struct {
+	TargetPerS   int     `json:"target_writes_per_s"`
+	Writes       int     `json:"writes"`
+	AchievedPerS float64 `json:"achieved_writes_per_s"`
+	SecondsMs    float64 `json:"duration_ms"`
+	// LimitPerS is one batch per window, per link.
+	LimitPerS      float64    `json:"batches_per_s_limit"`
+	MaxBatchesPerS float64    `json:"max_batches_per_s"`
+	Links          []rateLink `json:"links"`
+	// Converged: every PoP reached every document's final count; DrainMs
+	// is how long after the last acknowledged write.
+	Converged bool    `json:"converged"`
+	DrainMs   float64 `json:"drain_ms"`
+	Met       bool    `json:"goal_met"`
+}
+
+type rateLink struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	// What the sender's replicator sent (Replicator.Links).
+	Batches       uint64  `json:"batches"`
+	Items         uint64  `json:"items"`
+	BatchesPerS   float64 `json:"batches_per_s"`
+	ItemsPerS     float64 `json:"items_per_s"`
+	ItemsPerBatch float64 `json:"items_per_batch"`
+	BytesPerS     float64 `json:"payload_bytes_per_s"`
+	BytesPerWrite float64 `json:"payload_bytes_per_write"`
+	// Everything on the wire from sender to receiver (netsim counters:
+	// batches, acks of the peer's batches, requests, NATS protocol).
+	WireBytesPerS float64 `json:"wire_bytes_per_s"`
+}
+
+func (r *rateResult) summary() string { return r.Summary }
+
+type linkSnap struct {
+	sent map[[2]string][3]uint64 // batches, items, bytes
+	wire map[[2]string]uint64
+}
+
+func (c *cluster) snapLinks() linkSnap {
+	s := linkSnap{sent: map[[2]string][3]uint64{}, wire: map[[2]string]uint64{}}
+	for _, from := range c.ids {
+		for to, st := range c.pops[from].Repl.Links() {
+			s.sent[[2]string{from, to}] = [3]uint64{st.Batches, st.Items, st.Bytes}
+		}
+		// Bytes from A to B: what A writes on its connection to B's
+		// server, plus what B reads on its connection to A's server
+		// (netsim delays and counts on the dialing side only).
+		for _, l := range c.layers[from].Links() {
+			s.wire[[2]string{from, l.Peer}] += l.Out.Bytes
+			s.wire[[2]string{l.Peer, from}] += l.In.Bytes
+		}
+	}
+	return s
+}
+
+func runRate(ctx context.Context, cfg config) (*rateResult, error) {
+	m := netsim.Model{Base: cfg.base, Scale: cfg.rateScale}
+	c, err := startCluster(ctx, cfg, m)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	writers := c.ids
+	if cfg.rateAt != "all" {
+		writers = []string{cfg.rateAt}
+	}
+	r := &rateResult{Scenario: "rate", Env: c.env, WriteAt: cfg.rateAt, Docs: cfg.rateDocs, Writers: cfg.writers, Met: true}
+	for run, rate := range cfg.rates {
+		progress("rate: %d writes/s for %v", rate, cfg.rateFor)
+		n := max(1, int(float64(rate)*cfg.rateFor.Seconds()))
+		doc := func(i int) string { return fmt.Sprintf("r%d-%03d", run, i%cfg.rateDocs) }
+		before := c.snapLinks()
+		start, end, err := pace(ctx, n, float64(rate), cfg.writers, func(i int) error {
+			at := writers[i%len(writers)]
+			_, err := c.pops[at].Data.Update(ctx, appName, hotColl, doc(i), []crdt.Op{incrOp("n", 1)})
+			return err
+		})
+		after := c.snapLinks()
+		if err != nil {
+			return nil, fmt.Errorf("writing at %d/s: %w", rate, err)
+		}
+		secs := end.Sub(start).Seconds()
+		rr := rateRun{TargetPerS: rate, Writes: n, AchievedPerS: round(float64(n)/secs, 1), SecondsMs: ms(end.Sub(start)),
+			LimitPerS: round(1/cfg.window.Seconds(), 2)}
+		for _, from := range writers {
+			for _, to := range c.ids {
+				if to == from {
+					continue
+				}
+				k := [2]string{from, to}
+				a, b := after.sent[k], before.sent[k]
+				l := rateLink{From: from, To: to, Batches: a[0] - b[0], Items: a[1] - b[1],
+					BatchesPerS: round(float64(a[0]-b[0])/secs, 2), ItemsPerS: round(float64(a[1]-b[1])/secs, 1),
+					BytesPerS: round(float64(a[2]-b[2])/secs, 0), WireBytesPerS: round(float64(after.wire[k]-before.wire[k])/secs, 0)}
+				if a[0] > b[0] {
+					l.ItemsPerBatch = round(float64(a[1]-b[1])/float64(a[0]-b[0]), 1)
+				}
+				l.BytesPerWrite = round(float64(a[2]-b[2])/float64(n/len(writers)), 2)
+				rr.MaxBatchesPerS = max(rr.MaxBatchesPerS, l.BatchesPerS)
+				rr.Links = append(rr.Links, l)
+			}
+		}
+		// Every PoP must end with every document at its count: replication
+		// kept up, nothing lost.
+		want := make([]int, cfg.rateDocs)
+		for i := range n {
+			want[i%cfg.rateDocs]++
+		}
+		rr.Converged, rr.DrainMs, err = c.waitCounts(ctx, doc, want, end, cfg.convergeMax)
+		if err != nil {
+			return nil, err
+		}
+		// At most one batch per window and link; one more for the windows
+		// cut by the measurement's edges.
+		limit := float64(end.Sub(start)/cfg.window + 2)
+		rr.Met = rr.Converged
+		for _, l := range rr.Links {
+			rr.Met = rr.Met && float64(l.Batches) <= limit
+		}
+		r.Met = r.Met && rr.Met
+		r.Runs = append(r.Runs, rr)
+	}
+	var parts []string
+	lo, hi := math.Inf(1), 0.0
+	loRate, hiRate := math.Inf(1), 0.0
+	for _, rr := range r.Runs {
+		var items, bytes float64
+		for _, l := range rr.Links {
+			items += l.ItemsPerS
+			bytes += l.BytesPerS
+		}
+		k := float64(len(rr.Links))
+		parts = append(parts, fmt.Sprintf("%.0f/s (target %d): ≤%.1f batches/s per link (limit %.0f), %.0f items/s, %.0f kB/s per link avg%s",
+			rr.AchievedPerS, rr.TargetPerS, rr.MaxBatchesPerS, rr.LimitPerS, items/k, bytes/k/1e3, map[bool]string{true: "", false: ", NOT CONVERGED"}[rr.Converged]))
+		lo, hi = min(lo, rr.MaxBatchesPerS), max(hi, rr.MaxBatchesPerS)
+		loRate, hiRate = min(loRate, rr.AchievedPerS), max(hiRate, rr.AchievedPerS)
+	}
+	r.Independent = len(r.Runs) > 1 && hiRate > 2*loRate && hi <= 1.2*lo
+	r.Summary = fmt.Sprintf("rate: writes at %s over %d docs: %s; goal %s", cfg.rateAt, cfg.rateDocs, strings.Join(parts, "; "), metWord(r.Met))
+	return r, nil
+}
+
+// waitCounts waits until every PoP reads want[i] as document doc(i)'s n.
+func (c *cluster) waitCounts(ctx context.Context, doc func(int) string, want []int, since time.Time, bound time.Duration) (bool, float64, error) {
+	deadline := time.Now().Add(bound)
+	for {
+		ok := true
+	check:
+		for _, id := range c.ids {
+			for i, w := range want {
+				b, found, err := c.pops[id].Data.Get(appName, hotColl, doc(i))
+				if err != nil {
+					return false, 0, err
+				}
+				var v struct{ N int }
+				if !found || json.Unmarshal(b, &v) != nil || v.N != w {
+					ok = false
+					break check
+				}
+			}
+		}
+		if ok {
+			return true, ms(time.Since(since)), nil
+		}
+		if time.Now().After(deadline) {
+			return false, 0, nil
+		}
+		if err := sleep(ctx, 5*time.Millisecond); err != nil {
+			return false, 0, err
+		}
+	}
+}
+
+// ---- partition ----
+
+type partitionResult struct {
+	Scenario         string  `json:"scenario"`
+	Env              env     `json:"env"`
+	Isolated         string  `json:"isolated"`
+	PartitionMs      float64 `json:"partition_ms"`
+	Docs             int     `json:"docs"`
+	WrittenIsolated  int     `json:"written_isolated"`
+	WrittenElsewhere int     `json:"written_elsewhere"`
+	AchievedPerS     float64 `json:"achieved_writes_per_s"`
+	// MissingAtHeal is, per PoP, how many of the documents it did not
+	// hold when the partition healed.
+	MissingAtHeal map[string]int `json:"missing_at_heal"`
+	Converged     bool           `json:"converged"`
+	ConvergeMs    float64        `json:"converge_ms"` // from the heal until every PoP holds every document
+	// ConvergeMsAt is, per PoP, from the heal until it held every document.
+	ConvergeMsAt map[string]float64 `json:"converge_ms_at"`
+	// FirstBatchMsAt is, per PoP, from the heal until it applied a first
+	// batch from a peer (reconnection and watermark exchange included).
+	FirstBatchMsAt map[string]float64 `json:"first_batch_ms_at"`
+	// From the heal until convergence, over all links: what log shipping
+	// sent (items, payload bytes), and all bytes on the wire (shipping,
+	// acks, anti-entropy digests, keys and states, NATS protocol).
+	HealBatchItems uint64  `json:"heal_batch_items"`
+	HealBatchBytes uint64  `json:"heal_batch_bytes"`
+	HealWireBytes  uint64  `json:"heal_wire_bytes"`
+	GoalMs         float64 `json:"goal_ms"`
+	// After convergence, every document is compared at every PoP: as
+	// JSON with what its writer acknowledged, and as stored CRDT state
+	// (anti-entropy's digests hash the state bytes, so replicas whose
+	// states differ byte-wise are repaired over and over).
+	JSONMismatches  int    `json:"json_mismatches"`
+	StateMismatches int    `json:"state_mismatches"`
+	Met             bool   `json:"goal_met"`
+	Summary         string `json:"summary"`
+}
+
+func (r *partitionResult) summary() string { return r.Summary }
+
+const convergeGoal = 2 * time.Second
+
+func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
+	c, err := startCluster(ctx, cfg, netsim.Model{})
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	iso := cfg.isolate
+	var others []string
+	for _, id := range c.ids {
+		if id != iso {
+			others = append(others, id)
+		}
+	}
+	n := cfg.partitionDocs
+	name := func(i int) string { return fmt.Sprintf("p%06d", i) }
+	// Even documents at the isolated PoP, odd ones round-robin elsewhere.
+	writer := func(i int) string {
+		if i%2 == 0 {
+			return iso
+		}
+		return others[(i/2)%len(others)]
+	}
+	expect := make([]string, n)
+
+	cut := time.Now()
+	c.layers[iso].PartitionAll()
+	for _, id := range others {
+		if err := c.layers[id].Partition(iso); err != nil {
+			return nil, err
+		}
+	}
+	// Spread the writes over most of the partition, leaving time for the
+	// connected side to replicate among itself.
+	spread := cfg.partitionFor * 8 / 10
+	start, end, err := pace(ctx, n, float64(n)/max(spread.Seconds(), 1e-3), cfg.writers, func(i int) error {
+		doc, err := c.pops[writer(i)].Data.Update(ctx, appName, hotColl, name(i), []crdt.Op{setOp("i", strconv.Itoa(i)), setOp("at", strconv.Quote(writer(i)))})
+		expect[i] = string(doc)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("writing during the partition: %w", err)
+	}
+	if err := sleep(ctx, time.Until(cut.Add(cfg.partitionFor))); err != nil {
+		return nil, err
+	}
+	r := &partitionResult{Scenario: "partition", Env: c.env, Isolated: iso, Docs: n, MissingAtHeal: map[string]int{}, ConvergeMsAt: map[string]float64{},
+
+		AchievedPerS: round(float64(n)/end.Sub(start).Seconds(), 1), GoalMs: ms(convergeGoal)}
+	for i := range n {
+		if writer(i) == iso {
+			r.WrittenIsolated++
+		} else {
+			r.WrittenElsewhere++
+		}
+	}
+	// What each PoP lacks, in write order; polled from the back, since
+	// shipping follows the writers' logs.
+	missing := map[string][]int{}
+	for _, id := range c.ids {
+		for i := range n {
+			if !c.has(id, name(i), expect[i]) {
+				missing[id] = append(missing[id], i)
+			}
+		}
+		r.MissingAtHeal[id] = len(missing[id])
+	}
+
+	healed := time.Now()
+	r.PartitionMs = ms(healed.Sub(cut))
+	var fmu sync.Mutex
+	first := map[string]float64{}
+	c.setHook(func(at, from string, keys []store.Key) {
+		now := time.Now()
+		fmu.Lock()
+		defer fmu.Unlock()
+		if _, ok := first[at]; !ok {
+			first[at] = ms(now.Sub(healed))
+		}
+	})
+	defer c.setHook(nil)
+	before := c.snapLinks()
+	c.layers[iso].HealAll()
+	for _, id := range others {
+		if err := c.layers[id].Heal(iso); err != nil {
+			return nil, err
+		}
+	}
+	deadline := healed.Add(cfg.convergeMax)
+	for {
+		left := 0
+		for _, id := range c.ids {
+			l := missing[id]
+			for len(l) > 0 && c.has(id, name(l[len(l)-1]), expect[l[len(l)-1]]) {
+				l = l[:len(l)-1]
+			}
+			missing[id] = l
+			left += len(l)
+			if _, done := r.ConvergeMsAt[id]; !done && len(l) == 0 {
+				r.ConvergeMsAt[id] = ms(time.Since(healed))
+			}
+		}
+		if left == 0 {
+			r.Converged, r.ConvergeMs = true, ms(time.Since(healed))
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, 2*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	c.setHook(nil)
+	fmu.Lock()
+	r.FirstBatchMsAt = maps.Clone(first)
+	fmu.Unlock()
+	after := c.snapLinks()
+	for k, a := range after.sent {
+		r.HealBatchBytes += a[2] - before.sent[k][2]
+		r.HealBatchItems += a[1] - before.sent[k][1]
+	}
+	for k, a := range after.wire {
+		r.HealWireBytes += a - before.wire[k]
+	}
+	// Full check: every document at every PoP, as JSON and as state.
+	for i := range n {
+		var first []byte
+		for j, id := range c.ids {
+			if !c.has(id, name(i), expect[i]) {
+				r.JSONMismatches++
+			}
+			st, _, err := c.pops[id].Data.Store().Get(store.Key{App: appName, Collection: hotColl, Doc: name(i)})
+			if err != nil {
+				return nil, err
+			}
+			if j == 0 {
+				first = st
+			} else if string(st) != string(first) {
+				r.StateMismatches++
+			}
+		}
+	}
+	r.Met = r.Converged && r.JSONMismatches == 0 && r.ConvergeMs <= r.GoalMs
+	conv := "NOT CONVERGED"
+	if r.Converged {
+		conv = fmt.Sprintf("converged %.0f ms after the heal", r.ConvergeMs)
+	}
+	r.Summary = fmt.Sprintf("partition: %s cut off %.1f s, %d docs written (%d there, %d elsewhere), missing at heal %d (%s) / %d (others max); %s (goal %.0f ms), %d JSON / %d state mismatches; goal %s",
+		iso, r.PartitionMs/1e3, n, r.WrittenIsolated, r.WrittenElsewhere, r.MissingAtHeal[iso], iso, maxOther(r.MissingAtHeal, iso),
+		conv, r.GoalMs, r.JSONMismatches, r.StateMismatches, metWord(r.Met))
+	return r, nil
+}
+
+func maxOther(m map[string]int, skip string) int {
+	v := 0
+	for id, n := range m {
+		if id != skip {
+			v = max(v, n)
+		}
+	}
+	return v
+}
+
+// has reports whether PoP id reads doc as want.
+func (c *cluster) has(id, doc, want string) bool {
+	got, found, err := c.pops[id].Data.Get(appName, hotColl, doc)
+	return err == nil && found && string(got) == want
+}
