@@ -62,10 +62,14 @@ type callState struct {
 	lastErr   string
 	app       string
 	docs      Documents
+	spot      Spot
+	invoker   Invoker
+	kept      *keptResult // see keep
 }
 
 func (c *callState) reset(req *Request, bodyLimit int64, log *slog.Logger) {
 	c.lastErr = ""
+	c.kept = nil
 	c.req = req
 	c.head = c.head[:0]
 	c.bodyOff = 0
@@ -89,25 +93,40 @@ func i32s(n int) []api.ValueType {
 	return t
 }
 
-// abiFunctions lists the host functions with their parameter counts; every
-// parameter and result is an i32. Adding a function here is the only step to
-// export it; docs/abi.md must describe it.
+// abiFunctions lists the host functions with their parameter types; every
+// result is an i32 status. Adding a function here is the only step to export
+// it; docs/abi.md must describe it.
 var abiFunctions = []struct {
 	name   string
-	params int
+	params []api.ValueType
 	fn     hostFunc
 }{
-	{"log", 3, hostLog},
-	{"http_req_head", 4, hostReqHead},
-	{"body_read", 4, hostBodyRead},
-	{"http_resp_head", 4, hostRespHead},
-	{"body_write", 3, hostBodyWrite},
-	{"last_error", 3, hostLastError},
-	{"doc_get", 7, hostDocGet},
-	{"doc_update", 6, hostDocUpdate},
-	{"doc_delete", 4, hostDocDelete},
-	{"doc_list", 8, hostDocList},
+	{"log", i32s(3), hostLog},
+	{"http_req_head", i32s(4), hostReqHead},
+	{"body_read", i32s(4), hostBodyRead},
+	{"http_resp_head", i32s(4), hostRespHead},
+	{"body_write", i32s(3), hostBodyWrite},
+	{"last_error", i32s(3), hostLastError},
+	{"doc_get", i32s(7), hostDocGet},
+	{"doc_update", i32s(6), hostDocUpdate},
+	{"doc_delete", i32s(4), hostDocDelete},
+	{"doc_list", i32s(8), hostDocList},
+	{"spot_claim", i32s(9), hostSpotClaim},
+	{"spot_release", i32s(6), hostSpotRelease},
+	{"spot_take", params(i32, i32, i64, i32), hostSpotTake},
+	{"spot_restock", params(i32, i32, i64, i32), hostSpotRestock},
+	{"spot_counter", i32s(3), hostSpotCounter},
+	{"spot_doc_get", i32s(6), hostSpotDocGet},
+	{"spot_doc_update", params(i32, i32, i64, i32, i32, i32, i32, i32, i32), hostSpotDocUpdate},
+	{"invoke", i32s(12), hostInvoke},
 }
+
+const (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+)
+
+func params(t ...api.ValueType) []api.ValueType { return t }
 
 // instantiateABI registers the "verge" host module in r.
 func instantiateABI(ctx context.Context, r wazero.Runtime) error {
@@ -122,7 +141,7 @@ func instantiateABI(ctx context.Context, r wazero.Runtime) error {
 					return
 				}
 				stack[0] = uint64(f.fn(ctx, mod.Memory(), r.cs, stack))
-			}), i32s(f.params), i32s(1)).
+			}), f.params, i32s(1)).
 			Export(f.name)
 	}
 	_, err := b.Instantiate(ctx)

@@ -68,6 +68,12 @@ type Options struct {
 	// Documents serves the document host calls; nil makes them return
 	// StatusUnsupported.
 	Documents Documents
+	// Spot serves the spot_* host calls (the central PoP's strongly
+	// consistent operations); nil makes them return StatusUnsupported.
+	Spot Spot
+	// Invoker serves the invoke host call (calling the app's central
+	// functions); nil makes it return StatusUnsupported.
+	Invoker Invoker
 	// Prepare rewrites a module before compilation; nil means merging its
 	// data segments (wasmbin.MergeDataSegments: a Go guest has tens of
 	// thousands, each initialised separately). It must return its input

@@ -166,6 +166,7 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	cs := &inst.cs
 	cs.reset(req, f.Limits.ResponseBody, f.log)
 	cs.app, cs.docs = f.Spec.App, f.engine.opts.Documents
+	cs.spot, cs.invoker = f.engine.opts.Spot, f.engine.opts.Invoker
 	err = limited(ctx, f.Limits.CPUTime, deadline, cs, f.env(), func(ctx context.Context) error {
 		inst.stack[0], inst.stack[1] = handleRequest, handleResponse
 		return inst.handle.CallWithStack(ctx, inst.stack[:])

@@ -58,3 +58,63 @@ func sysDocDelete(coll, key string) uint32                    { return host.DocD
 func sysDocList(coll, after string, limit int, buf []byte) (uint32, uint32) {
 	return host.DocList(coll, after, limit, buf)
 }
+
+// CentralHost is the part of the host ABI that reaches the central PoP: its
+// strongly consistent operations and the app's central functions. A fake
+// Host implements it to test code using Claim, Take, CentralDoc, Invoke...;
+// without it, those calls report StatusUnsupported.
+type CentralHost interface {
+	SpotClaim(ns, key, owner string, buf []byte) (n uint32, status uint32)
+	SpotRelease(ns, key, owner string) uint32
+	SpotTake(counter string, n int64) (remaining int64, status uint32)
+	SpotRestock(counter string, n int64) (remaining int64, status uint32)
+	SpotCounter(counter string) (remaining int64, status uint32)
+	SpotDocGet(key string, buf []byte) (n uint32, rev uint64, status uint32)
+	SpotDocUpdate(key string, rev uint64, ops, buf []byte) (n uint32, newRev uint64, status uint32)
+	Invoke(fn, method, path string, body, buf []byte) (n uint32, httpStatus uint32, status uint32)
+}
+
+func central() CentralHost {
+	if c, ok := host.(CentralHost); ok {
+		return c
+	}
+	return noCentral{}
+}
+
+type noCentral struct{}
+
+func (noCentral) SpotClaim(string, string, string, []byte) (uint32, uint32) {
+	return 0, statusUnsupported
+}
+func (noCentral) SpotRelease(string, string, string) uint32          { return statusUnsupported }
+func (noCentral) SpotTake(string, int64) (int64, uint32)             { return 0, statusUnsupported }
+func (noCentral) SpotRestock(string, int64) (int64, uint32)          { return 0, statusUnsupported }
+func (noCentral) SpotCounter(string) (int64, uint32)                 { return 0, statusUnsupported }
+func (noCentral) SpotDocGet(string, []byte) (uint32, uint64, uint32) { return 0, 0, statusUnsupported }
+func (noCentral) SpotDocUpdate(string, uint64, []byte, []byte) (uint32, uint64, uint32) {
+	return 0, 0, statusUnsupported
+}
+func (noCentral) Invoke(string, string, string, []byte, []byte) (uint32, uint32, uint32) {
+	return 0, 0, statusUnsupported
+}
+
+func sysSpotClaim(ns, key, owner string, buf []byte) (uint32, uint32) {
+	return central().SpotClaim(ns, key, owner, buf)
+}
+func sysSpotRelease(ns, key, owner string) uint32 { return central().SpotRelease(ns, key, owner) }
+func sysSpotTake(counter string, n int64) (int64, uint32) {
+	return central().SpotTake(counter, n)
+}
+func sysSpotRestock(counter string, n int64) (int64, uint32) {
+	return central().SpotRestock(counter, n)
+}
+func sysSpotCounter(counter string) (int64, uint32) { return central().SpotCounter(counter) }
+func sysSpotDocGet(key string, buf []byte) (uint32, uint64, uint32) {
+	return central().SpotDocGet(key, buf)
+}
+func sysSpotDocUpdate(key string, rev uint64, ops, buf []byte) (uint32, uint64, uint32) {
+	return central().SpotDocUpdate(key, rev, ops, buf)
+}
+func sysInvoke(fn, method, path string, body, buf []byte) (uint32, uint32, uint32) {
+	return central().Invoke(fn, method, path, body, buf)
+}

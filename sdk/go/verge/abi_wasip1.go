@@ -99,3 +99,66 @@ func sysDocList(coll, after string, limit int, buf []byte) (n uint32, status uin
 	status = hostDocList(sptr(coll), uint32(len(coll)), sptr(after), uint32(len(after)), uint32(limit), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
 	return n, status
 }
+
+//go:wasmimport verge spot_claim
+func hostSpotClaim(ns unsafe.Pointer, nsLen uint32, key unsafe.Pointer, keyLen uint32, owner unsafe.Pointer, ownerLen uint32, buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer) uint32
+
+//go:wasmimport verge spot_release
+func hostSpotRelease(ns unsafe.Pointer, nsLen uint32, key unsafe.Pointer, keyLen uint32, owner unsafe.Pointer, ownerLen uint32) uint32
+
+//go:wasmimport verge spot_take
+func hostSpotTake(name unsafe.Pointer, nameLen uint32, n int64, remainingOut unsafe.Pointer) uint32
+
+//go:wasmimport verge spot_restock
+func hostSpotRestock(name unsafe.Pointer, nameLen uint32, n int64, remainingOut unsafe.Pointer) uint32
+
+//go:wasmimport verge spot_counter
+func hostSpotCounter(name unsafe.Pointer, nameLen uint32, remainingOut unsafe.Pointer) uint32
+
+//go:wasmimport verge spot_doc_get
+func hostSpotDocGet(key unsafe.Pointer, keyLen uint32, buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer, revOut unsafe.Pointer) uint32
+
+//go:wasmimport verge spot_doc_update
+func hostSpotDocUpdate(key unsafe.Pointer, keyLen uint32, rev uint64, ops unsafe.Pointer, opsLen uint32, buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer, revOut unsafe.Pointer) uint32
+
+//go:wasmimport verge invoke
+func hostInvoke(fn unsafe.Pointer, fnLen uint32, method unsafe.Pointer, methodLen uint32, path unsafe.Pointer, pathLen uint32, body unsafe.Pointer, bodyLen uint32, buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer, statusOut unsafe.Pointer) uint32
+
+func sysSpotClaim(ns, key, owner string, buf []byte) (n uint32, status uint32) {
+	status = hostSpotClaim(sptr(ns), uint32(len(ns)), sptr(key), uint32(len(key)), sptr(owner), uint32(len(owner)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
+	return n, status
+}
+
+func sysSpotRelease(ns, key, owner string) uint32 {
+	return hostSpotRelease(sptr(ns), uint32(len(ns)), sptr(key), uint32(len(key)), sptr(owner), uint32(len(owner)))
+}
+
+func sysSpotTake(counter string, n int64) (remaining int64, status uint32) {
+	status = hostSpotTake(sptr(counter), uint32(len(counter)), n, unsafe.Pointer(&remaining))
+	return remaining, status
+}
+
+func sysSpotRestock(counter string, n int64) (remaining int64, status uint32) {
+	status = hostSpotRestock(sptr(counter), uint32(len(counter)), n, unsafe.Pointer(&remaining))
+	return remaining, status
+}
+
+func sysSpotCounter(counter string) (remaining int64, status uint32) {
+	status = hostSpotCounter(sptr(counter), uint32(len(counter)), unsafe.Pointer(&remaining))
+	return remaining, status
+}
+
+func sysSpotDocGet(key string, buf []byte) (n uint32, rev uint64, status uint32) {
+	status = hostSpotDocGet(sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n), unsafe.Pointer(&rev))
+	return n, rev, status
+}
+
+func sysSpotDocUpdate(key string, rev uint64, ops, buf []byte) (n uint32, newRev uint64, status uint32) {
+	status = hostSpotDocUpdate(sptr(key), uint32(len(key)), rev, ptr(ops), uint32(len(ops)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n), unsafe.Pointer(&newRev))
+	return n, newRev, status
+}
+
+func sysInvoke(fn, method, path string, body, buf []byte) (n uint32, httpStatus uint32, status uint32) {
+	status = hostInvoke(sptr(fn), uint32(len(fn)), sptr(method), uint32(len(method)), sptr(path), uint32(len(path)), ptr(body), uint32(len(body)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n), unsafe.Pointer(&httpStatus))
+	return n, httpStatus, status
+}

@@ -43,7 +43,8 @@ func Remove(path string) Op { return Op{Op: "remove", Path: path} }
 // increments at different PoPs all count.
 func Increment(path string, n int64) Op { return Op{Op: "increment", Path: path, Value: n} }
 
-// ErrNotFound is returned for a document that does not exist.
+// ErrNotFound is returned for a document that does not exist; host errors
+// reporting NOT_FOUND (e.g. Invoke of an unknown central function) match it.
 var ErrNotFound = errors.New("verge: document not found")
 
 // Collection is a named set of documents declared in verge.toml.
@@ -60,6 +61,11 @@ func docErr(call string, st uint32) error {
 	if st == statusNotFound {
 		return ErrNotFound
 	}
+	return explained(call, st)
+}
+
+// explained returns the error of a failed call with the host's message.
+func explained(call string, st uint32) error {
 	e := &HostError{Call: call, Status: st}
 	buf := make([]byte, 256)
 	n, s := sysLastError(buf)

@@ -64,10 +64,32 @@ func (e *HostError) Error() string {
 	return "verge: " + e.Call + ": " + s
 }
 
-// ErrLimit is matched (errors.Is) by host errors that report a limit.
-var ErrLimit = errors.New("verge: limit reached")
+// Sentinels matched (errors.Is) by the host errors of the same status.
+var (
+	// ErrLimit: a limit was reached (response body size, log volume, ...).
+	ErrLimit = errors.New("verge: limit reached")
+	// ErrUnavailable: the central PoP (or another PoP) could not be reached
+	// in time; retry later. The host's message says when the outcome of a
+	// change is unknown: read the state before retrying it.
+	ErrUnavailable = errors.New("verge: unavailable")
+	// ErrConflict: a condition failed, e.g. a central document moved to
+	// another revision.
+	ErrConflict = errors.New("verge: conflict")
+)
 
-func (e *HostError) Is(target error) bool { return target == ErrLimit && e.Status == statusLimit }
+func (e *HostError) Is(target error) bool {
+	switch target {
+	case ErrLimit:
+		return e.Status == statusLimit
+	case ErrUnavailable:
+		return e.Status == statusUnavailable
+	case ErrConflict:
+		return e.Status == statusConflict
+	case ErrNotFound:
+		return e.Status == statusNotFound
+	}
+	return false
+}
 
 func hostErr(call string, st uint32) error {
 	if st == statusOK {
