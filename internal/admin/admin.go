@@ -33,6 +33,7 @@ import (
 
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/store"
 )
 
@@ -44,6 +45,8 @@ type Options struct {
 	MaxBodyBytes int64
 	// Logger receives internal errors (default: slog.Default()).
 	Logger *slog.Logger
+	// Spot, when set, serves the SPOT endpoints (see spot.go).
+	Spot spot.Engine
 }
 
 // MaxOps bounds the operations of one POST.
@@ -78,11 +81,12 @@ type handler struct {
 	maxBody int64
 	log     *slog.Logger
 	mux     *http.ServeMux
+	spot    spot.Engine
 }
 
 // NewHandler returns the admin API over svc.
 func NewHandler(svc *data.Service, opts Options) http.Handler {
-	h := &handler{svc: svc, token: []byte(opts.Token), maxBody: opts.MaxBodyBytes, log: opts.Logger, mux: http.NewServeMux()}
+	h := &handler{svc: svc, token: []byte(opts.Token), maxBody: opts.MaxBodyBytes, log: opts.Logger, mux: http.NewServeMux(), spot: opts.Spot}
 	if h.maxBody <= 0 {
 		h.maxBody = 2 * data.DefaultMaxDocBytes
 	}
@@ -97,6 +101,9 @@ func NewHandler(svc *data.Service, opts Options) http.Handler {
 	h.mux.HandleFunc("DELETE "+doc, h.delete)
 	h.mux.HandleFunc("GET "+docs, h.list)
 	h.mux.HandleFunc("GET /v1/apps/{app}/collections", h.collections)
+	if h.spot != nil {
+		h.spotRoutes()
+	}
 	// ServeMux answers wrong methods and unknown paths in plain text; these
 	// less specific patterns catch them so that every answer is JSON.
 	h.mux.HandleFunc(doc, methodNotAllowed("GET, HEAD, PUT, POST, DELETE"))

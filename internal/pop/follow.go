@@ -117,6 +117,12 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 			p.forward(w, r, home, restricted)
 			return
 		}
+		if !p.central() {
+			if _, ok := centralRoute(m, r.URL.Path); ok {
+				p.forwardCentral(w, r)
+				return
+			}
+		}
 		if hasLocal {
 			http.SetCookie(w, &http.Cookie{Name: homeCookie, Value: p.opts.Self, Path: "/", MaxAge: 30 * 24 * 3600, SameSite: http.SameSiteLaxMode, HttpOnly: true})
 			if home != "" && home != p.opts.Self {
@@ -125,6 +131,11 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func (p *PoP) central() bool {
+	self, _ := p.opts.Network.PoP(p.opts.Self)
+	return self.Central
 }
 
 // forward proxies a request this PoP may not serve (its region is outside a

@@ -31,6 +31,8 @@ import (
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/replicate"
 	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/spot"
+	"github.com/verge-edge/verge/internal/stock"
 	"github.com/verge-edge/verge/internal/store"
 )
 
@@ -64,6 +66,9 @@ type Options struct {
 	Applied func(peer string, keys []store.Key)
 	// NoSync acknowledges writes before fsync (tests and benchmarks only).
 	NoSync bool
+	// SpotTimeout bounds a SPOT operation from an edge PoP (default 2 s):
+	// when the centre does not answer, it fails fast with a clear error.
+	SpotTimeout time.Duration
 	// CentralWait bounds how long a PoP with an empty data directory waits
 	// for the central PoP to learn its incarnation (default 30 s).
 	CentralWait time.Duration
@@ -72,17 +77,22 @@ type Options struct {
 
 // PoP is a running point of presence.
 type PoP struct {
-	opts  Options
-	log   *slog.Logger
-	Mesh  *mesh.Mesh
-	Data  *data.Service
-	Repl  *replicate.Replicator
-	eng   *runtime.Engine
-	app   *app.App
-	http  *http.Server
-	admin *http.Server
-	httpL net.Listener
-	admL  net.Listener
+	opts Options
+	log  *slog.Logger
+	Mesh *mesh.Mesh
+	Data *data.Service
+	Repl *replicate.Replicator
+	// Spot is the centre's SPOT engine (a client of it at an edge PoP);
+	// Stock adds the hybrid threshold for declared stocks.
+	Spot     spot.Engine
+	Stock    *stock.Stock
+	stopSpot func()
+	eng      *runtime.Engine
+	app      *app.App
+	http     *http.Server
+	admin    *http.Server
+	httpL    net.Listener
+	admL     net.Listener
 
 	// Incarnation is this PoP's incarnation: 1 for a fresh network, +1
 	// every time it starts with an empty data directory.
@@ -92,6 +102,7 @@ type PoP struct {
 	Rebuilt int
 
 	data0 atomic.Pointer[data.Service] // for the incarnation handler, before Data is set
+	fresh atomic.Bool                  // starting with an empty data directory: has seen nothing
 	repl0 atomic.Pointer[replicate.Replicator]
 
 	closeOnce sync.Once
@@ -108,6 +119,9 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.SpotTimeout <= 0 {
+		opts.SpotTimeout = 2 * time.Second
 	}
 	if opts.CentralWait <= 0 {
 		opts.CentralWait = 30 * time.Second
@@ -201,8 +215,16 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 		}
 	}
 
+	if err := p.startSpot(ctx); err != nil {
+		return nil, err
+	}
 	if opts.App != nil && len(opts.App.Functions) > 0 {
 		if err := p.serveApp(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if self.Central {
+		if err := p.Mesh.HandleRequests("invoke", p.handleInvoke); err != nil {
 			return nil, err
 		}
 	}
@@ -212,7 +234,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 			return nil, fmt.Errorf("admin API: cannot listen on %s: %w", opts.Admin, err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/", admin.NewHandler(p.Data, admin.Options{Token: opts.AdminToken, Logger: p.log}))
+		mux.Handle("/", admin.NewHandler(p.Data, admin.Options{Token: opts.AdminToken, Logger: p.log, Spot: facade{p}}))
 		p.netControl(mux)
 		p.admin = &http.Server{
 			Handler:           mux,
@@ -226,11 +248,16 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 
 func (p *PoP) serveApp(ctx context.Context) error {
 	var err error
-	p.eng, err = runtime.NewEngine(runtime.Options{CacheDir: p.opts.CacheDir, Logger: p.log, Documents: followDocs{app.Documents(p.Data), p}})
+	p.eng, err = runtime.NewEngine(runtime.Options{CacheDir: p.opts.CacheDir, Logger: p.log, Documents: followDocs{app.Documents(p.Data), p},
+		Spot: runtimeSpot{facade{p}}, Invoker: invoker{p}})
 	if err != nil {
 		return err
 	}
-	p.app, err = app.Load(ctx, p.eng, p.opts.App, p.log)
+	m := p.opts.App
+	if self, _ := p.opts.Network.PoP(p.opts.Self); !self.Central {
+		m = edgeManifest(m)
+	}
+	p.app, err = app.Load(ctx, p.eng, m, p.log)
 	if err != nil {
 		return err
 	}
@@ -287,6 +314,12 @@ func (p *PoP) Close() {
 		if p.eng != nil {
 			p.eng.Close(ctx)
 		}
+		if p.Stock != nil {
+			p.Stock.Close()
+		}
+		if p.stopSpot != nil {
+			p.stopSpot()
+		}
 		if p.Repl != nil {
 			p.Repl.Close()
 		}
@@ -326,6 +359,7 @@ func (p *PoP) identity(ctx context.Context, self verge.PoP) (fresh bool, inc uin
 			}
 		}
 	}
+	p.fresh.Store(true)
 	seen, err := p.highestIncarnation(ctx, self)
 	if err != nil {
 		return false, 0, err
@@ -394,6 +428,11 @@ func (p *PoP) highestIncarnation(ctx context.Context, self verge.PoP) (uint16, e
 func (p *PoP) handleIncarnation(_ string, req []byte) ([]byte, error) {
 	d := p.data0.Load()
 	if d == nil {
+		if p.fresh.Load() {
+			// Nothing seen yet: a whole network starting afresh must not
+			// wait on itself.
+			return []byte("0"), nil
+		}
 		return nil, errors.New("starting")
 	}
 	prefix := string(req) + "."
