@@ -154,6 +154,7 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	loss := fs.Float64("loss", 0, "probability that a chunk waits for a retransmission")
 	window := fs.Duration("batch-window", 50*time.Millisecond, "replication batch window for global data")
 	ae := fs.Duration("anti-entropy", 5*time.Second, "anti-entropy period")
+	spotTimeout := fs.Duration("spot-timeout", 2*time.Second, "how long an edge PoP waits for the centre before a SPOT operation fails")
 	noBuild := fs.Bool("no-build", false, "do not run the app's build commands")
 	noSync := fs.Bool("no-sync", false, "acknowledge writes before fsync (benchmarks only: a crash loses writes)")
 	if _, err := parseInterspersed(fs, args); err != nil {
@@ -218,7 +219,7 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	for _, p := range t.PoPs {
 		cfg := pop.Config{
 			ID: p.ID, Data: "data", App: absApp, CacheDir: filepath.Join(absDir, "cache"),
-			BatchWindow: window.String(), AntiEntropy: ae.String(), NoSync: *noSync,
+			BatchWindow: window.String(), AntiEntropy: ae.String(), SpotTimeout: spotTimeout.String(), NoSync: *noSync,
 			WAN:  pop.WANConfig{Scale: *scale, Base: base.String(), Jitter: jitter.String(), Loss: *loss},
 			PoPs: t.PoPs, Groups: t.Groups,
 		}

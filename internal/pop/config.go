@@ -28,6 +28,7 @@ type Config struct {
 	AdminToken  string `toml:"admin_token"`
 	BatchWindow string `toml:"batch_window"` // default "50ms"
 	AntiEntropy string `toml:"anti_entropy"` // default "5s"
+	SpotTimeout string `toml:"spot_timeout"` // how long an edge waits for the centre; default "2s"
 	// NoSync acknowledges writes before fsync: benchmarks only.
 	NoSync bool `toml:"no_sync"`
 
@@ -112,7 +113,7 @@ func (c *Config) check() error {
 	if err := n.Validate(); err != nil {
 		return err
 	}
-	for _, d := range []struct{ name, v string }{{"batch_window", c.BatchWindow}, {"anti_entropy", c.AntiEntropy}, {"wan.base", c.WAN.Base}, {"wan.jitter", c.WAN.Jitter}} {
+	for _, d := range []struct{ name, v string }{{"batch_window", c.BatchWindow}, {"anti_entropy", c.AntiEntropy}, {"spot_timeout", c.SpotTimeout}, {"wan.base", c.WAN.Base}, {"wan.jitter", c.WAN.Jitter}} {
 		if d.v != "" {
 			if _, err := time.ParseDuration(d.v); err != nil {
 				return fmt.Errorf("%s: %w", d.name, err)
@@ -172,7 +173,7 @@ func (c *Config) Options() (Options, *netsim.Layer, error) {
 		Self: c.ID, Network: c.Network(), MeshAddrs: map[string]string{}, HTTPAddrs: map[string]string{},
 		HTTP: self.HTTP, Admin: self.Admin, AdminToken: c.AdminToken,
 		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
-		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), NoSync: c.NoSync,
+		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), SpotTimeout: dur(c.SpotTimeout), NoSync: c.NoSync,
 	}
 	layer := netsim.NewLayer(netsim.Point{Lat: self.Lat, Lon: self.Lon}, c.Model())
 	for _, p := range c.PoPs {
