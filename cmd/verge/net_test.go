@@ -43,7 +43,7 @@ func startNet(t *testing.T, pops int, extra ...string) *testNet {
 func startNetApp(t *testing.T, app string, pops int, extra ...string) *testNet {
 	t.Helper()
 	dir := t.TempDir()
-	args := append([]string{"up", "--dir", dir, "--pops", fmt.Sprint(pops), "--app", app, "--no-build",
+	args := append([]string{"up", "--dir", dir, "--pops", fmt.Sprint(max(pops, 1)), "--app", app, "--no-build",
 		"--latency-scale", "0", "--anti-entropy", "1s"}, extra...)
 	cmd := exec.Command(vergeBin, append([]string{"net"}, args...)...)
 	out, err := cmd.CombinedOutput()
@@ -276,10 +276,14 @@ func TestNetShop(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	// Restock through the central function, from an edge PoP.
+	// Restock through the central function: a route forwarded from an
+	// edge PoP, and an edge function invoking it.
 	const units = 300
-	if code, body := post("sfo", fmt.Sprintf("/backoffice/restock/toothbrush?n=%d", units)); code != 200 || !strings.Contains(body, fmt.Sprintf(`"remaining":%d`, units)) {
-		t.Fatalf("restock: %d %s", code, body)
+	if code, body := post("sfo", fmt.Sprintf("/backoffice/restock/toothbrush?n=%d", units-100)); code != 200 || !strings.Contains(body, fmt.Sprintf(`"remaining":%d`, units-100)) {
+		t.Fatalf("restock through the forwarded route: %d %s", code, body)
+	}
+	if code, body := post("fra", "/restock/toothbrush?n=100"); code != 200 || !strings.Contains(body, fmt.Sprintf(`"remaining":%d`, units)) {
+		t.Fatalf("restock through verge.Invoke: %d %s", code, body)
 	}
 
 	// Two PoPs race for each of 20 usernames: one winner each.
@@ -349,4 +353,38 @@ func TestNetShop(t *testing.T) {
 		t.Fatalf("sold %d of %d: more units lost than one grant per PoP", sold.Load(), units)
 	}
 	t.Logf("sold %d of %d; %d answers were 503 while the centre was down", sold.Load(), units, unavailable.Load())
+}
+
+// TestNetTopology: named PoPs from a topology file.
+func TestNetTopology(t *testing.T) {
+	t.Parallel()
+	topo := filepath.Join(t.TempDir(), "topology.toml")
+	if err := os.WriteFile(topo, []byte(`
+[[pop]]
+id = "cen"
+region = "us"
+lat = 39.1
+lon = -94.6
+central = true
+
+[[pop]]
+id = "par"
+region = "eu"
+lat = 48.85
+lon = 2.35
+
+[groups]
+eu = ["par"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := startNet(t, 0, "--topology", topo)
+	if len(n.nf.PoPs) != 2 || !n.pop("cen").Central || n.pop("par").Region != "eu" || n.nf.Groups["eu"][0] != "par" {
+		t.Fatalf("net.json: %+v", n.nf)
+	}
+	n.view("par")
+	n.waitDoc("stats", "pages", `{"cart":1}`, "cen")
+	if out := netCmd(t, "route", "--dir", n.dir, "--at", "51.5,-0.1"); !strings.HasPrefix(out, "par ") {
+		t.Fatalf("route from London: %s", out)
+	}
 }

@@ -5,6 +5,7 @@
 //	POST /signup/{name}?owner=ID    claim a username: 200 yours, 409 taken (with its owner)
 //	POST /buy/{sku}?user=NAME       take one unit: 200 with what remains, 409 sold out
 //	GET  /stock/{sku}               what remains at the centre
+//	POST /restock/{sku}?n=N         restock, by invoking the central function below
 //
 // Restocking runs at the centre: POST /backoffice/restock/{sku}?n=N (a
 // central function; an edge PoP forwards it there).
@@ -25,7 +26,7 @@ func init() { verge.HandleFunc(serve) }
 func serve(w verge.ResponseWriter, r *verge.Request) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) != 2 || parts[1] == "" {
-		fail(w, 404, "expected /signup/{name}, /buy/{sku} or /stock/{sku}")
+		fail(w, 404, "expected /signup/{name}, /buy/{sku}, /stock/{sku} or /restock/{sku}")
 		return
 	}
 	q := r.URL.Query()
@@ -58,6 +59,16 @@ func serve(w verge.ResponseWriter, r *verge.Request) {
 			}
 		}
 		reply(w, 200, map[string]any{"sku": parts[1], "bought": 1, "remaining": remaining})
+	case parts[0] == "restock" && r.Method == "POST":
+		// One WAN round trip to the centre, whatever the central function does there.
+		status, body, err := verge.Invoke("backoffice", "POST", "/backoffice/restock/"+parts[1]+"?n="+q.Get("n"), nil)
+		if err != nil {
+			unavailable(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write(body)
 	case parts[0] == "stock" && r.Method == "GET":
 		n, err := verge.Stock(parts[1])
 		if err != nil {
