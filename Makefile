@@ -3,7 +3,7 @@
 # caches, so rebuilding is cheap and never stale.
 
 GO       ?= go
-FUZZTIME ?= 3s
+FUZZTIME ?= 5000x
 APP      ?= examples/hello-go
 LISTEN   ?= 127.0.0.1:8080
 

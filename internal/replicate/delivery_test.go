@@ -11,6 +11,7 @@ import (
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/replicate/wire"
 	"github.com/verge-edge/verge/internal/store"
 )
 
@@ -39,9 +40,9 @@ func batchFor(t *testing.T, r *Replicator, peer string, after uint64) []byte {
 	if len(entries) == 0 {
 		return nil
 	}
-	b := &batch{Origin: r.origin, From: after + 1, To: after}
+	b := &wire.Batch{Origin: r.origin, From: after + 1, To: after}
 	r.coalesce(peer, b, entries)
-	return b.encode()
+	return b.Encode()
 }
 
 const deliveryManifest = `
@@ -105,7 +106,7 @@ func TestConvergesUnderReorderAndDuplicates(t *testing.T) {
 						continue
 					}
 					if b := batchFor(t, rs[from], to, cursor[[2]string{from, to}]); b != nil {
-						d, _ := decodeBatch(b)
+						d, _ := wire.DecodeBatch(b)
 						cursor[[2]string{from, to}] = d.To
 						sent = append(sent, msg{from, to, b})
 					}
@@ -136,7 +137,7 @@ func TestConvergesUnderReorderAndDuplicates(t *testing.T) {
 							if err != nil {
 								t.Fatal(err)
 							}
-							if a, _ := decodeAck(out); a.Gap {
+							if a, _ := wire.DecodeAck(out); a.Gap {
 								t.Fatalf("a batch from the watermark was refused for a gap")
 							}
 						}
@@ -182,7 +183,7 @@ func TestBatchFromWrongPeerOrCorrupt(t *testing.T) {
 		if _, err := b.handleBatch("a", bad); err == nil {
 			t.Fatalf("a batch with byte %d flipped was accepted", i)
 		}
-		if _, err := decodeBatch(msg[:i]); err == nil {
+		if _, err := wire.DecodeBatch(msg[:i]); err == nil {
 			t.Fatalf("a batch truncated to %d bytes decoded", i)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/replicate/wire"
 	"github.com/verge-edge/verge/internal/store"
 )
 
@@ -127,15 +128,15 @@ func (r *Replicator) digest(app, coll string) ([buckets]uint64, error) {
 }
 
 func (r *Replicator) compareDigests(ctx context.Context, peer, app string, c verge.Collection) (uint64, error) {
-	w := writer{b: []byte{wireVersion}}
-	w.str(r.opts.Self)
-	w.str(app)
-	w.str(c.Name)
-	out, err := r.request(ctx, peer, "digest", w.b)
+	w := wire.NewWriter()
+	w.Str(r.opts.Self)
+	w.Str(app)
+	w.Str(c.Name)
+	out, err := r.request(ctx, peer, "digest", w.B)
 	if err != nil {
 		return 0, err
 	}
-	if len(out) != 1+8*buckets || out[0] != wireVersion {
+	if len(out) != 1+8*buckets || out[0] != wire.Version {
 		return 0, fmt.Errorf("digest reply of %d bytes", len(out))
 	}
 	mine, err := r.digest(app, c.Name)
@@ -163,27 +164,26 @@ func (r *Replicator) pull(ctx context.Context, peer, app string, c verge.Collect
 	merged := 0
 	after := ""
 	for {
-		w := writer{b: []byte{wireVersion}}
-		w.str(r.opts.Self)
-		w.str(app)
-		w.str(c.Name)
-		w.u64(uint64(mode))
-		w.u64(arg)
-		w.u64(bucketMask)
-		w.str(after)
-		out, err := r.request(ctx, peer, "keys", w.b)
+		w := wire.NewWriter()
+		w.Str(r.opts.Self)
+		w.Str(app)
+		w.Str(c.Name)
+		w.U64(uint64(mode))
+		w.U64(arg)
+		w.U64(bucketMask)
+		w.Str(after)
+		out, err := r.request(ctx, peer, "keys", w.B)
 		if err != nil {
 			return merged, err
 		}
-		rd := reader{b: out}
-		rd.header()
-		next := rd.str(maxName)
-		n := rd.u64()
+		rd := wire.NewReader(out)
+		next := rd.Str(wire.MaxName)
+		n := rd.U64()
 		var want []string
-		for i := uint64(0); i < n && rd.err == nil; i++ {
-			key := rd.str(maxName)
-			h := rd.u64()
-			if rd.err != nil {
+		for i := uint64(0); i < n && rd.Err == nil; i++ {
+			key := rd.Str(wire.MaxName)
+			h := rd.U64()
+			if rd.Err != nil {
 				break
 			}
 			st, ok, err := r.st.Get(store.Key{App: app, Collection: c.Name, Doc: key})
@@ -194,7 +194,7 @@ func (r *Replicator) pull(ctx context.Context, peer, app string, c verge.Collect
 				want = append(want, key)
 			}
 		}
-		if err := rd.done(); err != nil {
+		if err := rd.Done(); err != nil {
 			return merged, err
 		}
 		for len(want) > 0 {
@@ -214,15 +214,15 @@ func (r *Replicator) pull(ctx context.Context, peer, app string, c verge.Collect
 }
 
 func (r *Replicator) fetchStates(ctx context.Context, peer, app, coll string, keys []string) (int, error) {
-	w := writer{b: []byte{wireVersion}}
-	w.str(r.opts.Self)
-	w.str(app)
-	w.str(coll)
-	w.u64(uint64(len(keys)))
+	w := wire.NewWriter()
+	w.Str(r.opts.Self)
+	w.Str(app)
+	w.Str(coll)
+	w.U64(uint64(len(keys)))
 	for _, k := range keys {
-		w.str(k)
+		w.Str(k)
 	}
-	out, err := r.request(ctx, peer, "states", w.b)
+	out, err := r.request(ctx, peer, "states", w.B)
 	if err != nil {
 		return 0, err
 	}
@@ -240,33 +240,26 @@ func (r *Replicator) fetchStates(ctx context.Context, peer, app, coll string, ke
 }
 
 func decodeStates(p []byte, app, coll string) ([]store.BatchItem, error) {
-	rd := reader{b: p}
-	rd.header()
-	n := rd.u64()
-	if rd.err == nil && n > uint64(len(rd.b)) {
-		rd.fail("%d states in %d bytes", n, len(rd.b))
+	states, err := wire.DecodeStates(p)
+	if err != nil {
+		return nil, err
 	}
-	var items []store.BatchItem
-	for i := uint64(0); i < n && rd.err == nil; i++ {
-		k := rd.str(maxName)
-		st := rd.bytes(maxItem)
-		if rd.err == nil {
-			items = append(items, store.BatchItem{Key: store.Key{App: app, Collection: coll, Doc: k}, Delta: st})
-		}
+	items := make([]store.BatchItem, len(states))
+	for i, st := range states {
+		items[i] = store.BatchItem{Key: store.Key{App: app, Collection: coll, Doc: st.Doc}, Delta: st.State}
 	}
-	return items, rd.done()
+	return items, nil
 }
 
 // ---- answering repair requests ----
 
 // requestHead decodes requester, app and collection, and checks that the
 // requester may hold the collection's data.
-func (r *Replicator) requestHead(rd *reader) (requester, app string, c verge.Collection, err error) {
-	rd.header()
-	requester, app = rd.str(maxName), rd.str(maxName)
-	coll := rd.str(maxName)
-	if rd.err != nil {
-		return "", "", c, rd.err
+func (r *Replicator) requestHead(rd *wire.Reader) (requester, app string, c verge.Collection, err error) {
+	requester, app = rd.Str(wire.MaxName), rd.Str(wire.MaxName)
+	coll := rd.Str(wire.MaxName)
+	if rd.Err != nil {
+		return "", "", c, rd.Err
 	}
 	c, ok := r.collection(app, coll)
 	if !ok {
@@ -279,12 +272,12 @@ func (r *Replicator) requestHead(rd *reader) (requester, app string, c verge.Col
 }
 
 func (r *Replicator) handleDigest(_ string, p []byte) ([]byte, error) {
-	rd := reader{b: p}
-	_, app, c, err := r.requestHead(&rd)
+	rd := wire.NewReader(p)
+	_, app, c, err := r.requestHead(rd)
 	if err != nil {
 		return nil, err
 	}
-	if err := rd.done(); err != nil {
+	if err := rd.Done(); err != nil {
 		return nil, err
 	}
 	d, err := r.digest(app, c.Name)
@@ -292,7 +285,7 @@ func (r *Replicator) handleDigest(_ string, p []byte) ([]byte, error) {
 		return nil, err
 	}
 	out := make([]byte, 1, 1+8*buckets)
-	out[0] = wireVersion
+	out[0] = wire.Version
 	for _, v := range d {
 		out = binary.LittleEndian.AppendUint64(out, v)
 	}
@@ -300,14 +293,14 @@ func (r *Replicator) handleDigest(_ string, p []byte) ([]byte, error) {
 }
 
 func (r *Replicator) handleKeys(_ string, p []byte) ([]byte, error) {
-	rd := reader{b: p}
-	_, app, c, err := r.requestHead(&rd)
+	rd := wire.NewReader(p)
+	_, app, c, err := r.requestHead(rd)
 	if err != nil {
 		return nil, err
 	}
-	mode, arg, mask := rd.u64(), rd.u64(), rd.u64()
-	after := rd.str(maxName)
-	if err := rd.done(); err != nil {
+	mode, arg, mask := rd.U64(), rd.U64(), rd.U64()
+	after := rd.Str(wire.MaxName)
+	if err := rd.Done(); err != nil {
 		return nil, err
 	}
 	type kh struct {
@@ -338,14 +331,14 @@ func (r *Replicator) handleKeys(_ string, p []byte) ([]byte, error) {
 	if err != nil && err != errFull {
 		return nil, err
 	}
-	w := writer{b: []byte{wireVersion}}
-	w.str(next)
-	w.u64(uint64(len(list)))
+	w := wire.NewWriter()
+	w.Str(next)
+	w.U64(uint64(len(list)))
 	for _, e := range list {
-		w.str(e.k)
-		w.u64(e.h)
+		w.Str(e.k)
+		w.U64(e.h)
 	}
-	return w.b, nil
+	return w.B, nil
 }
 
 // touchedBy reports whether a PoP with this number wrote to the document
@@ -388,25 +381,24 @@ func (r *Replicator) eachDocAfter(app, coll, after string, fn func(key string, s
 }
 
 func (r *Replicator) handleStates(_ string, p []byte) ([]byte, error) {
-	rd := reader{b: p}
-	_, app, c, err := r.requestHead(&rd)
+	rd := wire.NewReader(p)
+	_, app, c, err := r.requestHead(rd)
 	if err != nil {
 		return nil, err
 	}
-	n := rd.u64()
-	if rd.err == nil && n > maxStatesPerReply {
-		rd.fail("%d states asked, the limit is %d", n, maxStatesPerReply)
+	n := rd.U64()
+	if rd.Err == nil && n > maxStatesPerReply {
+		rd.Fail("%d states asked, the limit is %d", n, maxStatesPerReply)
 	}
 	var keys []string
-	for i := uint64(0); i < n && rd.err == nil; i++ {
-		keys = append(keys, rd.str(maxName))
+	for i := uint64(0); i < n && rd.Err == nil; i++ {
+		keys = append(keys, rd.Str(wire.MaxName))
 	}
-	if err := rd.done(); err != nil {
+	if err := rd.Done(); err != nil {
 		return nil, err
 	}
-	w := writer{b: []byte{wireVersion}}
-	var body writer
-	count := 0
+	var states []wire.State
+	size := 0
 	for _, k := range keys {
 		st, ok, err := r.st.Get(store.Key{App: app, Collection: c.Name, Doc: k})
 		if err != nil {
@@ -415,16 +407,13 @@ func (r *Replicator) handleStates(_ string, p []byte) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		if len(body.b)+len(st) > maxReplyBytes && count > 0 {
+		if size+len(st) > maxReplyBytes && len(states) > 0 {
 			break // the requester asks again on its next round
 		}
-		body.str(k)
-		body.bytes(st)
-		count++
+		size += len(st)
+		states = append(states, wire.State{Doc: k, State: st})
 	}
-	w.u64(uint64(count))
-	w.b = append(w.b, body.b...)
-	return w.b, nil
+	return wire.EncodeStates(states), nil
 }
 
 // Fetch asks peer for one document's state (a document following its user)

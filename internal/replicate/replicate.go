@@ -38,6 +38,7 @@ import (
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/data"
 	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/replicate/wire"
 	"github.com/verge-edge/verge/internal/store"
 )
 
@@ -248,7 +249,7 @@ func (r *Replicator) learnWatermark(p *peerLink) {
 	if err != nil {
 		return // the next tick retries
 	}
-	a, err := decodeAck(out)
+	a, err := wire.DecodeAck(out)
 	if err != nil {
 		r.opts.Logf("replicate: %s: bad watermark reply: %v", p.id, err)
 		return
@@ -283,7 +284,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 	if head < from {
 		return
 	}
-	b := &batch{Origin: r.origin, From: from}
+	b := &wire.Batch{Origin: r.origin, From: from}
 	entries, err := r.st.LogSince(r.origin, from-1, maxBatchEntries)
 	if errors.Is(err, store.ErrTruncated) {
 		// The peer is behind our truncation point: it repairs by anti-entropy.
@@ -315,7 +316,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 	p.lastPush = time.Now()
 	p.mu.Unlock()
 
-	msg := b.encode()
+	msg := b.Encode()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -340,7 +341,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 		r.batchesSent.Add(1)
 		r.itemsSent.Add(uint64(len(b.Items)))
 		r.bytesSent.Add(uint64(len(msg)))
-		a, err := decodeAck(out)
+		a, err := wire.DecodeAck(out)
 		if err != nil {
 			r.opts.Logf("replicate: %s: bad ack: %v", p.id, err)
 			p.sent = p.acked
@@ -360,7 +361,7 @@ func (r *Replicator) truncatedUpTo() uint64 { return r.truncated.Load() }
 
 // coalesce fills b with the entries that concern peer, one item per
 // document: its deltas in order, or its current state when that is smaller.
-func (r *Replicator) coalesce(peer string, b *batch, entries []store.Entry) {
+func (r *Replicator) coalesce(peer string, b *wire.Batch, entries []store.Entry) {
 	type doc struct {
 		k      store.Key
 		deltas [][]byte
@@ -391,7 +392,7 @@ func (r *Replicator) coalesce(peer string, b *batch, entries []store.Entry) {
 	for _, d := range order {
 		if len(d.deltas) > 1 {
 			if st, ok, err := r.st.Get(d.k); err == nil && ok && len(st) < d.size {
-				b.Items = append(b.Items, store.BatchItem{Key: d.k, Delta: st})
+				b.Items = append(b.Items, wire.Item{Key: wire.Key(d.k), Delta: st})
 				continue
 			}
 		}
@@ -399,7 +400,7 @@ func (r *Replicator) coalesce(peer string, b *batch, entries []store.Entry) {
 			if len(x) == 0 {
 				continue // an old-style empty tombstone carries nothing to merge
 			}
-			b.Items = append(b.Items, store.BatchItem{Key: d.k, Delta: x})
+			b.Items = append(b.Items, wire.Item{Key: wire.Key(d.k), Delta: x})
 		}
 	}
 }
@@ -442,7 +443,7 @@ const truncateEvery = 1024
 // ---- receiving ----
 
 func (r *Replicator) handleWatermark(_ string, data []byte) ([]byte, error) {
-	return ack{Watermark: r.st.Seqs()[string(data)]}.encode(), nil
+	return wire.Ack{Watermark: r.st.Seqs()[string(data)]}.Encode(), nil
 }
 
 // originPoP is the PoP id part of an origin ("sfo.3" → "sfo").
@@ -456,7 +457,7 @@ func originPoP(origin string) string {
 }
 
 func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
-	b, err := decodeBatch(data)
+	b, err := wire.DecodeBatch(data)
 	if err != nil {
 		return nil, err
 	}
@@ -465,10 +466,10 @@ func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
 	}
 	// Keep only what this PoP may hold: residency is enforced by the
 	// receiver too, so a misconfigured sender cannot place data here.
-	items := b.Items[:0]
+	items := make([]store.BatchItem, 0, len(b.Items))
 	for _, it := range b.Items {
 		if c, ok := r.collection(it.Key.App, it.Key.Collection); ok && r.opts.Network.Holds(r.opts.Self, c) {
-			items = append(items, it)
+			items = append(items, store.BatchItem{Key: store.Key(it.Key), Delta: it.Delta})
 		}
 	}
 	from0 := b.From
@@ -480,7 +481,7 @@ func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
 	}
 	wm, err := r.st.ApplyBatch(r.ctx, b.Origin, from0, b.To, items, r.opts.Data.Merge)
 	if errors.Is(err, store.ErrGap) {
-		return ack{Watermark: wm, Gap: true}.encode(), nil
+		return wire.Ack{Watermark: wm, Gap: true}.Encode(), nil
 	}
 	if err != nil {
 		return nil, err
@@ -492,7 +493,7 @@ func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
 		}
 		r.opts.Applied(from, keys)
 	}
-	return ack{Watermark: wm}.encode(), nil
+	return wire.Ack{Watermark: wm}.Encode(), nil
 }
 
 func (r *Replicator) aeFor(peer string) chan struct{} {
