@@ -61,13 +61,21 @@ type Stock struct {
 	escrows  map[[2]string]*escrow
 	stop     chan struct{}
 	done     chan struct{}
+	once     sync.Once
 }
 
+// escrow is one stock's units at this PoP. mu guards the fields and is never
+// held across I/O: the store's write of the escrow reads units under mu from
+// inside the store's per-document lock, so every durable value is the
+// in-memory value at some instant, in order. A take is acknowledged only
+// after a write staged after its decrement is durable, so after a crash the
+// escrow never holds a unit already sold (it may have lost some: undersold).
 type escrow struct {
-	mu      sync.Mutex
-	units   int64 // held here, durable
-	central int64 // the centre's stock when last seen
-	seen    bool  // central is known
+	mu        sync.Mutex
+	units     int64 // held here
+	central   int64 // the centre's stock when last seen
+	seen      bool  // central is known
+	refilling bool  // a grant is being taken from the centre
 }
 
 // Take is the outcome of a take, with where it was served.
@@ -106,7 +114,7 @@ func New(opts Options) (*Stock, error) {
 
 // Close stops rebalancing. Escrowed units stay in the store for the next start.
 func (s *Stock) Close() {
-	close(s.stop)
+	s.once.Do(func() { close(s.stop) })
 	<-s.done
 }
 
@@ -125,15 +133,15 @@ func (s *Stock) load(k [2]string) (int64, error) {
 	return int64(binary.LittleEndian.Uint64(b)), nil
 }
 
-// setUnits durably records the escrow; e.mu is held.
-func (s *Stock) setUnits(ctx context.Context, k [2]string, e *escrow, units int64) error {
-	v := binary.LittleEndian.AppendUint64(nil, uint64(units))
-	_, err := s.opts.Store.Update(ctx, escrowKey(k), func([]byte) ([]byte, []byte, error) { return v, v, nil })
-	if err != nil {
-		return err
-	}
-	e.units = units
-	return nil
+// persist durably records the escrow's current units. e.mu must not be held.
+func (s *Stock) persist(ctx context.Context, k [2]string, e *escrow) error {
+	_, err := s.opts.Store.Update(ctx, escrowKey(k), func([]byte) ([]byte, []byte, error) {
+		e.mu.Lock()
+		v := binary.LittleEndian.AppendUint64(nil, uint64(e.units))
+		e.mu.Unlock()
+		return v, v, nil
+	})
+	return err
 }
 
 // Escrowed returns the units this PoP holds of a stock.
@@ -147,10 +155,11 @@ func (s *Stock) Escrowed(app, counter string) int64 {
 	return e.units
 }
 
-// Take takes n units: from this PoP's escrow when it holds enough, else from
-// the centre (first refilling the escrow while the centre is above the
-// threshold). Remaining is the centre's stock when last seen plus this PoP's
-// escrow: exact at the centre, an estimate elsewhere.
+// Take takes n units: from this PoP's escrow when it holds enough (Local:
+// a durable local write, no WAN), else from the centre, first refilling the
+// escrow while the centre is above the threshold. Remaining is the centre's
+// stock when last seen plus this PoP's escrow: exact at the centre, an
+// estimate elsewhere.
 func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (Take, error) {
 	if n <= 0 {
 		return Take{}, fmt.Errorf("%w: take %d: n must be > 0", spot.ErrInvalid, n)
@@ -162,19 +171,13 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (Take, e
 		return Take{Take: t}, err
 	}
 	e := s.escrows[k]
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.units >= n {
-		if err := s.setUnits(ctx, k, e, e.units-n); err != nil {
-			return Take{}, err
-		}
-		return Take{Take: spot.Take{OK: true, Remaining: e.central + e.units}, Local: true}, nil
+	if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
+		return Take{Take: t, Local: true}, err
 	}
-	if s.refill(ctx, k, c, e, n) && e.units >= n {
-		if err := s.setUnits(ctx, k, e, e.units-n); err != nil {
-			return Take{}, err
+	if s.refill(ctx, k, c, e, n) {
+		if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
+			return Take{Take: t}, err // waited for a grant: not local
 		}
-		return Take{Take: spot.Take{OK: true, Remaining: e.central + e.units}, Local: true}, nil
 	}
 	// Low stock: give back what this PoP holds, then sell at the centre.
 	if err := s.giveBack(ctx, k, e); err != nil {
@@ -182,51 +185,99 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (Take, e
 	}
 	t, err := s.opts.Central.Take(ctx, app, counter, n)
 	if err == nil {
+		e.mu.Lock()
 		e.central, e.seen = t.Remaining, true
+		e.mu.Unlock()
 	}
 	return Take{Take: t}, err
 }
 
-// refill takes a grant into the escrow if the centre is (as last seen, or
-// now) above the threshold by at least the grant. e.mu is held.
+// takeLocal takes n from the escrow if it holds them, durably.
+func (s *Stock) takeLocal(ctx context.Context, k [2]string, e *escrow, n int64) (spot.Take, bool, error) {
+	e.mu.Lock()
+	if e.units < n {
+		e.mu.Unlock()
+		return spot.Take{}, false, nil
+	}
+	e.units -= n
+	rem := e.central + e.units
+	e.mu.Unlock()
+	if err := s.persist(ctx, k, e); err != nil {
+		// Not acknowledged; the units stay out of the escrow (undersold).
+		return spot.Take{}, false, err
+	}
+	return spot.Take{OK: true, Remaining: rem}, true, nil
+}
+
+// refill takes a grant from the centre into the escrow if the centre is (as
+// last seen, or now) above the threshold by at least the grant. Only one
+// refill of an escrow runs at a time, and takes from it go on meanwhile.
 func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *escrow, need int64) bool {
+	e.mu.Lock()
+	if e.refilling {
+		e.mu.Unlock()
+		return false
+	}
 	grant := max(c.Grant, need-e.units)
-	if !e.seen {
+	central, seen := e.central, e.seen
+	e.refilling = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.refilling = false
+		e.mu.Unlock()
+	}()
+	if !seen {
 		rem, err := s.opts.Central.Counter(ctx, k[0], k[1])
 		if err != nil {
 			return false
 		}
-		e.central, e.seen = rem, true
+		central = rem
 	}
-	if e.central-grant < c.Threshold {
+	if central-grant < c.Threshold {
+		e.mu.Lock()
+		e.central, e.seen = central, true
+		e.mu.Unlock()
 		return false
 	}
+	// The grant leaves the centre before it is credited here: a crash in
+	// between loses it (undersold), never counts it twice.
 	t, err := s.opts.Central.Take(ctx, k[0], k[1], grant)
 	if err != nil {
-		// An unknown outcome may have moved units out of the centre: they
-		// are lost (undersold), never counted twice.
 		return false
 	}
-	e.central = t.Remaining
+	e.mu.Lock()
+	e.central, e.seen = t.Remaining, true
+	if t.OK {
+		e.units += grant
+	}
+	e.mu.Unlock()
 	if !t.OK {
 		return false
 	}
-	if err := s.setUnits(ctx, k, e, e.units+grant); err != nil {
-		s.opts.Logger.Error("stock: recording a grant failed; its units are lost (undersold)", "app", k[0], "counter", k[1], "units", grant, "err", err)
-		return false
+	if err := s.persist(ctx, k, e); err != nil {
+		s.opts.Logger.Error("stock: recording a grant failed; it is used from memory and lost if the PoP crashes (undersold)", "app", k[0], "counter", k[1], "units", grant, "err", err)
 	}
 	return true
 }
 
 // giveBack returns the escrow to the centre. The escrow is emptied durably
 // first, so a crash in between loses units rather than duplicating them.
-// e.mu is held.
 func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
-	if e.units == 0 {
+	e.mu.Lock()
+	units := e.units
+	e.units = 0
+	e.mu.Unlock()
+	if units == 0 {
 		return nil
 	}
-	units := e.units
-	if err := s.setUnits(ctx, k, e, 0); err != nil {
+	restore := func() {
+		e.mu.Lock()
+		e.units += units
+		e.mu.Unlock()
+	}
+	if err := s.persist(ctx, k, e); err != nil {
+		restore() // never durably emptied: still here
 		return err
 	}
 	rem, err := s.opts.Central.Restock(ctx, k[0], k[1], units)
@@ -234,13 +285,15 @@ func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
 		if errors.Is(err, spot.ErrUnknownOutcome) {
 			return nil // returned or lost; never doubled
 		}
-		// Not applied: keep the units here.
-		if err2 := s.setUnits(ctx, k, e, units); err2 != nil {
-			s.opts.Logger.Error("stock: restoring an escrow failed; its units are lost (undersold)", "units", units, "err", err2)
+		restore() // not applied: keep the units here
+		if err2 := s.persist(ctx, k, e); err2 != nil {
+			s.opts.Logger.Error("stock: restoring an escrow failed; its units are lost if the PoP crashes (undersold)", "units", units, "err", err2)
 		}
 		return err
 	}
+	e.mu.Lock()
 	e.central, e.seen = rem, true
+	e.mu.Unlock()
 	return nil
 }
 
@@ -287,14 +340,15 @@ func (s *Stock) rebalance(k [2]string, c verge.Counter) {
 	}
 	e := s.escrows[k]
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.central, e.seen = rem, true
+	units := e.units
+	e.mu.Unlock()
 	switch {
 	case rem <= c.Threshold:
 		if err := s.giveBack(ctx, k, e); err != nil && !errors.Is(err, spot.ErrUnavailable) {
 			s.opts.Logger.Warn("stock: returning an escrow", "app", k[0], "counter", k[1], "err", err)
 		}
-	case e.units < (c.Grant+1)/2:
+	case units < (c.Grant+1)/2:
 		s.refill(ctx, k, c, e, 0)
 	}
 }
