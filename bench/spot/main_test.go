@@ -180,8 +180,10 @@ func TestThresholdSmoke(t *testing.T) {
 	if above["counter"] != "plenty" || num(t, above, "takes") != 40 || num(t, above, "centre_stock_before") <= 20 {
 		t.Errorf("above: %v", above)
 	}
-	// Far above the threshold every take is served from the escrow.
-	if num(t, above, "local") != 40 || num(t, above, "local_fraction") != 1 {
+	// Far above the threshold takes are served from the escrow; a few wait
+	// for a grant while the escrow's grant grows to the demand (each
+	// doubling follows one such wait, up to 64 times the declared grant).
+	if num(t, above, "local") < 40-8 {
 		t.Errorf("above the threshold: %v of 40 takes local", above["local"])
 	}
 	checkStats(t, "above take", obj(t, above, "take"), 40)
@@ -202,7 +204,7 @@ func TestThresholdSmoke(t *testing.T) {
 	if num(t, cc, "concurrency") != 4 || num(t, cc, "takes_per_s") <= 0 || num(t, cc, "hot_doc_writes_per_s") <= 0 || num(t, cc, "distinct_doc_writes_per_s") <= 0 {
 		t.Errorf("concurrent: %v", cc)
 	}
-	if num(t, cc, "take_local_fraction") != 1 {
+	if num(t, cc, "take_local_fraction") < 0.5 {
 		t.Errorf("concurrent takes above the threshold: %v local", cc["take_local_fraction"])
 	}
 	// Never oversold, nothing lost: centre + escrows + sold = restocked.

@@ -62,6 +62,7 @@ type Stock struct {
 	stop     chan struct{}
 	done     chan struct{}
 	once     sync.Once
+	kick     chan struct{} // capacity 1: an escrow ran low, rebalance now
 }
 
 // escrow is one stock's units at this PoP. mu guards the fields and is never
@@ -76,7 +77,19 @@ type escrow struct {
 	central   int64 // the centre's stock when last seen
 	seen      bool  // central is known
 	refilling bool  // a grant is being taken from the centre
+	// refillDone is closed when the refill in progress ends; refillOK
+	// says whether it brought a grant.
+	refillDone chan struct{}
+	refillOK   bool
+	// grant adapts to demand: it doubles (up to maxGrowth × the declared
+	// grant) each time takes ran the escrow dry before a background refill
+	// arrived, since an escrow sustains at most grant / round trip takes a
+	// second; low (half of it) is where a background refill starts.
+	grant, low int64
+	granted    bool // a grant has arrived since start
 }
+
+const maxGrowth = 64
 
 // Take is the outcome of a take, with where it was served.
 type Take struct {
@@ -93,7 +106,7 @@ func New(opts Options) (*Stock, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Stock{opts: opts, counters: map[[2]string]verge.Counter{}, escrows: map[[2]string]*escrow{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	for _, m := range opts.Apps {
 		if opts.AtCentre {
 			break
@@ -105,7 +118,7 @@ func New(opts Options) (*Stock, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.escrows[k] = &escrow{units: units}
+			s.escrows[k] = &escrow{units: units, grant: c.Grant, low: (c.Grant + 1) / 2}
 		}
 	}
 	go s.rebalanceLoop()
@@ -144,6 +157,12 @@ func (s *Stock) persist(ctx context.Context, k [2]string, e *escrow) error {
 	return err
 }
 
+func (e *escrow) unitsNow() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.units
+}
+
 // Escrowed returns the units this PoP holds of a stock.
 func (s *Stock) Escrowed(app, counter string) int64 {
 	e := s.escrows[[2]string{app, counter}]
@@ -171,12 +190,12 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (Take, e
 		return Take{Take: t}, err
 	}
 	e := s.escrows[k]
-	if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
-		return Take{Take: t, Local: true}, err
-	}
-	if s.refill(ctx, k, c, e, n) {
+	for attempt := range 4 { // bounded: each retry follows a grant
 		if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
-			return Take{Take: t}, err // waited for a grant: not local
+			return Take{Take: t, Local: attempt == 0}, err // after a grant: waited on the WAN
+		}
+		if !s.refill(ctx, k, c, e, n) {
+			break
 		}
 	}
 	// Low stock: give back what this PoP holds, then sell at the centre.
@@ -201,6 +220,12 @@ func (s *Stock) takeLocal(ctx context.Context, k [2]string, e *escrow, n int64) 
 	}
 	e.units -= n
 	rem := e.central + e.units
+	if e.units < e.low && !e.refilling {
+		select { // refill ahead of need, off this request's path
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
 	e.mu.Unlock()
 	if err := s.persist(ctx, k, e); err != nil {
 		// Not acknowledged; the units stay out of the escrow (undersold).
@@ -210,21 +235,37 @@ func (s *Stock) takeLocal(ctx context.Context, k [2]string, e *escrow, n int64) 
 }
 
 // refill takes a grant from the centre into the escrow if the centre is (as
-// last seen, or now) above the threshold by at least the grant. Only one
-// refill of an escrow runs at a time, and takes from it go on meanwhile.
-func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *escrow, need int64) bool {
+// last seen, or now) above the threshold by at least the grant, and reports
+// whether it did. Only one refill of an escrow runs at a time: a caller
+// that finds one in progress waits for it and shares its outcome, and takes
+// from the escrow go on meanwhile.
+func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *escrow, need int64) (ok bool) {
 	e.mu.Lock()
 	if e.refilling {
+		done := e.refillDone
 		e.mu.Unlock()
-		return false
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return false
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.refillOK
 	}
-	grant := max(c.Grant, need-e.units)
+	if need > 0 && e.granted && e.grant < maxGrowth*c.Grant {
+		// A take is waiting: the escrow ran dry before it was refilled.
+		e.grant = min(2*e.grant, maxGrowth*c.Grant)
+		e.low = (e.grant + 1) / 2
+	}
+	grant := max(e.grant, need-e.units)
 	central, seen := e.central, e.seen
-	e.refilling = true
+	e.refilling, e.refillDone = true, make(chan struct{})
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
-		e.refilling = false
+		e.refilling, e.refillOK = false, ok
+		close(e.refillDone)
 		e.mu.Unlock()
 	}()
 	if !seen {
@@ -234,7 +275,10 @@ func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *esc
 		}
 		central = rem
 	}
-	if central-grant < c.Threshold {
+	// Never take the centre below the threshold: a smaller grant if that
+	// still covers the need.
+	grant = min(grant, central-c.Threshold)
+	if grant <= 0 || grant < need-e.unitsNow() {
 		e.mu.Lock()
 		e.central, e.seen = central, true
 		e.mu.Unlock()
@@ -250,6 +294,7 @@ func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *esc
 	e.central, e.seen = t.Remaining, true
 	if t.OK {
 		e.units += grant
+		e.granted = true
 	}
 	e.mu.Unlock()
 	if !t.OK {
@@ -322,6 +367,7 @@ func (s *Stock) rebalanceLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
+		case <-s.kick:
 		}
 		for k, c := range s.counters {
 			s.rebalance(k, c)
@@ -348,7 +394,7 @@ func (s *Stock) rebalance(k [2]string, c verge.Counter) {
 		if err := s.giveBack(ctx, k, e); err != nil && !errors.Is(err, spot.ErrUnavailable) {
 			s.opts.Logger.Warn("stock: returning an escrow", "app", k[0], "counter", k[1], "err", err)
 		}
-	case units < (c.Grant+1)/2:
+	case units < e.low:
 		s.refill(ctx, k, c, e, 0)
 	}
 }
