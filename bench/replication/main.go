@@ -33,14 +33,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"math"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -52,6 +48,7 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge"
+	bc "github.com/verge-edge/verge/bench/internal/cluster"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/pop"
@@ -82,21 +79,6 @@ scope = "global"
 name = "carts"
 scope = "local"
 `
-
-// sites are where the PoPs are (cmd/verge's defaultPoPs): the first is
-// central, the others spread so that latencies differ.
-var sites = []verge.PoP{
-	{ID: "ord", Region: "us", Lat: 41.98, Lon: -87.90, Central: true},
-	{ID: "sfo", Region: "us", Lat: 37.62, Lon: -122.38},
-	{ID: "iad", Region: "us", Lat: 38.95, Lon: -77.46},
-	{ID: "fra", Region: "eu", Lat: 50.04, Lon: 8.56},
-	{ID: "sin", Region: "ap", Lat: 1.36, Lon: 103.99},
-	{ID: "syd", Region: "ap", Lat: -33.95, Lon: 151.18},
-	{ID: "lhr", Region: "eu", Lat: 51.47, Lon: -0.45},
-	{ID: "nrt", Region: "ap", Lat: 35.77, Lon: 140.39},
-	{ID: "gru", Region: "sa", Lat: -23.43, Lon: -46.47},
-	{ID: "jnb", Region: "af", Lat: -26.14, Lon: 28.24},
-}
 
 type config struct {
 	pops        int
@@ -131,6 +113,15 @@ func defaultConfig() config {
 		isolate: "syd", partitionFor: 30 * time.Second, partitionDocs: 10000, convergeMax: 60 * time.Second,
 	}
 }
+
+// Shared with bench/spot.
+var (
+	ms         = bc.Ms
+	round      = bc.Round
+	percentile = bc.Percentile
+	sleep      = bc.Sleep
+	metWord    = bc.MetWord
+)
 
 func main() {
 	cfg := defaultConfig()
@@ -222,8 +213,8 @@ func main() {
 }
 
 func (c *config) check() error {
-	if c.pops < 2 || c.pops > len(sites) {
-		return fmt.Errorf("-pops %d: want 2..%d", c.pops, len(sites))
+	if c.pops < 2 || c.pops > len(pop.Sites) {
+		return fmt.Errorf("-pops %d: want 2..%d", c.pops, len(pop.Sites))
 	}
 	ids := c.ids()
 	if !slices.Contains(ids, c.delayFrom) {
@@ -251,7 +242,7 @@ func (c *config) check() error {
 func (c *config) ids() []string {
 	ids := make([]string, c.pops)
 	for i := range ids {
-		ids[i] = sites[i].ID
+		ids[i] = pop.Sites[i].ID
 	}
 	return ids
 }
@@ -299,23 +290,10 @@ type env struct {
 type hook func(at, from string, keys []store.Key)
 
 type cluster struct {
-	cfg    config
-	dir    string
-	net    verge.Network
-	ids    []string
-	pops   map[string]*pop.PoP
-	layers map[string]*netsim.Layer
-	hook   atomic.Pointer[hook]
-	env    env
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	*bc.Cluster
+	cfg  config
+	hook atomic.Pointer[hook]
+	env  env
 }
 
 // startCluster starts cfg.pops PoPs over a WAN of model m and waits until
@@ -326,110 +304,54 @@ func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, 
 		return nil, err
 	}
 	man.Functions = nil
-	dir, err := os.MkdirTemp("", "verge-bench-repl-")
+	c := &cluster{cfg: cfg}
+	cc, err := bc.Start(ctx, bc.Options{
+		PoPs: cfg.pops, Model: m, Manifest: man, Window: cfg.window, AntiEntropy: cfg.antiEntropy,
+		NoSync: cfg.noSync, Verbose: cfg.verbose,
+		Applied: func(at, from string, keys []store.Key) {
+			if h := c.hook.Load(); h != nil {
+				(*h)(at, from, keys)
+			}
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{cfg: cfg, dir: dir, ids: cfg.ids(), pops: map[string]*pop.PoP{}, layers: map[string]*netsim.Layer{}}
+	c.Cluster = cc
 	defer func() {
 		if err != nil {
 			c.close()
 		}
 	}()
-	meshAddrs := map[string]string{}
-	for i, id := range c.ids {
-		p := sites[i]
-		p.Number = uint16(i + 1)
-		c.net.PoPs = append(c.net.PoPs, p)
-		if meshAddrs[id], err = freeAddr(); err != nil {
-			return nil, err
-		}
-	}
-	for _, p := range c.net.PoPs {
-		l := netsim.NewLayer(netsim.Point{Lat: p.Lat, Lon: p.Lon}, m)
-		for _, q := range c.net.PoPs {
-			if q.ID != p.ID {
-				if err := l.AddPeer(q.ID, meshAddrs[q.ID], netsim.Point{Lat: q.Lat, Lon: q.Lon}); err != nil {
-					return nil, err
-				}
-			}
-		}
-		c.layers[p.ID] = l
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if cfg.verbose {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	started := time.Now()
-	type res struct {
-		id  string
-		p   *pop.PoP
-		err error
-	}
-	ch := make(chan res, len(c.ids))
-	for _, id := range c.ids {
-		go func() {
-			p, err := pop.Start(ctx, pop.Options{
-				Self: id, Network: c.net, MeshAddrs: meshAddrs, Data: filepath.Join(dir, id), App: man,
-				Layer: c.layers[id], Window: cfg.window, AntiEntropy: cfg.antiEntropy, NoSync: cfg.noSync,
-				Logger: logger.With("pop", id),
-				Applied: func(from string, keys []store.Key) {
-					if h := c.hook.Load(); h != nil {
-						(*h)(id, from, keys)
-					}
-				},
-			})
-			ch <- res{id, p, err}
-		}()
-	}
-	var errs []error
-	for range c.ids {
-		r := <-ch
-		if r.err != nil {
-			errs = append(errs, r.err)
-			continue
-		}
-		c.pops[r.id] = r.p
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("starting the PoPs: %w", err)
-	}
 	// Warm up: a write at every PoP, visible at every PoP, means every
 	// link is connected and every sender knows its peer's watermark.
 	want := map[string]string{}
-	for _, id := range c.ids {
-		doc, err := c.pops[id].Data.Update(ctx, appName, hotColl, "warm-"+id, []crdt.Op{setOp("at", strconv.Quote(id))})
+	for _, id := range c.IDs {
+		doc, err := c.PoPs[id].Data.Update(ctx, appName, hotColl, "warm-"+id, []crdt.Op{setOp("at", strconv.Quote(id))})
 		if err != nil {
 			return nil, fmt.Errorf("warm-up write at %s: %w", id, err)
 		}
 		want["warm-"+id] = string(doc)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		missing := ""
-		for _, id := range c.ids {
+	err = bc.Wait(ctx, 60*time.Second, 10*time.Millisecond, func() error {
+		for _, id := range c.IDs {
 			for key, doc := range want {
-				if got, _, _ := c.pops[id].Data.Get(appName, hotColl, key); string(got) != doc {
-					missing = id + " lacks " + key
+				if got, _, _ := c.PoPs[id].Data.Get(appName, hotColl, key); string(got) != doc {
+					return fmt.Errorf("the PoPs did not replicate to each other within 60 s of starting (%s lacks %s)", id, key)
 				}
 			}
 		}
-		if missing == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the PoPs did not replicate to each other within 60 s of starting (%s)", missing)
-		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
-			return nil, err
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if m.Scale == 0 {
 		m.Base = 0 // no delay at all: do not report one
 	}
 	c.env = env{
-		Go: runtime.Version(), CPUs: runtime.NumCPU(), PoPs: c.ids, NoSync: cfg.noSync,
-		WindowMs: ms(cfg.window), LatencyScale: m.Scale, BaseMs: ms(m.Base), StartupMs: ms(time.Since(started)),
+		Go: runtime.Version(), CPUs: runtime.NumCPU(), PoPs: c.IDs, NoSync: cfg.noSync,
+		WindowMs: ms(cfg.window), LatencyScale: m.Scale, BaseMs: ms(m.Base), StartupMs: ms(cc.Started),
 	}
 	return c, nil
 }
@@ -442,41 +364,14 @@ func (c *cluster) setHook(h hook) {
 	c.hook.Store(&h)
 }
 
-// close stops every PoP (in parallel: each may wait for its peers) and
-// removes their directory.
-func (c *cluster) close() {
-	var wg sync.WaitGroup
-	for _, p := range c.pops {
-		wg.Go(p.Close)
-	}
-	wg.Wait()
-	os.RemoveAll(c.dir)
-}
+func (c *cluster) close() { c.Cluster.Close() }
 
-func (c *cluster) oneWay(from, to string) time.Duration {
-	for _, l := range c.layers[from].Links() {
-		if l.Peer == to {
-			return l.OneWay
-		}
-	}
-	return 0
-}
+func (c *cluster) oneWay(from, to string) time.Duration { return c.OneWay(from, to) }
 
 func setOp(path, v string) crdt.Op { return crdt.Op{Op: "set", Path: path, Value: json.RawMessage(v)} }
 
 func incrOp(path string, n int) crdt.Op {
 	return crdt.Op{Op: "increment", Path: path, Value: json.RawMessage(strconv.Itoa(n))}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // pace calls fn(i) for i in [0, n) from workers goroutines, write i due at
@@ -522,22 +417,6 @@ func pace(ctx context.Context, n int, rate float64, workers int, fn func(i int) 
 		first = ctx.Err()
 	}
 	return start, end, first
-}
-
-func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-func round(v float64, digits int) float64 {
-	p := math.Pow(10, float64(digits))
-	return math.Round(v*p) / p
-}
-
-// percentile is the nearest-rank q-quantile of sorted v.
-func percentile(v []time.Duration, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(v)))) - 1
-	return v[max(0, min(i, len(v)-1))]
 }
 
 // ---- delay ----
@@ -587,7 +466,7 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 	took := make([]time.Duration, n)
 	var mu sync.Mutex
 	seen := map[string][]time.Time{} // destination → visibility time per write
-	for _, id := range c.ids {
+	for _, id := range c.IDs {
 		if id != cfg.delayFrom {
 			seen[id] = make([]time.Time, n)
 		}
@@ -614,7 +493,7 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 	})
 	defer c.setHook(nil)
 
-	w := c.pops[cfg.delayFrom].Data
+	w := c.PoPs[cfg.delayFrom].Data
 	start, end, err := pace(ctx, n, cfg.delayRate, 8, func(i int) error {
 		t0 := time.Now()
 		_, err := w.Update(ctx, appName, hotColl, name(i), []crdt.Op{setOp("i", strconv.Itoa(i))})
@@ -652,7 +531,7 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 	slices.Sort(took)
 	r.WriteP50Ms = ms(percentile(took, 0.5))
 	var parts []string
-	for _, id := range c.ids {
+	for _, id := range c.IDs {
 		if id == cfg.delayFrom {
 			continue
 		}
@@ -685,13 +564,6 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 	r.Summary = fmt.Sprintf("delay: %d writes at %s, %.0f/s; ack→visible ms (p99/goal): %s; goal %s",
 		n, cfg.delayFrom, r.AchievedPerS, strings.Join(parts, ", "), metWord(r.Met))
 	return r, nil
-}
-
-func metWord(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
 }
 
 // ---- rate ----
@@ -751,14 +623,14 @@ type linkSnap struct {
 
 func (c *cluster) snapLinks() linkSnap {
 	s := linkSnap{sent: map[[2]string][3]uint64{}, wire: map[[2]string]uint64{}}
-	for _, from := range c.ids {
-		for to, st := range c.pops[from].Repl.Links() {
+	for _, from := range c.IDs {
+		for to, st := range c.PoPs[from].Repl.Links() {
 			s.sent[[2]string{from, to}] = [3]uint64{st.Batches, st.Items, st.Bytes}
 		}
 		// Bytes from A to B: what A writes on its connection to B's
 		// server, plus what B reads on its connection to A's server
 		// (netsim delays and counts on the dialing side only).
-		for _, l := range c.layers[from].Links() {
+		for _, l := range c.Layers[from].Links() {
 			s.wire[[2]string{from, l.Peer}] += l.Out.Bytes
 			s.wire[[2]string{l.Peer, from}] += l.In.Bytes
 		}
@@ -773,7 +645,7 @@ func runRate(ctx context.Context, cfg config) (*rateResult, error) {
 		return nil, err
 	}
 	defer c.close()
-	writers := c.ids
+	writers := c.IDs
 	if cfg.rateAt != "all" {
 		writers = []string{cfg.rateAt}
 	}
@@ -785,7 +657,7 @@ func runRate(ctx context.Context, cfg config) (*rateResult, error) {
 		before := c.snapLinks()
 		start, end, err := pace(ctx, n, float64(rate), cfg.writers, func(i int) error {
 			at := writers[i%len(writers)]
-			_, err := c.pops[at].Data.Update(ctx, appName, hotColl, doc(i), []crdt.Op{incrOp("n", 1)})
+			_, err := c.PoPs[at].Data.Update(ctx, appName, hotColl, doc(i), []crdt.Op{incrOp("n", 1)})
 			return err
 		})
 		after := c.snapLinks()
@@ -796,7 +668,7 @@ func runRate(ctx context.Context, cfg config) (*rateResult, error) {
 		rr := rateRun{TargetPerS: rate, Writes: n, AchievedPerS: round(float64(n)/secs, 1), SecondsMs: ms(end.Sub(start)),
 			LimitPerS: round(1/cfg.window.Seconds(), 2)}
 		for _, from := range writers {
-			for _, to := range c.ids {
+			for _, to := range c.IDs {
 				if to == from {
 					continue
 				}
@@ -859,9 +731,9 @@ func (c *cluster) waitCounts(ctx context.Context, doc func(int) string, want []i
 	for {
 		ok := true
 	check:
-		for _, id := range c.ids {
+		for _, id := range c.IDs {
 			for i, w := range want {
-				b, found, err := c.pops[id].Data.Get(appName, hotColl, doc(i))
+				b, found, err := c.PoPs[id].Data.Get(appName, hotColl, doc(i))
 				if err != nil {
 					return false, 0, err
 				}
@@ -934,7 +806,7 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	defer c.close()
 	iso := cfg.isolate
 	var others []string
-	for _, id := range c.ids {
+	for _, id := range c.IDs {
 		if id != iso {
 			others = append(others, id)
 		}
@@ -951,9 +823,9 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	expect := make([]string, n)
 
 	cut := time.Now()
-	c.layers[iso].PartitionAll()
+	c.Layers[iso].PartitionAll()
 	for _, id := range others {
-		if err := c.layers[id].Partition(iso); err != nil {
+		if err := c.Layers[id].Partition(iso); err != nil {
 			return nil, err
 		}
 	}
@@ -961,7 +833,7 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	// connected side to replicate among itself.
 	spread := cfg.partitionFor * 8 / 10
 	start, end, err := pace(ctx, n, float64(n)/max(spread.Seconds(), 1e-3), cfg.writers, func(i int) error {
-		doc, err := c.pops[writer(i)].Data.Update(ctx, appName, hotColl, name(i), []crdt.Op{setOp("i", strconv.Itoa(i)), setOp("at", strconv.Quote(writer(i)))})
+		doc, err := c.PoPs[writer(i)].Data.Update(ctx, appName, hotColl, name(i), []crdt.Op{setOp("i", strconv.Itoa(i)), setOp("at", strconv.Quote(writer(i)))})
 		expect[i] = string(doc)
 		return err
 	})
@@ -984,7 +856,7 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	// What each PoP lacks, in write order; polled from the back, since
 	// shipping follows the writers' logs.
 	missing := map[string][]int{}
-	for _, id := range c.ids {
+	for _, id := range c.IDs {
 		for i := range n {
 			if !c.has(id, name(i), expect[i]) {
 				missing[id] = append(missing[id], i)
@@ -1007,16 +879,16 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	})
 	defer c.setHook(nil)
 	before := c.snapLinks()
-	c.layers[iso].HealAll()
+	c.Layers[iso].HealAll()
 	for _, id := range others {
-		if err := c.layers[id].Heal(iso); err != nil {
+		if err := c.Layers[id].Heal(iso); err != nil {
 			return nil, err
 		}
 	}
 	deadline := healed.Add(cfg.convergeMax)
 	for {
 		left := 0
-		for _, id := range c.ids {
+		for _, id := range c.IDs {
 			l := missing[id]
 			for len(l) > 0 && c.has(id, name(l[len(l)-1]), expect[l[len(l)-1]]) {
 				l = l[:len(l)-1]
@@ -1053,11 +925,11 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	// Full check: every document at every PoP, as JSON and as state.
 	for i := range n {
 		var first []byte
-		for j, id := range c.ids {
+		for j, id := range c.IDs {
 			if !c.has(id, name(i), expect[i]) {
 				r.JSONMismatches++
 			}
-			st, _, err := c.pops[id].Data.Store().Get(store.Key{App: appName, Collection: hotColl, Doc: name(i)})
+			st, _, err := c.PoPs[id].Data.Store().Get(store.Key{App: appName, Collection: hotColl, Doc: name(i)})
 			if err != nil {
 				return nil, err
 			}
@@ -1091,6 +963,6 @@ func maxOther(m map[string]int, skip string) int {
 
 // has reports whether PoP id reads doc as want.
 func (c *cluster) has(id, doc, want string) bool {
-	got, found, err := c.pops[id].Data.Get(appName, hotColl, doc)
+	got, found, err := c.PoPs[id].Data.Get(appName, hotColl, doc)
 	return err == nil && found && string(got) == want
 }

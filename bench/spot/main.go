@@ -39,13 +39,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -56,6 +52,7 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge"
+	bc "github.com/verge-edge/verge/bench/internal/cluster"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/pop"
@@ -97,21 +94,6 @@ grant = %d
 `, appName, localColl, plentyName, threshold, grant, scarceName, threshold, grant)
 }
 
-// sites are where the PoPs are (cmd/verge's defaultPoPs): the first is
-// central, the others spread so that latencies differ.
-var sites = []verge.PoP{
-	{ID: "ord", Region: "us", Lat: 41.98, Lon: -87.90, Central: true},
-	{ID: "sfo", Region: "us", Lat: 37.62, Lon: -122.38},
-	{ID: "iad", Region: "us", Lat: 38.95, Lon: -77.46},
-	{ID: "fra", Region: "eu", Lat: 50.04, Lon: 8.56},
-	{ID: "sin", Region: "ap", Lat: 1.36, Lon: 103.99},
-	{ID: "syd", Region: "ap", Lat: -33.95, Lon: 151.18},
-	{ID: "lhr", Region: "eu", Lat: 51.47, Lon: -0.45},
-	{ID: "nrt", Region: "ap", Lat: 35.77, Lon: 140.39},
-	{ID: "gru", Region: "sa", Lat: -23.43, Lon: -46.47},
-	{ID: "jnb", Region: "af", Lat: -26.14, Lon: 28.24},
-}
-
 type config struct {
 	pops    int
 	noSync  bool
@@ -142,6 +124,15 @@ func defaultConfig() config {
 		stockConc: 16, stockFor: 3 * time.Second,
 	}
 }
+
+// Shared with bench/replication.
+var (
+	ms         = bc.Ms
+	round      = bc.Round
+	percentile = bc.Percentile
+	sleep      = bc.Sleep
+	metWord    = bc.MetWord
+)
 
 func main() {
 	cfg := defaultConfig()
@@ -225,8 +216,8 @@ func parseInts(s string) ([]int, error) {
 }
 
 func (c *config) check() error {
-	if c.pops < 2 || c.pops > len(sites) {
-		return fmt.Errorf("-pops %d: want 2..%d", c.pops, len(sites))
+	if c.pops < 2 || c.pops > len(pop.Sites) {
+		return fmt.Errorf("-pops %d: want 2..%d", c.pops, len(pop.Sites))
 	}
 	ids := c.ids()
 	if !slices.Contains(ids[1:], c.stockAt) {
@@ -256,7 +247,7 @@ func (c *config) check() error {
 func (c *config) ids() []string {
 	ids := make([]string, c.pops)
 	for i := range ids {
-		ids[i] = sites[i].ID
+		ids[i] = pop.Sites[i].ID
 	}
 	return ids
 }
@@ -303,143 +294,62 @@ type env struct {
 // ---- the cluster ----
 
 type cluster struct {
-	dir     string
-	ids     []string
-	central string
-	pops    map[string]*pop.PoP
-	layers  map[string]*netsim.Layer
-	env     env
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	*bc.Cluster
+	env env
 }
 
 // startCluster starts cfg.pops PoPs over a WAN of model m and waits until
-// every edge PoP reaches the centre's SPOT.
+// every edge reaches the centre's SPOT.
 func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, err error) {
 	man, err := verge.ParseManifest("verge.toml", []byte(manifestFor(cfg.threshold, cfg.grant)))
 	if err != nil {
 		return nil, err
 	}
 	man.Functions = nil
-	dir, err := os.MkdirTemp("", "verge-bench-spot-")
+	cc, err := bc.Start(ctx, bc.Options{PoPs: cfg.pops, Model: m, Manifest: man, NoSync: cfg.noSync, Verbose: cfg.verbose})
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{dir: dir, ids: cfg.ids(), central: sites[0].ID, pops: map[string]*pop.PoP{}, layers: map[string]*netsim.Layer{}}
+	c := &cluster{Cluster: cc}
 	defer func() {
 		if err != nil {
 			c.close()
 		}
 	}()
-	fsync, err := fsyncCost(dir, 200)
+	fsync, err := fsyncCost(cc.Dir, 200)
 	if err != nil {
-		return nil, fmt.Errorf("measuring fsync in %s: %w", dir, err)
-	}
-	var network verge.Network
-	meshAddrs := map[string]string{}
-	for i, id := range c.ids {
-		p := sites[i]
-		p.Number = uint16(i + 1)
-		network.PoPs = append(network.PoPs, p)
-		if meshAddrs[id], err = freeAddr(); err != nil {
-			return nil, err
-		}
-	}
-	for _, p := range network.PoPs {
-		l := netsim.NewLayer(netsim.Point{Lat: p.Lat, Lon: p.Lon}, m)
-		for _, q := range network.PoPs {
-			if q.ID != p.ID {
-				if err := l.AddPeer(q.ID, meshAddrs[q.ID], netsim.Point{Lat: q.Lat, Lon: q.Lon}); err != nil {
-					return nil, err
-				}
-			}
-		}
-		c.layers[p.ID] = l
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if cfg.verbose {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	started := time.Now()
-	type res struct {
-		id  string
-		p   *pop.PoP
-		err error
-	}
-	ch := make(chan res, len(c.ids))
-	for _, id := range c.ids {
-		go func() {
-			p, err := pop.Start(ctx, pop.Options{
-				Self: id, Network: network, MeshAddrs: meshAddrs, Data: filepath.Join(dir, id), App: man,
-				Layer: c.layers[id], NoSync: cfg.noSync, Logger: logger.With("pop", id),
-			})
-			ch <- res{id, p, err}
-		}()
-	}
-	var errs []error
-	for range c.ids {
-		r := <-ch
-		if r.err != nil {
-			errs = append(errs, r.err)
-			continue
-		}
-		c.pops[r.id] = r.p
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("starting the PoPs: %w", err)
+		return nil, fmt.Errorf("measuring fsync in %s: %w", cc.Dir, err)
 	}
 	// An edge's SPOT client fails fast while its link to the centre is
 	// not up yet: wait until every edge gets an answer.
-	deadline := time.Now().Add(60 * time.Second)
-	for _, id := range c.ids {
-		for {
-			_, err := c.pops[id].Spot.Counter(ctx, appName, "warm")
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("%s did not reach the centre's SPOT within 60 s of starting: %w", id, err)
-			}
-			if err := sleep(ctx, 20*time.Millisecond); err != nil {
-				return nil, err
-			}
+	for _, id := range c.IDs {
+		err := bc.Wait(ctx, 60*time.Second, 20*time.Millisecond, func() error {
+			_, err := c.PoPs[id].Spot.Counter(ctx, appName, "warm")
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s did not reach the centre's SPOT within 60 s of starting: %w", id, err)
 		}
 	}
 	if m.Scale == 0 {
 		m.Base = 0 // no delay at all: do not report one
 	}
 	c.env = env{
-		Go: runtime.Version(), CPUs: runtime.NumCPU(), PoPs: c.ids, NoSync: cfg.noSync,
-		LatencyScale: m.Scale, BaseMs: ms(m.Base), StartupMs: ms(time.Since(started)),
+		Go: runtime.Version(), CPUs: runtime.NumCPU(), PoPs: c.IDs, NoSync: cfg.noSync,
+		LatencyScale: m.Scale, BaseMs: ms(m.Base), StartupMs: ms(cc.Started),
 		FsyncP50Ms: ms(percentile(fsync, 0.5)), FsyncP99Ms: ms(percentile(fsync, 0.99)),
 	}
 	return c, nil
 }
 
-// close stops every PoP (in parallel: each may wait for its peers) and
-// removes their directory.
-func (c *cluster) close() {
-	var wg sync.WaitGroup
-	for _, p := range c.pops {
-		wg.Go(p.Close)
-	}
-	wg.Wait()
-	os.RemoveAll(c.dir)
-}
+func (c *cluster) close() { c.Cluster.Close() }
 
 // rtt is the round trip from an edge PoP to the centre over its dialed
 // link: netsim delays both directions on the dialing side, so a request
 // and its reply cost exactly twice the one-way latency.
 func (c *cluster) rtt(id string) time.Duration {
-	for _, l := range c.layers[id].Links() {
-		if l.Peer == c.central {
+	for _, l := range c.Layers[id].Links() {
+		if l.Peer == c.Central {
 			return 2 * l.OneWay
 		}
 	}
@@ -474,33 +384,6 @@ func incrOp(path string, n int) crdt.Op {
 	return crdt.Op{Op: "increment", Path: path, Value: json.RawMessage(strconv.Itoa(n))}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-func round(v float64, digits int) float64 {
-	p := math.Pow(10, float64(digits))
-	return math.Round(v*p) / p
-}
-
-// percentile is the nearest-rank q-quantile of sorted v.
-func percentile(v []time.Duration, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(v)))) - 1
-	return v[max(0, min(i, len(v)-1))]
-}
-
 // stats summarises latencies (sorted in place).
 type stats struct {
 	N     int     `json:"n"`
@@ -512,13 +395,6 @@ type stats struct {
 func summarize(v []time.Duration) stats {
 	slices.Sort(v)
 	return stats{N: len(v), P50Ms: ms(percentile(v, 0.5)), P99Ms: ms(percentile(v, 0.99)), MaxMs: ms(percentile(v, 1))}
-}
-
-func metWord(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
 }
 
 // timed runs fn from workers goroutines until d has passed (or fn fails)
@@ -622,10 +498,10 @@ func runLatency(ctx context.Context, cfg config) (*latencyResult, error) {
 	}
 	defer c.close()
 	// Enough of the undeclared stock for every take, restocked at the centre.
-	if _, err := c.pops[c.central].Spot.Restock(ctx, appName, openStock, int64(cfg.pops*(cfg.latencyOps+10))); err != nil {
+	if _, err := c.PoPs[c.Central].Spot.Restock(ctx, appName, openStock, int64(cfg.pops*(cfg.latencyOps+10))); err != nil {
 		return nil, fmt.Errorf("restocking %s: %w", openStock, err)
 	}
-	r := &latencyResult{Scenario: "latency", Env: c.env, Central: c.central, OpsEach: cfg.latencyOps, Met: true, P99Met: true, PingMet: true}
+	r := &latencyResult{Scenario: "latency", Env: c.env, Central: c.Central, OpsEach: cfg.latencyOps, Met: true, P99Met: true, PingMet: true}
 	// The centre alone first: its row is the engine's own cost, free of
 	// the load the edges put on it. Then every edge at once, each one
 	// caller, as independent PoPs would.
@@ -641,14 +517,14 @@ func runLatency(ctx context.Context, cfg config) (*latencyResult, error) {
 		mu.Unlock()
 		return nil
 	}
-	progress("latency: %d of each operation at %s", cfg.latencyOps, c.central)
-	if err := measure(c.central); err != nil {
+	progress("latency: %d of each operation at %s", cfg.latencyOps, c.Central)
+	if err := measure(c.Central); err != nil {
 		return nil, err
 	}
 	progress("latency: %d of each operation at every edge PoP at once", cfg.latencyOps)
 	var wg sync.WaitGroup
-	errs := make([]error, len(c.ids))
-	for i, id := range c.ids[1:] {
+	errs := make([]error, len(c.IDs))
+	for i, id := range c.IDs[1:] {
 		wg.Go(func() { errs[i] = measure(id) })
 	}
 	wg.Wait()
@@ -656,7 +532,7 @@ func runLatency(ctx context.Context, cfg config) (*latencyResult, error) {
 		return nil, err
 	}
 	var parts []string
-	for _, id := range c.ids {
+	for _, id := range c.IDs {
 		row := rows[id]
 		r.Rows = append(r.Rows, row)
 		r.Met = r.Met && row.Met
@@ -683,7 +559,7 @@ func runLatency(ctx context.Context, cfg config) (*latencyResult, error) {
 // after the other (interleaved, so that all three see the same
 // conditions), after a few calls of each left out as warm-up.
 func spotLatency(ctx context.Context, c *cluster, id string, n int) (latencyRow, error) {
-	p := c.pops[id]
+	p := c.PoPs[id]
 	const warm = 5
 	var claims, takes, updates, pings []time.Duration
 	doc := "doc-" + id
@@ -715,8 +591,8 @@ func spotLatency(ctx context.Context, c *cluster, id string, n int) (latencyRow,
 			return latencyRow{}, fmt.Errorf("update_doc at revision %d returned revision %d", rev, newRev)
 		}
 		rev = newRev
-		if id != c.central {
-			if _, err := p.Mesh.Request(ctx, c.central, "inc", []byte(id)); err != nil {
+		if id != c.Central {
+			if _, err := p.Mesh.Request(ctx, c.Central, "inc", []byte(id)); err != nil {
 				return latencyRow{}, fmt.Errorf("mesh ping: %w", err)
 			}
 		}
@@ -732,7 +608,7 @@ func spotLatency(ctx context.Context, c *cluster, id string, n int) (latencyRow,
 	goal := rtt + latencySlack
 	var ping stats
 	row := latencyRow{PoP: id, RTTMs: ms(rtt), GoalMs: ms(goal)}
-	if id != c.central {
+	if id != c.Central {
 		ping = summarize(pings)
 		row.Ping = &ping
 	}
@@ -778,13 +654,13 @@ func runThroughput(ctx context.Context, cfg config) (*throughputResult, error) {
 		return nil, err
 	}
 	defer c.close()
-	e := c.pops[c.central].Spot
+	e := c.PoPs[c.Central].Spot
 	const hot = "hot"
 	const stocked = math.MaxInt64 / 2
 	if _, err := e.Restock(ctx, appName, hot, stocked); err != nil {
 		return nil, err
 	}
-	r := &throughputResult{Scenario: "throughput", Env: c.env, At: c.central}
+	r := &throughputResult{Scenario: "throughput", Env: c.env, At: c.Central}
 	var keys atomic.Int64
 	for _, op := range []string{"claim", "take"} {
 		for _, conc := range cfg.tputConc {
@@ -832,7 +708,7 @@ func runThroughput(ctx context.Context, cfg config) (*throughputResult, error) {
 		}
 		parts = append(parts, fmt.Sprintf("%s×%d %.0f/s (p50 %.1f p99 %.1f ms)%s", run.Op, run.Concurrency, run.OpsPerS, run.Latency.P50Ms, run.Latency.P99Ms, exact))
 	}
-	r.Summary = fmt.Sprintf("throughput at %s (fsync %.2f ms): %s", c.central, c.env.FsyncP50Ms, strings.Join(parts, ", "))
+	r.Summary = fmt.Sprintf("throughput at %s (fsync %.2f ms): %s", c.Central, c.env.FsyncP50Ms, strings.Join(parts, ", "))
 	return r, nil
 }
 
@@ -897,8 +773,8 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		return nil, err
 	}
 	defer c.close()
-	centre := c.pops[c.central].Spot
-	at := c.pops[cfg.stockAt]
+	centre := c.PoPs[c.Central].Spot
+	at := c.PoPs[cfg.stockAt]
 	// Far above the threshold: enough for every take here, at every
 	// other PoP's escrow, and the concurrent run, and never near the
 	// threshold.
@@ -1019,8 +895,8 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, id := range c.ids {
-			total += c.pops[id].Stock.Escrowed(appName, plentyName)
+		for _, id := range c.IDs {
+			total += c.PoPs[id].Stock.Escrowed(appName, plentyName)
 		}
 		if r.Accounted = total+sold.Load() == plenty; r.Accounted || time.Now().After(deadline) {
 			break

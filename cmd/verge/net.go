@@ -46,20 +46,6 @@ type netPoP struct {
 	Config  string  `json:"config"`
 }
 
-// defaultPoPs is where `verge net up --pops N` puts PoPs: the first is
-// central, the rest spread over the world so that latencies differ.
-var defaultPoPs = []pop.PoPConfig{
-	{ID: "ord", Region: "us", Lat: 41.98, Lon: -87.90, Central: true},
-	{ID: "sfo", Region: "us", Lat: 37.62, Lon: -122.38},
-	{ID: "iad", Region: "us", Lat: 38.95, Lon: -77.46},
-	{ID: "fra", Region: "eu", Lat: 50.04, Lon: 8.56},
-	{ID: "sin", Region: "ap", Lat: 1.36, Lon: 103.99},
-	{ID: "syd", Region: "ap", Lat: -33.95, Lon: 151.18},
-	{ID: "lhr", Region: "eu", Lat: 51.47, Lon: -0.45},
-	{ID: "nrt", Region: "ap", Lat: 35.77, Lon: 140.39},
-	{ID: "gru", Region: "sa", Lat: -23.43, Lon: -46.47},
-	{ID: "jnb", Region: "af", Lat: -26.14, Lon: 28.24},
-}
 
 func runNet(args []string, stdout, stderr io.Writer) error {
 	sub := map[string]func([]string, io.Writer, io.Writer) error{
@@ -176,10 +162,12 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: unknown key %q", *topo, und[0].String())
 		}
 	} else {
-		if *n < 1 || *n > len(defaultPoPs) {
-			return &usageError{fmt.Sprintf("--pops must be 1..%d (or give --topology)", len(defaultPoPs))}
+		if *n < 1 || *n > len(pop.Sites) {
+			return &usageError{fmt.Sprintf("--pops must be 1..%d (or give --topology)", len(pop.Sites))}
 		}
-		t.PoPs = append(t.PoPs, defaultPoPs[:*n]...)
+		for _, p := range pop.Sites[:*n] {
+			t.PoPs = append(t.PoPs, pop.PoPConfig{ID: p.ID, Region: p.Region, Lat: p.Lat, Lon: p.Lon, Central: p.Central})
+		}
 		t.Groups = map[string][]string{}
 		for _, p := range t.PoPs {
 			t.Groups[p.Region] = append(t.Groups[p.Region], p.ID)
