@@ -26,6 +26,7 @@ func commands() []command {
 	return []command{
 		{"dev", "serve an app on this machine, reloading functions when their modules change", runDev},
 		{"serve", "run one PoP of a network (--config FILE)", runServe},
+		{"spot-server", "run a central server that replicates the SPOT (JetStream R3)", runSpotServer},
 		{"net", "run a whole network of PoPs on this machine, and break it", runNet},
 		{"data", "read and write an app's documents through the admin API", runData},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {

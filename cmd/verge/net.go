@@ -31,6 +31,17 @@ import (
 type netFile struct {
 	PoPs   []netPoP            `json:"pops"`
 	Groups map[string][]string `json:"groups,omitempty"`
+	// SpotServers are the two extra central servers of a SPOT replicated
+	// three ways (--spot-replicas 3).
+	SpotServers []spotProc `json:"spot_servers,omitempty"`
+}
+
+type spotProc struct {
+	ID     string   `json:"id"`
+	Listen string   `json:"listen"`
+	PID    int      `json:"pid"`
+	Dir    string   `json:"dir"`
+	Args   []string `json:"args"`
 }
 
 type netPoP struct {
@@ -102,6 +113,26 @@ func writeNet(dir string, n *netFile) error {
 	return os.Rename(tmp, filepath.Join(dir, "net.json"))
 }
 
+func (n *netFile) pids() []int {
+	var out []int
+	for _, p := range n.PoPs {
+		out = append(out, p.PID)
+	}
+	for _, sp := range n.SpotServers {
+		out = append(out, sp.PID)
+	}
+	return out
+}
+
+func (n *netFile) spotServer(id string) *spotProc {
+	for i := range n.SpotServers {
+		if n.SpotServers[i].ID == id {
+			return &n.SpotServers[i]
+		}
+	}
+	return nil
+}
+
 func (n *netFile) pop(id string) (*netPoP, error) {
 	for i := range n.PoPs {
 		if n.PoPs[i].ID == id {
@@ -143,6 +174,7 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	spotTimeout := fs.Duration("spot-timeout", 2*time.Second, "how long an edge PoP waits for the centre before a SPOT operation fails")
 	noBuild := fs.Bool("no-build", false, "do not run the app's build commands")
 	noSync := fs.Bool("no-sync", false, "acknowledge writes before fsync (benchmarks only: a crash loses writes)")
+	spotReplicas := fs.Int("spot-replicas", 1, "replicate the SPOT over this many central servers: 1, or 3 (two verge spot-server processes join the central PoP)")
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
@@ -203,13 +235,49 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	if *spotReplicas != 1 && *spotReplicas != 3 {
+		return &usageError{"--spot-replicas must be 1 or 3"}
+	}
 	nf := &netFile{Groups: t.Groups}
+	var spotCfg *pop.SpotConfig
+	if *spotReplicas == 3 {
+		var central string
+		for _, p := range t.PoPs {
+			if p.Central {
+				central = p.ID
+			}
+		}
+		var clusters [3]string
+		for i := range clusters {
+			if clusters[i], err = freePort(); err != nil {
+				return err
+			}
+		}
+		spotCfg = &pop.SpotConfig{Replicas: 3, Cluster: clusters[0], Routes: []string{clusters[1], clusters[2]}}
+		for i := 1; i <= 2; i++ {
+			listen, err := freePort()
+			if err != nil {
+				return err
+			}
+			id := fmt.Sprintf("%s-spot%d", central, i)
+			dir := filepath.Join(absDir, id)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			nf.SpotServers = append(nf.SpotServers, spotProc{ID: id, Listen: listen, Dir: dir, Args: []string{"spot-server",
+				"--data", filepath.Join(dir, "data"), "--name", "verge-" + id, "--listen", listen,
+				"--cluster", clusters[i], "--routes", clusters[0] + "," + clusters[3-i]}})
+		}
+	}
 	for _, p := range t.PoPs {
 		cfg := pop.Config{
 			ID: p.ID, Data: "data", App: absApp, CacheDir: filepath.Join(absDir, "cache"),
 			BatchWindow: window.String(), AntiEntropy: ae.String(), SpotTimeout: spotTimeout.String(), NoSync: *noSync,
 			WAN:  pop.WANConfig{Scale: *scale, Base: base.String(), Jitter: jitter.String(), Loss: *loss},
 			PoPs: t.PoPs, Groups: t.Groups,
+		}
+		if p.Central {
+			cfg.Spot = spotCfg
 		}
 		pdir := filepath.Join(absDir, p.ID)
 		if err := os.MkdirAll(pdir, 0o755); err != nil {
@@ -225,6 +293,12 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 		}
 		nf.PoPs = append(nf.PoPs, netPoP{ID: p.ID, Region: p.Region, HTTP: p.HTTP, Admin: p.Admin, Central: p.Central,
 			Mesh: p.Mesh, Lat: p.Lat, Lon: p.Lon, Config: path})
+	}
+	for i := range nf.SpotServers {
+		sp := &nf.SpotServers[i]
+		if sp.PID, err = startProcess(sp.Dir, sp.Args); err != nil {
+			return err
+		}
 	}
 	// The central PoP first: the others learn their incarnation from it.
 	for i := range nf.PoPs {
@@ -246,31 +320,39 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// startPoP starts `verge serve` for p in its own session, so it outlives
-// this command and a kill -9 of it reaches only it.
-func startPoP(p *netPoP) error {
+// startPoP starts `verge serve` for p.
+func startPoP(p *netPoP) (err error) {
+	p.PID, err = startProcess(filepath.Dir(p.Config), []string{"serve", "--config", p.Config})
+	if err != nil {
+		return fmt.Errorf("starting PoP %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// startProcess starts this verge binary with args in its own session, so it
+// outlives this command and a kill -9 of it reaches only it; its output
+// goes to dir/log.
+func startProcess(dir string, args []string) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	pdir := filepath.Dir(p.Config)
-	logf, err := os.OpenFile(filepath.Join(pdir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "---- %s start\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(exe, "serve", "--config", p.Config)
-	cmd.Dir = pdir
+	cmd := exec.Command(exe, args...)
+	cmd.Dir = dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting PoP %s: %w", p.ID, err)
+		return 0, err
 	}
-	p.PID = cmd.Process.Pid
 	go cmd.Wait() // reap it if this command lives on (tests)
-	return nil
+	return cmd.Process.Pid, nil
 }
 
 // waitReady waits until p answers on its admin API.
@@ -321,18 +403,19 @@ func netDown(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range nf.PoPs {
-		if alive(p.PID) {
-			syscall.Kill(p.PID, syscall.SIGTERM)
+	pids := nf.pids()
+	for _, pid := range pids {
+		if alive(pid) {
+			syscall.Kill(pid, syscall.SIGTERM)
 		}
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for _, p := range nf.PoPs {
-		for alive(p.PID) && time.Now().Before(deadline) {
+	for _, pid := range pids {
+		for alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if alive(p.PID) {
-			syscall.Kill(p.PID, syscall.SIGKILL)
+		if alive(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 	if err := os.Remove(filepath.Join(*dir, "net.json")); err != nil {
@@ -355,20 +438,26 @@ func netKill(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := nf.pop(pos[0])
-	if err != nil {
+	pid := 0
+	if sp := nf.spotServer(pos[0]); sp != nil {
+		pid = sp.PID
+	} else {
+		p, err := nf.pop(pos[0])
+		if err != nil {
+			return err
+		}
+		pid = p.PID
+	}
+	if !alive(pid) {
+		return fmt.Errorf("%s is not running", pos[0])
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return err
 	}
-	if !alive(p.PID) {
-		return fmt.Errorf("PoP %s is not running", p.ID)
-	}
-	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
-		return err
-	}
-	for i := 0; i < 500 && alive(p.PID); i++ {
+	for i := 0; i < 500 && alive(pid); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	fmt.Fprintf(stdout, "verge: PoP %s killed (SIGKILL)\n", p.ID)
+	fmt.Fprintf(stdout, "verge: %s killed (SIGKILL)\n", pos[0])
 	return nil
 }
 
@@ -384,6 +473,19 @@ func netRestart(args []string, stdout, stderr io.Writer) error {
 	nf, err := readNet(*dir)
 	if err != nil {
 		return err
+	}
+	if sp := nf.spotServer(pos[0]); sp != nil {
+		if alive(sp.PID) {
+			return fmt.Errorf("%s is running; kill it first", sp.ID)
+		}
+		if sp.PID, err = startProcess(sp.Dir, sp.Args); err != nil {
+			return err
+		}
+		if err := writeNet(*dir, nf); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "verge: %s restarted (pid %d)\n", sp.ID, sp.PID)
+		return nil
 	}
 	p, err := nf.pop(pos[0])
 	if err != nil {

@@ -62,12 +62,42 @@ type Options struct {
 	// JetStreamDir, when set, enables JetStream on the embedded server with
 	// its storage there and an fsync on every write (the central PoP's SPOT).
 	JetStreamDir string
+	// Cluster, with JetStreamDir, joins this PoP's server to the cluster of
+	// central servers that replicate the SPOT (JetStream R3). The routes
+	// are the other central servers; edge PoPs never join it.
+	Cluster *Cluster
 	// PingInterval bounds how long a silently dead link goes unnoticed
 	// (about three intervals). Default 1 s.
 	PingInterval time.Duration
 	// OnPeer is called (from a nats.go callback goroutine) when a peer's
 	// connection comes up or goes down.
 	OnPeer func(id string, up bool)
+}
+
+// Cluster is a NATS cluster of central servers.
+type Cluster struct {
+	Name   string   // the same on every member
+	Listen string   // host:port for routes from the other members
+	Routes []string // host:port of the other members' route listeners
+}
+
+// Apply sets the cluster options of a NATS server.
+func (c *Cluster) Apply(so *server.Options) error {
+	host, portStr, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("cluster listen address %q: %w", c.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("cluster listen address %q: bad port", c.Listen)
+	}
+	so.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	var routes []string
+	for _, r := range c.Routes {
+		routes = append(routes, "nats-route://"+r)
+	}
+	so.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+	return nil
 }
 
 // MaxPayload is the largest message the mesh carries. Replication batches
@@ -150,6 +180,11 @@ func Start(opts Options) (*Mesh, error) {
 		so.StoreDir = opts.JetStreamDir
 		so.SyncAlways = true
 		so.DisableJetStreamBanner = true
+		if opts.Cluster != nil {
+			if err := opts.Cluster.Apply(so); err != nil {
+				return nil, fmt.Errorf("mesh: %w", err)
+			}
+		}
 	}
 	srv, err := server.NewServer(so)
 	if err != nil {

@@ -28,9 +28,9 @@ func (p *PoP) startSpot(ctx context.Context) error {
 	self, _ := p.opts.Network.PoP(p.opts.Self)
 	central, _ := p.opts.Network.Central()
 	if self.Central {
-		js, err := spot.NewJetStream(ctx, p.Mesh.Local(), spot.Config{})
+		js, err := p.openEngine(ctx)
 		if err != nil {
-			return fmt.Errorf("SPOT engine: %w", err)
+			return err
 		}
 		stop, err := spot.Serve(p.Mesh.Local(), spotPrefix, js)
 		if err != nil {
@@ -49,6 +49,25 @@ func (p *PoP) startSpot(ctx context.Context) error {
 	var err error
 	p.Stock, err = stock.New(stock.Options{Central: p.Spot, Store: p.Data.Store(), Apps: apps, AtCentre: self.Central, Logger: p.log})
 	return err
+}
+
+// openEngine opens the SPOT buckets. Replicated over three central
+// servers, the cluster first elects a leader: wait for it (bounded).
+func (p *PoP) openEngine(ctx context.Context) (*spot.JetStream, error) {
+	deadline := time.Now().Add(p.opts.CentralWait)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		js, err := spot.NewJetStream(actx, p.Mesh.Local(), spot.Config{Replicas: p.opts.SpotReplicas})
+		cancel()
+		if err == nil {
+			return js, nil
+		}
+		if p.opts.SpotReplicas <= 1 || time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("SPOT engine: %w", err)
+		}
+		p.log.Info("waiting for the central servers to form the SPOT cluster", "err", err)
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // facade is the SPOT as functions and the admin API see it: takes of

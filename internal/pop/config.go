@@ -33,6 +33,7 @@ type Config struct {
 	NoSync bool `toml:"no_sync"`
 
 	WAN    WANConfig           `toml:"wan"`
+	Spot   *SpotConfig         `toml:"spot"`
 	TLS    *TLSConfig          `toml:"tls"`
 	PoPs   []PoPConfig         `toml:"pop"`
 	Groups map[string][]string `toml:"groups"`
@@ -59,6 +60,14 @@ type WANConfig struct {
 	Base   string  `toml:"base"`   // fixed one-way delay per link, e.g. "2ms"
 	Jitter string  `toml:"jitter"` // up to this much extra per chunk
 	Loss   float64 `toml:"loss"`   // probability that a chunk waits for a retransmission
+}
+
+// SpotConfig, on the central PoP, replicates the SPOT over three central
+// servers (JetStream R3): this PoP's server and two `verge spot-server`s.
+type SpotConfig struct {
+	Replicas int      `toml:"replicas"` // 1 (default) or 3
+	Cluster  string   `toml:"cluster"`  // host:port of this PoP's route listener
+	Routes   []string `toml:"routes"`   // the other central servers' route listeners
 }
 
 // TLSConfig secures the mesh: every PoP presents cert/key and trusts ca.
@@ -120,6 +129,17 @@ func (c *Config) check() error {
 			}
 		}
 	}
+	if sp := c.Spot; sp != nil {
+		if !c.Self().Central {
+			return fmt.Errorf("spot: only the central PoP replicates the SPOT")
+		}
+		if sp.Replicas != 1 && sp.Replicas != 3 {
+			return fmt.Errorf("spot.replicas: %d; want 1 or 3", sp.Replicas)
+		}
+		if sp.Replicas == 3 && (sp.Cluster == "" || len(sp.Routes) != 2) {
+			return fmt.Errorf("spot: replicas = 3 needs cluster (this PoP's route address) and routes (the two other central servers)")
+		}
+	}
 	if c.WAN.Scale < 0 || c.WAN.Loss < 0 || c.WAN.Loss >= 1 {
 		return fmt.Errorf("wan: scale must be ≥ 0 and loss in [0, 1)")
 	}
@@ -155,6 +175,9 @@ func (c *Config) path(p string) string {
 	return filepath.Join(c.dir, p)
 }
 
+// SpotClusterName names the NATS cluster of the central servers.
+const SpotClusterName = "verge-spot"
+
 func dur(s string) time.Duration {
 	d, _ := time.ParseDuration(s) // checked by check
 	return d
@@ -188,6 +211,10 @@ func (c *Config) Options() (Options, *netsim.Layer, error) {
 		}
 	}
 	o.Layer = layer
+	if sp := c.Spot; sp != nil && sp.Replicas == 3 {
+		o.SpotReplicas = 3
+		o.SpotCluster = &mesh.Cluster{Name: SpotClusterName, Listen: sp.Cluster, Routes: sp.Routes}
+	}
 	if c.TLS != nil {
 		srv, cli, err := c.TLS.load(c)
 		if err != nil {

@@ -66,6 +66,10 @@ type Options struct {
 	Applied func(peer string, keys []store.Key)
 	// NoSync acknowledges writes before fsync (tests and benchmarks only).
 	NoSync bool
+	// SpotReplicas and SpotCluster (central PoP only): replicate the SPOT
+	// over three central servers (JetStream R3).
+	SpotReplicas int
+	SpotCluster  *mesh.Cluster
 	// SpotTimeout bounds a SPOT operation from an edge PoP (default 2 s):
 	// when the centre does not answer, it fails fast with a clear error.
 	SpotTimeout time.Duration
@@ -150,7 +154,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	p.Mesh, err = mesh.Start(mesh.Options{
 		ID: opts.Self, Listen: opts.MeshAddrs[opts.Self], Peers: peers,
 		ServerTLS: opts.ServerTLS, ClientTLS: opts.ClientTLS, Dialer: dialer(opts.Layer),
-		JetStreamDir: jsDir,
+		JetStreamDir: jsDir, Cluster: opts.SpotCluster,
 		OnPeer: func(id string, up bool) {
 			p.log.Info("link", "peer", id, "up", up)
 			if r := p.repl0.Load(); r != nil {

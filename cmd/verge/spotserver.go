@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/pop"
+	"github.com/verge-edge/verge/internal/spot"
+)
+
+// runSpotServer runs one of the two extra central servers that, with the
+// central PoP's own, replicate the SPOT three ways (JetStream R3). It holds
+// data and votes; it serves no requests.
+func runSpotServer(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("spot-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "", "data directory (JetStream store)")
+	name := fs.String("name", "", "server name, unique in the cluster")
+	listen := fs.String("listen", "127.0.0.1:0", "client address")
+	cluster := fs.String("cluster", "", "this server's route address")
+	routes := fs.String("routes", "", "the other central servers' route addresses, comma-separated")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: verge spot-server --data DIR --name NAME --cluster ADDR --routes ADDR,ADDR\n\nRuns a central server that replicates the SPOT (see docs/spot.md).\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *name == "" || *cluster == "" || *routes == "" {
+		return &usageError{"--data, --name, --cluster and --routes are required"}
+	}
+	o := spot.ServerOptions(*dir)
+	o.ServerName = *name
+	host, port, err := splitPort(*listen)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	o.Host, o.Port = host, port
+	if port == 0 {
+		o.Port = server.RANDOM_PORT
+	}
+	c := &mesh.Cluster{Name: pop.SpotClusterName, Listen: *cluster, Routes: strings.Split(*routes, ",")}
+	if err := c.Apply(o); err != nil {
+		return &usageError{err.Error()}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := spot.StartServer(o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "verge: spot server %s ready (client %s, cluster %s)\n", *name, s.Addr(), *cluster)
+	<-ctx.Done()
+	s.Shutdown()
+	s.WaitForShutdown()
+	return nil
+}
+
+func splitPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("address %q: bad port", addr)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,100 @@
+package spot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Three clustered central servers replicate the buckets (R3): the SPOT
+// keeps working, and keeps every acknowledged write, when one of them dies.
+func TestReplicatedOverThreeServers(t *testing.T) {
+	t.Parallel()
+	var ports [3]int
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	var servers [3]*server.Server
+	for i := range servers {
+		o := ServerOptions(t.TempDir())
+		o.ServerName = fmt.Sprintf("verge-central-%d", i)
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+			}
+		}
+		o.Cluster = server.ClusterOpts{Name: "verge-spot", Host: "127.0.0.1", Port: ports[i]}
+		o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		s, err := StartServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers[i] = s
+		t.Cleanup(s.Shutdown)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var e *JetStream
+	for {
+		actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+		e, err = NewJetStream(actx, nc, Config{Replicas: 3, Shards: 2})
+		acancel()
+		if err == nil {
+			break
+		}
+		t.Logf("waiting for the cluster: %v", err)
+		if ctx.Err() != nil {
+			t.Fatalf("R3 buckets: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond) // the cluster elects its meta leader first
+	}
+	if c, err := e.Claim(ctx, "shop", "users", "joe", "a"); err != nil || !c.Claimed {
+		t.Fatalf("claim: %+v, %v", c, err)
+	}
+	if _, err := e.Restock(ctx, "shop", "brush", 10); err != nil {
+		t.Fatal(err)
+	}
+	servers[2].Shutdown()
+	servers[2].WaitForShutdown()
+	// The streams whose leader died elect another: until then operations
+	// fail as unavailable (nothing applied), then they succeed again.
+	var c Claim
+	for {
+		if c, err = e.Claim(ctx, "shop", "users", "joe", "b"); err == nil || ctx.Err() != nil {
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("claim during the election: %v, want ErrUnavailable", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil || c.Claimed || c.Owner != "a" {
+		t.Fatalf("claim by another owner with one server down: %+v, %v", c, err)
+	}
+	if tk, err := e.Take(ctx, "shop", "brush", 3); err != nil || !tk.OK || tk.Remaining != 7 {
+		t.Fatalf("take with one server down: %+v, %v", tk, err)
+	}
+}
