@@ -57,7 +57,6 @@ type netPoP struct {
 	Config  string  `json:"config"`
 }
 
-
 func runNet(args []string, stdout, stderr io.Writer) error {
 	sub := map[string]func([]string, io.Writer, io.Writer) error{
 		"up": netUp, "down": netDown, "partition": netPartition, "heal": netHeal,
