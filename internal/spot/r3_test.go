@@ -32,8 +32,11 @@ func TestReplicatedOverThreeServers(t *testing.T) {
 		ports[i] = freePort(t)
 	}
 	var servers [3]*server.Server
+	var serverOpts [3]*server.Options
 	for i := range servers {
 		o := ServerOptions(t.TempDir())
+		serverOpts[i] = o
+		o.Port = freePort(t)
 		o.ServerName = fmt.Sprintf("verge-central-%d", i)
 		var routes []string
 		for j, p := range ports {
@@ -71,16 +74,46 @@ func TestReplicatedOverThreeServers(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond) // the cluster elects its meta leader first
 	}
+	// A linearizability check across the failure of one of the three
+	// servers: four edge clients and the engine itself, the third server
+	// shut down a third of the way in.
+	serve(t, servers[0], e, "spot")
+	es := []Engine{e}
+	for range 4 {
+		es = append(es, NewClient(connect(t, servers[0].ClientURL()), "spot", 5*time.Second))
+	}
+	w := &workload{app: "lin", claimKeys: []string{"joe", "ann"}, counters: []string{"sku"}, docs: []string{"d"}, releases: true, owners: 3}
+	h := newHistory()
+	go func() {
+		time.Sleep(2 * time.Second)
+		servers[1].Shutdown()
+	}()
+	w.run(t, h, es, 8, 200, 6*time.Second)
+	if len(h.ops) < 100 {
+		t.Fatalf("only %d operations recorded", len(h.ops))
+	}
+	h.check(t)
+	servers[1].WaitForShutdown()
+
 	if c, err := e.Claim(ctx, "shop", "users", "joe", "a"); err != nil || !c.Claimed {
 		t.Fatalf("claim: %+v, %v", c, err)
 	}
 	if _, err := e.Restock(ctx, "shop", "brush", 10); err != nil {
 		t.Fatal(err)
 	}
+	// Back to three, then lose another one. The streams whose leader died
+	// elect another: until then operations fail as unavailable, then they
+	// succeed again.
+	restarted := ServerOptions(serverOpts[1].StoreDir)
+	restarted.ServerName, restarted.Cluster, restarted.Routes = "verge-central-1", serverOpts[1].Cluster, serverOpts[1].Routes
+	restarted.Port = serverOpts[1].Port
+	s1, err := StartServer(restarted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s1.Shutdown)
 	servers[2].Shutdown()
 	servers[2].WaitForShutdown()
-	// The streams whose leader died elect another: until then operations
-	// fail as unavailable (nothing applied), then they succeed again.
 	var c Claim
 	for {
 		if c, err = e.Claim(ctx, "shop", "users", "joe", "b"); err == nil || ctx.Err() != nil {
