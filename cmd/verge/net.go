@@ -402,20 +402,15 @@ func netDown(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Signal every process first so that they shut down together.
 	pids := nf.pids()
 	for _, pid := range pids {
 		if alive(pid) {
 			syscall.Kill(pid, syscall.SIGTERM)
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
 	for _, pid := range pids {
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if alive(pid) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
+		stopProcess(pid, syscall.SIGTERM, 15*time.Second)
 	}
 	if err := os.Remove(filepath.Join(*dir, "net.json")); err != nil {
 		return err
@@ -424,85 +419,85 @@ func netDown(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func netKill(args []string, stdout, stderr io.Writer) error {
-	fs, dir := netFlags("kill", stderr)
+// netTarget parses the one PoP or spot-server id a subcommand acts on.
+func netTarget(name string, args []string, stderr io.Writer) (dir, id string, nf *netFile, err error) {
+	fs, d := netFlags(name, stderr)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return err
+		return "", "", nil, err
 	}
 	if len(pos) != 1 {
-		return &usageError{"expected one PoP id"}
+		return "", "", nil, &usageError{"expected one PoP id"}
 	}
-	nf, err := readNet(*dir)
+	nf, err = readNet(*d)
+	return *d, pos[0], nf, err
+}
+
+// stopProcess sends sig and waits (bounded) for the process to exit; after
+// a SIGTERM that does not end it within wait, it sends SIGKILL.
+func stopProcess(pid int, sig syscall.Signal, wait time.Duration) {
+	if !alive(pid) {
+		return
+	}
+	syscall.Kill(pid, sig)
+	for deadline := time.Now().Add(wait); alive(pid) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(pid) && sig != syscall.SIGKILL {
+		stopProcess(pid, syscall.SIGKILL, wait)
+	}
+}
+
+func netKill(args []string, stdout, stderr io.Writer) error {
+	_, id, nf, err := netTarget("kill", args, stderr)
 	if err != nil {
 		return err
 	}
 	pid := 0
-	if sp := nf.spotServer(pos[0]); sp != nil {
+	if sp := nf.spotServer(id); sp != nil {
 		pid = sp.PID
 	} else {
-		p, err := nf.pop(pos[0])
+		p, err := nf.pop(id)
 		if err != nil {
 			return err
 		}
 		pid = p.PID
 	}
 	if !alive(pid) {
-		return fmt.Errorf("%s is not running", pos[0])
+		return fmt.Errorf("%s is not running", id)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		return err
-	}
-	for i := 0; i < 500 && alive(pid); i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	fmt.Fprintf(stdout, "verge: %s killed (SIGKILL)\n", pos[0])
+	stopProcess(pid, syscall.SIGKILL, 5*time.Second)
+	fmt.Fprintf(stdout, "verge: %s killed (SIGKILL)\n", id)
 	return nil
 }
 
 func netRestart(args []string, stdout, stderr io.Writer) error {
-	fs, dir := netFlags("restart", stderr)
-	pos, err := parseInterspersed(fs, args)
+	dir, id, nf, err := netTarget("restart", args, stderr)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return &usageError{"expected one PoP id"}
-	}
-	nf, err := readNet(*dir)
-	if err != nil {
-		return err
-	}
-	if sp := nf.spotServer(pos[0]); sp != nil {
+	if sp := nf.spotServer(id); sp != nil {
 		if alive(sp.PID) {
 			return fmt.Errorf("%s is running; kill it first", sp.ID)
 		}
 		if sp.PID, err = startProcess(sp.Dir, sp.Args); err != nil {
 			return err
 		}
-		if err := writeNet(*dir, nf); err != nil {
+		if err := writeNet(dir, nf); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "verge: %s restarted (pid %d)\n", sp.ID, sp.PID)
 		return nil
 	}
-	p, err := nf.pop(pos[0])
+	p, err := nf.pop(id)
 	if err != nil {
 		return err
 	}
-	if alive(p.PID) {
-		syscall.Kill(p.PID, syscall.SIGTERM)
-		for i := 0; i < 1500 && alive(p.PID); i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if alive(p.PID) {
-			syscall.Kill(p.PID, syscall.SIGKILL)
-		}
-	}
+	stopProcess(p.PID, syscall.SIGTERM, 15*time.Second)
 	if err := startPoP(p); err != nil {
 		return err
 	}
-	if err := writeNet(*dir, nf); err != nil {
+	if err := writeNet(dir, nf); err != nil {
 		return err
 	}
 	if err := waitReady(p, 60*time.Second); err != nil {

@@ -103,6 +103,7 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 			restricted = append(restricted, c)
 		}
 	}
+	atCentre := p.central()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		home := r.Header.Get(homeHeader)
 		if home == "" {
@@ -117,7 +118,7 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 			p.forward(w, r, home, restricted)
 			return
 		}
-		if !p.central() {
+		if !atCentre {
 			if _, ok := centralRoute(m, r.URL.Path); ok {
 				p.forwardCentral(w, r)
 				return
