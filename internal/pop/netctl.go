@@ -24,9 +24,10 @@ func (p *PoP) netControl(mux *http.ServeMux) {
 			Bytes     uint64  `json:"bytes_sent"`
 		}
 		out := struct {
-			PoP   string `json:"pop"`
-			Links []link `json:"links"`
-		}{PoP: p.opts.Self, Links: []link{}}
+			PoP      string `json:"pop"`
+			Repaired uint64 `json:"repaired_docs"` // merged by anti-entropy
+			Links    []link `json:"links"`
+		}{PoP: p.opts.Self, Repaired: p.Repl.Repaired(), Links: []link{}}
 		sent := p.Repl.Links()
 		var status map[string]struct {
 			down bool

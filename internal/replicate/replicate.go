@@ -77,9 +77,7 @@ type Replicator struct {
 
 	truncated atomic.Uint64 // our log is truncated up to here
 
-	// stats, for benchmarks and metrics
-	batchesSent, itemsSent, bytesSent atomic.Uint64
-	repaired                          atomic.Uint64
+	repaired atomic.Uint64 // documents merged by anti-entropy
 }
 
 // peerLink is the sending side towards one peer.
@@ -190,6 +188,9 @@ func (r *Replicator) Close() {
 	}
 }
 
+// Repaired is the number of documents anti-entropy has merged here.
+func (r *Replicator) Repaired() uint64 { return r.repaired.Load() }
+
 // Links returns what was sent to each peer.
 func (r *Replicator) Links() map[string]LinkStats {
 	out := map[string]LinkStats{}
@@ -289,7 +290,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 	if errors.Is(err, store.ErrTruncated) {
 		// The peer is behind our truncation point: it repairs by anti-entropy.
 		b.Reset = true
-		trunc := r.truncatedUpTo()
+		trunc := r.truncated.Load()
 		b.From = max(from, trunc+1)
 		entries, err = r.st.LogSince(r.origin, b.From-1, maxBatchEntries)
 		signal(p.ae)
@@ -338,9 +339,6 @@ func (r *Replicator) sendBatch(p *peerLink) {
 		p.stats.Batches++
 		p.stats.Items += uint64(len(b.Items))
 		p.stats.Bytes += uint64(len(msg))
-		r.batchesSent.Add(1)
-		r.itemsSent.Add(uint64(len(b.Items)))
-		r.bytesSent.Add(uint64(len(msg)))
 		a, err := wire.DecodeAck(out)
 		if err != nil {
 			r.opts.Logf("replicate: %s: bad ack: %v", p.id, err)
@@ -357,7 +355,6 @@ func (r *Replicator) sendBatch(p *peerLink) {
 	}()
 }
 
-func (r *Replicator) truncatedUpTo() uint64 { return r.truncated.Load() }
 
 // coalesce fills b with the entries that concern peer, one item per
 // document: its deltas in order, or its current state when that is smaller.
