@@ -355,7 +355,6 @@ func (r *Replicator) sendBatch(p *peerLink) {
 	}()
 }
 
-
 // coalesce fills b with the entries that concern peer, one item per
 // document: its deltas in order, or its current state when that is smaller.
 func (r *Replicator) coalesce(peer string, b *wire.Batch, entries []store.Entry) {
