@@ -34,11 +34,11 @@ type run struct {
 	cs       *callState    // the request's state for the host ABI; nil outside requests
 	env      []string      // the guest's environment, "KEY=VALUE"
 	limit    time.Duration // CPU time
-	spent    time.Duration // CPU time of the segments before this one (see blocking)
-	cpuBase  time.Duration // thread CPU clock at this segment's start, estimated at its first yield
-	cpuKnown bool
-	start    time.Time // this segment's start
-	deadline time.Time // zero: none
+	spent    time.Duration // measured CPU time of the segments before this one (see blocking)
+	cpuBase  time.Duration // thread CPU clock when this segment's measurement began
+	cpuWall  time.Time     // wall clock at the same moment
+	cpuKnown bool          // false until the clock is first read in the request's first segment
+	deadline time.Time     // zero: none
 	cause    error     // why the guest was stopped
 }
 
@@ -65,16 +65,19 @@ func (r *run) stop() bool {
 		r.cause = errWallTime
 		return true
 	}
-	// The thread clock is a system call (~1 µs on a VM), so the warm path
-	// never reads it: most requests finish before their first yield. At the
-	// first yield the start is estimated by charging all wall time so far as
-	// CPU time (an upper bound); CPU time never exceeds wall time, so later
-	// the clock is read only once the wall time could allow the limit.
-	elapsed := now.Sub(r.start)
+	// The thread clock is a system call (~1.5 µs on a VM), so a request's
+	// warm path never reads it: most requests finish before their first
+	// yield. Measurement begins at that first yield; the stretch before it
+	// (at most one yield interval of guest code) is not charged. Wall time
+	// is never charged as CPU time: on a busy machine a descheduled thread
+	// would be stopped for time it did not run. Once measuring, the clock is
+	// read only when the wall time since could already exceed the limit,
+	// since CPU time never exceeds wall time.
 	if !r.cpuKnown {
-		r.cpuBase, r.cpuKnown = ThreadCPUTime()-elapsed, true
+		r.cpuBase, r.cpuWall, r.cpuKnown = ThreadCPUTime(), now, true
+		return false
 	}
-	if r.spent+elapsed >= r.limit && r.spent+ThreadCPUTime()-r.cpuBase >= r.limit {
+	if r.spent+now.Sub(r.cpuWall) >= r.limit && r.spent+ThreadCPUTime()-r.cpuBase >= r.limit {
 		r.cause = errCPUTime
 		return true
 	}
@@ -82,18 +85,16 @@ func (r *run) stop() bool {
 }
 
 // pause ends a segment of guest execution on this thread before the
-// goroutine blocks, charging its CPU time (or its wall time, an upper bound,
-// when the clock was never read); resume starts the next one.
+// goroutine blocks, charging its measured CPU time; resume starts the next
+// one. Both read the thread clock: they surround a wait that costs far more.
 func (r *run) pause() {
 	if r.cpuKnown {
 		r.spent += ThreadCPUTime() - r.cpuBase
-	} else {
-		r.spent += time.Since(r.start)
 	}
 }
 
 func (r *run) resume() {
-	r.start, r.cpuKnown = time.Now(), false
+	r.cpuBase, r.cpuWall, r.cpuKnown = ThreadCPUTime(), time.Now(), true
 }
 
 // limited runs fn, which executes guest code, on a locked OS thread (so the
@@ -124,7 +125,7 @@ func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *c
 	defer func() { <-slots }()
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
-	r := &run{ctx: ctx, cs: cs, env: env, limit: limit, start: time.Now(), deadline: deadline}
+	r := &run{ctx: ctx, cs: cs, env: env, limit: limit, deadline: deadline}
 	err := fn(context.WithValue(ctx, runKey{}, r))
 	if err != nil && r.cause != nil {
 		return &stopped{cause: r.cause, err: err}
