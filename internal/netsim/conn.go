@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -25,6 +27,11 @@ const (
 	// linger bounds how long Close keeps delivering queued bytes to a peer
 	// that does not read, after the last one was due.
 	linger = 5 * time.Second
+	// fine is how close to a delivery time wait stops using Go timers.
+	// The runtime's netpoller sleeps in whole milliseconds, so a timer
+	// fires 0.6–1 ms late here, on each direction of every round trip; a
+	// nanosleep for the last stretch is late by ~0.1 ms. See RATIONALE.md.
+	fine = 2 * time.Millisecond
 )
 
 // chunk is a run of bytes with the time it may leave (write side) or be
@@ -121,19 +128,41 @@ func (c *conn) signalW() { close(c.wwake); c.wwake = make(chan struct{}) }
 func (c *conn) signalR() { close(c.rwake); c.rwake = make(chan struct{}) }
 
 // wait releases c.mu until ch is closed or until passes (zero: no limit).
+// Within fine of until it sleeps the thread and does not watch ch: a close
+// or abort is seen at most fine later.
 func (c *conn) wait(ch chan struct{}, until time.Time) {
 	c.mu.Unlock()
+	defer c.mu.Lock()
 	if until.IsZero() {
 		<-ch
-	} else if d := time.Until(until); d > 0 {
-		t := time.NewTimer(d)
+		return
+	}
+	d := time.Until(until)
+	if d > fine {
+		t := time.NewTimer(d - fine)
 		select {
 		case <-ch:
+			t.Stop()
+			return
 		case <-t.C:
 		}
-		t.Stop()
+		d = time.Until(until)
 	}
-	c.mu.Lock()
+	select {
+	case <-ch:
+	default:
+		sleep(d)
+	}
+}
+
+// sleep blocks the thread for d with the kernel's high-resolution timer.
+func sleep(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR { // the runtime's preemption signals
+	}
 }
 
 // due returns when a chunk entering one direction now may be delivered.
