@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 // benchConn dials srv the way a benchmark case asks: "raw" with no Layer,
@@ -105,6 +106,34 @@ func BenchmarkRoundTrip(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkRoundTripWAN reports what a ping-pong costs over the configured
+// round trip on WAN-like links ("over-µs"): the emulator's own error, which
+// every measurement over emulated links carries.
+func BenchmarkRoundTripWAN(b *testing.B) {
+	for _, oneWay := range []time.Duration{10 * ms, 50 * ms} {
+		b.Run(oneWay.String(), func(b *testing.B) {
+			srv := startServer(b, echo)
+			c, err := layerToB(b, srv, Model{Base: oneWay, Scale: 1}).Dial("tcp", srv.addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close() })
+			buf := make([]byte, 64)
+			start := time.Now()
+			for b.Loop() {
+				if _, err := c.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			over := time.Since(start)/time.Duration(b.N) - 2*oneWay
+			b.ReportMetric(float64(over.Microseconds()), "over-µs")
 		})
 	}
 }
