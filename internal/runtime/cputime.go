@@ -39,7 +39,7 @@ type run struct {
 	cpuWall  time.Time     // wall clock at the same moment
 	cpuKnown bool          // false until the clock is first read in the request's first segment
 	deadline time.Time     // zero: none
-	cause    error     // why the guest was stopped
+	cause    error         // why the guest was stopped
 }
 
 type runKey struct{}
