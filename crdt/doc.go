@@ -526,14 +526,8 @@ func (a *applier) remove(op *Op) error {
 		// drop it once the event is stable (see gc.go).
 		el, l := p.el, p.lst
 		if a.undo {
-			old, had := l.removals(el)
-			a.undos = append(a.undos, func() {
-				if had {
-					l.rm[el] = old
-				} else {
-					delete(l.rm, el)
-				}
-			})
+			old := el.rm
+			a.undos = append(a.undos, func() { el.rm = old })
 		}
 		l.addRemoval(el, id)
 		p.flst.addRemoval(p.flst.find(el.id), id)

@@ -169,11 +169,10 @@ func (g *collector) tombstones(l *list) int {
 }
 
 func (g *collector) removedStably(l *list, e *elem) bool {
-	s, ok := l.removals(e)
-	if !ok {
+	if e.rm.empty() {
 		return g.all
 	}
 	stable := true
-	s.each(func(d Dot) { stable = stable && g.stable.Contains(d) })
+	e.rm.each(func(d Dot) { stable = stable && g.stable.Contains(d) })
 	return stable
 }

@@ -23,6 +23,10 @@ type elem struct {
 	next  *elem // next sibling on the same side of the same parent, ascending id
 	leaf  *bnode
 	head  *node // the element's slot; nil for a tombstone
+	// rm holds the remove events applied to the element (only tombstones
+	// have any). They are replicated state: GC may drop a tombstone only
+	// once they are stable (see gc.go).
+	rm rmSet
 }
 
 const bmax = 64 // children (or elements) per B+ tree node
@@ -38,37 +42,54 @@ type list struct {
 	root *bnode
 	top  *elem      // first right child of the virtual root
 	idx  *listIndex // built once the list is long enough
-	// rm holds, per element, the remove events applied to it. They are
-	// replicated state: GC may drop a tombstone only once they are stable
-	// (see gc.go). Only removed elements have any, so a map beside them.
-	rm map[*elem]rmSet
 }
 
-// rmSet is a set of remove events: the lowest, then the others in order
-// (almost always none: one remove per removed element).
+// rmSet is a set of remove events: the lowest (zero: the set is empty), then
+// the others in order (almost always none: one remove per removed element).
+// It is a value with copy-on-write others, so an undo can keep the old one;
+// 16 bytes keep an element in the 64-byte size class.
 type rmSet struct {
 	d    Dot
-	more []Dot
+	more *[]Dot
 }
+
+func (s rmSet) empty() bool { return s.d.S == 0 }
 
 func (s rmSet) each(f func(Dot)) {
+	if s.empty() {
+		return
+	}
 	f(s.d)
-	for _, d := range s.more {
-		f(d)
+	if s.more != nil {
+		for _, d := range *s.more {
+			f(d)
+		}
 	}
 }
 
+// add returns the set with d added.
 func (s rmSet) add(d Dot) rmSet {
+	if s.empty() {
+		return rmSet{d: d}
+	}
+	var more []Dot
+	if s.more != nil {
+		more = *s.more
+	}
 	switch {
 	case d == s.d:
+		return s
 	case d.less(s.d):
-		s.more = slices.Insert(slices.Clone(s.more), 0, s.d)
+		more = slices.Insert(slices.Clone(more), 0, s.d)
 		s.d = d
 	default:
-		if i, found := slices.BinarySearchFunc(s.more, d, cmpDot); !found {
-			s.more = slices.Insert(slices.Clone(s.more), i, d)
+		i, found := slices.BinarySearchFunc(more, d, cmpDot)
+		if found {
+			return s
 		}
+		more = slices.Insert(slices.Clone(more), i, d)
 	}
+	s.more = &more
 	return s
 }
 
@@ -305,25 +326,8 @@ func (l *list) lastVisible() *elem {
 	return nil
 }
 
-// removals returns the remove events applied to e.
-func (l *list) removals(e *elem) (rmSet, bool) {
-	s, ok := l.rm[e]
-	return s, ok
-}
-
 // addRemoval records a remove event applied to e (a set union).
-func (l *list) addRemoval(e *elem, d Dot) {
-	if l.rm == nil {
-		l.rm = make(map[*elem]rmSet)
-	}
-	s, ok := l.rm[e]
-	switch {
-	case !ok:
-		l.rm[e] = rmSet{d: d}
-	case s.d != d: // a snapshot mostly repeats what is known
-		l.rm[e] = s.add(d)
-	}
-}
+func (l *list) addRemoval(e *elem, d Dot) { e.rm = e.rm.add(d) }
 
 // addRemovals records on e the remove events of f.elems[i] that start at
 // f.rm[k] (joins walk elements in order, so k is a cursor) and returns the
@@ -488,8 +492,6 @@ func (l *list) drop(gone func(*elem) bool) int {
 	l.each(func(e *elem) bool {
 		if !gone(e) {
 			kept = append(kept, e)
-		} else {
-			delete(l.rm, e)
 		}
 		return true
 	})
@@ -732,9 +734,9 @@ func (l *list) toFrag() *fragList {
 		e := it.e
 		stack = stack[:len(stack)-1]
 		f.elems = append(f.elems, fragElem{id: e.id, pos: true, parent: it.parent, isLeft: it.isLeft, head: cloneSlot(e.head)})
-		if s, ok := l.removals(e); ok {
+		if !e.rm.empty() {
 			at := len(f.elems) - 1
-			s.each(func(d Dot) { f.rm = append(f.rm, fragRm{at, d}) })
+			e.rm.each(func(d Dot) { f.rm = append(f.rm, fragRm{at, d}) })
 		}
 		// push right children then left children, each reversed, so that
 		// left children pop first, in ascending id order.
