@@ -4,7 +4,10 @@
 # as 10s or 500x). The default counts executions rather than seconds: with a
 # duration, Go 1.26's fuzz coordinator can report "context deadline exceeded"
 # at the deadline without any failing input (golang/go#75804, fixed in 1.27);
-# a count has no deadline. It is a smoke pass on top of the seed corpora that `go test` already
+# a count has no deadline. Minimizing each new interesting input is capped at
+# 100 executions (FUZZMINIMIZE): by default it may take 60 s per input, with
+# the execution count frozen meanwhile, which made one target stall a CI run
+# for over a minute. It is a smoke pass on top of the seed corpora that `go test` already
 # runs: it catches crashes near the seeds, not deep bugs. A failing input is
 # written to the package's testdata/fuzz/ directory by `go test`, ready to
 # commit as a regression seed.
@@ -13,6 +16,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 FUZZTIME="${FUZZTIME:-5000x}"
+FUZZMINIMIZE="${FUZZMINIMIZE:-100x}"
 [ $# -gt 0 ] || set -- ./...
 
 list=$(mktemp)
@@ -40,7 +44,7 @@ failed=""
 while read -r pkg name; do
 	count=$((count + 1))
 	echo "fuzz.sh: $pkg $name for $FUZZTIME"
-	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"; then
+	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZE" "$pkg"; then
 		failed="$failed $pkg.$name"
 	fi
 done <<EOT
