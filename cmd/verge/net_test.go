@@ -326,7 +326,7 @@ func TestNetShop(t *testing.T) {
 						sold.Add(1)
 					case 409:
 						return // sold out
-					case 503:
+					case 503, 504: // not applied; applied or not
 						unavailable.Add(1)
 						select {
 						case <-stop:
@@ -357,7 +357,7 @@ func TestNetShop(t *testing.T) {
 	if sold.Load() < units-int64(len(edges))*10 {
 		t.Fatalf("sold %d of %d: more units lost than one grant per PoP", sold.Load(), units)
 	}
-	t.Logf("sold %d of %d; %d answers were 503 while the centre was down", sold.Load(), units, unavailable.Load())
+	t.Logf("sold %d of %d; %d answers were 503 or 504 while the centre was down", sold.Load(), units, unavailable.Load())
 }
 
 // TestNetTopology: named PoPs from a topology file.
@@ -416,14 +416,15 @@ func TestNetSpotReplicated(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	// retry: while the streams whose leader died elect another, SPOT calls
-	// answer 503 (nothing applied, or an outcome the next call reads back).
+	// answer 503 (nothing applied) or 504 (an outcome the next call reads
+	// back).
 	retry := func(path string, ok func(int, string) bool) string {
 		t.Helper()
 		var code int
 		var body string
 		eventually(t, "POST "+path, func() bool {
 			code, body = post(path)
-			return code != 503
+			return code != 503 && code != 504
 		})
 		if !ok(code, body) {
 			t.Fatalf("POST %s: %d %s", path, code, body)
@@ -437,14 +438,17 @@ func TestNetSpotReplicated(t *testing.T) {
 		netCmd(t, "kill", "--dir", n.dir, victim)
 		retry("/signup/joe?owner=b", func(c int, b string) bool { return c == 409 && strings.Contains(b, `"owner":"a"`) })
 		// At or below its threshold every take of the stock is at the
-		// centre. A 503 may hide a take that was applied (an unknown
-		// outcome): each one may cost a unit, never more.
+		// centre. A 504 may hide a take that was applied (an unknown
+		// outcome): each one may cost a unit, never more; a 503 costs none.
 		unknown := 0
 		var code int
 		var body string
 		eventually(t, "a buy", func() bool {
-			if code, body = post("/buy/toothbrush"); code == 503 {
+			switch code, body = post("/buy/toothbrush"); code {
+			case 504:
 				unknown++
+				return false
+			case 503:
 				return false
 			}
 			return true

@@ -14,6 +14,7 @@ import (
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/runtime"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
 )
@@ -158,7 +159,13 @@ func (p *PoP) forwardCentral(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := p.invokeCentral(r.Context(), invocation{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header, Body: body})
-	if err != nil {
+	var se *statusError
+	switch {
+	case errors.As(err, &se) && se.status == runtime.StatusUnknown:
+		writeJSONError(w, http.StatusGatewayTimeout, "unknown_outcome", err.Error())
+		return
+	case err != nil:
+		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
@@ -175,11 +182,17 @@ func (p *PoP) invokeCentral(ctx context.Context, inv invocation) (*invocationRes
 	ctx, cancel := context.WithTimeout(ctx, p.opts.SpotTimeout+30*time.Second)
 	defer cancel()
 	out, err := p.Mesh.Request(ctx, central.ID, "invoke", req)
-	if err != nil {
-		if errors.Is(err, mesh.ErrUnreachable) {
-			return nil, fmt.Errorf("the central PoP %s, where this function runs, is unreachable; retry later", central.ID)
-		}
-		return nil, fmt.Errorf("central function: %w", err)
+	var re *mesh.RemoteError
+	switch {
+	case err == nil:
+	case errors.Is(err, mesh.ErrUnreachable):
+		// Never sent, or nobody there to run it.
+		return nil, &statusError{runtime.StatusUnavailable, fmt.Errorf("the central PoP %s, where this function runs, is unreachable; retry later", central.ID)}
+	case errors.As(err, &re):
+		// The centre refused the invocation before running anything.
+		return nil, &statusError{runtime.StatusUnavailable, fmt.Errorf("central function: %w", err)}
+	default:
+		return nil, &statusError{runtime.StatusUnknown, fmt.Errorf("central function: no answer from the central PoP %s in time, so it may or may not have run: %w", central.ID, err)}
 	}
 	var res invocationResult
 	if err := json.Unmarshal(out, &res); err != nil {

@@ -29,6 +29,8 @@ func spotStatus(err error) error {
 		return runtime.SpotConflict(ce.Current, err)
 	case errors.Is(err, spot.ErrInvalid):
 		return &statusError{runtime.StatusInvalid, err}
+	case errors.Is(err, spot.ErrUnknownOutcome): // it also matches ErrUnavailable
+		return &statusError{runtime.StatusUnknown, err}
 	case errors.Is(err, spot.ErrUnavailable):
 		return &statusError{runtime.StatusUnavailable, err}
 	}
@@ -95,10 +97,7 @@ func (iv invoker) Invoke(ctx context.Context, app, fn string, req *runtime.Reque
 			err = json.Unmarshal(out, res)
 		}
 	} else {
-		res, err = iv.p.invokeCentral(ctx, inv)
-		if err != nil {
-			err = &statusError{runtime.StatusUnavailable, err}
-		}
+		res, err = iv.p.invokeCentral(ctx, inv) // a *statusError
 	}
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ const (
 	StatusUnavailable = 8  // a dependency (the central PoP, a peer) cannot be reached
 	StatusConflict    = 9  // a condition failed (a claim is taken, a revision moved)
 	StatusInternal    = 10 // the host failed; the guest may retry
+	StatusUnknown     = 11 // a change was sent to the central PoP and no answer came: it may or may not be applied
 )
 
 // Handles of the incoming request and its response, passed to verge_handle.

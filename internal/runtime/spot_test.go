@@ -15,7 +15,10 @@ import (
 	"github.com/verge-edge/verge/crdt"
 )
 
-var errCentreDown = docErr{StatusUnavailable, "the central PoP cannot be reached (test)"}
+var (
+	errCentreDown = docErr{StatusUnavailable, "the central PoP cannot be reached (test)"}
+	errLostReply  = docErr{StatusUnknown, "no answer from the central PoP in time (test)"}
+)
 
 // fakeSpot is an in-memory single point of truth with the semantics of
 // internal/spot's Engine. It counts the calls that reach it and can be taken
@@ -23,6 +26,7 @@ var errCentreDown = docErr{StatusUnavailable, "the central PoP cannot be reached
 type fakeSpot struct {
 	mu     sync.Mutex
 	down   bool
+	lost   bool // changes are answered with an unknown outcome
 	calls  map[string]int
 	claims map[string]string
 	stock  map[string]int64
@@ -49,6 +53,9 @@ func (s *fakeSpot) enter(ctx context.Context, op string) error {
 	if s.down {
 		return errCentreDown
 	}
+	if s.lost {
+		return errLostReply
+	}
 	return nil
 }
 
@@ -71,6 +78,12 @@ func (s *fakeSpot) total() int {
 func (s *fakeSpot) setDown(down bool) {
 	s.mu.Lock()
 	s.down = down
+	s.mu.Unlock()
+}
+
+func (s *fakeSpot) setLost(lost bool) {
+	s.mu.Lock()
+	s.lost = lost
 	s.mu.Unlock()
 }
 
@@ -328,6 +341,13 @@ func TestSpotHostCalls(t *testing.T) {
 		if !strings.Contains(got, "unavailable verge: spot_") || !strings.HasSuffix(got, "unavailable: the central PoP cannot be reached (test)") {
 			t.Fatalf("%s with the centre down: %q", uri, got)
 		}
+	}
+	// A reply lost after the change was sent: the guest learns that the
+	// outcome is unknown, not merely that the centre is unavailable.
+	s.setDown(false)
+	s.setLost(true)
+	if got := call(t, shop, "GET", "/take?c=seats&n=1", ""); !strings.Contains(got, "unknown verge: spot_take: outcome unknown: no answer from the central PoP in time (test)") {
+		t.Fatalf("take with a lost reply: %q", got)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -82,6 +82,12 @@ func serve(w verge.ResponseWriter, r *verge.Request) {
 }
 
 func unavailable(w verge.ResponseWriter, err error) {
+	if errors.Is(err, verge.ErrUnknownOutcome) {
+		// The centre may have applied it: the client must look before
+		// buying again (an order it placed shows under its user).
+		fail(w, 504, "no answer from the central PoP in time; it may have gone through: "+err.Error())
+		return
+	}
 	if errors.Is(err, verge.ErrUnavailable) {
 		fail(w, 503, "the central PoP is unreachable; retry: "+err.Error())
 		return

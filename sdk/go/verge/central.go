@@ -18,9 +18,10 @@ import (
 //	case !ok: // sold out: only `left` remain
 //	}
 //
-// Errors match ErrUnavailable when the centre could not be reached in time
-// (the host's message says when a change may have been applied anyway) and
-// carry the host's explanation for bad arguments (a HostError).
+// Errors match ErrUnavailable when the centre could not be reached in time,
+// and also ErrUnknownOutcome when the request was sent and no answer came
+// (the change may have been applied: read before retrying it). They carry
+// the host's explanation for bad arguments (a HostError).
 
 // Claim makes owner the owner of key in namespace ns unless someone else
 // owns it: claimed reports whether owner owns it now, and current is the
@@ -154,7 +155,8 @@ func UpdateCentralDoc(key string, rev uint64, ops ...Op) (doc []byte, newRev uin
 // the function itself (a trap, a limit) is a response, with the same status
 // and JSON error body an HTTP client would get; err is for the invocation:
 // ErrNotFound (no central function fn), ErrUnavailable (the centre could not
-// be reached in time), ErrLimit (the response exceeds this function's
+// be reached in time), ErrUnknownOutcome (no answer in time: fn may have
+// run; it also matches ErrUnavailable), ErrLimit (the response exceeds this function's
 // limits.response_body).
 func Invoke(fn, method, path string, body []byte) (status int, resp []byte, err error) {
 	buf := make([]byte, 4096)

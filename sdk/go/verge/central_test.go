@@ -16,6 +16,7 @@ import (
 type centralHost struct {
 	*fakeHost
 	down     bool
+	unknown  bool // takes are applied but answered UNKNOWN_OUTCOME, as after a lost reply
 	owners   map[string]string
 	stock    map[string]int64
 	doc      string
@@ -84,6 +85,10 @@ func (h *centralHost) SpotTake(counter string, n int64) (int64, uint32) {
 		return h.stock[counter], 9
 	}
 	h.stock[counter] -= n
+	if h.unknown {
+		h.lastErr = "no answer from the central PoP in time; the change may have been applied"
+		return 0, 11
+	}
 	return h.stock[counter], 0
 }
 
@@ -183,6 +188,22 @@ func TestStock(t *testing.T) {
 	var he *verge.HostError
 	if !errors.As(err, &he) || he.Status != 1 || he.Call != "spot_take" || !strings.Contains(err.Error(), "must be positive") {
 		t.Fatalf("take 0: %v", err)
+	}
+	// A lost reply: the take was applied, the guest cannot know; the error
+	// says so and is still a kind of unavailability.
+	h.unknown = true
+	_, _, err = verge.Take("seats", 1)
+	if !errors.Is(err, verge.ErrUnknownOutcome) || !errors.Is(err, verge.ErrUnavailable) || errors.Is(err, verge.ErrConflict) ||
+		!strings.Contains(err.Error(), "outcome unknown: no answer") {
+		t.Fatalf("take with a lost reply: %v, want ErrUnknownOutcome (and ErrUnavailable)", err)
+	}
+	h.unknown, h.down = false, true
+	if _, _, err = verge.Take("seats", 1); errors.Is(err, verge.ErrUnknownOutcome) || !errors.Is(err, verge.ErrUnavailable) {
+		t.Fatalf("take with the centre down: %v, want ErrUnavailable only", err)
+	}
+	h.down = false
+	if left, err := verge.Stock("seats"); left != 0 || err != nil {
+		t.Fatalf("stock after the take whose reply was lost: %d %v, want 0", left, err)
 	}
 }
 

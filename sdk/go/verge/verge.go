@@ -40,11 +40,12 @@ const (
 	statusUnavailable = 8
 	statusConflict    = 9
 	statusInternal    = 10
+	statusUnknown     = 11 // UNKNOWN_OUTCOME
 )
 
 var statusText = [...]string{"ok", "invalid argument", "pointer out of bounds", "buffer too small",
 	"bad handle", "not found", "limit reached", "not supported by this host", "unavailable",
-	"conflict", "host internal error"}
+	"conflict", "host internal error", "outcome unknown"}
 
 // HostError is a non-zero status from a host call.
 type HostError struct {
@@ -69,9 +70,14 @@ var (
 	// ErrLimit: a limit was reached (response body size, log volume, ...).
 	ErrLimit = errors.New("verge: limit reached")
 	// ErrUnavailable: the central PoP (or another PoP) could not be reached
-	// in time; retry later. The host's message says when the outcome of a
-	// change is unknown: read the state before retrying it.
+	// in time; retry later. It also matches errors that are
+	// ErrUnknownOutcome.
 	ErrUnavailable = errors.New("verge: unavailable")
+	// ErrUnknownOutcome: a change reached for the central PoP and no answer
+	// came back in time, so it may or may not have been applied. Read the
+	// state (Stock, CentralDoc) before retrying a change that must not
+	// happen twice; a claim is always safe to retry.
+	ErrUnknownOutcome = errors.New("verge: outcome unknown")
 	// ErrConflict: a condition failed, e.g. a central document moved to
 	// another revision.
 	ErrConflict = errors.New("verge: conflict")
@@ -82,7 +88,9 @@ func (e *HostError) Is(target error) bool {
 	case ErrLimit:
 		return e.Status == statusLimit
 	case ErrUnavailable:
-		return e.Status == statusUnavailable
+		return e.Status == statusUnavailable || e.Status == statusUnknown
+	case ErrUnknownOutcome:
+		return e.Status == statusUnknown
 	case ErrConflict:
 		return e.Status == statusConflict
 	case ErrNotFound:

@@ -18,6 +18,8 @@ func kind(err error) string {
 	switch {
 	case err == nil:
 		return "-"
+	case errors.Is(err, verge.ErrUnknownOutcome): // before ErrUnavailable, which it also matches
+		return "unknown"
 	case errors.Is(err, verge.ErrUnavailable):
 		return "unavailable"
 	case errors.Is(err, verge.ErrConflict):
