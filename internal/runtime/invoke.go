@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/tetratelabs/wazero/api"
@@ -33,7 +34,28 @@ const (
 	maxInvokeName   = 1 << 10
 	maxInvokeMethod = 32
 	maxInvokePath   = 8 << 10
+	// MaxInvokeDepth bounds a chain of invocations (a central function
+	// invoking one, which invokes one...): a function that invokes itself
+	// would otherwise hold an instance per level until its wall time ends.
+	MaxInvokeDepth = 8
 )
+
+// InvokeDepthHeader carries an invocation's depth in the chain (the first
+// is 1) to the called function's request, so its own invocations count on.
+const InvokeDepthHeader = "Verge-Invoke-Depth"
+
+// invokeDepth is the depth of the request r; a missing or malformed header
+// is 0 (a client can only make its own chain shorter).
+func invokeDepth(r *Request) int {
+	if r == nil {
+		return 0
+	}
+	d, err := strconv.Atoi(r.Header.Get(InvokeDepthHeader))
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}
 
 // invoke(fn, fn_len, method, method_len, path, path_len, body, body_len,
 // buf, cap, len_out, status_out): runs the app's central function fn and
@@ -64,6 +86,11 @@ func hostInvoke(ctx context.Context, m api.Memory, cs *callState, a []uint64) ui
 	if cs.invoker == nil {
 		return cs.fail(errNoInvoker)
 	}
+	depth := invokeDepth(cs.req) + 1
+	if depth > MaxInvokeDepth {
+		cs.lastErr = fmt.Sprintf("central functions invoked each other %d deep, the most allowed (does a function invoke itself?)", MaxInvokeDepth)
+		return StatusLimit
+	}
 	if r := cs.retrieve("invoke", 0, args[:]); r != nil {
 		m.WriteUint32Le(statusOut, uint32(r.num))
 		return cs.deliver(m, r.status, r.out, r.num, ptr, capacity, lenOut, "invoke", 0, args[:])
@@ -77,7 +104,7 @@ func hostInvoke(ctx context.Context, m api.Memory, cs *callState, a []uint64) ui
 		Query:  query,
 		Proto:  "HTTP/1.1",
 		Host:   cs.req.Host,
-		Header: http.Header{},
+		Header: http.Header{InvokeDepthHeader: {strconv.Itoa(depth)}},
 		Body:   append([]byte(nil), body...),
 	}
 	name := string(fn)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -403,9 +404,41 @@ func TestInvokeHostCall(t *testing.T) {
 		}
 	}
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	if inv.app != "shop" || inv.last.ID != "t" || inv.last.Method != "GET" || inv.last.URI != "/" {
+	if inv.app != "shop" || inv.last.ID != "t" || inv.last.Method != "GET" || inv.last.URI != "/" || inv.last.Header.Get(InvokeDepthHeader) != "1" {
 		t.Fatalf("the invoker saw app %q and request %+v", inv.app, inv.last)
+	}
+	inv.mu.Unlock()
+
+	// A chain of invocations counts on through the called function's
+	// request, up to MaxInvokeDepth; a client's own header cannot lengthen it.
+	for _, c := range []struct {
+		header, want string
+		invoked      int
+	}{
+		{"", "201 7 GET /   -", 1},
+		{"-5", "201 7 GET /   -", 1},
+		{strconv.Itoa(MaxInvokeDepth - 1), "201 7 GET /   -", 1},
+		{strconv.Itoa(MaxInvokeDepth), "0 0  limit verge: invoke: limit reached: central functions invoked each other 8 deep, the most allowed (does a function invoke itself?)", 0},
+	} {
+		r := get("/invoke")
+		r.Method, r.URI, r.Query = "POST", "/invoke?fn=echo&method=GET&path=/", "fn=echo&method=GET&path=/"
+		if c.header != "" {
+			r.Header.Set(InvokeDepthHeader, c.header)
+		}
+		before := inv.count()
+		resp, err := f.Serve(context.Background(), r)
+		if err != nil || string(resp.Body) != c.want || inv.count()-before != c.invoked {
+			t.Fatalf("depth header %q: %v %q (invoked %d), want %q", c.header, err, resp.Body, inv.count()-before, c.want)
+		}
+		if c.invoked == 1 {
+			inv.mu.Lock()
+			got := inv.last.Header.Get(InvokeDepthHeader)
+			inv.mu.Unlock()
+			d, _ := strconv.Atoi(c.header)
+			if want := strconv.Itoa(max(d, 0) + 1); got != want {
+				t.Fatalf("depth header %q: the central function saw depth %q, want %q", c.header, got, want)
+			}
+		}
 	}
 }
 
