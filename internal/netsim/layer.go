@@ -106,27 +106,21 @@ func (k *link) partitionErr() error { return &PartitionError{Peer: k.id, Addr: k
 
 // AddPeer declares the peer id reachable at addr (the host:port that will be
 // dialed, as nats.go passes it: an IP literal unless SkipHostLookup is set;
-// a host name is also registered under the addresses it resolves to).
-// Adding an existing id again moves it to the new address and location.
-func (l *Layer) AddPeer(id, addr string, at Point) error {
+// a host name is also registered under the addresses it resolves to), and at
+// the further addresses more (say, its HTTP gateway), which share the link:
+// its latency, its partitions, its traffic counts.
+// Adding an existing id again moves it to the new addresses and location.
+func (l *Layer) AddPeer(id, addr string, at Point, more ...string) error {
 	if id == "" {
 		return errors.New("netsim: AddPeer: empty peer id")
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("netsim: AddPeer %q: address %q is not host:port: %w", id, addr, err)
-	}
-	addrs := []string{addr}
-	if net.ParseIP(host) == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		ips, err := net.DefaultResolver.LookupHost(ctx, host)
-		cancel()
+	var addrs []string
+	for _, a := range append([]string{addr}, more...) {
+		resolved, err := resolve(a)
 		if err != nil {
-			return fmt.Errorf("netsim: AddPeer %q: resolve %q: %w", id, host, err)
+			return fmt.Errorf("netsim: AddPeer %q: %w", id, err)
 		}
-		for _, ip := range ips {
-			addrs = append(addrs, net.JoinHostPort(ip, port))
-		}
+		addrs = append(addrs, resolved...)
 	}
 
 	l.mu.Lock()
@@ -152,6 +146,27 @@ func (l *Layer) AddPeer(id, addr string, at Point) error {
 	}
 	k.delay.Store(l.model.resolve(l.self, at))
 	return nil
+}
+
+// resolve returns addr and, for a host name, the addresses it resolves to.
+func resolve(addr string) ([]string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q is not host:port: %w", addr, err)
+	}
+	addrs := []string{addr}
+	if net.ParseIP(host) == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ips, err := net.DefaultResolver.LookupHost(ctx, host)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("resolve %q: %w", host, err)
+		}
+		for _, ip := range ips {
+			addrs = append(addrs, net.JoinHostPort(ip, port))
+		}
+	}
+	return addrs, nil
 }
 
 // Dial connects to addr; see [Layer.DialContext].

@@ -430,6 +430,36 @@ func TestAddPeer(t *testing.T) {
 	}
 }
 
+// A peer's further addresses (its HTTP gateway beside its mesh port) share
+// its link: delayed, cut by its partitions, dropped when it moves.
+func TestAddPeerMoreAddresses(t *testing.T) {
+	t.Parallel()
+	mesh, web := startServer(t, echo), startServer(t, echo)
+	l := NewLayer(paris, Model{Base: ms, Scale: 1})
+	if err := l.AddPeer("b", mesh.addr, paris, web.addr); err != nil {
+		t.Fatal(err)
+	}
+	if c := dial(t, l, web.addr); func() bool { _, ok := c.(*conn); return !ok }() {
+		t.Fatalf("dial of b's second address returned %T, want a delayed conn", c)
+	}
+	if err := l.Partition("b"); err != nil {
+		t.Fatal(err)
+	}
+	var pe *PartitionError
+	if _, err := l.Dial("tcp", web.addr); !errors.As(err, &pe) || pe.Peer != "b" {
+		t.Fatalf("dial of b's second address while partitioned: %v, want a PartitionError for b", err)
+	}
+	if err := l.Heal("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddPeer("b", mesh.addr, paris); err != nil { // moved: no second address
+		t.Fatal(err)
+	}
+	if c := dial(t, l, web.addr); func() bool { _, ok := c.(*conn); return ok }() {
+		t.Fatal("b's former second address still dials through its link")
+	}
+}
+
 // TestNoGoroutineLeak is not parallel: it counts the process's goroutines.
 func TestNoGoroutineLeak(t *testing.T) {
 	srv := startServer(t, echo)

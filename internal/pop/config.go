@@ -206,7 +206,11 @@ func (c *Config) Options() (Options, *netsim.Layer, error) {
 			continue
 		}
 		at := netsim.Point{Lat: p.Lat, Lon: p.Lon}
-		if err := layer.AddPeer(p.ID, p.Mesh, at); err != nil {
+		var more []string // its gateway too: forwarded requests cross the same WAN
+		if p.HTTP != "" {
+			more = append(more, p.HTTP)
+		}
+		if err := layer.AddPeer(p.ID, p.Mesh, at, more...); err != nil {
 			return o, nil, err
 		}
 	}

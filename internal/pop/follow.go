@@ -179,6 +179,7 @@ func (p *PoP) forward(w http.ResponseWriter, r *http.Request, home string, restr
 	}
 	u := &url.URL{Scheme: "http", Host: p.opts.HTTPAddrs[target]}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = p.forwarding
 	rp.Rewrite = nil
 	director := rp.Director
 	rp.Director = func(req *http.Request) {

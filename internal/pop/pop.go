@@ -54,9 +54,10 @@ type Options struct {
 	App *verge.Manifest
 	// CacheDir is the compilation cache ("" none).
 	CacheDir string
-	// Layer is this PoP's side of the emulated WAN: mesh connections are
-	// dialed through it, and `verge net partition` acts on it. nil dials
-	// directly.
+	// Layer is this PoP's side of the emulated WAN: mesh connections and
+	// requests forwarded to other PoPs' HTTP gateways are dialed through it
+	// (declare both addresses of each peer), and `verge net partition` acts
+	// on it. nil dials directly.
 	Layer *netsim.Layer
 	// ServerTLS and ClientTLS secure the mesh (nil: plain TCP).
 	ServerTLS, ClientTLS *tls.Config
@@ -97,6 +98,9 @@ type PoP struct {
 	admin    *http.Server
 	httpL    net.Listener
 	admL     net.Listener
+	// forwarding carries requests forwarded to other PoPs' gateways,
+	// through the emulated WAN when there is one.
+	forwarding *http.Transport
 
 	// Incarnation is this PoP's incarnation: 1 for a fresh network, +1
 	// every time it starts with an empty data directory.
@@ -131,6 +135,10 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 		opts.CentralWait = 30 * time.Second
 	}
 	p := &PoP{opts: opts, log: opts.Logger.With("pop", opts.Self)}
+	p.forwarding = http.DefaultTransport.(*http.Transport).Clone()
+	if opts.Layer != nil {
+		p.forwarding.DialContext = opts.Layer.DialContext
+	}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -312,6 +320,7 @@ func (p *PoP) Close() {
 		if p.admin != nil {
 			p.admin.Shutdown(ctx)
 		}
+		p.forwarding.CloseIdleConnections()
 		if p.app != nil {
 			p.app.Close()
 		}
