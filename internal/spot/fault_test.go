@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/verge-edge/verge/internal/lincheck"
 )
 
 // TestCrashCentral runs the workload from three edge connections against a
@@ -27,23 +29,23 @@ func TestCrashCentral(t *testing.T) {
 		conns = append(conns, nc)
 		es = append(es, NewClient(nc, "spot", time.Second))
 	}
-	w := &workload{
-		app:       "crash",
-		claimKeys: []string{"k1", "k2", "k3", "k4", "k5", "k6"},
-		counters:  []string{"sku-1", "sku-2"},
-		docs:      []string{"d1", "d2"},
-		owners:    6,
-		stop:      make(chan struct{}),
+	const app = "crash"
+	w := &lincheck.Workload{
+		ClaimKeys: []string{"k1", "k2", "k3", "k4", "k5", "k6"},
+		Counters:  []string{"sku-1", "sku-2"},
+		Docs:      []string{"d1", "d2"},
+		Owners:    6,
+		Stop:      make(chan struct{}),
 	}
-	h := newHistory()
+	h := lincheck.NewHistory()
 	ctx := testCtx(t)
-	for _, k := range w.counters {
-		call := h.now()
-		n, err := es[0].Restock(ctx, w.app, k, 40)
+	for _, k := range w.Counters {
+		call := h.Now()
+		n, err := es[0].Restock(ctx, app, k, 40)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.add(0, linIn{op: hRestock, key: k, n: 40}, call, linOut{n: n})
+		h.Add(0, lincheck.In{Op: lincheck.Restock, Key: k, N: 40}, call, lincheck.Out{N: n})
 	}
 
 	// Crash the centre twice while the workload runs.
@@ -55,18 +57,18 @@ func TestCrashCentral(t *testing.T) {
 			c.kill()
 			time.Sleep(150 * time.Millisecond)
 			if err := c.start(); err != nil {
-				close(w.stop)
+				close(w.Stop)
 				faults <- err
 				return
 			}
-			restarted = h.now()
+			restarted = h.Now()
 		}
 		// Run on for a while after the last restart, then stop.
 		time.Sleep(time.Second)
-		close(w.stop)
+		close(w.Stop)
 		faults <- nil
 	}()
-	w.run(t, h, es, 9, 1<<20, 30*time.Second)
+	w.Run(t, ctx, h, targets(app, es), 9, 1<<20, 30*time.Second)
 	if err := <-faults; err != nil {
 		t.Fatal(err)
 	}
@@ -76,48 +78,48 @@ func TestCrashCentral(t *testing.T) {
 		waitConnected(t, nc)
 	}
 	final := map[string]int64{}
-	for _, k := range w.counters {
-		call := h.now()
-		n, err := es[0].Counter(ctx, w.app, k)
+	for _, k := range w.Counters {
+		call := h.Now()
+		n, err := es[0].Counter(ctx, app, k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.add(0, linIn{op: hCounter, key: k}, call, linOut{n: n})
+		h.Add(0, lincheck.In{Op: lincheck.Counter, Key: k}, call, lincheck.Out{N: n})
 		final[k] = n
 	}
 	owners := map[string]string{}
-	for _, k := range w.claimKeys {
-		call := h.now()
-		r, err := es[1].Claim(ctx, w.app, "ns", k, "probe")
+	for _, k := range w.ClaimKeys {
+		call := h.Now()
+		r, err := es[1].Claim(ctx, app, "ns", k, "probe")
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.add(1, linIn{op: hClaim, key: k, owner: "probe"}, call, linOut{ok: r.Claimed, owner: r.Owner})
+		h.Add(1, lincheck.In{Op: lincheck.Claim, Key: k, Owner: "probe"}, call, lincheck.Out{OK: r.Claimed, Owner: r.Owner})
 		owners[k] = r.Owner
 	}
 	docs := map[string][2]int64{}
-	for _, k := range w.docs {
-		call := h.now()
-		doc, rev, err := es[2].GetDoc(ctx, w.app, k)
+	for _, k := range w.Docs {
+		call := h.Now()
+		doc, rev, err := es[2].GetDoc(ctx, app, k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, last := parseDoc(t, doc)
-		h.add(2, linIn{op: hGetDoc, key: k}, call, linOut{rev: rev, docN: n, docLast: last})
+		n, last := lincheck.ParseDoc(t, doc)
+		h.Add(2, lincheck.In{Op: lincheck.GetDoc, Key: k}, call, lincheck.Out{Rev: rev, DocN: n, DocLast: last})
 		docs[k] = [2]int64{int64(rev), n}
 	}
 
 	// The faults mattered, and the service recovered from them.
 	pending, after := 0, 0
-	for _, op := range h.ops {
-		if op.Return == pendingReturn {
+	for _, op := range h.Ops {
+		if op.Return == lincheck.PendingReturn {
 			pending++
 		} else if op.Call > restarted {
 			after++
 		}
 	}
-	t.Logf("%d operations, %d pending, %d unavailable, %d answered after the last restart", len(h.ops), pending, h.unavailable.Load(), after)
-	if h.unavailable.Load() == 0 {
+	t.Logf("%d operations, %d pending, %d unavailable, %d answered after the last restart", len(h.Ops), pending, h.Unavailable.Load(), after)
+	if h.Unavailable.Load() == 0 {
 		t.Error("no operation failed while the centre was down: the faults did not happen")
 	}
 	if after < 20 {
@@ -129,40 +131,40 @@ func TestCrashCentral(t *testing.T) {
 	stock := map[string]*sums{}
 	claimed := map[string]map[string]bool{}
 	updates := map[string][2]int64{} // acknowledged, pending
-	for _, op := range h.ops {
-		in, out := op.Input.(linIn), op.Output.(linOut)
-		switch in.op {
-		case hRestock, hTake:
-			s := stock[in.key]
+	for _, op := range h.Ops {
+		in, out := op.Input.(lincheck.In), op.Output.(lincheck.Out)
+		switch in.Op {
+		case lincheck.Restock, lincheck.Take:
+			s := stock[in.Key]
 			if s == nil {
 				s = &sums{}
-				stock[in.key] = s
+				stock[in.Key] = s
 			}
 			switch {
-			case in.op == hRestock && out.unknown:
-				s.restockUnk += in.n
-			case in.op == hRestock:
-				s.restock += in.n
-			case out.unknown:
-				s.takeUnk += in.n
-			case out.ok:
-				s.take += in.n
+			case in.Op == lincheck.Restock && out.Unknown:
+				s.restockUnk += in.N
+			case in.Op == lincheck.Restock:
+				s.restock += in.N
+			case out.Unknown:
+				s.takeUnk += in.N
+			case out.OK:
+				s.take += in.N
 			}
-		case hClaim:
-			if out.ok && !out.unknown && in.owner != "probe" {
-				if claimed[in.key] == nil {
-					claimed[in.key] = map[string]bool{}
+		case lincheck.Claim:
+			if out.OK && !out.Unknown && in.Owner != "probe" {
+				if claimed[in.Key] == nil {
+					claimed[in.Key] = map[string]bool{}
 				}
-				claimed[in.key][in.owner] = true
+				claimed[in.Key][in.Owner] = true
 			}
-		case hUpdateDoc:
-			u := updates[in.key]
-			if out.unknown {
+		case lincheck.UpdateDoc:
+			u := updates[in.Key]
+			if out.Unknown {
 				u[1]++
-			} else if out.ok {
+			} else if out.OK {
 				u[0]++
 			}
-			updates[in.key] = u
+			updates[in.Key] = u
 		}
 	}
 	for k, s := range stock {
@@ -194,7 +196,7 @@ func TestCrashCentral(t *testing.T) {
 			t.Errorf("%s at revision %d after %d acknowledged and %d pending updates", k, d[0], u[0], u[1])
 		}
 	}
-	h.check(t)
+	h.Check(t)
 }
 
 func waitConnected(t testing.TB, nc *nats.Conn) {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/verge-edge/verge/internal/lincheck"
 )
 
 func freePort(t *testing.T) int {
@@ -82,17 +84,17 @@ func TestReplicatedOverThreeServers(t *testing.T) {
 	for range 4 {
 		es = append(es, NewClient(connect(t, servers[0].ClientURL()), "spot", 5*time.Second))
 	}
-	w := &workload{app: "lin", claimKeys: []string{"joe", "ann"}, counters: []string{"sku"}, docs: []string{"d"}, releases: true, owners: 3}
-	h := newHistory()
+	w := &lincheck.Workload{ClaimKeys: []string{"joe", "ann"}, Counters: []string{"sku"}, Docs: []string{"d"}, Releases: true, Owners: 3}
+	h := lincheck.NewHistory()
 	go func() {
 		time.Sleep(2 * time.Second)
 		servers[1].Shutdown()
 	}()
-	w.run(t, h, es, 8, 200, 6*time.Second)
-	if len(h.ops) < 100 {
-		t.Fatalf("only %d operations recorded", len(h.ops))
+	w.Run(t, testCtx(t), h, targets("lin", es), 8, 200, 6*time.Second)
+	if len(h.Ops) < 100 {
+		t.Fatalf("only %d operations recorded", len(h.Ops))
 	}
-	h.check(t)
+	h.Check(t)
 	servers[1].WaitForShutdown()
 
 	// claim retries while streams elect a new leader (unavailable: nothing
