@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/freeport"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/pop"
 )
@@ -145,15 +145,6 @@ func (n *netFile) pop(id string) (*netPoP, error) {
 	return nil, &usageError{fmt.Sprintf("no PoP %q in this network (PoPs: %s)", id, strings.Join(ids, ", "))}
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 type topologyFile struct {
 	PoPs   []pop.PoPConfig     `toml:"pop"`
 	Groups map[string][]string `toml:"groups"`
@@ -228,7 +219,7 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 		}
 		for _, a := range []*string{&p.Mesh, &p.HTTP, &p.Admin} {
 			if *a == "" {
-				if *a, err = freePort(); err != nil {
+				if *a, err = freeport.Addr(); err != nil {
 					return err
 				}
 			}
@@ -248,13 +239,13 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 		}
 		var clusters [3]string
 		for i := range clusters {
-			if clusters[i], err = freePort(); err != nil {
+			if clusters[i], err = freeport.Addr(); err != nil {
 				return err
 			}
 		}
 		spotCfg = &pop.SpotConfig{Replicas: 3, Cluster: clusters[0], Routes: []string{clusters[1], clusters[2]}}
 		for i := 1; i <= 2; i++ {
-			listen, err := freePort()
+			listen, err := freeport.Addr()
 			if err != nil {
 				return err
 			}

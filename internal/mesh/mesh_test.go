@@ -4,21 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/verge-edge/verge/internal/freeport"
 )
 
 // freeAddr reserves a loopback port (peers must know each other's address
 // before they start).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func startMesh(t *testing.T, ids ...string) map[string]*Mesh {

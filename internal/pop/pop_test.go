@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
+	"github.com/verge-edge/verge/internal/freeport"
 	"github.com/verge-edge/verge/internal/store"
 )
 
@@ -58,12 +58,11 @@ type cluster struct {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // newCluster: c is central (region us), a and e are in eu (group eu), b in us.

@@ -10,13 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/freeport"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/pop"
 	"github.com/verge-edge/verge/internal/store"
@@ -67,7 +67,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		p.Number = uint16(i + 1)
 		c.Net.PoPs = append(c.Net.PoPs, p)
 		c.IDs = append(c.IDs, p.ID)
-		if meshAddrs[p.ID], err = FreeAddr(); err != nil {
+		if meshAddrs[p.ID], err = freeport.Addr(); err != nil {
 			return nil, err
 		}
 	}
@@ -142,17 +142,6 @@ func (c *Cluster) OneWay(from, to string) time.Duration {
 		}
 	}
 	return 0
-}
-
-// FreeAddr reserves a loopback port (peers must know each other's address
-// before they start).
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // Wait polls ready every interval until it returns nil or the bound passes.
