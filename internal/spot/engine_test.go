@@ -376,10 +376,12 @@ func flaky(e *JetStream, plan ...string) *flakyKV {
 func TestLostWriteOutcome(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
-	ctx := testCtx(t)
+	// Each subtest has its own context: parallel subtests may wait for a
+	// slot longer than a context made here would last.
 
 	t.Run("take", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t)
 		e := newEngine(t, s, Config{Bucket: "take", Shards: 1})
 		if _, err := e.Restock(ctx, "a", "c", 10); err != nil {
 			t.Fatal(err)
@@ -400,6 +402,7 @@ func TestLostWriteOutcome(t *testing.T) {
 	})
 	t.Run("claim", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t)
 		e := newEngine(t, s, Config{Bucket: "claim", Shards: 1})
 		flaky(e, "commit")
 		if c, err := e.Claim(ctx, "a", "", "k", "o"); err != nil || c != (Claim{true, "o"}) {
@@ -412,6 +415,7 @@ func TestLostWriteOutcome(t *testing.T) {
 	})
 	t.Run("doc", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t)
 		e := newEngine(t, s, Config{Bucket: "doc", Shards: 1})
 		flaky(e, "commit")
 		doc, rev, err := e.UpdateDoc(ctx, "a", "d", 0, []crdt.Op{{Op: "increment", Path: "n", Value: json.RawMessage(`1`)}})
@@ -423,6 +427,7 @@ func TestLostWriteOutcome(t *testing.T) {
 	})
 	t.Run("canceled", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t)
 		e := newEngine(t, s, Config{Bucket: "canceled", Shards: 1})
 		if _, err := e.Restock(ctx, "a", "c", 10); err != nil {
 			t.Fatal(err)
@@ -464,6 +469,7 @@ func TestLostWriteOutcome(t *testing.T) {
 	})
 	t.Run("hidden", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t)
 		e := newEngine(t, s, Config{Bucket: "hidden", Shards: 1})
 		other := newEngine(t, s, Config{Bucket: "hidden", Shards: 1})
 		if _, err := e.Restock(ctx, "a", "c", 100); err != nil {
