@@ -524,12 +524,12 @@ func (a *applier) remove(op *Op) error {
 	if p.el != nil {
 		// The element becomes a tombstone that remembers this event: GC may
 		// drop it once the event is stable (see gc.go).
-		el, l := p.el, p.lst
+		el := p.el
 		if a.undo {
 			old := el.rm
 			a.undos = append(a.undos, func() { el.rm = old })
 		}
-		l.addRemoval(el, id)
+		el.rm = el.rm.add(id)
 		p.flst.addRemoval(p.flst.find(el.id), id)
 	}
 	return nil

@@ -326,9 +326,6 @@ func (l *list) lastVisible() *elem {
 	return nil
 }
 
-// addRemoval records a remove event applied to e (a set union).
-func (l *list) addRemoval(e *elem, d Dot) { e.rm = e.rm.add(d) }
-
 // addRemovals records on e the remove events of f.elems[i] that start at
 // f.rm[k] (joins walk elements in order, so k is a cursor) and returns the
 // cursor for the next element.
@@ -337,7 +334,7 @@ func (l *list) addRemovals(e *elem, f *fragList, i, k int) int {
 		k++
 	}
 	for ; k < len(f.rm) && f.rm[k].at == i; k++ {
-		l.addRemoval(e, f.rm[k].d)
+		e.rm = e.rm.add(f.rm[k].d)
 	}
 	return k
 }

@@ -192,25 +192,18 @@ func TestNetSpotLinearizable(t *testing.T) {
 
 	// Read the final state back (once the edges reach the centre again),
 	// into the history: a lost acknowledged change shows there.
-	final := func(what string, read func() error) {
-		var err error
-		eventually(t, what, func() bool { err = read(); return err == nil })
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
 	for _, k := range w.Counters {
-		final("counter "+k, func() error {
+		eventually(t, "counter "+k, func() bool {
 			call := h.Now()
 			rem, err := targets[1].Counter(ctx, k)
 			if err == nil {
 				h.Add(1, lincheck.In{Op: lincheck.Counter, Key: k}, call, lincheck.Out{N: rem})
 			}
-			return err
+			return err == nil
 		})
 	}
 	for _, k := range w.ClaimKeys {
-		final("claim "+k, func() error {
+		eventually(t, "claim "+k, func() bool {
 			call := h.Now()
 			claimed, owner, err := targets[2].Claim(ctx, "ns", k, "probe")
 			if errors.Is(err, lincheck.ErrUnknown) {
@@ -218,18 +211,18 @@ func TestNetSpotLinearizable(t *testing.T) {
 			} else if err == nil {
 				h.Add(2, lincheck.In{Op: lincheck.Claim, Key: k, Owner: "probe"}, call, lincheck.Out{OK: claimed, Owner: owner})
 			}
-			return err
+			return err == nil
 		})
 	}
 	for _, k := range w.Docs {
-		final("document "+k, func() error {
+		eventually(t, "document "+k, func() bool {
 			call := h.Now()
 			doc, rev, err := targets[3].GetDoc(ctx, k)
 			if err == nil {
 				docN, last := lincheck.ParseDoc(t, doc)
 				h.Add(3, lincheck.In{Op: lincheck.GetDoc, Key: k}, call, lincheck.Out{Rev: rev, DocN: docN, DocLast: last})
 			}
-			return err
+			return err == nil
 		})
 	}
 
