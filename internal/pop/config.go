@@ -28,6 +28,9 @@ type Config struct {
 	AdminToken  string `toml:"admin_token"`
 	BatchWindow string `toml:"batch_window"` // default "50ms"
 	AntiEntropy string `toml:"anti_entropy"` // default "5s"
+	// MaxLog: log entries kept for peers that have not acknowledged them;
+	// default 1048576 (see replicate.Options.MaxLog).
+	MaxLog      uint64 `toml:"max_log"`
 	SpotTimeout string `toml:"spot_timeout"` // how long an edge waits for the centre; default "2s"
 	// NoSync acknowledges writes before fsync: benchmarks only.
 	NoSync bool `toml:"no_sync"`
@@ -196,7 +199,7 @@ func (c *Config) Options() (Options, *netsim.Layer, error) {
 		Self: c.ID, Network: c.Network(), MeshAddrs: map[string]string{}, HTTPAddrs: map[string]string{},
 		HTTP: self.HTTP, Admin: self.Admin, AdminToken: c.AdminToken,
 		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
-		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), SpotTimeout: dur(c.SpotTimeout), NoSync: c.NoSync,
+		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), MaxLog: c.MaxLog, SpotTimeout: dur(c.SpotTimeout), NoSync: c.NoSync,
 	}
 	layer := netsim.NewLayer(netsim.Point{Lat: self.Lat, Lon: self.Lon}, c.Model())
 	for _, p := range c.PoPs {

@@ -63,6 +63,9 @@ type Options struct {
 	ServerTLS, ClientTLS *tls.Config
 	// Window and AntiEntropy tune replication (0: defaults).
 	Window, AntiEntropy time.Duration
+	// MaxLog is replicate.Options.MaxLog: the most log entries kept for
+	// peers that have not acknowledged them (0: the default).
+	MaxLog uint64
 	// Applied is replicate.Options.Applied (benchmarks, metrics).
 	Applied func(peer string, keys []store.Key)
 	// NoSync acknowledges writes before fsync (tests and benchmarks only).
@@ -199,7 +202,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	}
 	p.Repl, err = replicate.New(replicate.Options{
 		Self: opts.Self, Network: &p.opts.Network, Mesh: p.Mesh, Data: p.Data, Apps: apps,
-		Window: opts.Window, AntiEntropy: opts.AntiEntropy, Applied: opts.Applied,
+		Window: opts.Window, AntiEntropy: opts.AntiEntropy, MaxLog: opts.MaxLog, Applied: opts.Applied,
 		Logf: func(format string, args ...any) { p.log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {

@@ -238,6 +238,43 @@ func TestRestartResumes(t *testing.T) {
 	}
 }
 
+// A peer that stays away does not hold the log without bound: beyond
+// MaxLog the oldest entries go, and the peer, when it returns, gets the rest
+// and is repaired by anti-entropy for what was dropped.
+func TestLogBoundedWhilePeerAway(t *testing.T) {
+	t.Parallel()
+	const maxLog = 64
+	c := newCluster(t)
+	c.opts = func(o *Options) { o.MaxLog = maxLog }
+	c.start("c", "a", "b", "e")
+	c.update("a", "stats", "first", incr("n", 1))
+	c.eventually("stats", "first", `{"n":1}`, "b")
+	c.stop("b")
+	const writes = 400
+	for i := range writes {
+		c.update("a", "stats", fmt.Sprintf("d%03d", i), incr("n", 1))
+	}
+	st := c.pops["a"].Data.Store()
+	origin := st.Origin()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kept := st.Seqs()[origin] - st.Truncated(origin)
+		if kept <= maxLog+maxLog/8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a keeps %d log entries with b away; MaxLog is %d", kept, maxLog)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.start("b")
+	c.eventually("stats", "d000", `{"n":1}`, "b") // dropped from the log: anti-entropy
+	c.eventually("stats", fmt.Sprintf("d%03d", writes-1), `{"n":1}`, "b")
+	if n := c.pops["b"].Repl.Repaired(); n == 0 {
+		t.Error("b caught up without anti-entropy although a dropped entries it had not acknowledged")
+	}
+}
+
 func TestLostDiskRebuilds(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)

@@ -15,7 +15,8 @@
 // the sender go back to the peer's watermark and resend from there. When a
 // link comes up the sender first asks the peer for its watermark, so a PoP
 // restart or a healed partition resumes where it stopped. Entries stay in
-// the log until every peer has acknowledged them.
+// the log until every peer has acknowledged them, or until MaxLog newer
+// entries push them out (a peer away that long is repaired by anti-entropy).
 //
 // Anti-entropy repairs everything else (a peer that lost its disk, entries
 // truncated before a long-dead peer came back, documents merged from
@@ -58,7 +59,13 @@ type Options struct {
 	// AckTimeout is how long an unacknowledged batch waits before the sender
 	// goes back to the peer's watermark (default 2 s).
 	AckTimeout time.Duration
-	Logf       func(format string, args ...any)
+	// MaxLog is the most entries of this PoP's log kept for peers that have
+	// not acknowledged them (default DefaultMaxLog). A peer that stays away
+	// longer loses its place: the oldest entries are dropped, and when it
+	// returns it gets the rest of the log and is repaired by anti-entropy,
+	// as after a lost disk. So a dead peer costs bounded disk, not all of it.
+	MaxLog uint64
+	Logf   func(format string, args ...any)
 	// Applied, if set, is called after a batch from peer is durable here,
 	// with the documents it changed (for metrics and benchmarks).
 	Applied func(peer string, keys []store.Key)
@@ -75,6 +82,7 @@ type Replicator struct {
 
 	peers map[string]*peerLink
 
+	truncMu   sync.Mutex    // one truncation at a time (every sender calls truncate)
 	truncated atomic.Uint64 // our log is truncated up to here
 
 	repaired atomic.Uint64 // documents merged by anti-entropy
@@ -113,6 +121,9 @@ func New(opts Options) (*Replicator, error) {
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = 2 * time.Second
+	}
+	if opts.MaxLog == 0 {
+		opts.MaxLog = DefaultMaxLog
 	}
 	if opts.Logf == nil {
 		opts.Logf = log.Printf
@@ -228,6 +239,7 @@ func (r *Replicator) sender(p *peerLink) {
 		case <-p.kick:
 		}
 		if !r.opts.Mesh.Up(p.id) {
+			r.truncate() // the cap on the log holds while peers are away
 			continue
 		}
 		p.mu.Lock()
@@ -406,22 +418,34 @@ func (r *Replicator) sendsTo(peer string, c verge.Collection) bool {
 	return r.opts.Network.Replicates(peer, c)
 }
 
-// truncate drops log entries every peer has acknowledged.
+// truncate drops log entries every peer has acknowledged, and the oldest
+// entries beyond MaxLog whoever has not.
 func (r *Replicator) truncate() {
-	var low uint64
-	first := true
+	if !r.truncMu.TryLock() {
+		return // another sender is at it
+	}
+	defer r.truncMu.Unlock()
+	trunc := r.truncated.Load()
+	low, first := trunc, true
 	for _, p := range r.peers {
 		p.mu.Lock()
 		known, acked := p.known, p.acked
 		p.mu.Unlock()
 		if !known {
-			return // a peer we have not heard from may still need everything
+			// A peer we have not heard from may still need everything.
+			low, first = trunc, false
+			break
 		}
 		if first || acked < low {
 			low, first = acked, false
 		}
 	}
-	if first || low <= r.truncated.Load() || low < r.truncated.Load()+truncateEvery {
+	if head := r.st.Seqs()[r.origin]; head > r.opts.MaxLog && head-r.opts.MaxLog > low {
+		low = head - r.opts.MaxLog
+	}
+	// Each truncation is a durable write: batch them.
+	step := min(truncateEvery, max(1, r.opts.MaxLog/8))
+	if low < trunc+step {
 		return
 	}
 	if err := r.st.TruncateLog(r.ctx, r.origin, low); err != nil {
@@ -433,8 +457,12 @@ func (r *Replicator) truncate() {
 	r.truncated.Store(low)
 }
 
-// truncateEvery batches truncations (each is a durable write).
-const truncateEvery = 1024
+const (
+	truncateEvery = 1024
+	// DefaultMaxLog bounds the log kept for absent peers: about 100 MB of
+	// typical deltas, hours of writes at a busy PoP.
+	DefaultMaxLog = 1 << 20
+)
 
 // ---- receiving ----
 

@@ -1228,8 +1228,8 @@ func (s *Store) Seqs() map[string]uint64 {
 }
 
 // TruncateLog durably removes origin's log entries with seq ≤ uptoSeq.
-// Replication calls it once every peer has acknowledged them; until then
-// entries stay forever. uptoSeq may not exceed Seqs()[origin], so entries
+// Replication calls it once every peer has acknowledged them, or when a
+// peer that is away would make the log exceed its cap. uptoSeq may not exceed Seqs()[origin], so entries
 // that arrived out of order above a gap are kept.
 func (s *Store) TruncateLog(ctx context.Context, origin string, uptoSeq uint64) error {
 	if err := validOrigin(origin); err != nil {
