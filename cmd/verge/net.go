@@ -345,13 +345,26 @@ func startProcess(dir string, args []string) (int, error) {
 	return cmd.Process.Pid, nil
 }
 
+// logTail returns the last n lines of a PoP's log, for errors that would
+// otherwise send the user looking for a file a test has already removed.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	return "  " + strings.Join(lines, "\n  ")
+}
+
 // waitReady waits until p answers on its admin API.
 func waitReady(p *netPoP, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	c := &http.Client{Timeout: time.Second}
 	for {
 		if !alive(p.PID) {
-			return fmt.Errorf("PoP %s exited during start; see %s", p.ID, filepath.Join(filepath.Dir(p.Config), "log"))
+			log := filepath.Join(filepath.Dir(p.Config), "log")
+			return fmt.Errorf("PoP %s exited during start; the end of %s:\n%s", p.ID, log, logTail(log, 8))
 		}
 		if resp, err := c.Get("http://" + p.Admin + "/v1/net/links"); err == nil {
 			resp.Body.Close()
