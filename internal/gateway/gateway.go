@@ -30,6 +30,9 @@ type Gateway struct {
 	log    *slog.Logger
 	prefix string
 	seq    atomic.Uint64
+	// acquired, if set, is called once a request holds its version (tests:
+	// to know requests are in flight before swapping the version).
+	acquired func()
 }
 
 // A version is one loaded function; requests hold a read lock on it while
@@ -162,6 +165,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer v.mu.RUnlock()
+	if g.acquired != nil {
+		g.acquired()
+	}
 	fn := v.fn
 	start := time.Now()
 	body, err := readBody(r, fn.Limits.RequestBody)

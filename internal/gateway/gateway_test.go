@@ -154,6 +154,8 @@ func TestReloadKeepsRequestsInFlight(t *testing.T) {
 	e := engine(t)
 	g := New(quiet)
 	defer g.Close()
+	inFlight := make(chan struct{}, 8)
+	g.acquired = func() { inFlight <- struct{}{} }
 	g.Set(loadFn(t, e, "app", "slow.wasm", []string{"/*"}, verge.Limits{CPUTime: 30 * time.Second, WallTime: 60 * time.Second}))
 	srv := httptest.NewServer(g)
 	defer srv.Close()
@@ -167,7 +169,13 @@ func TestReloadKeepsRequestsInFlight(t *testing.T) {
 			results <- fmt.Sprintf("%d %s", code, body)
 		}()
 	}
-	time.Sleep(30 * time.Millisecond) // the requests are in flight
+	for range 4 { // every request holds the old version
+		select {
+		case <-inFlight:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the requests never reached the function")
+		}
+	}
 	g.Set(loadFn(t, e, "app", "hello.wasm", []string{"/*"}, verge.Limits{}))
 	if code, body, _ := fetch(t, "GET", srv.URL+"/", nil); code != 200 || body != "hi" {
 		t.Fatalf("after reload: %d %q, want the new version", code, body)
