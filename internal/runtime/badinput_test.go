@@ -210,7 +210,12 @@ func TestConcurrencyLimit(t *testing.T) {
 		Limits: verge.Limits{MaxInstances: 1, CPUTime: 1500 * time.Millisecond, WallTime: 2 * time.Second}})
 	errc := make(chan error, 1)
 	go func() { _, err := f.Serve(context.Background(), get("/")); errc <- err }()
-	time.Sleep(50 * time.Millisecond) // let the first request take the only instance
+	// Let the first request take the only instance (warm at load).
+	for deadline := time.Now().Add(10 * time.Second); len(f.pool.idle) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never took the instance")
+		}
+	}
 	_, err := f.Serve(context.Background(), get("/"))
 	var re *Error
 	if !errors.As(err, &re) || re.Kind != KindConcurrency || re.Status != 503 {
