@@ -8,6 +8,13 @@
 // ports from: on a busy machine another process's connection can take it
 // before its owner binds it ("address in use"). Ports here come from below
 // that range, at random, and are never handed out twice by one process.
+//
+// Nor by two processes at once: `go test ./...` runs several test binaries
+// side by side, each picking ports for servers that bind a moment later. A
+// port handed out is reserved with a lock on its byte of one shared file
+// (an open-file-description lock on $TMPDIR/verge-freeport.lock), held until
+// the process exits; other processes skip it. The file stays, one byte per
+// machine; where it cannot be opened, reservations are per process only.
 package freeport
 
 import (
@@ -16,9 +23,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -29,6 +39,8 @@ const (
 var (
 	mu    sync.Mutex
 	given = map[int]bool{}
+	locks *os.File // the shared reservation file; opened on first use
+	tried bool
 )
 
 // Addr returns "127.0.0.1:PORT" for a port that is free now, outside the
@@ -39,7 +51,7 @@ func Addr() (string, error) {
 	defer mu.Unlock()
 	for range attempts {
 		p := lo + rand.IntN(hi-lo+1)
-		if given[p] {
+		if given[p] || !reserve(p) {
 			continue
 		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
@@ -51,6 +63,23 @@ func Addr() (string, error) {
 		return l.Addr().String(), nil
 	}
 	return "", fmt.Errorf("freeport: no free loopback port in %d–%d after %d attempts", lo, hi, attempts)
+}
+
+// reserve locks port p's byte of the shared file, so no other process
+// hands p out while this one lives. Called with mu held.
+func reserve(p int) bool {
+	if !tried {
+		tried = true
+		f, err := os.OpenFile(filepath.Join(os.TempDir(), "verge-freeport.lock"), os.O_RDWR|os.O_CREATE, 0o666)
+		if err == nil {
+			locks = f // kept open: closing it would drop every reservation
+		}
+	}
+	if locks == nil {
+		return true
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: int64(p), Len: 1}
+	return unix.FcntlFlock(locks.Fd(), unix.F_OFD_SETLK, &lk) == nil
 }
 
 // candidates is the range ports are drawn from: below the ephemeral range

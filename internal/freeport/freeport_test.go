@@ -1,9 +1,18 @@
 package freeport
 
 import (
+	"bufio"
+	"fmt"
+	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestAddr(t *testing.T) {
@@ -32,4 +41,86 @@ func TestAddr(t *testing.T) {
 	if elo, _, err := ephemeral(); err == nil && hi >= elo && lo < elo {
 		t.Fatalf("range %d–%d overlaps the ephemeral range from %d", lo, hi, elo)
 	}
+}
+
+// TestReservedAcrossProcesses: ports a running process has handed out are
+// not handed out by another, and are free again once it exits.
+//
+// Not parallel: between fork and exec the child briefly holds copies of the
+// parent's sockets, so a port TestAddr just probed could read as in use.
+func TestReservedAcrossProcesses(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "FREEPORT_CHILD=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	var ports []int
+	sc := bufio.NewScanner(stdout)
+	for len(ports) < childPorts && sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "port "); ok {
+			if p, err := strconv.Atoi(rest); err == nil {
+				ports = append(ports, p)
+			}
+		}
+	}
+	if len(ports) != childPorts {
+		t.Fatalf("the child reported %d ports, want %d", len(ports), childPorts)
+	}
+	for _, p := range ports {
+		if canReserve(p) {
+			t.Fatalf("port %d, handed out by the child, could be reserved here", p)
+		}
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		if !canReserve(p) {
+			t.Fatalf("port %d is still reserved after its process exited", p)
+		}
+	}
+}
+
+const childPorts = 20
+
+// TestMain runs as TestReservedAcrossProcesses's child when asked to: it
+// hands out ports, prints them, and holds them until its stdin closes.
+func TestMain(m *testing.M) {
+	if os.Getenv("FREEPORT_CHILD") != "1" {
+		os.Exit(m.Run())
+	}
+	for range childPorts {
+		addr, err := Addr()
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		fmt.Println("port", port)
+	}
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// canReserve tries to reserve p from a second open file description, as
+// another process would, and releases it again.
+func canReserve(p int) bool {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "verge-freeport.lock"), os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: int64(p), Len: 1}
+	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk) == nil
 }
