@@ -332,6 +332,8 @@ type flakyKV struct {
 	plan []string
 	// after runs after a write whose outcome is lost.
 	after func()
+	// slowStarted is closed when a "slow" write begins.
+	slowStarted chan struct{}
 }
 
 func (f *flakyKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
@@ -344,6 +346,9 @@ func (f *flakyKV) Update(ctx context.Context, key string, value []byte, rev uint
 	f.mu.Unlock()
 	switch step {
 	case "slow":
+		if f.slowStarted != nil {
+			close(f.slowStarted)
+		}
 		time.Sleep(300 * time.Millisecond)
 		return f.KeyValue.Update(ctx, key, value, rev)
 	case "commit":
@@ -432,7 +437,8 @@ func TestLostWriteOutcome(t *testing.T) {
 		if _, err := e.Restock(ctx, "a", "c", 10); err != nil {
 			t.Fatal(err)
 		}
-		flaky(e, "slow")
+		f := flaky(e, "slow")
+		f.slowStarted = make(chan struct{})
 		// A's caller gives up while A is being written: unknown, and in
 		// fact applied. B's gives up while B waits behind A: not applied.
 		aErr := make(chan error, 1)
@@ -442,7 +448,11 @@ func TestLostWriteOutcome(t *testing.T) {
 			_, err := e.Take(actx, "a", "c", 1)
 			aErr <- err
 		}()
-		time.Sleep(30 * time.Millisecond)
+		select { // A is being written; B queues behind it
+		case <-f.slowStarted:
+		case <-ctx.Done():
+			t.Fatal("A's write never started")
+		}
 		bctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 		defer cancel()
 		_, err := e.Take(bctx, "a", "c", 5)
