@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,38 +219,53 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("child process of TestCrashRecovery")
 	}
-	round := os.Getenv("VERGE_STORE_CRASH_ROUND")
 	s, err := Open(dir, Options{Origin: "pop-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Println("ready")
-	ctx := context.Background()
 	var mu sync.Mutex
-	stop := time.Now().Add(8 * time.Second) // the parent kills us long before
+	round, _ := strconv.ParseUint(os.Getenv("VERGE_STORE_CRASH_ROUND"), 10, 64)
+	// The parent kills us long before the 8 s are up.
+	err = crashWorkload(s, round, time.Now().Add(8*time.Second), func(a ack) {
+		kind := "ack"
+		if a.remote {
+			kind = "rack"
+		}
+		line := fmt.Sprintf("%s %s %d %s\n", kind, a.doc, a.seq, a.tok)
+		mu.Lock()
+		os.Stdout.WriteString(line) // one write per line: a kill never splits it
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	s.Close()
+}
+
+// crashWorkload writes to s until stop, calling acked (concurrently) for
+// every write the store acknowledged: 16 writers update 40 local documents,
+// and 4 workers apply remote deltas of origin pop-b out of order (a
+// shuffled block of 100,000 sequence numbers per round).
+func crashWorkload(s *Store, round uint64, stop time.Time, acked func(ack)) error {
+	ctx := context.Background()
 	var wg sync.WaitGroup
+	errs := make(chan error, 20)
 	for w := range 16 {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(stop); i++ {
 				doc := fmt.Sprintf("doc%02d", rand.IntN(40))
-				tok := fmt.Sprintf("r%s-w%d-%d", round, w, i)
+				tok := fmt.Sprintf("r%d-w%d-%d", round, w, i)
 				e, err := s.Update(ctx, Key{"app", "c", doc}, appendFn(tok))
 				if err != nil {
-					t.Error(err)
+					errs <- err
 					return
 				}
-				line := fmt.Sprintf("ack %s %d %s\n", doc, e.Seq, tok)
-				mu.Lock()
-				os.Stdout.WriteString(line) // one write per line: a kill never splits it
-				mu.Unlock()
+				acked(ack{doc: doc, seq: e.Seq, tok: tok})
 			}
 		})
 	}
-	// Remote deltas of origin pop-b, delivered out of order by 4 workers:
-	// each round applies a shuffled block of sequence numbers.
-	base := uint64(0)
-	fmt.Sscan(round, &base)
-	base *= 100_000
+	base := round * 100_000
 	perm := rand.Perm(100_000)
 	var nextRemote atomic.Int64
 	for range 4 {
@@ -263,16 +279,14 @@ func TestCrashChild(t *testing.T) {
 				doc := fmt.Sprintf("doc%02d", seq%10)
 				tok := fmt.Sprintf("b%d", seq)
 				if _, err := s.ApplyRemote(ctx, Key{"app", "r", doc}, "pop-b", seq, []byte(tok+";"), setMerge); err != nil {
-					t.Error(err)
+					errs <- err
 					return
 				}
-				line := fmt.Sprintf("rack %s %d %s\n", doc, seq, tok)
-				mu.Lock()
-				os.Stdout.WriteString(line)
-				mu.Unlock()
+				acked(ack{remote: true, doc: doc, seq: seq, tok: tok})
 			}
 		})
 	}
 	wg.Wait()
-	s.Close()
+	close(errs)
+	return <-errs
 }
