@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,6 +45,7 @@ func TestCrashRecovery(t *testing.T) {
 
 type ack struct {
 	remote bool // an ApplyRemote of origin pop-b, in collection "r"
+	batch  bool // an ApplyBatch of origin pop-c, in collection "bt"; seq is its watermark
 	doc    string
 	seq    uint64
 	tok    string
@@ -81,6 +84,9 @@ func runCrashChild(t *testing.T, dir string, round int) []ack {
 			acks = append(acks, a)
 		} else if n, _ := fmt.Sscanf(line, "rack %s %d %s", &a.doc, &a.seq, &a.tok); n == 3 {
 			a.remote = true
+			acks = append(acks, a)
+		} else if n, _ := fmt.Sscanf(line, "back %s %d %s", &a.doc, &a.seq, &a.tok); n == 3 {
+			a.batch = true
 			acks = append(acks, a)
 		}
 	}
@@ -144,8 +150,9 @@ func checkCrashState(t *testing.T, s *Store, acks []ack) {
 		replay[e.Key.Doc] += string(e.Delta)
 	}
 	checkRemoteCrashState(t, s, acks)
+	checkBatchCrashState(t, s, acks)
 	for _, a := range acks {
-		if a.remote {
+		if a.remote || a.batch {
 			continue
 		}
 		e, ok := bySeq[a.seq]
@@ -212,6 +219,25 @@ func checkRemoteCrashState(t *testing.T, s *Store, acks []ack) {
 	}
 }
 
+// Batches of origin pop-c: the watermark never falls below an acknowledged
+// batch, and every acknowledged batch's item is merged into its document.
+func checkBatchCrashState(t *testing.T, s *Store, acks []ack) {
+	t.Helper()
+	wm := s.Seqs()["pop-c"]
+	for _, a := range acks {
+		if !a.batch {
+			continue
+		}
+		if a.seq > wm {
+			t.Fatalf("batch up to pop-c %d was acknowledged, the watermark after the crash is %d", a.seq, wm)
+		}
+		state := mustGet(t, s, Key{"app", "bt", a.doc})
+		if !slices.Contains(strings.Split(state, ";"), a.tok) {
+			t.Fatalf("acknowledged batch item %s is missing from %s: %q", a.tok, a.doc, state)
+		}
+	}
+}
+
 // TestCrashChild is the child half of TestCrashRecovery; it does nothing
 // unless started by it.
 func TestCrashChild(t *testing.T) {
@@ -229,8 +255,11 @@ func TestCrashChild(t *testing.T) {
 	// The parent kills us long before the 8 s are up.
 	err = crashWorkload(s, round, time.Now().Add(8*time.Second), func(a ack) {
 		kind := "ack"
-		if a.remote {
+		switch {
+		case a.remote:
 			kind = "rack"
+		case a.batch:
+			kind = "back"
 		}
 		line := fmt.Sprintf("%s %s %d %s\n", kind, a.doc, a.seq, a.tok)
 		mu.Lock()
@@ -245,12 +274,13 @@ func TestCrashChild(t *testing.T) {
 
 // crashWorkload writes to s until stop, calling acked (concurrently) for
 // every write the store acknowledged: 16 writers update 40 local documents,
-// and 4 workers apply remote deltas of origin pop-b out of order (a
-// shuffled block of 100,000 sequence numbers per round).
+// 4 workers apply remote deltas of origin pop-b out of order (a shuffled
+// block of 100,000 sequence numbers per round), and one applies
+// replication batches of origin pop-c in order, as a peer's link does.
 func crashWorkload(s *Store, round uint64, stop time.Time, acked func(ack)) error {
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	errs := make(chan error, 20)
+	errs := make(chan error, 21)
 	for w := range 16 {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(stop); i++ {
@@ -286,6 +316,20 @@ func crashWorkload(s *Store, round uint64, stop time.Time, acked func(ack)) erro
 			}
 		})
 	}
+	wg.Go(func() {
+		merge := func(_ Key, state, delta []byte) ([]byte, error) { return setMerge(state, delta) }
+		// Resume after the watermark, as a link does after a restart.
+		for seq := s.Seqs()["pop-c"] + 1; time.Now().Before(stop); seq++ {
+			doc := fmt.Sprintf("doc%02d", seq%10)
+			tok := fmt.Sprintf("c%d", seq)
+			items := []BatchItem{{Key: Key{"app", "bt", doc}, Delta: []byte(tok + ";")}}
+			if _, err := s.ApplyBatch(ctx, "pop-c", seq, seq, items, merge); err != nil {
+				errs <- err
+				return
+			}
+			acked(ack{batch: true, doc: doc, seq: seq, tok: tok})
+		}
+	})
 	wg.Wait()
 	close(errs)
 	return <-errs
