@@ -426,18 +426,18 @@ func (r *Replicator) truncate() {
 	}
 	defer r.truncMu.Unlock()
 	trunc := r.truncated.Load()
-	low, first := trunc, true
-	for _, p := range r.peers {
-		p.mu.Lock()
-		known, acked := p.known, p.acked
-		p.mu.Unlock()
-		if !known {
-			// A peer we have not heard from may still need everything.
-			low, first = trunc, false
-			break
-		}
-		if first || acked < low {
-			low, first = acked, false
+	low := trunc // with no peers, or one not heard from yet, only the cap moves it
+	if len(r.peers) > 0 {
+		low = ^uint64(0)
+		for _, p := range r.peers {
+			p.mu.Lock()
+			known, acked := p.known, p.acked
+			p.mu.Unlock()
+			if !known {
+				low = trunc // it may still need everything
+				break
+			}
+			low = min(low, acked)
 		}
 	}
 	if head := r.st.Seqs()[r.origin]; head > r.opts.MaxLog && head-r.opts.MaxLog > low {
