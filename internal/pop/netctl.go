@@ -22,12 +22,16 @@ func (p *PoP) netControl(mux *http.ServeMux) {
 			Batches   uint64  `json:"batches_sent"`
 			Items     uint64  `json:"items_sent"`
 			Bytes     uint64  `json:"bytes_sent"`
+			// Unacked: entries of this PoP's log the peer has not
+			// acknowledged; null until its watermark is known.
+			Unacked *uint64 `json:"unacked"`
 		}
 		out := struct {
-			PoP      string `json:"pop"`
-			Repaired uint64 `json:"repaired_docs"` // merged by anti-entropy
-			Links    []link `json:"links"`
-		}{PoP: p.opts.Self, Repaired: p.Repl.Repaired(), Links: []link{}}
+			PoP        string `json:"pop"`
+			Repaired   uint64 `json:"repaired_docs"` // merged by anti-entropy
+			LogEntries uint64 `json:"log_entries"`   // kept for peers (max_log)
+			Links      []link `json:"links"`
+		}{PoP: p.opts.Self, Repaired: p.Repl.Repaired(), LogEntries: p.Repl.LogEntries(), Links: []link{}}
 		sent := p.Repl.Links()
 		var status map[string]struct {
 			down bool
@@ -48,8 +52,12 @@ func (p *PoP) netControl(mux *http.ServeMux) {
 		for _, id := range p.Mesh.Peers() {
 			st := status[id]
 			s := sent[id]
-			out.Links = append(out.Links, link{Peer: id, Connected: p.Mesh.Up(id), Partition: st.down, OneWayMs: st.ms,
-				Batches: s.Batches, Items: s.Items, Bytes: s.Bytes})
+			l := link{Peer: id, Connected: p.Mesh.Up(id), Partition: st.down, OneWayMs: st.ms,
+				Batches: s.Batches, Items: s.Items, Bytes: s.Bytes}
+			if s.Known {
+				l.Unacked = &s.Unacked
+			}
+			out.Links = append(out.Links, l)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)

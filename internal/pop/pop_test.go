@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -267,6 +269,16 @@ func TestLogBoundedWhilePeerAway(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The admin API shows the cap and who is behind.
+	st0 := c.links("a")
+	if st0.LogEntries > maxLog+maxLog/8 {
+		t.Errorf("/v1/net/links: log_entries %d; MaxLog is %d", st0.LogEntries, maxLog)
+	}
+	for _, l := range st0.Links {
+		if l.Peer == "b" && (l.Connected || l.Unacked != nil) {
+			t.Errorf("/v1/net/links: b is away, yet connected %v, unacked known %v", l.Connected, l.Unacked != nil)
+		}
+	}
 	c.start("b")
 	c.eventually("stats", "d000", `{"n":1}`, "b") // dropped from the log: anti-entropy
 	c.eventually("stats", fmt.Sprintf("d%03d", writes-1), `{"n":1}`, "b")
@@ -277,6 +289,44 @@ func TestLogBoundedWhilePeerAway(t *testing.T) {
 			t.Fatal("b caught up without anti-entropy although a dropped entries it had not acknowledged")
 		}
 	}
+	// Once b has acknowledged a's log again, it is behind by nothing.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var unacked *uint64
+		for _, l := range c.links("a").Links {
+			if l.Peer == "b" {
+				unacked = l.Unacked
+			}
+		}
+		if unacked != nil && *unacked == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b is back and up to date, yet a reports it %v entries behind", unacked)
+		}
+	}
+}
+
+// netLinks is what GET /v1/net/links answers.
+type netLinks struct {
+	LogEntries uint64 `json:"log_entries"`
+	Links      []struct {
+		Peer      string  `json:"peer"`
+		Connected bool    `json:"connected"`
+		Unacked   *uint64 `json:"unacked"`
+	} `json:"links"`
+}
+
+func (c *cluster) links(id string) netLinks {
+	c.t.Helper()
+	mux := http.NewServeMux()
+	c.pops[id].netControl(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/net/links", nil))
+	var out netLinks
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 {
+		c.t.Fatalf("/v1/net/links at %s: %d %s (%v)", id, rec.Code, rec.Body, err)
+	}
+	return out
 }
 
 func TestLostDiskRebuilds(t *testing.T) {

@@ -106,9 +106,16 @@ type peerLink struct {
 	stats LinkStats
 }
 
-// LinkStats counts what was delivered to one peer (pushes it answered).
+// LinkStats counts what was delivered to one peer (pushes it answered),
+// and how far behind this PoP's log the peer is.
 type LinkStats struct {
 	Batches, Items, Bytes uint64
+	// Unacked is how many entries of this PoP's log the peer has not
+	// acknowledged (those that do not concern it included); meaningful
+	// only when Known, that is once the peer's watermark has been learnt
+	// since its link came up.
+	Unacked uint64
+	Known   bool
 }
 
 // New creates a Replicator; Start runs it.
@@ -202,15 +209,27 @@ func (r *Replicator) Close() {
 // Repaired is the number of documents anti-entropy has merged here.
 func (r *Replicator) Repaired() uint64 { return r.repaired.Load() }
 
-// Links returns what was sent to each peer.
+// Links returns what was sent to each peer and how far behind it is.
 func (r *Replicator) Links() map[string]LinkStats {
+	head := r.st.Seqs()[r.origin]
 	out := map[string]LinkStats{}
 	for id, p := range r.peers {
 		p.mu.Lock()
-		out[id] = p.stats
+		st := p.stats
+		st.Known = p.known
+		if p.known && head > p.acked {
+			st.Unacked = head - p.acked
+		}
 		p.mu.Unlock()
+		out[id] = st
 	}
 	return out
+}
+
+// LogEntries is how many entries of this PoP's log are kept for peers
+// (at most MaxLog beyond what every peer has acknowledged).
+func (r *Replicator) LogEntries() uint64 {
+	return r.st.Seqs()[r.origin] - r.truncated.Load()
 }
 
 func signal(c chan struct{}) {
