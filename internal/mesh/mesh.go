@@ -362,6 +362,12 @@ func (m *Mesh) HandleRequests(kind string, h Handler) error {
 	m.mu.Lock()
 	m.subs = append(m.subs, sub)
 	m.mu.Unlock()
+	// The subscription is only sent, not yet known to the server: a peer's
+	// request arriving on another connection meanwhile would find no
+	// responder. One round trip to our own server settles it.
+	if err := m.local.FlushTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("mesh: registering the %q handler with this PoP's NATS server: %w", kind, err)
+	}
 	return nil
 }
 
