@@ -260,7 +260,8 @@ func TestLogBoundedWhilePeerAway(t *testing.T) {
 	origin := st.Origin()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		kept := st.Seqs()[origin] - st.Truncated(origin)
+		trunc := st.Truncated(origin) // first: never above a later head
+		kept := st.Seqs()[origin] - trunc
 		if kept <= maxLog+maxLog/8 {
 			break
 		}

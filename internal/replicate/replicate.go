@@ -229,7 +229,8 @@ func (r *Replicator) Links() map[string]LinkStats {
 // LogEntries is how many entries of this PoP's log are kept for peers
 // (at most MaxLog beyond what every peer has acknowledged).
 func (r *Replicator) LogEntries() uint64 {
-	return r.st.Seqs()[r.origin] - r.truncated.Load()
+	trunc := r.st.Truncated(r.origin) // first: never above a later head
+	return r.st.Seqs()[r.origin] - trunc
 }
 
 func signal(c chan struct{}) {
