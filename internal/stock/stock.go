@@ -81,6 +81,11 @@ type escrow struct {
 	// says whether it brought a grant.
 	refillDone chan struct{}
 	refillOK   bool
+	// returnDone is closed when the return to the centre in progress
+	// ends (nil: none). A take that finds the escrow empty waits for it
+	// before asking the centre, which would otherwise answer
+	// "insufficient" while this PoP's own units are on their way there.
+	returnDone chan struct{}
 	// grant adapts to demand: it doubles (up to maxGrowth × the declared
 	// grant) each time takes ran the escrow dry before a background refill
 	// arrived, since an escrow sustains at most grant / round trip takes a
@@ -310,12 +315,31 @@ func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *esc
 // first, so a crash in between loses units rather than duplicating them.
 func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
 	e.mu.Lock()
+	for e.returnDone != nil { // bounded by ctx: one return at a time
+		done := e.returnDone
+		e.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		e.mu.Lock()
+	}
 	units := e.units
 	e.units = 0
-	e.mu.Unlock()
 	if units == 0 {
+		e.mu.Unlock()
 		return nil
 	}
+	done := make(chan struct{})
+	e.returnDone = done
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.returnDone = nil
+		e.mu.Unlock()
+		close(done)
+	}()
 	restore := func() {
 		e.mu.Lock()
 		e.units += units
