@@ -82,8 +82,7 @@ type Replicator struct {
 
 	peers map[string]*peerLink
 
-	truncMu   sync.Mutex    // one truncation at a time (every sender calls truncate)
-	truncated atomic.Uint64 // our log is truncated up to here
+	truncMu sync.Mutex // one truncation at a time (every sender calls truncate)
 
 	repaired atomic.Uint64 // documents merged by anti-entropy
 }
@@ -140,7 +139,6 @@ func New(opts Options) (*Replicator, error) {
 	}
 	r := &Replicator{opts: opts, st: opts.Data.Store(), peers: map[string]*peerLink{}}
 	r.origin = r.st.Origin()
-	r.truncated.Store(r.st.Truncated(r.origin))
 	for _, id := range opts.Mesh.Peers() {
 		r.peers[id] = &peerLink{id: id, kick: make(chan struct{}, 1), ae: make(chan struct{}, 1)}
 	}
@@ -322,7 +320,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 	if errors.Is(err, store.ErrTruncated) {
 		// The peer is behind our truncation point: it repairs by anti-entropy.
 		b.Reset = true
-		trunc := r.truncated.Load()
+		trunc := r.st.Truncated(r.origin)
 		b.From = max(from, trunc+1)
 		entries, err = r.st.LogSince(r.origin, b.From-1, maxBatchEntries)
 		signal(p.ae)
@@ -445,7 +443,7 @@ func (r *Replicator) truncate() {
 		return // another sender is at it
 	}
 	defer r.truncMu.Unlock()
-	trunc := r.truncated.Load()
+	trunc := r.st.Truncated(r.origin)
 	low := trunc // with no peers, or one not heard from yet, only the cap moves it
 	if len(r.peers) > 0 {
 		low = ^uint64(0)
@@ -472,9 +470,7 @@ func (r *Replicator) truncate() {
 		if r.ctx.Err() == nil {
 			r.opts.Logf("replicate: truncating the log: %v", err)
 		}
-		return
 	}
-	r.truncated.Store(low)
 }
 
 const (
