@@ -15,14 +15,14 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/admin"
-	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/documents"
 )
 
 const defaultAdminAddr = "127.0.0.1:8081"
 
 // popData is the document service of `verge dev` and its admin listener.
 type popData struct {
-	Service *data.Service // nil when the app declares no collections
+	Service *documents.Service // nil when the app declares no collections
 	srv     *http.Server
 	errc    chan error
 	log     *slog.Logger
@@ -56,7 +56,7 @@ func openData(m *verge.Manifest, dir, addr, token string, addrExplicit bool, std
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("document store: %w", err)
 	}
-	svc, err := data.Open(dir, data.Options{Origin: "dev", Replica: 1})
+	svc, err := documents.Open(dir, documents.Options{Origin: "dev", Replica: 1})
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/app"
 	"github.com/verge-edge/verge/internal/gateway"
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 func runDev(args []string, stdout, stderr io.Writer) error {
@@ -74,7 +74,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer pop.Close()
-	eng, err := runtime.NewEngine(runtime.Options{CacheDir: *cacheDir, Logger: log, Documents: app.Documents(pop.Service)})
+	eng, err := wasm.NewEngine(wasm.Options{CacheDir: *cacheDir, Logger: log, Documents: app.Documents(pop.Service)})
 	if err != nil {
 		return err
 	}

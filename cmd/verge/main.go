@@ -43,7 +43,7 @@ func (e *usageError) Error() string { return e.msg }
 
 func main() {
 	if os.Getenv("GOMAXPROCS") == "" {
-		// Guests run on at most GOMAXPROCS-1 Ps (see internal/runtime);
+		// Guests run on at most GOMAXPROCS-1 Ps (see internal/wasm);
 		// one more P than cores lets guests use every core while a P stays
 		// free for timers and the network.
 		goruntime.GOMAXPROCS(goruntime.NumCPU() + 1)

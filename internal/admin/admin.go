@@ -32,7 +32,7 @@ import (
 	"strings"
 
 	"github.com/verge-edge/verge/crdt"
-	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/store"
 )
@@ -41,7 +41,7 @@ import (
 type Options struct {
 	// Token, if set, is required as "Authorization: Bearer TOKEN".
 	Token string
-	// MaxBodyBytes bounds a request body (default: twice data.DefaultMaxDocBytes).
+	// MaxBodyBytes bounds a request body (default: twice documents.DefaultMaxDocBytes).
 	MaxBodyBytes int64
 	// Logger receives internal errors (default: slog.Default()).
 	Logger *slog.Logger
@@ -76,7 +76,7 @@ func IsLoopback(addr string) bool {
 }
 
 type handler struct {
-	svc     *data.Service
+	svc     *documents.Service
 	token   []byte
 	maxBody int64
 	log     *slog.Logger
@@ -85,10 +85,10 @@ type handler struct {
 }
 
 // NewHandler returns the admin API over svc.
-func NewHandler(svc *data.Service, opts Options) http.Handler {
+func NewHandler(svc *documents.Service, opts Options) http.Handler {
 	h := &handler{svc: svc, token: []byte(opts.Token), maxBody: opts.MaxBodyBytes, log: opts.Logger, mux: http.NewServeMux(), spot: opts.Spot}
 	if h.maxBody <= 0 {
-		h.maxBody = 2 * data.DefaultMaxDocBytes
+		h.maxBody = 2 * documents.DefaultMaxDocBytes
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -217,7 +217,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("limit=%q: want a positive integer (at most %d)", s, data.MaxListLimit))
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("limit=%q: want a positive integer (at most %d)", s, documents.MaxListLimit))
 			return
 		}
 		limit = n
@@ -275,11 +275,11 @@ func (h *handler) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 // fail answers err from the data service with its status and kind.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, data.ErrUnknownApp), errors.Is(err, data.ErrUnknownCollection), errors.Is(err, data.ErrNotFound):
+	case errors.Is(err, documents.ErrUnknownApp), errors.Is(err, documents.ErrUnknownCollection), errors.Is(err, documents.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, data.ErrInvalid), errors.Is(err, store.ErrInvalidKey):
+	case errors.Is(err, documents.ErrInvalid), errors.Is(err, store.ErrInvalidKey):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
-	case errors.Is(err, data.ErrTooLarge):
+	case errors.Is(err, documents.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
 		// The client went away while waiting for the document's lock;

@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge"
-	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/documents"
 )
 
 func newServer(t testing.TB, opts Options, noSync bool) *httptest.Server {
 	t.Helper()
-	svc, err := data.Open(t.TempDir(), data.Options{Origin: "test", Replica: 1, NoSync: noSync, MaxDocBytes: 64 << 10})
+	svc, err := documents.Open(t.TempDir(), documents.Options{Origin: "test", Replica: 1, NoSync: noSync, MaxDocBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}

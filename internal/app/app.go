@@ -15,7 +15,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/gateway"
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // Build runs each function's build command in the manifest's directory,
@@ -42,7 +42,7 @@ func Build(ctx context.Context, m *verge.Manifest, stdout, stderr io.Writer) err
 type App struct {
 	Manifest *verge.Manifest
 	Gateway  *gateway.Gateway
-	engine   *runtime.Engine
+	engine   *wasm.Engine
 	log      *slog.Logger
 
 	mu     sync.Mutex
@@ -64,7 +64,7 @@ func stamp(path string) (fileStamp, error) {
 
 // Load loads every function of m; the first that fails to load fails the
 // whole app, with an error naming its module file.
-func Load(ctx context.Context, eng *runtime.Engine, m *verge.Manifest, log *slog.Logger) (*App, error) {
+func Load(ctx context.Context, eng *wasm.Engine, m *verge.Manifest, log *slog.Logger) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}

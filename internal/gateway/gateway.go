@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // RequestIDHeader carries the request id on every response.
@@ -39,7 +39,7 @@ type Gateway struct {
 // they run, and swapping in a new version takes the write lock (after the new
 // version is already routed) to wait for the old one's requests to finish.
 type version struct {
-	fn     *runtime.Function
+	fn     *wasm.Function
 	mu     sync.RWMutex
 	closed bool
 }
@@ -70,7 +70,7 @@ func New(log *slog.Logger) *Gateway {
 // Set routes fn's routes to fn, replacing any previous version of the
 // function of the same name; the old version is closed once its requests in
 // flight have finished. It returns when the new version is routed.
-func (g *Gateway) Set(fn *runtime.Function) {
+func (g *Gateway) Set(fn *wasm.Function) {
 	old := g.table.Load()
 	t := &table{versions: make(map[string]*version, len(old.versions)+1)}
 	for name, v := range old.versions {
@@ -161,7 +161,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(RequestIDHeader, id)
 	v, rt, ok := g.acquire(r.URL.Path)
 	if !ok {
-		writeError(w, id, &runtime.Error{Kind: "not_found", Status: http.StatusNotFound, Msg: "no function is routed at " + r.URL.Path})
+		writeError(w, id, &wasm.Error{Kind: "not_found", Status: http.StatusNotFound, Msg: "no function is routed at " + r.URL.Path})
 		return
 	}
 	defer v.mu.RUnlock()
@@ -175,7 +175,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, id, fn, err, start)
 		return
 	}
-	req := &runtime.Request{
+	req := &wasm.Request{
 		ID:         id,
 		Method:     r.Method,
 		URI:        r.RequestURI,
@@ -205,7 +205,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // readBody reads the request body, refusing more than limit bytes.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	tooLarge := func() error {
-		return &runtime.Error{Kind: runtime.KindRequestBody, Status: http.StatusRequestEntityTooLarge,
+		return &wasm.Error{Kind: wasm.KindRequestBody, Status: http.StatusRequestEntityTooLarge,
 			Msg: "request body exceeds the function's limit of " + strconv.FormatInt(limit, 10) + " bytes (limits.request_body)"}
 	}
 	if r.ContentLength > limit {
@@ -232,13 +232,13 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 			return buf, nil
 		}
 		if err != nil {
-			return nil, &runtime.Error{Kind: "bad_request", Status: http.StatusBadRequest, Msg: "reading the request body: " + err.Error()}
+			return nil, &wasm.Error{Kind: "bad_request", Status: http.StatusBadRequest, Msg: "reading the request body: " + err.Error()}
 		}
 	}
 }
 
-func (g *Gateway) fail(w http.ResponseWriter, id string, fn *runtime.Function, err error, start time.Time) {
-	e := runtime.AsError(err)
+func (g *Gateway) fail(w http.ResponseWriter, id string, fn *wasm.Function, err error, start time.Time) {
+	e := wasm.AsError(err)
 	attrs := []any{"function", fn.Spec.Name, "request_id", id, "kind", e.Kind, "err", e.Error(), "elapsed", time.Since(start)}
 	switch {
 	case e.Status == 499:
@@ -259,7 +259,7 @@ type ErrorBody struct {
 	RequestID string `json:"request_id"`
 }
 
-func writeError(w http.ResponseWriter, id string, e *runtime.Error) {
+func writeError(w http.ResponseWriter, id string, e *wasm.Error) {
 	body := ErrorBody{Error: e.Msg, Kind: e.Kind, RequestID: id}
 	if e.IsLimit() {
 		body.Limit = e.Kind

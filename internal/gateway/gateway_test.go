@@ -17,15 +17,15 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge"
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
 
 func fixture(name string) string { return filepath.Join("..", "runtime", "testdata", name) }
 
-func engine(t *testing.T) *runtime.Engine {
-	e, err := runtime.NewEngine(runtime.Options{CacheDir: "-", Logger: quiet})
+func engine(t *testing.T) *wasm.Engine {
+	e, err := wasm.NewEngine(wasm.Options{CacheDir: "-", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func engine(t *testing.T) *runtime.Engine {
 	return e
 }
 
-func loadFn(t *testing.T, e *runtime.Engine, name, module string, routes []string, lim verge.Limits) *runtime.Function {
+func loadFn(t *testing.T, e *wasm.Engine, name, module string, routes []string, lim verge.Limits) *wasm.Function {
 	t.Helper()
 	f, err := e.Load(context.Background(), verge.Function{Name: name, Module: fixture(module), Executor: verge.ExecutorVerge,
 		Isolation: verge.IsolationPooled, Routes: routes, Limits: lim.WithDefaults()})

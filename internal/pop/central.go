@@ -14,7 +14,7 @@ import (
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/mesh"
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
 )
@@ -161,7 +161,7 @@ func (p *PoP) forwardCentral(w http.ResponseWriter, r *http.Request) {
 	res, err := p.invokeCentral(r.Context(), invocation{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header, Body: body})
 	var se *statusError
 	switch {
-	case errors.As(err, &se) && se.status == runtime.StatusUnknown:
+	case errors.As(err, &se) && se.status == wasm.StatusUnknown:
 		writeJSONError(w, http.StatusGatewayTimeout, "unknown_outcome", err.Error())
 		return
 	case err != nil:
@@ -187,12 +187,12 @@ func (p *PoP) invokeCentral(ctx context.Context, inv invocation) (*invocationRes
 	case err == nil:
 	case errors.Is(err, mesh.ErrUnreachable):
 		// Never sent, or nobody there to run it.
-		return nil, &statusError{runtime.StatusUnavailable, fmt.Errorf("the central PoP %s, where this function runs, is unreachable; retry later", central.ID)}
+		return nil, &statusError{wasm.StatusUnavailable, fmt.Errorf("the central PoP %s, where this function runs, is unreachable; retry later", central.ID)}
 	case errors.As(err, &re):
 		// The centre refused the invocation before running anything.
-		return nil, &statusError{runtime.StatusUnavailable, fmt.Errorf("central function: %w", err)}
+		return nil, &statusError{wasm.StatusUnavailable, fmt.Errorf("central function: %w", err)}
 	default:
-		return nil, &statusError{runtime.StatusUnknown, fmt.Errorf("central function: no answer from the central PoP %s in time, so it may or may not have run: %w", central.ID, err)}
+		return nil, &statusError{wasm.StatusUnknown, fmt.Errorf("central function: no answer from the central PoP %s in time, so it may or may not have run: %w", central.ID, err)}
 	}
 	var res invocationResult
 	if err := json.Unmarshal(out, &res); err != nil {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/netsim"
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // Data that follows its user.
@@ -46,7 +46,7 @@ type requestHome struct {
 
 // followDocs adds Follow to the data service's runtime adapter.
 type followDocs struct {
-	runtime.Documents
+	wasm.Documents
 	p *PoP
 }
 

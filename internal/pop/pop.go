@@ -25,12 +25,12 @@ import (
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/app"
-	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/gateway"
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/replicate"
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
 	"github.com/verge-edge/verge/internal/store"
@@ -88,14 +88,14 @@ type PoP struct {
 	opts Options
 	log  *slog.Logger
 	Mesh *mesh.Mesh
-	Data *data.Service
+	Data *documents.Service
 	Repl *replicate.Replicator
 	// Spot is the centre's SPOT engine (a client of it at an edge PoP);
 	// Stock adds the hybrid threshold for declared stocks.
 	Spot     spot.Engine
 	Stock    *stock.Stock
 	stopSpot func()
-	eng      *runtime.Engine
+	eng      *wasm.Engine
 	app      *app.App
 	http     *http.Server
 	admin    *http.Server
@@ -112,7 +112,7 @@ type PoP struct {
 	// data directory was empty.
 	Rebuilt int
 
-	data0 atomic.Pointer[data.Service] // for the incarnation handler, before Data is set
+	data0 atomic.Pointer[documents.Service] // for the incarnation handler, before Data is set
 	fresh atomic.Bool                  // starting with an empty data directory: has seen nothing
 	repl0 atomic.Pointer[replicate.Replicator]
 
@@ -186,7 +186,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	}
 	p.Incarnation = inc
 	origin := opts.Self + "." + strconv.Itoa(int(inc))
-	p.Data, err = data.Open(filepath.Join(opts.Data, "store"), data.Options{
+	p.Data, err = documents.Open(filepath.Join(opts.Data, "store"), documents.Options{
 		Origin:  origin,
 		Replica: crdt.ReplicaID(uint32(self.Number)<<16 | uint32(inc)),
 		NoSync:  opts.NoSync,
@@ -263,7 +263,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 
 func (p *PoP) serveApp(ctx context.Context) error {
 	var err error
-	p.eng, err = runtime.NewEngine(runtime.Options{CacheDir: p.opts.CacheDir, Logger: p.log, Documents: followDocs{app.Documents(p.Data), p},
+	p.eng, err = wasm.NewEngine(wasm.Options{CacheDir: p.opts.CacheDir, Logger: p.log, Documents: followDocs{app.Documents(p.Data), p},
 		Spot: runtimeSpot{facade{p}}, Invoker: invoker{p}})
 	if err != nil {
 		return err

@@ -6,7 +6,7 @@ import (
 	"errors"
 
 	"github.com/verge-edge/verge/crdt"
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 	"github.com/verge-edge/verge/internal/spot"
 )
 
@@ -26,13 +26,13 @@ func spotStatus(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &ce):
-		return runtime.SpotConflict(ce.Current, err)
+		return wasm.SpotConflict(ce.Current, err)
 	case errors.Is(err, spot.ErrInvalid):
-		return &statusError{runtime.StatusInvalid, err}
+		return &statusError{wasm.StatusInvalid, err}
 	case errors.Is(err, spot.ErrUnknownOutcome): // it also matches ErrUnavailable
-		return &statusError{runtime.StatusUnknown, err}
+		return &statusError{wasm.StatusUnknown, err}
 	case errors.Is(err, spot.ErrUnavailable):
-		return &statusError{runtime.StatusUnavailable, err}
+		return &statusError{wasm.StatusUnavailable, err}
 	}
 	return err
 }
@@ -79,7 +79,7 @@ func (s runtimeSpot) UpdateDoc(ctx context.Context, app, key string, rev uint64,
 // directly at the centre.
 type invoker struct{ p *PoP }
 
-func (iv invoker) Invoke(ctx context.Context, app, fn string, req *runtime.Request) (*runtime.Response, error) {
+func (iv invoker) Invoke(ctx context.Context, app, fn string, req *wasm.Request) (*wasm.Response, error) {
 	uri := req.URI
 	if uri == "" {
 		uri = req.Path
@@ -102,7 +102,7 @@ func (iv invoker) Invoke(ctx context.Context, app, fn string, req *runtime.Reque
 	if err != nil {
 		return nil, err
 	}
-	return &runtime.Response{Status: res.Status, Header: res.Header, Body: res.Body}, nil
+	return &wasm.Response{Status: res.Status, Header: res.Header, Body: res.Body}, nil
 }
 
 func mustJSON(v any) []byte {

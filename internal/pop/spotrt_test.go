@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/verge-edge/verge/internal/runtime"
+	"github.com/verge-edge/verge/internal/wasm"
 	"github.com/verge-edge/verge/internal/spot"
 )
 
@@ -24,12 +24,12 @@ func TestSpotStatus(t *testing.T) {
 		err  error
 		want uint32
 	}{
-		{fmt.Errorf("take: %w", bothKinds{}), runtime.StatusUnknown},
-		{fmt.Errorf("take: %w", spot.ErrUnavailable), runtime.StatusUnavailable},
-		{fmt.Errorf("take: %w", spot.ErrInvalid), runtime.StatusInvalid},
+		{fmt.Errorf("take: %w", bothKinds{}), wasm.StatusUnknown},
+		{fmt.Errorf("take: %w", spot.ErrUnavailable), wasm.StatusUnavailable},
+		{fmt.Errorf("take: %w", spot.ErrInvalid), wasm.StatusInvalid},
 	}
 	for _, c := range cases {
-		var de runtime.DocError
+		var de wasm.DocError
 		if err := spotStatus(c.err); !errors.As(err, &de) || de.Status() != c.want {
 			t.Errorf("spotStatus(%v) = %v, want status %d", c.err, err, c.want)
 		}

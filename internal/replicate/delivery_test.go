@@ -10,7 +10,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
-	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/replicate/wire"
 	"github.com/verge-edge/verge/internal/store"
 )
@@ -19,7 +19,7 @@ import (
 // the test controls order, duplication and loss.
 func newBare(t *testing.T, self string, n *verge.Network, m *verge.Manifest, replica crdt.ReplicaID) *Replicator {
 	t.Helper()
-	d, err := data.Open(t.TempDir(), data.Options{Origin: self + ".1", Replica: replica, NoSync: true})
+	d, err := documents.Open(t.TempDir(), documents.Options{Origin: self + ".1", Replica: replica, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge"
-	"github.com/verge-edge/verge/internal/data"
+	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/replicate/wire"
 	"github.com/verge-edge/verge/internal/store"
@@ -48,7 +48,7 @@ type Options struct {
 	Self    string // this PoP's id
 	Network *verge.Network
 	Mesh    *mesh.Mesh
-	Data    *data.Service
+	Data    *documents.Service
 	// Apps are the apps this PoP runs, for anti-entropy.
 	Apps []*verge.Manifest
 	// Window is the batch window (default 50 ms).

@@ -1,4 +1,4 @@
-package runtime
+package wasm
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func buildGo(tb testing.TB, pkg string, reactor bool) string {
 		return p
 	}
 	if buildDir == "" {
-		d, err := os.MkdirTemp("", "verge-runtime-test-")
+		d, err := os.MkdirTemp("", "verge-wasm-test-")
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -1,8 +1,8 @@
-package runtime
+package wasm
 
 import (
 	"context"
-	goruntime "runtime"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -12,8 +12,8 @@ import (
 // after a blocking host call.
 func TestRunChargesCPUNotWallTime(t *testing.T) {
 	t.Parallel()
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	const limit = 20 * time.Millisecond
 	r := &run{ctx: context.Background(), limit: limit}
 
@@ -48,8 +48,8 @@ func TestRunChargesCPUNotWallTime(t *testing.T) {
 // CPU time spent across blocking calls adds up.
 func TestRunChargesEverySegment(t *testing.T) {
 	t.Parallel()
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	const limit = 30 * time.Millisecond
 	r := &run{ctx: context.Background(), limit: limit}
 	spin := func(d time.Duration) {

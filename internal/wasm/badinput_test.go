@@ -1,4 +1,4 @@
-package runtime
+package wasm
 
 import (
 	"bytes"
@@ -118,7 +118,7 @@ func TestBadGuests(t *testing.T) {
 				_, err := f.Serve(context.Background(), get("/"))
 				var re *Error
 				if !errors.As(err, &re) {
-					t.Fatalf("request %d: got %v, want a *runtime.Error", i, err)
+					t.Fatalf("request %d: got %v, want a *wasm.Error", i, err)
 				}
 				if re.Kind != c.kind || re.Status != c.status || !strings.Contains(re.Error(), c.msg) {
 					t.Fatalf("request %d: got kind %q status %d %q; want kind %q status %d containing %q", i, re.Kind, re.Status, re.Error(), c.kind, c.status, c.msg)
@@ -157,7 +157,7 @@ func TestWildPointers(t *testing.T) {
 func TestGoGuestFaults(t *testing.T) {
 	t.Parallel()
 	e := newTestEngine(t)
-	hog := load(t, e, verge.Function{Module: buildGo(t, "internal/runtime/testdata/gohog", true), Executor: verge.ExecutorVerge,
+	hog := load(t, e, verge.Function{Module: buildGo(t, "internal/wasm/testdata/gohog", true), Executor: verge.ExecutorVerge,
 		Limits: verge.Limits{Memory: 64 << 20, CPUTime: 2 * time.Second}})
 	_, err := hog.Serve(context.Background(), get("/hog"))
 	var re *Error
@@ -166,7 +166,7 @@ func TestGoGuestFaults(t *testing.T) {
 	}
 	serveOK(t, hog, "/small", "ok")
 
-	p := load(t, e, verge.Function{Module: buildGo(t, "internal/runtime/testdata/gopanic", true), Executor: verge.ExecutorVerge})
+	p := load(t, e, verge.Function{Module: buildGo(t, "internal/wasm/testdata/gopanic", true), Executor: verge.ExecutorVerge})
 	_, err = p.Serve(context.Background(), get("/panic"))
 	if !errors.As(err, &re) || re.Kind != KindGuestError {
 		t.Fatalf("panicking handler: got %v, want guest_error", err)

@@ -1,4 +1,4 @@
-// Package data is the document service of one PoP: JSON documents addressed
+// Package documents is the document service of one PoP: JSON documents addressed
 // by (app, collection, key), edited with batches of path operations, kept as
 // CRDT states (package crdt) in the PoP's durable store (internal/store).
 //
@@ -12,7 +12,7 @@
 // the collections its manifest declares (SetApp), and the store's keys encode
 // (app, collection, key) prefix-free, so no name, however crafted, reaches
 // another app's documents.
-package data
+package documents
 
 import (
 	"context"

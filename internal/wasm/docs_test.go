@@ -1,4 +1,4 @@
-package runtime
+package wasm
 
 import (
 	"context"
@@ -72,7 +72,7 @@ func TestDocumentHostCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(context.Background())
-	mod := buildGo(t, "internal/runtime/testdata/godocs", true)
+	mod := buildGo(t, "internal/wasm/testdata/godocs", true)
 	shop := load(t, e, verge.Function{App: "shop", Module: mod, Executor: verge.ExecutorVerge})
 	other := load(t, e, verge.Function{App: "other", Module: mod, Executor: verge.ExecutorVerge})
 
@@ -130,7 +130,7 @@ func mustDoc(t *testing.T, js string) *crdt.Doc {
 func TestDocumentsUnavailable(t *testing.T) {
 	t.Parallel()
 	e := newTestEngine(t)
-	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/runtime/testdata/godocs", true), Executor: verge.ExecutorVerge})
+	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/wasm/testdata/godocs", true), Executor: verge.ExecutorVerge})
 	r := get("/bad")
 	resp, err := f.Serve(context.Background(), r)
 	if err != nil || !strings.Contains(string(resp.Body), "not supported by this host") {

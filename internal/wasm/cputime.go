@@ -1,9 +1,9 @@
-package runtime
+package wasm
 
 import (
 	"context"
 	"errors"
-	goruntime "runtime"
+	"runtime"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -123,8 +123,8 @@ func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *c
 		}
 	}
 	defer func() { <-slots }()
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	r := &run{ctx: ctx, cs: cs, env: env, limit: limit, deadline: deadline}
 	err := fn(context.WithValue(ctx, runKey{}, r))
 	if err != nil && r.cause != nil {
@@ -153,10 +153,10 @@ func blocking(ctx context.Context, fn func(context.Context)) {
 		r.pause()
 	}
 	<-slots
-	goruntime.UnlockOSThread()
+	runtime.UnlockOSThread()
 	defer func() {
 		slots <- struct{}{}
-		goruntime.LockOSThread()
+		runtime.LockOSThread()
 		if r != nil {
 			r.resume()
 		}

@@ -1,10 +1,10 @@
-package runtime
+package wasm
 
 import (
 	"context"
 	"fmt"
 	"net/http"
-	goruntime "runtime"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +74,7 @@ func newPool(f *Function) *pool {
 	return &pool{
 		f:      f,
 		idle:   make(chan *instance, f.Limits.MaxInstances),
-		target: min(f.Limits.MaxInstances, 2*goruntime.GOMAXPROCS(0)),
+		target: min(f.Limits.MaxInstances, 2*runtime.GOMAXPROCS(0)),
 	}
 }
 

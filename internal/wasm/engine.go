@@ -1,7 +1,7 @@
 // Package runtime runs Verge functions on wazero: it loads and validates
 // modules, keeps pools of warm instances, enforces per-request limits and
 // implements the host ABI (docs/abi.md).
-package runtime
+package wasm
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -93,7 +93,7 @@ type Engine struct {
 // Go scheduler, so guests holding every P would starve the timers that
 // interrupt them, and the network with them.
 var guestSlots = sync.OnceValue(func() chan struct{} {
-	return make(chan struct{}, max(1, goruntime.GOMAXPROCS(0)-1))
+	return make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
 })
 
 // NewEngine returns an engine with an on-disk compilation cache.

@@ -1,4 +1,4 @@
-package runtime
+package wasm
 
 import (
 	"bytes"
@@ -263,7 +263,7 @@ func TestSpotHostCalls(t *testing.T) {
 	t.Parallel()
 	s := newFakeSpot()
 	e := spotEngine(t, s, nil)
-	mod := buildGo(t, "internal/runtime/testdata/gospot", true)
+	mod := buildGo(t, "internal/wasm/testdata/gospot", true)
 	shop := load(t, e, verge.Function{App: "shop", Module: mod, Executor: verge.ExecutorVerge})
 	other := load(t, e, verge.Function{App: "other", Module: mod, Executor: verge.ExecutorVerge})
 
@@ -360,7 +360,7 @@ func TestSpotHostCalls(t *testing.T) {
 func TestSpotUnsupported(t *testing.T) {
 	t.Parallel()
 	e := newTestEngine(t)
-	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/runtime/testdata/gospot", true), Executor: verge.ExecutorVerge})
+	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/wasm/testdata/gospot", true), Executor: verge.ExecutorVerge})
 	for uri, name := range map[string]string{"/take?c=a&n=1": "spot_take", "/doc?key=a": "spot_doc_get", "/invoke?fn=echo&method=GET&path=/": "invoke"} {
 		got := call(t, f, "GET", uri, "")
 		if !strings.Contains(got, "verge: "+name+": not supported by this host: ") || !strings.Contains(got, "no central PoP configured") {
@@ -373,7 +373,7 @@ func TestInvokeHostCall(t *testing.T) {
 	t.Parallel()
 	inv := &fakeInvoker{}
 	e := spotEngine(t, nil, inv)
-	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/runtime/testdata/gospot", true), Executor: verge.ExecutorVerge,
+	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/wasm/testdata/gospot", true), Executor: verge.ExecutorVerge,
 		Limits: verge.Limits{ResponseBody: 64 << 10}})
 
 	steps := []struct {
@@ -499,7 +499,7 @@ func TestSpotCallsLeaveTheGuestSlot(t *testing.T) {
 	t.Cleanup(release) // a failed test must not leave guests waiting
 	e := spotEngine(t, s, nil)
 	slots := cap(guestSlots())
-	waiting := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/runtime/testdata/gospot", true), Executor: verge.ExecutorVerge,
+	waiting := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/wasm/testdata/gospot", true), Executor: verge.ExecutorVerge,
 		Limits: verge.Limits{MaxInstances: slots, WallTime: 20 * time.Second}})
 	other := load(t, e, verge.Function{Module: fixture("hello.wasm"), Executor: verge.ExecutorVerge})
 	done := make(chan string, slots)
@@ -542,7 +542,7 @@ func BenchmarkSpotCallGo(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { e.Close(context.Background()) })
-	f := load(b, e, verge.Function{App: "shop", Module: buildGo(b, "internal/runtime/testdata/gospot", true), Executor: verge.ExecutorVerge})
+	f := load(b, e, verge.Function{App: "shop", Module: buildGo(b, "internal/wasm/testdata/gospot", true), Executor: verge.ExecutorVerge})
 	req := get("/take")
 	req.URI, req.Query = "/take?c=x&n=1", "c=x&n=1"
 	ctx := context.Background()
