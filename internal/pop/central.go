@@ -14,9 +14,9 @@ import (
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/mesh"
-	"github.com/verge-edge/verge/internal/wasm"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // spotPrefix is the NATS subject prefix the centre's SPOT engine answers on.

@@ -30,10 +30,10 @@ import (
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/replicate"
-	"github.com/verge-edge/verge/internal/wasm"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
 	"github.com/verge-edge/verge/internal/store"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // Options configures a PoP.
@@ -113,7 +113,7 @@ type PoP struct {
 	Rebuilt int
 
 	data0 atomic.Pointer[documents.Service] // for the incarnation handler, before Data is set
-	fresh atomic.Bool                  // starting with an empty data directory: has seen nothing
+	fresh atomic.Bool                       // starting with an empty data directory: has seen nothing
 	repl0 atomic.Pointer[replicate.Replicator]
 
 	closeOnce sync.Once

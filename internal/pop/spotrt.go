@@ -6,8 +6,8 @@ import (
 	"errors"
 
 	"github.com/verge-edge/verge/crdt"
-	"github.com/verge-edge/verge/internal/wasm"
 	"github.com/verge-edge/verge/internal/spot"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // statusError gives a guest the ABI status of an error.

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/verge-edge/verge/internal/wasm"
 	"github.com/verge-edge/verge/internal/spot"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // bothKinds matches ErrUnknownOutcome and ErrUnavailable, as the SPOT
