@@ -58,13 +58,26 @@ const (
 	IsolationStrict Isolation = "strict" // a fresh instance for every request
 )
 
+// FunctionKind is where and how a function runs.
+type FunctionKind string
+
+const (
+	// KindHTTP functions serve requests at every PoP.
+	KindHTTP FunctionKind = "http"
+	// KindCentral functions run only at the central PoP, next to the single
+	// point of truth; other PoPs forward their routes there.
+	KindCentral FunctionKind = "central"
+	// KindRoom functions are durable realtime rooms (not implemented yet).
+	KindRoom FunctionKind = "room"
+)
+
 // Function is one [[function]] of a manifest.
 type Function struct {
 	App       string // the app's name: documents are the app's own
 	Name      string
 	Module    string // absolute path of the .wasm file
 	Executor  Executor
-	Kind      string // "http" or "central" (runs only at the central PoP); "room" is not implemented yet
+	Kind      FunctionKind
 	Isolation Isolation
 	Routes    []string
 	Build     string // shell command run in Manifest.Dir before loading, may be empty
@@ -128,26 +141,39 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
+// ScopeKind is how far a collection's documents replicate.
+type ScopeKind string
+
+const (
+	// ScopeLocal documents stay at the PoP that wrote them (backed up at
+	// the centre) and follow their user to another PoP.
+	ScopeLocal ScopeKind = "local"
+	// ScopeGroup documents replicate among a named group of PoPs.
+	ScopeGroup ScopeKind = "group"
+	// ScopeGlobal documents replicate to every PoP.
+	ScopeGlobal ScopeKind = "global"
+)
+
 // Scope is a collection's replication scope.
 type Scope struct {
-	Kind  string // "local", "group" or "global"
-	Group string // the group name when Kind is "group"
+	Kind  ScopeKind
+	Group string // the group name when Kind is ScopeGroup
 }
 
 func (s Scope) String() string {
-	if s.Kind == "group" {
+	if s.Kind == ScopeGroup {
 		return "group:" + s.Group
 	}
-	return s.Kind
+	return string(s.Kind)
 }
 
 // ParseScope parses "local", "global" or "group:NAME".
 func ParseScope(s string) (Scope, error) {
 	switch {
-	case s == "local" || s == "global":
-		return Scope{Kind: s}, nil
+	case s == string(ScopeLocal) || s == string(ScopeGlobal):
+		return Scope{Kind: ScopeKind(s)}, nil
 	case strings.HasPrefix(s, "group:") && nameRE.MatchString(s[len("group:"):]):
-		return Scope{Kind: "group", Group: s[len("group:"):]}, nil
+		return Scope{Kind: ScopeGroup, Group: s[len("group:"):]}, nil
 	}
 	return Scope{}, fmt.Errorf("%q is not a scope; expected \"local\", \"global\" or \"group:NAME\" (NAME: letters, digits, - and _)", s)
 }
@@ -292,12 +318,12 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 		default:
 			return nil, bad(at("executor"), "%q is not an executor; expected \"wagi\" or \"verge\"", rf.Executor)
 		}
-		switch rf.Kind {
-		case "", "http":
-			fn.Kind = "http"
-		case "central":
-			fn.Kind = "central"
-		case "room":
+		switch FunctionKind(rf.Kind) {
+		case "", KindHTTP:
+			fn.Kind = KindHTTP
+		case KindCentral:
+			fn.Kind = KindCentral
+		case KindRoom:
 			return nil, bad(at("kind"), "kind %q is not implemented yet; \"http\" and \"central\" functions run today", rf.Kind)
 		default:
 			return nil, bad(at("kind"), "%q is not a function kind; expected \"http\" or \"central\"", rf.Kind)

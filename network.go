@@ -5,16 +5,23 @@ import (
 	"slices"
 )
 
-// PoP is one point of presence as the rest of the network sees it.
+// PoP is one point of presence as the rest of the network sees it: the
+// [[pop]] entries of a PoP's configuration file and of a topology, and the
+// PoPs of `verge net`'s net.json, all have this shape.
 type PoP struct {
-	ID      string  // letters, digits, '-' and '_'
-	Region  string  // what collections' regions name
-	Lat     float64 // coordinates, for the WAN model and client routing
-	Lon     float64
-	Central bool // the single point of truth and the backup of every write
+	ID      string  `toml:"id" json:"id"`         // letters, digits, '-' and '_'
+	Region  string  `toml:"region" json:"region"` // what collections' regions name
+	Lat     float64 `toml:"lat" json:"lat"`       // coordinates, for the WAN model and client routing
+	Lon     float64 `toml:"lon" json:"lon"`
+	Central bool    `toml:"central" json:"central"` // the single point of truth and the backup of every write
 	// Number is the PoP's part of its CRDT replica ids (1..65535, unique
 	// in the network); the other part is its incarnation (see RATIONALE.md).
-	Number uint16
+	Number uint16 `toml:"number" json:"number"`
+	// Addresses (host:port): its embedded NATS server, its HTTP gateway and
+	// its admin API ("" none).
+	Mesh  string `toml:"mesh" json:"mesh"`
+	HTTP  string `toml:"http" json:"http"`
+	Admin string `toml:"admin" json:"admin"`
 }
 
 // Network is the set of PoPs and the named groups of `group:NAME` scopes.
@@ -102,9 +109,9 @@ func (n *Network) Replicates(id string, c Collection) bool {
 		return true
 	}
 	switch c.Scope.Kind {
-	case "global":
+	case ScopeGlobal:
 		return true
-	case "group":
+	case ScopeGroup:
 		return slices.Contains(n.Groups[c.Scope.Group], id)
 	}
 	return false
@@ -114,7 +121,7 @@ func (n *Network) Replicates(id string, c Collection) bool {
 // that replicate c, plus, for local scope, any allowed PoP (a document
 // lives where its user is).
 func (n *Network) Holds(id string, c Collection) bool {
-	if c.Scope.Kind == "local" {
+	if c.Scope.Kind == ScopeLocal {
 		return n.Allowed(id, c)
 	}
 	return n.Replicates(id, c)

@@ -327,7 +327,7 @@ func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, 
 	// link is connected and every sender knows its peer's watermark.
 	want := map[string]string{}
 	for _, id := range c.IDs {
-		doc, err := c.PoPs[id].Data.Update(ctx, appName, hotColl, "warm-"+id, []crdt.Op{setOp("at", strconv.Quote(id))})
+		doc, err := c.PoPs[id].Docs.Update(ctx, appName, hotColl, "warm-"+id, []crdt.Op{setOp("at", strconv.Quote(id))})
 		if err != nil {
 			return nil, fmt.Errorf("warm-up write at %s: %w", id, err)
 		}
@@ -336,7 +336,7 @@ func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, 
 	err = bc.Wait(ctx, 60*time.Second, 10*time.Millisecond, func() error {
 		for _, id := range c.IDs {
 			for key, doc := range want {
-				if got, _, _ := c.PoPs[id].Data.Get(appName, hotColl, key); string(got) != doc {
+				if got, _, _ := c.PoPs[id].Docs.Get(appName, hotColl, key); string(got) != doc {
 					return fmt.Errorf("the PoPs did not replicate to each other within 60 s of starting (%s lacks %s)", id, key)
 				}
 			}
@@ -493,7 +493,7 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 	})
 	defer c.setHook(nil)
 
-	w := c.PoPs[cfg.delayFrom].Data
+	w := c.PoPs[cfg.delayFrom].Docs
 	start, end, err := pace(ctx, n, cfg.delayRate, 8, func(i int) error {
 		t0 := time.Now()
 		_, err := w.Update(ctx, appName, hotColl, name(i), []crdt.Op{setOp("i", strconv.Itoa(i))})
@@ -657,7 +657,7 @@ func runRate(ctx context.Context, cfg config) (*rateResult, error) {
 		before := c.snapLinks()
 		start, end, err := pace(ctx, n, float64(rate), cfg.writers, func(i int) error {
 			at := writers[i%len(writers)]
-			_, err := c.PoPs[at].Data.Update(ctx, appName, hotColl, doc(i), []crdt.Op{incrOp("n", 1)})
+			_, err := c.PoPs[at].Docs.Update(ctx, appName, hotColl, doc(i), []crdt.Op{incrOp("n", 1)})
 			return err
 		})
 		after := c.snapLinks()
@@ -733,7 +733,7 @@ func (c *cluster) waitCounts(ctx context.Context, doc func(int) string, want []i
 	check:
 		for _, id := range c.IDs {
 			for i, w := range want {
-				b, found, err := c.PoPs[id].Data.Get(appName, hotColl, doc(i))
+				b, found, err := c.PoPs[id].Docs.Get(appName, hotColl, doc(i))
 				if err != nil {
 					return false, 0, err
 				}
@@ -833,7 +833,7 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	// connected side to replicate among itself.
 	spread := cfg.partitionFor * 8 / 10
 	start, end, err := pace(ctx, n, float64(n)/max(spread.Seconds(), 1e-3), cfg.writers, func(i int) error {
-		doc, err := c.PoPs[writer(i)].Data.Update(ctx, appName, hotColl, name(i), []crdt.Op{setOp("i", strconv.Itoa(i)), setOp("at", strconv.Quote(writer(i)))})
+		doc, err := c.PoPs[writer(i)].Docs.Update(ctx, appName, hotColl, name(i), []crdt.Op{setOp("i", strconv.Itoa(i)), setOp("at", strconv.Quote(writer(i)))})
 		expect[i] = string(doc)
 		return err
 	})
@@ -929,7 +929,7 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 			if !c.has(id, name(i), expect[i]) {
 				r.JSONMismatches++
 			}
-			st, _, err := c.PoPs[id].Data.Store().Get(store.Key{App: appName, Collection: hotColl, Doc: name(i)})
+			st, _, err := c.PoPs[id].Store.Get(store.Key{App: appName, Collection: hotColl, Doc: name(i)})
 			if err != nil {
 				return nil, err
 			}
@@ -963,6 +963,6 @@ func maxOther(m map[string]int, skip string) int {
 
 // has reports whether PoP id reads doc as want.
 func (c *cluster) has(id, doc, want string) bool {
-	got, found, err := c.PoPs[id].Data.Get(appName, hotColl, doc)
+	got, found, err := c.PoPs[id].Docs.Get(appName, hotColl, doc)
 	return err == nil && found && string(got) == want
 }

@@ -821,7 +821,7 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 			if counter == plentyName {
 				sold.Add(1)
 			}
-			if _, err := at.Data.Update(ctx, appName, localColl, "c-"+cfg.stockAt, []crdt.Op{incrOp("n", 1)}); err != nil {
+			if _, err := at.Docs.Update(ctx, appName, localColl, "c-"+cfg.stockAt, []crdt.Op{incrOp("n", 1)}); err != nil {
 				return ph, fmt.Errorf("local write: %w", err)
 			}
 			t2 := time.Now()
@@ -869,7 +869,7 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		cc.TakeLocal = round(float64(local.Load())/float64(max(1, len(lat))), 4)
 		progress("threshold: %d concurrent writers of one document at %s for %v", cfg.stockConc, cfg.stockAt, cfg.stockFor)
 		lat, el, err = timed(ctx, cfg.stockConc, cfg.stockFor, func(ctx context.Context, _ int) error {
-			_, err := at.Data.Update(ctx, appName, localColl, "hot", []crdt.Op{incrOp("n", 1)})
+			_, err := at.Docs.Update(ctx, appName, localColl, "hot", []crdt.Op{incrOp("n", 1)})
 			return err
 		})
 		if err != nil {
@@ -878,7 +878,7 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		cc.HotPerS, cc.Hot = round(float64(len(lat))/el.Seconds(), 1), summarize(lat)
 		progress("threshold: %d concurrent writers of a document each at %s for %v", cfg.stockConc, cfg.stockAt, cfg.stockFor)
 		lat, el, err = timed(ctx, cfg.stockConc, cfg.stockFor, func(ctx context.Context, w int) error {
-			_, err := at.Data.Update(ctx, appName, localColl, "w"+strconv.Itoa(w), []crdt.Op{incrOp("n", 1)})
+			_, err := at.Docs.Update(ctx, appName, localColl, "w"+strconv.Itoa(w), []crdt.Op{incrOp("n", 1)})
 			return err
 		})
 		if err != nil {

@@ -2,22 +2,27 @@ package main
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/app"
-	"github.com/verge-edge/verge/internal/gateway"
-	"github.com/verge-edge/verge/internal/wasm"
+	"github.com/verge-edge/verge/internal/pop"
 )
+
+const defaultAdminAddr = "127.0.0.1:8081"
+
+// devPoP is the one PoP of `verge dev`'s network: its own centre.
+const devPoP = "dev"
 
 func runDev(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
@@ -27,12 +32,12 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	noBuild := fs.Bool("no-build", false, "do not run the functions' build commands")
 	watch := fs.Duration("watch", 250*time.Millisecond, "how often to check module files for changes (0 disables reloading)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	debugAddr := fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
-	adminAddr := fs.String("admin", defaultAdminAddr, "address of the admin API for documents (\"\" disables it); beyond loopback it requires a token")
+	debugAddr := fs.String("debug-listen", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
+	adminAddr := fs.String("admin", defaultAdminAddr, "address of the admin API (\"\" disables it); beyond loopback it requires a token")
 	adminTok := fs.String("admin-token", "", "bearer token the admin API requires (default $VERGE_ADMIN_TOKEN)")
-	dataDir := fs.String("data", "", "directory of the document store (default .verge/data in the app directory)")
+	dataDir := fs.String("data", "", "the PoP's data directory: documents, claims, stocks (default .verge/data in the app directory if the app declares collections or counters, else a directory in the user cache dir)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: verge dev [flags] [DIR]\n\nServes the app whose verge.toml is in DIR (default .).\n\nflags:")
+		fmt.Fprintln(stderr, "usage: verge dev [flags] [DIR]\n\nServes the app whose verge.toml is in DIR (default .) from a network of one PoP,\nwhich is its own central PoP: documents, claims, stocks and central functions all work.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)
@@ -51,8 +56,14 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	token := adminToken(*adminTok)
+	if err := admin.CheckToken(token); err != nil {
+		return &usageError{err.Error()}
+	}
 	if err := admin.CheckListen(*adminAddr, token); *adminAddr != "" && err != nil {
 		return &usageError{err.Error()}
+	}
+	if *debugAddr != "" && !admin.IsLoopback(*debugAddr) {
+		return &usageError{fmt.Sprintf("--debug-listen %s: the profiler has no token; serve it on loopback only", *debugAddr)}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -67,52 +78,71 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	data := *dataDir
+	if data == "" {
+		if data, err = devDataDir(m); err != nil {
+			return err
+		}
+	}
 	adminSet := false
 	fs.Visit(func(f *flag.Flag) { adminSet = adminSet || f.Name == "admin" })
-	pop, err := openData(m, *dataDir, *adminAddr, token, adminSet, stdout, log)
+	p, err := pop.Start(ctx, pop.Options{
+		Self: devPoP,
+		Network: verge.Network{PoPs: []verge.PoP{{ID: devPoP, Region: "local", Central: true, Number: 1,
+			Mesh: "127.0.0.1:0", HTTP: *listen, Admin: *adminAddr}}},
+		AdminToken: token, AdminFallback: !adminSet,
+		Data: data, App: m, CacheDir: *cacheDir, Logger: log,
+	})
 	if err != nil {
 		return err
 	}
-	defer pop.Close()
-	eng, err := wasm.NewEngine(wasm.Options{CacheDir: *cacheDir, Logger: log, Documents: app.Documents(pop.Service)})
-	if err != nil {
-		return err
+	defer func() {
+		log.Info("shutting down: finishing requests in flight")
+		p.Close()
+	}()
+	fmt.Fprintf(stdout, "verge: serving http://%s\n", p.HTTPAddr())
+	if a := p.AdminAddr(); a != "" {
+		fmt.Fprintf(stdout, "verge: admin API http://%s\n", a)
 	}
-	defer eng.Close(context.Background())
-	a, err := app.Load(ctx, eng, m, log)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w (is another verge dev running? pick another with --listen)", *listen, err)
-	}
-	srv := gateway.NewServer(a.Gateway, gateway.ServerOptions{}, log)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "verge: serving http://%s\n", ln.Addr())
+	log.Info("data", "dir", data)
 	for _, fn := range m.Functions {
-		log.Info("function", "name", fn.Name, "executor", fn.Executor, "routes", fn.Routes, "module", fn.Module)
+		log.Info("function", "name", fn.Name, "kind", fn.Kind, "executor", fn.Executor, "routes", fn.Routes, "module", fn.Module)
+	}
+	for _, c := range m.Collections {
+		log.Info("collection", "name", c.Name, "scope", c.Scope, "regions", c.Regions)
 	}
 	if *debugAddr != "" {
 		go serveDebug(*debugAddr, log)
 	}
-	if *watch > 0 {
-		go a.Watch(ctx, *watch)
+	if *watch > 0 && p.App() != nil {
+		go p.App().Watch(ctx, *watch)
 	}
-
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: finishing requests in flight")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
+	<-ctx.Done()
 	return nil
+}
+
+// devDataDir is where `verge dev` keeps an app's data when --data is not
+// given: .verge/data in the app's directory when the app declares state
+// (collections or counters), so that it is easy to find and to throw away;
+// otherwise a directory in the user's cache named after the app's path, so
+// that serving an app without state (the examples, from the repository)
+// leaves its directory as it was.
+func devDataDir(m *verge.Manifest) (string, error) {
+	if len(m.Collections) > 0 || len(m.Counters) > 0 {
+		return filepath.Join(m.Dir, ".verge", "data"), nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no user cache directory for the app's data (%v); give one with --data", err)
+	}
+	sum := sha256.Sum256([]byte(m.Dir))
+	return filepath.Join(base, "verge", "dev", m.Name+"-"+hex.EncodeToString(sum[:6])), nil
+}
+
+// adminToken returns the admin token: the flag, else $VERGE_ADMIN_TOKEN.
+func adminToken(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return os.Getenv("VERGE_ADMIN_TOKEN")
 }

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 func fixture(name string) string {
-	return filepath.Join("..", "..", "internal", "runtime", "testdata", name)
+	return filepath.Join("..", "..", "internal", "wasm", "testdata", name)
 }
 
 func copyFile(t *testing.T, src, dst string) {
@@ -104,7 +104,8 @@ func launchDev(t *testing.T, wantAdmin bool, env []string, args ...string) (*dev
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, vergeBin, append([]string{"dev", "--listen", "127.0.0.1:0", "--cache-dir", "-"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	// An app without state keeps its data in the user cache: a test's own.
+	cmd.Env = append(append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir()), env...)
 	stdout, _ := cmd.StdoutPipe()
 	p := &devProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
@@ -204,7 +205,8 @@ func TestDevFailsOnBadModule(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			dir := newApp(t, c.module)
-			cmd := exec.Command(vergeBin, "dev", "--listen", "127.0.0.1:0", "--cache-dir", "-", dir)
+			cmd := exec.Command(vergeBin, "dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--cache-dir", "-", dir)
+			cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir())
 			out, err := cmd.CombinedOutput()
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 				t.Fatalf("exit: %v, want exit code 1\n%s", err, out)

@@ -1,5 +1,9 @@
-// Command verge runs Verge apps: `verge dev` serves an app on this machine.
-// Each subcommand lives in its own file.
+// Command verge runs Verge: `verge dev` serves an app on this machine (a
+// network of one PoP), `verge serve` runs one PoP of a network, `verge net`
+// runs and breaks a whole network on this machine, `verge spot-server` runs
+// a replica of the central PoP's single point of truth, and `verge data`
+// reads and writes documents through a PoP's admin API. Each subcommand
+// lives in its own file.
 package main
 
 import (
@@ -84,8 +88,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: verge <command> [flags] [args]\n\ncommands:")
+	width := 0
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.short)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.short)
 	}
 	fmt.Fprintln(w, "\nRun 'verge <command> -h' for a command's flags.")
 }

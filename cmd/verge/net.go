@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -29,6 +31,10 @@ import (
 // netFile is DIR/net.json: what `verge net up` started, for the other
 // subcommands and for clients.
 type netFile struct {
+	// Token is the operator token every PoP's admin API requires: `verge
+	// net` and `verge deploy --net` read it from here, scripts too
+	// (curl -H "Authorization: Bearer $(jq -r .token net.json)").
+	Token  string              `json:"token"`
 	PoPs   []netPoP            `json:"pops"`
 	Groups map[string][]string `json:"groups,omitempty"`
 	// SpotServers are the two extra central servers of a SPOT replicated
@@ -44,17 +50,11 @@ type spotProc struct {
 	Args   []string `json:"args"`
 }
 
+// netPoP is a PoP of the network and the process running it.
 type netPoP struct {
-	ID      string  `json:"id"`
-	Region  string  `json:"region"`
-	HTTP    string  `json:"http"`
-	Admin   string  `json:"admin"`
-	Central bool    `json:"central"`
-	Mesh    string  `json:"mesh"`
-	Lat     float64 `json:"lat"`
-	Lon     float64 `json:"lon"`
-	PID     int     `json:"pid"`
-	Config  string  `json:"config"`
+	verge.PoP
+	PID    int    `json:"pid"`
+	Config string `json:"config"` // its pop.toml
 }
 
 func runNet(args []string, stdout, stderr io.Writer) error {
@@ -106,7 +106,7 @@ func writeNet(dir string, n *netFile) error {
 		return err
 	}
 	tmp := filepath.Join(dir, "net.json.tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil { // it holds the token
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, "net.json"))
@@ -146,7 +146,7 @@ func (n *netFile) pop(id string) (*netPoP, error) {
 }
 
 type topologyFile struct {
-	PoPs   []pop.PoPConfig     `toml:"pop"`
+	PoPs   []verge.PoP         `toml:"pop"`
 	Groups map[string][]string `toml:"groups"`
 }
 
@@ -187,9 +187,7 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 		if *n < 1 || *n > len(pop.Sites) {
 			return &usageError{fmt.Sprintf("--pops must be 1..%d (or give --topology)", len(pop.Sites))}
 		}
-		for _, p := range pop.Sites[:*n] {
-			t.PoPs = append(t.PoPs, pop.PoPConfig{ID: p.ID, Region: p.Region, Lat: p.Lat, Lon: p.Lon, Central: p.Central})
-		}
+		t.PoPs = append(t.PoPs, pop.Sites[:*n]...)
 		t.Groups = map[string][]string{}
 		for _, p := range t.PoPs {
 			t.Groups[p.Region] = append(t.Groups[p.Region], p.ID)
@@ -228,7 +226,11 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	if *spotReplicas != 1 && *spotReplicas != 3 {
 		return &usageError{"--spot-replicas must be 1 or 3"}
 	}
-	nf := &netFile{Groups: t.Groups}
+	token, err := newToken()
+	if err != nil {
+		return err
+	}
+	nf := &netFile{Token: token, Groups: t.Groups}
 	var spotCfg *pop.SpotConfig
 	if *spotReplicas == 3 {
 		var central string
@@ -261,7 +263,7 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, p := range t.PoPs {
 		cfg := pop.Config{
-			ID: p.ID, Data: "data", App: absApp, CacheDir: filepath.Join(absDir, "cache"),
+			ID: p.ID, Data: "data", App: absApp, CacheDir: filepath.Join(absDir, "cache"), AdminToken: token,
 			BatchWindow: window.String(), AntiEntropy: ae.String(), SpotTimeout: spotTimeout.String(), NoSync: *noSync,
 			WAN:  pop.WANConfig{Scale: *scale, Base: base.String(), Jitter: jitter.String(), Loss: *loss},
 			PoPs: t.PoPs, Groups: t.Groups,
@@ -278,11 +280,10 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		path := filepath.Join(pdir, "pop.toml")
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil { // it holds the token
 			return err
 		}
-		nf.PoPs = append(nf.PoPs, netPoP{ID: p.ID, Region: p.Region, HTTP: p.HTTP, Admin: p.Admin, Central: p.Central,
-			Mesh: p.Mesh, Lat: p.Lat, Lon: p.Lon, Config: path})
+		nf.PoPs = append(nf.PoPs, netPoP{PoP: p, Config: path})
 	}
 	for i := range nf.SpotServers {
 		sp := &nf.SpotServers[i]
@@ -300,7 +301,7 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for i := range nf.PoPs {
-		if err := waitReady(&nf.PoPs[i], 60*time.Second); err != nil {
+		if err := waitReady(&nf.PoPs[i], nf.Token, 60*time.Second); err != nil {
 			return err
 		}
 		p := nf.PoPs[i]
@@ -358,15 +359,14 @@ func logTail(path string, n int) string {
 }
 
 // waitReady waits until p answers on its admin API.
-func waitReady(p *netPoP, timeout time.Duration) error {
+func waitReady(p *netPoP, token string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	c := &http.Client{Timeout: time.Second}
 	for {
 		if !alive(p.PID) {
 			log := filepath.Join(filepath.Dir(p.Config), "log")
 			return fmt.Errorf("PoP %s exited during start; the end of %s:\n%s", p.ID, log, logTail(log, 8))
 		}
-		if resp, err := c.Get("http://" + p.Admin + "/v1/net/links"); err == nil {
+		if resp, err := adminCall(time.Second, "GET", "http://"+p.Admin+"/v1/net/links", token); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return nil
@@ -504,16 +504,27 @@ func netRestart(args []string, stdout, stderr io.Writer) error {
 	if err := writeNet(dir, nf); err != nil {
 		return err
 	}
-	if err := waitReady(p, 60*time.Second); err != nil {
+	if err := waitReady(p, nf.Token, 60*time.Second); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "verge: PoP %s restarted (pid %d)\n", p.ID, p.PID)
 	return nil
 }
 
-func postAdmin(p netPoP, path string) error {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Post("http://"+p.Admin+path, "application/json", nil)
+// adminCall sends a body-less request to an admin API with the token.
+func adminCall(timeout time.Duration, method, url, token string) (*http.Response, error) {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return (&http.Client{Timeout: timeout}).Do(req)
+}
+
+func postAdmin(p netPoP, token, path string) error {
+	resp, err := adminCall(5*time.Second, "POST", "http://"+p.Admin+path, token)
 	if err != nil {
 		return fmt.Errorf("PoP %s: %w", p.ID, err)
 	}
@@ -546,11 +557,11 @@ func netPartition(args []string, stdout, stderr io.Writer) error {
 	if pos[1] == "all" {
 		// Cut both ends of every link of A, so neither side can dial.
 		if alive(a.PID) {
-			errs = append(errs, postAdmin(*a, "/v1/net/partition?peer=all"))
+			errs = append(errs, postAdmin(*a, nf.Token, "/v1/net/partition?peer=all"))
 		}
 		for _, q := range nf.PoPs {
 			if q.ID != a.ID && alive(q.PID) {
-				errs = append(errs, postAdmin(q, "/v1/net/partition?peer="+a.ID))
+				errs = append(errs, postAdmin(q, nf.Token, "/v1/net/partition?peer="+a.ID))
 			}
 		}
 	} else {
@@ -563,7 +574,7 @@ func netPartition(args []string, stdout, stderr io.Writer) error {
 		}
 		for _, pair := range [][2]*netPoP{{a, b}, {b, a}} {
 			if alive(pair[0].PID) {
-				errs = append(errs, postAdmin(*pair[0], "/v1/net/partition?peer="+pair[1].ID))
+				errs = append(errs, postAdmin(*pair[0], nf.Token, "/v1/net/partition?peer="+pair[1].ID))
 			}
 		}
 	}
@@ -586,7 +597,7 @@ func netHeal(args []string, stdout, stderr io.Writer) error {
 	var errs []error
 	for _, p := range nf.PoPs {
 		if alive(p.PID) {
-			errs = append(errs, postAdmin(p, "/v1/net/heal?peer=all"))
+			errs = append(errs, postAdmin(p, nf.Token, "/v1/net/heal?peer=all"))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -605,13 +616,12 @@ func netStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c := &http.Client{Timeout: 5 * time.Second}
 	for _, p := range nf.PoPs {
 		if !alive(p.PID) {
 			fmt.Fprintf(stdout, "%s: down\n", p.ID)
 			continue
 		}
-		resp, err := c.Get("http://" + p.Admin + "/v1/net/links")
+		resp, err := adminCall(5*time.Second, "GET", "http://"+p.Admin+"/v1/net/links", nf.Token)
 		if err != nil {
 			fmt.Fprintf(stdout, "%s: not answering: %v\n", p.ID, err)
 			continue
@@ -670,4 +680,13 @@ func parseLatLon(s string) (float64, float64, error) {
 		return 0, 0, fmt.Errorf("--at %q: want LAT,LON in degrees, e.g. 48.85,2.35", s)
 	}
 	return lat, lon, nil
+}
+
+// newToken is a random operator token for a new network.
+func newToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/verge-edge/verge/internal/admin/admintest"
 )
 
 // testNet is a network started with `verge net up` as separate processes.
@@ -70,9 +72,14 @@ func (n *testNet) pop(id string) netPoP {
 	return *p
 }
 
+// adminGet reads from a PoP's admin API with the network's token.
+func (n *testNet) adminGet(id, path string) (*http.Response, error) {
+	return adminCall(10*time.Second, "GET", "http://"+n.pop(id).Admin+path, n.nf.Token)
+}
+
 // doc reads a document through a PoP's admin API ("" if absent).
 func (n *testNet) doc(id, coll, key string) string {
-	resp, err := http.Get("http://" + n.pop(id).Admin + "/v1/apps/cart/collections/" + coll + "/docs/" + key)
+	resp, err := n.adminGet(id, "/v1/apps/cart/collections/"+coll+"/docs/"+key)
 	if err != nil {
 		return "unreachable"
 	}
@@ -121,6 +128,14 @@ func TestNetFaults(t *testing.T) {
 	n := startNet(t, 3) // ord (central), sfo, iad
 	if !n.pop("ord").Central || n.pop("sfo").Central {
 		t.Fatalf("net.json: %+v", n.nf.PoPs)
+	}
+	// The network has an operator token, in net.json, and every admin
+	// endpoint of every PoP requires it.
+	if len(n.nf.Token) < 32 {
+		t.Fatalf("net.json holds token %q, want a generated one", n.nf.Token)
+	}
+	for _, p := range n.nf.PoPs {
+		admintest.RequireToken(t, "http://"+p.Admin, "wrong")
 	}
 
 	// Scopes: a cart (local) goes to the centre only; page views (global) everywhere.
@@ -251,8 +266,13 @@ func TestNetFollowsUser(t *testing.T) {
 	if got := n.doc("fra", "carts", "joe"); got != "" {
 		t.Fatalf("fra holds the cart: %s", got)
 	}
-	code, list := get(t, "http://"+n.pop("fra").Admin+"/v1/apps/cart/collections/carts/docs")
-	if code != 200 || !strings.Contains(list, `"keys":[]`) {
+	resp, err := n.adminGet("fra", "/v1/apps/cart/collections/carts/docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if code, list := resp.StatusCode, string(b); code != 200 || !strings.Contains(list, `"keys":[]`) {
 		t.Fatalf("fra's carts: %d %s", code, list)
 	}
 }

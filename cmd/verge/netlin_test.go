@@ -20,6 +20,7 @@ import (
 // adminTarget drives one PoP's SPOT through its admin API, for lincheck.
 type adminTarget struct {
 	base   string // http://ADMIN/v1/apps/APP/spot/
+	token  string // the network's operator token
 	client *http.Client
 }
 
@@ -36,6 +37,7 @@ func (x *adminTarget) call(ctx context.Context, method, path string, in, out any
 	if err != nil {
 		return 0, err
 	}
+	req.Header.Set("Authorization", "Bearer "+x.token)
 	resp, err := x.client.Do(req)
 	if err != nil {
 		if change {
@@ -140,6 +142,7 @@ func TestNetSpotLinearizable(t *testing.T) {
 	for _, id := range edges {
 		targets = append(targets, &adminTarget{
 			base:   "http://" + n.pop(id).Admin + "/v1/apps/shop/spot/",
+			token:  n.nf.Token,
 			client: &http.Client{Timeout: 10 * time.Second},
 		})
 	}

@@ -5,13 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/pop"
@@ -39,41 +35,15 @@ func runSpotServer(args []string, stdout, stderr io.Writer) error {
 	if *dir == "" || *name == "" || *cluster == "" || *routes == "" {
 		return &usageError{"--data, --name, --cluster and --routes are required"}
 	}
-	o := spot.ServerOptions(*dir)
-	o.ServerName = *name
-	host, port, err := splitPort(*listen)
-	if err != nil {
-		return &usageError{err.Error()}
-	}
-	o.Host, o.Port = host, port
-	if port == 0 {
-		o.Port = server.RANDOM_PORT
-	}
-	c := &mesh.Cluster{Name: pop.SpotClusterName, Listen: *cluster, Routes: strings.Split(*routes, ",")}
-	if err := c.Apply(o); err != nil {
-		return &usageError{err.Error()}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	s, err := spot.StartServer(o)
+	c := &mesh.Cluster{Name: pop.SpotClusterName, Listen: *cluster, Routes: strings.Split(*routes, ",")}
+	s, err := spot.StartReplica(*dir, *name, *listen, c)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "verge: spot server %s ready (client %s, cluster %s)\n", *name, s.Addr(), *cluster)
 	<-ctx.Done()
-	s.Shutdown()
-	s.WaitForShutdown()
+	s.Close()
 	return nil
-}
-
-func splitPort(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("address %q: %w", addr, err)
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("address %q: bad port", addr)
-	}
-	return host, port, nil
 }

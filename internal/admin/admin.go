@@ -13,9 +13,13 @@
 // unauthorized (401), not_found (404), method_not_allowed (405),
 // too_large (413), unavailable (503) and internal (500).
 //
+// The SPOT endpoints are in spot.go; the PoP mounts the network controls
+// (Options.Net) under /v1/net/.
+//
 // The API can read and write every app's documents: it is meant for a
 // trusted operator. When it listens beyond loopback it must have a token
-// (see CheckListen), and every request must carry Authorization: Bearer TOKEN.
+// (see CheckListen); with a token, every request, to every endpoint, must
+// carry Authorization: Bearer TOKEN.
 package admin
 
 import (
@@ -33,6 +37,7 @@ import (
 
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/documents"
+	"github.com/verge-edge/verge/internal/jsonapi"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/store"
 )
@@ -47,6 +52,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Spot, when set, serves the SPOT endpoints (see spot.go).
 	Spot spot.Engine
+	// Net, when set, serves /v1/net/ (the PoP's links and partitions),
+	// behind the token like everything else.
+	Net http.Handler
 }
 
 // MaxOps bounds the operations of one POST.
@@ -60,6 +68,21 @@ func CheckListen(addr, token string) error {
 		return nil
 	}
 	return fmt.Errorf("the admin API would listen on %s, beyond loopback, without a token; set --admin-token or VERGE_ADMIN_TOKEN, or listen on 127.0.0.1", addr)
+}
+
+// CheckToken refuses a token nobody could send: blank, or holding spaces or
+// control characters (an Authorization header cannot carry them intact).
+// "" means no token.
+func CheckToken(token string) error {
+	if token == "" {
+		return nil
+	}
+	for _, c := range token {
+		if c <= ' ' || c == 0x7f {
+			return fmt.Errorf("the admin token holds a space or a control character (or is blank); use letters, digits and punctuation, e.g. openssl rand -hex 16")
+		}
+	}
+	return nil
 }
 
 // IsLoopback reports whether addr (host:port) can only be reached from this machine.
@@ -104,10 +127,14 @@ func NewHandler(svc *documents.Service, opts Options) http.Handler {
 	if h.spot != nil {
 		h.spotRoutes()
 	}
+	if opts.Net != nil {
+		h.mux.Handle("/v1/net/", opts.Net)
+	}
 	// ServeMux answers wrong methods and unknown paths in plain text; these
 	// less specific patterns catch them so that every answer is JSON.
-	h.mux.HandleFunc(doc, methodNotAllowed("GET, HEAD, PUT, POST, DELETE"))
-	h.mux.HandleFunc(docs, methodNotAllowed("GET, HEAD"))
+	h.mux.HandleFunc(doc, jsonapi.MethodNotAllowed("GET, HEAD, PUT, POST, DELETE"))
+	h.mux.HandleFunc(docs, jsonapi.MethodNotAllowed("GET, HEAD"))
+	h.mux.HandleFunc("/v1/apps/{app}/collections", jsonapi.MethodNotAllowed("GET, HEAD"))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s; see /v1/apps/{app}/collections/{collection}/docs[/{key}]", r.URL.Path))
 	})
@@ -124,13 +151,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.mux.ServeHTTP(w, r)
-}
-
-func methodNotAllowed(allow string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed here; use %s", r.Method, allow))
-	}
 }
 
 func (h *handler) get(w http.ResponseWriter, r *http.Request) {
@@ -293,20 +313,9 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// writeJSON answers with a JSON document, one line.
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.WriteHeader(status)
-	w.Write(body)
-	w.Write([]byte{'\n'})
+	jsonapi.Write(w, status, append(body, '\n'))
 }
 
-type errorBody struct {
-	Error string `json:"error"`
-	Kind  string `json:"kind"`
-}
-
-func writeError(w http.ResponseWriter, status int, kind, msg string) {
-	b, _ := json.Marshal(errorBody{Error: msg, Kind: kind})
-	writeJSON(w, status, b)
-}
+func writeError(w http.ResponseWriter, status int, kind, msg string) { jsonapi.Error(w, status, kind, msg) }

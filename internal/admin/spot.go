@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/verge-edge/verge/crdt"
+	"github.com/verge-edge/verge/internal/jsonapi"
 	"github.com/verge-edge/verge/internal/spot"
 )
 
@@ -32,6 +33,13 @@ func (h *handler) spotRoutes() {
 	h.mux.HandleFunc("GET "+base+"counters/{name}", h.counter)
 	h.mux.HandleFunc("GET "+base+"docs/{key}", h.spotDoc)
 	h.mux.HandleFunc("POST "+base+"docs/{key}", h.spotUpdate)
+	for path, allow := range map[string]string{
+		"claims/{ns}/{key}": "POST", "claims/{ns}/{key}/release": "POST",
+		"counters/{name}/take": "POST", "counters/{name}/restock": "POST",
+		"counters/{name}": "GET, HEAD", "docs/{key}": "GET, HEAD, POST",
+	} {
+		h.mux.HandleFunc(base+path, jsonapi.MethodNotAllowed(allow))
+	}
 }
 
 // spotApp checks the app exists here and returns its name.

@@ -71,6 +71,21 @@ type Service struct {
 	apps map[string]map[string]verge.Collection
 }
 
+// New returns the document service over st, the PoP's store, which its
+// owner opens and closes. st's MaxValueBytes must be at least
+// StoreValueBytes(opts.MaxDocBytes).
+func New(st *store.Store, opts Options) *Service {
+	if opts.MaxDocBytes <= 0 {
+		opts.MaxDocBytes = DefaultMaxDocBytes
+	}
+	return &Service{st: st, replica: opts.Replica, maxDoc: opts.MaxDocBytes, apps: make(map[string]map[string]verge.Collection)}
+}
+
+// StoreValueBytes is the store's per-value bound that documents of up to
+// maxDoc bytes need: a delta is at most about the size of the state it
+// produced (a root set carries the whole document).
+func StoreValueBytes(maxDoc int) int { return 2*maxDoc + 64<<10 }
+
 // Open opens (or creates) the PoP's store in dir. It refuses a corrupt store
 // with the store's error, which says what is damaged and what to do.
 func Open(dir string, opts Options) (*Service, error) {
@@ -80,15 +95,12 @@ func Open(dir string, opts Options) (*Service, error) {
 	st, err := store.Open(dir, store.Options{
 		Origin: opts.Origin,
 		NoSync: opts.NoSync,
-		// A delta is at most about the size of the state it produced (a
-		// root set carries the whole document), so the store's per-value
-		// bound only has to leave room for that.
-		MaxValueBytes: 2*opts.MaxDocBytes + 64<<10,
+		MaxValueBytes: StoreValueBytes(opts.MaxDocBytes),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Service{st: st, replica: opts.Replica, maxDoc: opts.MaxDocBytes, apps: make(map[string]map[string]verge.Collection)}, nil
+	return New(st, opts), nil
 }
 
 // Close waits for pending writes and closes the store.

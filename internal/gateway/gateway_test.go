@@ -17,12 +17,13 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/jsonapi"
 	"github.com/verge-edge/verge/internal/wasm"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
 
-func fixture(name string) string { return filepath.Join("..", "runtime", "testdata", name) }
+func fixture(name string) string { return filepath.Join("..", "wasm", "testdata", name) }
 
 func engine(t *testing.T) *wasm.Engine {
 	e, err := wasm.NewEngine(wasm.Options{CacheDir: "-", Logger: quiet})
@@ -71,7 +72,7 @@ func TestRouting(t *testing.T) {
 		}
 	}
 	code, body, h := fetch(t, "GET", srv.URL+"/nothing", nil)
-	var eb ErrorBody
+	var eb jsonapi.ErrorBody
 	if code != 404 || json.Unmarshal([]byte(body), &eb) != nil || eb.Kind != "not_found" || eb.RequestID != h.Get(RequestIDHeader) {
 		t.Fatalf("unrouted path: %d %s", code, body)
 	}
@@ -89,7 +90,7 @@ func TestOversizedBody(t *testing.T) {
 	// With a Content-Length, and chunked (the length unknown up front).
 	for _, body := range []io.Reader{strings.NewReader(big), io.MultiReader(strings.NewReader(big))} {
 		code, out, h := fetch(t, "POST", srv.URL+"/", body)
-		var eb ErrorBody
+		var eb jsonapi.ErrorBody
 		if err := json.Unmarshal([]byte(out), &eb); err != nil || code != 413 || eb.Limit != "request_body" || eb.RequestID != h.Get(RequestIDHeader) {
 			t.Fatalf("oversized body: %d %s", code, out)
 		}

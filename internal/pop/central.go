@@ -1,18 +1,19 @@
 package pop
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/verge-edge/verge"
-	"github.com/verge-edge/verge/crdt"
+	"github.com/verge-edge/verge/internal/host"
+	"github.com/verge-edge/verge/internal/jsonapi"
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
@@ -24,11 +25,12 @@ const spotPrefix = "verge.spot"
 
 // startSpot starts the SPOT engine at the centre (JetStream on the centre's
 // embedded server, fsync on every write) or its client at an edge PoP (one
-// request per operation over the link to the centre), and the stock layer.
+// request per operation over the link to the centre), behind the stock
+// decorator: p.Spot is the one engine functions and the admin API use.
 func (p *PoP) startSpot(ctx context.Context) error {
-	self, _ := p.opts.Network.PoP(p.opts.Self)
 	central, _ := p.opts.Network.Central()
-	if self.Central {
+	var engine spot.Engine
+	if p.self.Central {
 		js, err := p.openEngine(ctx)
 		if err != nil {
 			return err
@@ -38,17 +40,18 @@ func (p *PoP) startSpot(ctx context.Context) error {
 			return err
 		}
 		p.stopSpot = stop
-		p.Spot = js
+		engine = js
 	} else {
 		nc, _ := p.Mesh.Conn(central.ID)
-		p.Spot = spot.NewClient(nc, spotPrefix, p.opts.SpotTimeout)
+		engine = spot.NewClient(nc, spotPrefix, p.opts.SpotTimeout)
 	}
 	var apps []*verge.Manifest
 	if p.opts.App != nil {
 		apps = append(apps, p.opts.App)
 	}
 	var err error
-	p.Stock, err = stock.New(stock.Options{Central: p.Spot, Store: p.Data.Store(), Apps: apps, AtCentre: self.Central, Logger: p.log})
+	p.Stock, err = stock.New(stock.Options{Central: engine, Store: p.Store, Apps: apps, AtCentre: p.self.Central, Logger: p.log})
+	p.Spot = p.Stock
 	return err
 }
 
@@ -71,38 +74,12 @@ func (p *PoP) openEngine(ctx context.Context) (*spot.JetStream, error) {
 	}
 }
 
-// facade is the SPOT as functions and the admin API see it: takes of
-// declared stocks go through the hybrid threshold.
-type facade struct{ p *PoP }
-
-func (f facade) Claim(ctx context.Context, app, ns, key, owner string) (spot.Claim, error) {
-	return f.p.Spot.Claim(ctx, app, ns, key, owner)
-}
-func (f facade) Release(ctx context.Context, app, ns, key, owner string) (bool, error) {
-	return f.p.Spot.Release(ctx, app, ns, key, owner)
-}
-func (f facade) Take(ctx context.Context, app, counter string, n int64) (spot.Take, error) {
-	t, err := f.p.Stock.Take(ctx, app, counter, n)
-	return t.Take, err
-}
-func (f facade) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
-	return f.p.Stock.Restock(ctx, app, counter, n)
-}
-func (f facade) Counter(ctx context.Context, app, counter string) (int64, error) {
-	return f.p.Stock.Counter(ctx, app, counter)
-}
-func (f facade) GetDoc(ctx context.Context, app, key string) ([]byte, uint64, error) {
-	return f.p.Spot.GetDoc(ctx, app, key)
-}
-func (f facade) UpdateDoc(ctx context.Context, app, key string, rev uint64, ops []crdt.Op) ([]byte, uint64, error) {
-	return f.p.Spot.UpdateDoc(ctx, app, key, rev, ops)
-}
-
 // ---- central functions ----
 
 // invocation is a request to a central function, carried over the mesh.
 type invocation struct {
 	Fn     string      `json:"fn,omitempty"` // "": route by path
+	ID     string      `json:"id,omitempty"` // the request id, one across the call
 	Method string      `json:"method"`
 	URI    string      `json:"uri"`
 	Header http.Header `json:"header,omitempty"`
@@ -118,7 +95,7 @@ type invocationResult struct {
 // centralRoute returns the central function whose routes match path.
 func centralRoute(m *verge.Manifest, path string) (verge.Function, bool) {
 	for _, fn := range m.Functions {
-		if fn.Kind != "central" {
+		if fn.Kind != verge.KindCentral {
 			continue
 		}
 		for _, r := range fn.Routes {
@@ -140,7 +117,7 @@ func edgeManifest(m *verge.Manifest) *verge.Manifest {
 	c := *m
 	c.Functions = nil
 	for _, fn := range m.Functions {
-		if fn.Kind != "central" {
+		if fn.Kind != verge.KindCentral {
 			c.Functions = append(c.Functions, fn)
 		}
 	}
@@ -150,23 +127,56 @@ func edgeManifest(m *verge.Manifest) *verge.Manifest {
 // maxInvokeBody bounds what a central-function invocation carries each way.
 const maxInvokeBody = 4 << 20
 
+// invoker runs central functions for the invoke host call: directly at the
+// centre, over the mesh (one round trip) elsewhere.
+type invoker struct{ p *PoP }
+
+func (iv invoker) Invoke(ctx context.Context, app, fn string, req *wasm.Request) (*wasm.Response, error) {
+	if iv.p.self.Central {
+		return iv.p.callCentral(ctx, fn, req), nil
+	}
+	uri := req.URI
+	if uri == "" {
+		uri = req.Path
+		if req.Query != "" {
+			uri += "?" + req.Query
+		}
+	}
+	res, err := iv.p.invokeCentral(ctx, invocation{Fn: fn, ID: req.ID, Method: req.Method, URI: uri, Header: req.Header, Body: req.Body})
+	if err != nil {
+		return nil, err
+	}
+	return &wasm.Response{Status: res.Status, Header: res.Header, Body: res.Body}, nil
+}
+
+// callCentral runs a central function at the centre: the one whose routes
+// match req's path, which must be fn unless fn is "" (a request forwarded
+// by its route). A failure is its response, as the gateway answers it.
+func (p *PoP) callCentral(ctx context.Context, fn string, req *wasm.Request) *wasm.Response {
+	f, ok := centralRoute(p.opts.App, req.Path)
+	if !ok || (fn != "" && fn != f.Name) {
+		return &wasm.Response{Status: http.StatusNotFound, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: jsonapi.ErrorBody{Error: fmt.Sprintf("no central function %q serves %s", fn, req.Path), Kind: "not_found"}.Encode()}
+	}
+	return p.app.Gateway.Call(ctx, f.Name, req)
+}
+
 // forwardCentral runs a request for a central function at the centre: one
 // request over the link to it, one reply.
 func (p *PoP) forwardCentral(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxInvokeBody+1))
 	if err != nil || len(body) > maxInvokeBody {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, "request_body", fmt.Sprintf("a request to a central function carries at most %d bytes", maxInvokeBody))
+		jsonapi.Error(w, http.StatusRequestEntityTooLarge, "request_body", fmt.Sprintf("a request to a central function carries at most %d bytes", maxInvokeBody))
 		return
 	}
 	res, err := p.invokeCentral(r.Context(), invocation{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header, Body: body})
-	var se *statusError
 	switch {
-	case errors.As(err, &se) && se.status == wasm.StatusUnknown:
-		writeJSONError(w, http.StatusGatewayTimeout, "unknown_outcome", err.Error())
+	case errors.Is(err, spot.ErrUnknownOutcome):
+		jsonapi.Error(w, http.StatusGatewayTimeout, "unknown_outcome", err.Error())
 		return
 	case err != nil:
 		w.Header().Set("Retry-After", "1")
-		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		jsonapi.Error(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
 	for k, v := range res.Header {
@@ -176,6 +186,8 @@ func (p *PoP) forwardCentral(w http.ResponseWriter, r *http.Request) {
 	w.Write(res.Body)
 }
 
+// invokeCentral sends an invocation to the centre. Its errors match
+// spot.ErrUnavailable (nothing ran) or spot.ErrUnknownOutcome (it may have).
 func (p *PoP) invokeCentral(ctx context.Context, inv invocation) (*invocationResult, error) {
 	central, _ := p.opts.Network.Central()
 	req, _ := json.Marshal(inv)
@@ -187,12 +199,12 @@ func (p *PoP) invokeCentral(ctx context.Context, inv invocation) (*invocationRes
 	case err == nil:
 	case errors.Is(err, mesh.ErrUnreachable):
 		// Never sent, or nobody there to run it.
-		return nil, &statusError{wasm.StatusUnavailable, fmt.Errorf("the central PoP %s, where this function runs, is unreachable; retry later", central.ID)}
+		return nil, host.Errorf(spot.ErrUnavailable, "the central PoP %s, where this function runs, is unreachable; retry later", central.ID)
 	case errors.As(err, &re):
 		// The centre refused the invocation before running anything.
-		return nil, &statusError{wasm.StatusUnavailable, fmt.Errorf("central function: %w", err)}
+		return nil, host.Errorf(spot.ErrUnavailable, "central function: %v", err)
 	default:
-		return nil, &statusError{wasm.StatusUnknown, fmt.Errorf("central function: no answer from the central PoP %s in time, so it may or may not have run: %w", central.ID, err)}
+		return nil, host.Errorf(spot.ErrUnknownOutcome, "central function: no answer from the central PoP %s in time, so it may or may not have run: %v", central.ID, err)
 	}
 	var res invocationResult
 	if err := json.Unmarshal(out, &res); err != nil {
@@ -201,7 +213,7 @@ func (p *PoP) invokeCentral(ctx context.Context, inv invocation) (*invocationRes
 	return &res, nil
 }
 
-// handleInvoke runs an invocation at the centre through the app's gateway.
+// handleInvoke runs an invocation from another PoP at the centre.
 func (p *PoP) handleInvoke(_ string, data []byte) ([]byte, error) {
 	if p.app == nil {
 		return nil, errors.New("this PoP serves no app")
@@ -210,50 +222,17 @@ func (p *PoP) handleInvoke(_ string, data []byte) ([]byte, error) {
 	if err := json.Unmarshal(data, &inv); err != nil {
 		return nil, fmt.Errorf("malformed invocation: %w", err)
 	}
-	req, err := http.NewRequest(inv.Method, inv.URI, bytes.NewReader(inv.Body))
-	if err != nil {
-		return nil, fmt.Errorf("malformed invocation: %w", err)
+	u, err := url.ParseRequestURI(inv.URI)
+	if err != nil || !wasm.ValidHeaderName(inv.Method) || len(inv.Body) > maxInvokeBody {
+		return nil, fmt.Errorf("malformed invocation: method %q, URI %q, %d bytes of body", inv.Method, inv.URI, len(inv.Body))
 	}
-	fn, ok := centralRoute(p.opts.App, req.URL.Path)
-	if !ok || (inv.Fn != "" && inv.Fn != fn.Name) {
-		return json.Marshal(invocationResult{Status: http.StatusNotFound,
-			Body: []byte(fmt.Sprintf(`{"error":"no central function %q serves %s","kind":"not_found"}`, inv.Fn, req.URL.Path))})
+	if inv.Header == nil {
+		inv.Header = http.Header{}
 	}
-	req.Header = inv.Header
-	if req.Header == nil {
-		req.Header = http.Header{}
-	}
-	req.RequestURI = inv.URI
-	rec := &recorder{header: http.Header{}, status: http.StatusOK}
-	p.app.Gateway.ServeHTTP(rec, req)
-	return json.Marshal(invocationResult{Status: rec.status, Header: rec.header, Body: rec.body.Bytes()})
-}
-
-// recorder is a minimal http.ResponseWriter that keeps the response.
-type recorder struct {
-	header http.Header
-	status int
-	wrote  bool
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.status, r.wrote = code, true
-	}
-}
-func (r *recorder) Write(b []byte) (int, error) {
-	r.wrote = true
-	if r.body.Len()+len(b) > maxInvokeBody {
-		return 0, errors.New("central function response too large")
-	}
-	return r.body.Write(b)
-}
-
-func writeJSONError(w http.ResponseWriter, status int, kind, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	b, _ := json.Marshal(map[string]string{"error": msg, "kind": kind})
-	w.Write(append(b, '\n'))
+	req := &wasm.Request{ID: inv.ID, Method: inv.Method, URI: inv.URI, Path: u.Path, Query: u.RawQuery,
+		Proto: "HTTP/1.1", Header: inv.Header, Body: inv.Body}
+	// The invocation's own deadline is the caller's; the centre bounds it
+	// by the function's wall time.
+	resp := p.callCentral(context.Background(), inv.Fn, req)
+	return json.Marshal(invocationResult{Status: resp.Status, Header: resp.Header, Body: resp.Body})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/netsim"
 )
@@ -38,23 +39,10 @@ type Config struct {
 	WAN    WANConfig           `toml:"wan"`
 	Spot   *SpotConfig         `toml:"spot"`
 	TLS    *TLSConfig          `toml:"tls"`
-	PoPs   []PoPConfig         `toml:"pop"`
+	PoPs   []verge.PoP         `toml:"pop"` // every PoP of the network, with its addresses
 	Groups map[string][]string `toml:"groups"`
 
 	dir string // the config file's directory: relative paths start there
-}
-
-// PoPConfig is one PoP of the network.
-type PoPConfig struct {
-	ID      string  `toml:"id"`
-	Region  string  `toml:"region"`
-	Lat     float64 `toml:"lat"`
-	Lon     float64 `toml:"lon"`
-	Central bool    `toml:"central"`
-	Number  uint16  `toml:"number"`
-	Mesh    string  `toml:"mesh"`  // host:port of its NATS server
-	HTTP    string  `toml:"http"`  // host:port of its HTTP gateway
-	Admin   string  `toml:"admin"` // host:port of its admin API ("" none)
 }
 
 // WANConfig emulates wide-area links in this process (see internal/netsim).
@@ -108,6 +96,14 @@ func (c *Config) check() error {
 	if c.Data == "" {
 		return fmt.Errorf("data: missing; the PoP's data directory")
 	}
+	if err := admin.CheckToken(c.AdminToken); err != nil {
+		return fmt.Errorf("admin_token: %w", err)
+	}
+	if a := c.Self().Admin; a != "" {
+		if err := admin.CheckListen(a, c.AdminToken); err != nil {
+			return fmt.Errorf("pop %s: admin: %w", c.ID, err)
+		}
+	}
 	found := false
 	for i, p := range c.PoPs {
 		if err := mesh.ValidID(p.ID); err != nil {
@@ -151,24 +147,17 @@ func (c *Config) check() error {
 
 // Network returns the network the file describes.
 func (c *Config) Network() verge.Network {
-	n := verge.Network{Groups: c.Groups}
-	for _, p := range c.PoPs {
-		n.PoPs = append(n.PoPs, verge.PoP{ID: p.ID, Region: p.Region, Lat: p.Lat, Lon: p.Lon, Central: p.Central, Number: p.Number})
-	}
-	return n
+	return verge.Network{PoPs: c.PoPs, Groups: c.Groups}
 }
 
 // AppDir is the app's directory, relative paths resolved.
 func (c *Config) AppDir() string { return c.path(c.App) }
 
 // Self returns this PoP's entry.
-func (c *Config) Self() PoPConfig {
-	for _, p := range c.PoPs {
-		if p.ID == c.ID {
-			return p
-		}
-	}
-	return PoPConfig{}
+func (c *Config) Self() verge.PoP {
+	n := c.Network()
+	p, _ := n.PoP(c.ID)
+	return p
 }
 
 func (c *Config) path(p string) string {
@@ -196,15 +185,12 @@ func (c *Config) Model() netsim.Model {
 func (c *Config) Options() (Options, *netsim.Layer, error) {
 	self := c.Self()
 	o := Options{
-		Self: c.ID, Network: c.Network(), MeshAddrs: map[string]string{}, HTTPAddrs: map[string]string{},
-		HTTP: self.HTTP, Admin: self.Admin, AdminToken: c.AdminToken,
+		Self: c.ID, Network: c.Network(), AdminToken: c.AdminToken,
 		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
 		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), MaxLog: c.MaxLog, SpotTimeout: dur(c.SpotTimeout), NoSync: c.NoSync,
 	}
 	layer := netsim.NewLayer(netsim.Point{Lat: self.Lat, Lon: self.Lon}, c.Model())
 	for _, p := range c.PoPs {
-		o.MeshAddrs[p.ID] = p.Mesh
-		o.HTTPAddrs[p.ID] = p.HTTP
 		if p.ID == c.ID {
 			continue
 		}

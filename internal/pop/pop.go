@@ -1,6 +1,10 @@
-// Package pop assembles one point of presence: the document store, the
-// mesh endpoint, replication, the Wasm runtime serving the app, and the
-// admin API. `verge serve` runs one; tests run several in one process.
+// Package pop assembles one point of presence, and is the only place that
+// does: `verge serve` runs one PoP of a network, `verge dev` a network of one
+// PoP (its own centre), tests and benchmarks several in one process. A PoP
+// opens its store and hands it to the services that share it (documents,
+// replication, stock escrows), joins the mesh, starts the single point of
+// truth (at the centre) or its client, loads its app with every host
+// capability (internal/host), and serves HTTP and the admin API.
 package pop
 
 import (
@@ -17,9 +21,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
@@ -27,6 +30,7 @@ import (
 	"github.com/verge-edge/verge/internal/app"
 	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/gateway"
+	"github.com/verge-edge/verge/internal/host"
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/replicate"
@@ -38,21 +42,25 @@ import (
 
 // Options configures a PoP.
 type Options struct {
-	Self    string
+	Self string
+	// Network is every PoP with its addresses. This PoP listens on its own
+	// entry's Mesh, HTTP and Admin addresses ("" disables HTTP or the
+	// admin API; port 0 picks one) and reaches the others at theirs.
 	Network verge.Network
-	// MeshAddrs maps every PoP id (this one included) to its mesh address.
-	MeshAddrs map[string]string
-	// HTTPAddrs maps PoP ids to their HTTP gateways, for forwarding
-	// requests this PoP may not serve (regions).
-	HTTPAddrs map[string]string
-	// HTTP and Admin are the listen addresses ("" disables; port 0 picks one).
-	HTTP, Admin string
-	AdminToken  string
-	// Data is the PoP's data directory (identity, store).
+	// AdminToken is required by every admin endpoint when set; an admin
+	// address beyond loopback needs one (admin.CheckListen).
+	AdminToken string
+	// AdminFallback moves the admin API to a free loopback port when its
+	// address is taken (verge dev's default address).
+	AdminFallback bool
+	// Server bounds what HTTP and admin clients can hold open (zero
+	// fields: gateway's defaults).
+	Server gateway.ServerOptions
+	// Data is the PoP's data directory (identity, store, SPOT).
 	Data string
 	// App is the manifest of the app this PoP serves (already built).
 	App *verge.Manifest
-	// CacheDir is the compilation cache ("" none).
+	// CacheDir is the compilation cache ("" the user's cache, "-" none).
 	CacheDir string
 	// Layer is this PoP's side of the emulated WAN: mesh connections and
 	// requests forwarded to other PoPs' HTTP gateways are dialed through it
@@ -86,12 +94,17 @@ type Options struct {
 // PoP is a running point of presence.
 type PoP struct {
 	opts Options
+	self verge.PoP
 	log  *slog.Logger
-	Mesh *mesh.Mesh
-	Data *documents.Service
-	Repl *replicate.Replicator
-	// Spot is the centre's SPOT engine (a client of it at an edge PoP);
-	// Stock adds the hybrid threshold for declared stocks.
+
+	Mesh  *mesh.Mesh
+	Store *store.Store // the PoP's one store, shared by the services below
+	Docs  *documents.Service
+	Repl  *replicate.Replicator
+	// Spot is the single point of truth as this PoP's functions and admin
+	// API see it: the centre's engine (a client of it at an edge PoP)
+	// behind the hybrid threshold of declared stocks; Stock is the same
+	// decorator, for its escrows.
 	Spot     spot.Engine
 	Stock    *stock.Stock
 	stopSpot func()
@@ -112,9 +125,9 @@ type PoP struct {
 	// data directory was empty.
 	Rebuilt int
 
-	data0 atomic.Pointer[documents.Service] // for the incarnation handler, before Data is set
-	fresh atomic.Bool                       // starting with an empty data directory: has seen nothing
-	repl0 atomic.Pointer[replicate.Replicator]
+	store0 atomic.Pointer[store.Store] // for the incarnation handler, before Store is set
+	fresh  atomic.Bool                 // starting with an empty data directory: has seen nothing
+	repl0  atomic.Pointer[replicate.Replicator]
 
 	closeOnce sync.Once
 }
@@ -128,6 +141,14 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	if !ok {
 		return nil, fmt.Errorf("PoP %q is not in the network", opts.Self)
 	}
+	if err := admin.CheckToken(opts.AdminToken); err != nil {
+		return nil, err
+	}
+	if self.Admin != "" {
+		if err := admin.CheckListen(self.Admin, opts.AdminToken); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -137,7 +158,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	if opts.CentralWait <= 0 {
 		opts.CentralWait = 30 * time.Second
 	}
-	p := &PoP{opts: opts, log: opts.Logger.With("pop", opts.Self)}
+	p := &PoP{opts: opts, self: self, log: opts.Logger.With("pop", opts.Self)}
 	p.forwarding = http.DefaultTransport.(*http.Transport).Clone()
 	if opts.Layer != nil {
 		p.forwarding.DialContext = opts.Layer.DialContext
@@ -147,89 +168,20 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 			p.Close()
 		}
 	}()
-
-	var peers []mesh.Peer
-	for _, q := range opts.Network.PoPs {
-		if q.ID != opts.Self {
-			addr, ok := opts.MeshAddrs[q.ID]
-			if !ok {
-				return nil, fmt.Errorf("no mesh address for PoP %q", q.ID)
-			}
-			peers = append(peers, mesh.Peer{ID: q.ID, Addr: addr})
-		}
-	}
-	var jsDir string
-	if self.Central {
-		jsDir = filepath.Join(opts.Data, "spot")
-	}
-	p.Mesh, err = mesh.Start(mesh.Options{
-		ID: opts.Self, Listen: opts.MeshAddrs[opts.Self], Peers: peers,
-		ServerTLS: opts.ServerTLS, ClientTLS: opts.ClientTLS, Dialer: dialer(opts.Layer),
-		JetStreamDir: jsDir, Cluster: opts.SpotCluster,
-		OnPeer: func(id string, up bool) {
-			p.log.Info("link", "peer", id, "up", up)
-			if r := p.repl0.Load(); r != nil {
-				r.PeerEvent(id, up)
-			}
-		},
-	})
-	if err != nil {
+	if err := p.startMesh(); err != nil {
 		return nil, err
 	}
-	if err := p.Mesh.HandleRequests("inc", p.handleIncarnation); err != nil {
-		return nil, err
-	}
-
-	fresh, inc, err := p.identity(ctx, self)
+	fresh, inc, err := p.identity(ctx)
 	if err != nil {
 		return nil, err
 	}
 	p.Incarnation = inc
-	origin := opts.Self + "." + strconv.Itoa(int(inc))
-	p.Data, err = documents.Open(filepath.Join(opts.Data, "store"), documents.Options{
-		Origin:  origin,
-		Replica: crdt.ReplicaID(uint32(self.Number)<<16 | uint32(inc)),
-		NoSync:  opts.NoSync,
-	})
-	if err != nil {
+	if err := p.openData(inc); err != nil {
 		return nil, err
 	}
-	p.data0.Store(p.Data)
-	apps := []*verge.Manifest{}
-	if opts.App != nil {
-		p.Data.SetApp(opts.App)
-		apps = append(apps, opts.App)
-	}
-	p.Repl, err = replicate.New(replicate.Options{
-		Self: opts.Self, Network: &p.opts.Network, Mesh: p.Mesh, Data: p.Data, Apps: apps,
-		Window: opts.Window, AntiEntropy: opts.AntiEntropy, MaxLog: opts.MaxLog, Applied: opts.Applied,
-		Logf: func(format string, args ...any) { p.log.Warn(fmt.Sprintf(format, args...)) },
-	})
-	if err != nil {
+	if err := p.startReplication(ctx, fresh); err != nil {
 		return nil, err
 	}
-	if err := p.Repl.Start(); err != nil {
-		return nil, err
-	}
-	p.repl0.Store(p.Repl)
-	for _, id := range p.Mesh.Peers() {
-		if p.Mesh.Up(id) {
-			p.Repl.PeerEvent(id, true)
-		}
-	}
-	if fresh && inc > 1 {
-		// This PoP lost its data: pull what it should hold before serving.
-		rctx, cancel := context.WithTimeout(ctx, opts.CentralWait)
-		n, err := p.Repl.Rebuild(rctx)
-		cancel()
-		p.Rebuilt = n
-		if err != nil {
-			p.log.Warn("rebuild incomplete; anti-entropy will finish it", "docs", n, "err", err)
-		} else {
-			p.log.Info("rebuilt from the centre and peers", "docs", n)
-		}
-	}
-
 	if err := p.startSpot(ctx); err != nil {
 		return nil, err
 	}
@@ -243,45 +195,143 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 			return nil, err
 		}
 	}
-	if opts.Admin != "" {
-		p.admL, err = net.Listen("tcp", opts.Admin)
-		if err != nil {
-			return nil, fmt.Errorf("admin API: cannot listen on %s: %w", opts.Admin, err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/", admin.NewHandler(p.Data, admin.Options{Token: opts.AdminToken, Logger: p.log, Spot: facade{p}}))
-		p.netControl(mux)
-		p.admin = &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-		}
-		go p.admin.Serve(p.admL)
+	if err := p.serveAdmin(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
-func (p *PoP) serveApp(ctx context.Context) error {
+func (p *PoP) startMesh() error {
+	var peers []mesh.Peer
+	for _, q := range p.opts.Network.PoPs {
+		if q.ID != p.opts.Self {
+			if q.Mesh == "" {
+				return fmt.Errorf("no mesh address for PoP %q", q.ID)
+			}
+			peers = append(peers, mesh.Peer{ID: q.ID, Addr: q.Mesh})
+		}
+	}
+	var jsDir string
+	if p.self.Central {
+		jsDir = filepath.Join(p.opts.Data, "spot")
+	}
+	o := mesh.Options{
+		ID: p.opts.Self, Listen: p.self.Mesh, Peers: peers,
+		ServerTLS: p.opts.ServerTLS, ClientTLS: p.opts.ClientTLS,
+		JetStreamDir: jsDir, Cluster: p.opts.SpotCluster,
+		OnPeer: func(id string, up bool) {
+			p.log.Info("link", "peer", id, "up", up)
+			if r := p.repl0.Load(); r != nil {
+				r.PeerEvent(id, up)
+			}
+		},
+	}
+	if p.opts.Layer != nil {
+		o.Dialer = p.opts.Layer
+	}
 	var err error
-	p.eng, err = wasm.NewEngine(wasm.Options{CacheDir: p.opts.CacheDir, Logger: p.log, Documents: followDocs{app.Documents(p.Data), p},
-		Spot: runtimeSpot{facade{p}}, Invoker: invoker{p}})
+	if p.Mesh, err = mesh.Start(o); err != nil {
+		return err
+	}
+	return p.Mesh.HandleRequests("inc", p.handleIncarnation)
+}
+
+// openData opens the store, which this PoP owns, and the document service
+// over it.
+func (p *PoP) openData(inc uint16) error {
+	var err error
+	p.Store, err = store.Open(filepath.Join(p.opts.Data, "store"), store.Options{
+		Origin: p.opts.Self + "." + strconv.Itoa(int(inc)),
+		NoSync: p.opts.NoSync,
+		MaxValueBytes: documents.StoreValueBytes(documents.DefaultMaxDocBytes),
+	})
+	if err != nil {
+		return err
+	}
+	p.store0.Store(p.Store)
+	p.Docs = documents.New(p.Store, documents.Options{
+		Replica: crdt.ReplicaID(uint32(p.self.Number)<<16 | uint32(inc)),
+	})
+	if p.opts.App != nil {
+		p.Docs.SetApp(p.opts.App)
+	}
+	return nil
+}
+
+func (p *PoP) startReplication(ctx context.Context, fresh bool) error {
+	var apps []*verge.Manifest
+	if p.opts.App != nil {
+		apps = append(apps, p.opts.App)
+	}
+	var err error
+	p.Repl, err = replicate.New(replicate.Options{
+		Self: p.opts.Self, Network: &p.opts.Network, Mesh: p.Mesh, Store: p.Store, Docs: p.Docs, Apps: apps,
+		Window: p.opts.Window, AntiEntropy: p.opts.AntiEntropy, MaxLog: p.opts.MaxLog, Applied: p.opts.Applied,
+		Logger: p.log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.Repl.Start(); err != nil {
+		return err
+	}
+	p.repl0.Store(p.Repl)
+	for _, id := range p.Mesh.Peers() {
+		if p.Mesh.Up(id) {
+			p.Repl.PeerEvent(id, true)
+		}
+	}
+	if fresh && p.Incarnation > 1 {
+		// This PoP lost its data: pull what it should hold before serving.
+		rctx, cancel := context.WithTimeout(ctx, p.opts.CentralWait)
+		n, err := p.Repl.Rebuild(rctx)
+		cancel()
+		p.Rebuilt = n
+		if err != nil {
+			p.log.Warn("rebuild incomplete; anti-entropy will finish it", "docs", n, "err", err)
+		} else {
+			p.log.Info("rebuilt from the centre and peers", "docs", n)
+		}
+	}
+	return nil
+}
+
+// serveApp loads the app with every host capability and serves HTTP.
+func (p *PoP) serveApp(ctx context.Context) error {
+	central, _ := p.opts.Network.Central()
+	follower := &host.Follower{
+		Self: p.opts.Self, Central: central.ID,
+		Local: func(app, coll string) bool {
+			c, err := p.Docs.Collection(app, coll)
+			return err == nil && c.Scope.Kind == verge.ScopeLocal
+		},
+		Fetch: func(ctx context.Context, peer, app, coll, key string) error {
+			_, err := p.Repl.Fetch(ctx, peer, app, coll, key)
+			return err
+		},
+		HomeTimeout: homeTimeout, CentralTimeout: fetchTimeout,
+		Log: p.log,
+	}
+	var err error
+	p.eng, err = wasm.NewEngine(wasm.Options{CacheDir: p.opts.CacheDir, Logger: p.log,
+		Capabilities: host.Capabilities(host.Services{Documents: p.Docs, Follower: follower, Spot: p.Spot, Invoker: invoker{p}})})
 	if err != nil {
 		return err
 	}
 	m := p.opts.App
-	if self, _ := p.opts.Network.PoP(p.opts.Self); !self.Central {
+	if !p.self.Central {
 		m = edgeManifest(m)
 	}
 	p.app, err = app.Load(ctx, p.eng, m, p.log)
 	if err != nil {
 		return err
 	}
-	if p.opts.HTTP == "" {
+	if p.self.HTTP == "" {
 		return nil
 	}
-	p.httpL, err = net.Listen("tcp", p.opts.HTTP)
+	p.httpL, err = net.Listen("tcp", p.self.HTTP)
 	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", p.opts.HTTP, err)
+		return fmt.Errorf("cannot listen on %s: %w", p.self.HTTP, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -289,17 +339,35 @@ func (p *PoP) serveApp(ctx context.Context) error {
 		fmt.Fprintf(w, `{"pop":%q,"ok":true}`+"\n", p.opts.Self)
 	})
 	mux.Handle("/", p.appHandler(p.app.Gateway))
-	p.http = gateway.NewServer(mux, gateway.ServerOptions{}, p.log)
+	p.http = gateway.NewServer(mux, p.opts.Server, p.log)
 	go p.http.Serve(p.httpL)
 	return nil
 }
 
-func dialer(l *netsim.Layer) nats.CustomDialer {
-	if l == nil {
+// serveAdmin serves the admin API and the network controls, behind the
+// token, on the PoP's admin address.
+func (p *PoP) serveAdmin() error {
+	addr := p.self.Admin
+	if addr == "" {
 		return nil
 	}
-	return l
+	var err error
+	p.admL, err = net.Listen("tcp", addr)
+	if err != nil && p.opts.AdminFallback && errors.Is(err, syscall.EADDRINUSE) {
+		p.log.Warn("the admin address is taken (another verge dev?); using a free port instead", "addr", addr)
+		p.admL, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		return fmt.Errorf("admin API: cannot listen on %s: %w", addr, err)
+	}
+	h := admin.NewHandler(p.Docs, admin.Options{Token: p.opts.AdminToken, Logger: p.log, Spot: p.Spot, Net: p.netControl()})
+	p.admin = gateway.NewServer(h, p.opts.Server, p.log)
+	go p.admin.Serve(p.admL)
+	return nil
 }
+
+// App is the app this PoP serves (nil: none), for `verge dev` to reload.
+func (p *PoP) App() *app.App { return p.app }
 
 // HTTPAddr and AdminAddr are the addresses actually listened on.
 func (p *PoP) HTTPAddr() string  { return addrOf(p.httpL) }
@@ -342,8 +410,10 @@ func (p *PoP) Close() {
 		if p.Mesh != nil {
 			p.Mesh.Close()
 		}
-		if p.Data != nil {
-			p.Data.Close()
+		if p.Store != nil {
+			if err := p.Store.Close(); err != nil {
+				p.log.Error("closing the store", "err", err)
+			}
 		}
 	})
 }
@@ -356,7 +426,7 @@ const identityFile = "identity"
 // empty one, learns the highest incarnation the network has seen of this
 // PoP and takes the next. A PoP that lost its disk thus never reuses an
 // origin or a replica id whose events its peers already hold.
-func (p *PoP) identity(ctx context.Context, self verge.PoP) (fresh bool, inc uint16, err error) {
+func (p *PoP) identity(ctx context.Context) (fresh bool, inc uint16, err error) {
 	path := filepath.Join(p.opts.Data, identityFile)
 	if b, err := os.ReadFile(path); err == nil {
 		var id string
@@ -376,7 +446,7 @@ func (p *PoP) identity(ctx context.Context, self verge.PoP) (fresh bool, inc uin
 		}
 	}
 	p.fresh.Store(true)
-	seen, err := p.highestIncarnation(ctx, self)
+	seen, err := p.highestIncarnation(ctx)
 	if err != nil {
 		return false, 0, err
 	}
@@ -397,10 +467,10 @@ func (p *PoP) identity(ctx context.Context, self verge.PoP) (fresh bool, inc uin
 // highestIncarnation asks the peers which incarnations of this PoP they
 // have received data from. The central PoP must answer (it has every
 // PoP's writes); the central PoP itself asks the others, best effort.
-func (p *PoP) highestIncarnation(ctx context.Context, self verge.PoP) (uint16, error) {
+func (p *PoP) highestIncarnation(ctx context.Context) (uint16, error) {
 	central, _ := p.opts.Network.Central()
 	wait := p.opts.CentralWait
-	if self.Central {
+	if p.self.Central {
 		wait = 3 * time.Second
 	}
 	deadline := time.Now().Add(wait)
@@ -424,11 +494,11 @@ func (p *PoP) highestIncarnation(ctx context.Context, self verge.PoP) (uint16, e
 			heard[id] = true
 			highest = max(highest, uint16(n))
 		}
-		if heard[central.ID] || (self.Central && len(heard) == len(p.Mesh.Peers())) {
+		if heard[central.ID] || (p.self.Central && len(heard) == len(p.Mesh.Peers())) {
 			return highest, nil
 		}
 		if time.Now().After(deadline) {
-			if self.Central {
+			if p.self.Central {
 				return highest, nil
 			}
 			return 0, fmt.Errorf("the data directory %s is empty and the central PoP %s did not answer within %v: a PoP starting afresh needs it to rebuild; start the central PoP first", p.opts.Data, central.ID, wait)
@@ -442,8 +512,8 @@ func (p *PoP) highestIncarnation(ctx context.Context, self verge.PoP) (uint16, e
 }
 
 func (p *PoP) handleIncarnation(_ string, req []byte) ([]byte, error) {
-	d := p.data0.Load()
-	if d == nil {
+	st := p.store0.Load()
+	if st == nil {
 		if p.fresh.Load() {
 			// Nothing seen yet: a whole network starting afresh must not
 			// wait on itself.
@@ -453,7 +523,7 @@ func (p *PoP) handleIncarnation(_ string, req []byte) ([]byte, error) {
 	}
 	prefix := string(req) + "."
 	highest := 0
-	for origin := range d.Store().Seqs() {
+	for origin := range st.Seqs() {
 		if rest, ok := strings.CutPrefix(origin, prefix); ok {
 			if n, err := strconv.Atoi(rest); err == nil && n > highest {
 				highest = n

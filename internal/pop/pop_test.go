@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -51,7 +50,6 @@ regions = ["eu"]
 type cluster struct {
 	t    *testing.T
 	net  verge.Network
-	mesh map[string]string
 	dirs map[string]string
 	app  *verge.Manifest
 	pops map[string]*PoP
@@ -75,7 +73,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	m.Functions = nil // data only: these tests drive the data service directly
-	c := &cluster{t: t, app: m, mesh: map[string]string{}, dirs: map[string]string{}, pops: map[string]*PoP{}}
+	c := &cluster{t: t, app: m, dirs: map[string]string{}, pops: map[string]*PoP{}}
 	c.net = verge.Network{
 		PoPs: []verge.PoP{
 			{ID: "c", Region: "us", Central: true, Number: 1},
@@ -86,8 +84,8 @@ func newCluster(t *testing.T) *cluster {
 		Groups: map[string][]string{"eu": {"a", "e"}},
 	}
 	base := t.TempDir()
-	for _, p := range c.net.PoPs {
-		c.mesh[p.ID] = freeAddr(t)
+	for i, p := range c.net.PoPs {
+		c.net.PoPs[i].Mesh = freeAddr(t)
 		c.dirs[p.ID] = filepath.Join(base, p.ID)
 	}
 	return c
@@ -103,7 +101,7 @@ func (c *cluster) start(ids ...string) {
 	for _, id := range ids {
 		go func() {
 			o := Options{
-				Self: id, Network: c.net, MeshAddrs: c.mesh, Data: c.dirs[id], App: c.app,
+				Self: id, Network: c.net, Data: c.dirs[id], App: c.app,
 				Window: 20 * time.Millisecond, AntiEntropy: 500 * time.Millisecond, NoSync: true,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			}
@@ -131,7 +129,7 @@ func (c *cluster) stop(id string) {
 
 func (c *cluster) update(id, coll, key string, ops ...crdt.Op) {
 	c.t.Helper()
-	if _, err := c.pops[id].Data.Update(context.Background(), "shop", coll, key, ops); err != nil {
+	if _, err := c.pops[id].Docs.Update(context.Background(), "shop", coll, key, ops); err != nil {
 		c.t.Fatalf("update at %s: %v", id, err)
 	}
 }
@@ -143,7 +141,7 @@ func incr(path string, n int) crdt.Op {
 func set(path, v string) crdt.Op { return crdt.Op{Op: "set", Path: path, Value: json.RawMessage(v)} }
 
 func (c *cluster) get(id, coll, key string) string {
-	doc, found, err := c.pops[id].Data.Get("shop", coll, key)
+	doc, found, err := c.pops[id].Docs.Get("shop", coll, key)
 	if err != nil {
 		c.t.Fatalf("get at %s: %v", id, err)
 	}
@@ -180,7 +178,7 @@ func (c *cluster) eventually(coll, key, want string, ids ...string) {
 // holdsAny reports whether PoP id's store has any document of coll
 // (deleted ones included): residency is about bytes on disk.
 func (c *cluster) holdsAny(id, coll string) bool {
-	keys, _, err := c.pops[id].Data.Store().List("shop", coll, "", 1)
+	keys, _, err := c.pops[id].Store.List("shop", coll, "", 1)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -256,7 +254,7 @@ func TestLogBoundedWhilePeerAway(t *testing.T) {
 	for i := range writes {
 		c.update("a", "stats", fmt.Sprintf("d%03d", i), incr("n", 1))
 	}
-	st := c.pops["a"].Data.Store()
+	st := c.pops["a"].Store
 	origin := st.Origin()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -319,10 +317,8 @@ type netLinks struct {
 
 func (c *cluster) links(id string) netLinks {
 	c.t.Helper()
-	mux := http.NewServeMux()
-	c.pops[id].netControl(mux)
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/net/links", nil))
+	c.pops[id].netControl().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/net/links", nil))
 	var out netLinks
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 {
 		c.t.Fatalf("/v1/net/links at %s: %d %s (%v)", id, rec.Code, rec.Body, err)

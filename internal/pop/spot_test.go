@@ -32,7 +32,7 @@ func TestClaimRaceAcrossPoPs(t *testing.T) {
 			defer wg.Done()
 			var mine [names]result
 			for i := range names {
-				f := facade{c.pops[id]}
+				f := c.pops[id].Spot
 				cl, err := f.Claim(ctx, "shop", "users", fmt.Sprintf("joe%d", i), "user-at-"+id)
 				if err != nil {
 					t.Errorf("claim at %s: %v", id, err)
@@ -65,7 +65,7 @@ func TestSpotFailsFastWithoutCentre(t *testing.T) {
 	c.opts = func(o *Options) { o.SpotTimeout = 500 * time.Millisecond }
 	c.start("c", "a", "b", "e")
 	ctx := context.Background()
-	a := facade{c.pops["a"]}
+	a := c.pops["a"].Spot
 	if _, err := a.Restock(ctx, "shop", "brush", 5); err != nil {
 		t.Fatal(err)
 	}

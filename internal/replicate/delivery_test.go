@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"testing"
 
@@ -25,7 +26,7 @@ func newBare(t *testing.T, self string, n *verge.Network, m *verge.Manifest, rep
 	}
 	t.Cleanup(func() { d.Close() })
 	d.SetApp(m)
-	r := &Replicator{opts: Options{Self: self, Network: n, Data: d, Logf: t.Logf}, st: d.Store(), origin: d.Store().Origin(), peers: map[string]*peerLink{}}
+	r := &Replicator{opts: Options{Self: self, Network: n, Store: d.Store(), Docs: d, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}, st: d.Store(), origin: d.Store().Origin(), peers: map[string]*peerLink{}}
 	r.ctx = context.Background()
 	return r
 }
@@ -95,7 +96,7 @@ func TestConvergesUnderReorderAndDuplicates(t *testing.T) {
 					} else {
 						op = crdt.Op{Op: "set", Path: "k" + fmt.Sprint(rng.IntN(3)), Value: json.RawMessage(fmt.Sprint(rng.IntN(100)))}
 					}
-					if _, err := rs[id].opts.Data.Update(ctx, "shop", "hot", doc, []crdt.Op{op}); err != nil {
+					if _, err := rs[id].opts.Docs.Update(ctx, "shop", "hot", doc, []crdt.Op{op}); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -153,8 +154,8 @@ func TestConvergesUnderReorderAndDuplicates(t *testing.T) {
 				for _, id := range ids[1:] {
 					got, _, _ := rs[id].st.Get(k)
 					if !bytes.Equal(got, want) {
-						ja, _, _ := rs["a"].opts.Data.Get("shop", "hot", k.Doc)
-						jb, _, _ := rs[id].opts.Data.Get("shop", "hot", k.Doc)
+						ja, _, _ := rs["a"].opts.Docs.Get("shop", "hot", k.Doc)
+						jb, _, _ := rs[id].opts.Docs.Get("shop", "hot", k.Doc)
 						t.Fatalf("%s differs at %s: a %s, %s %s", k.Doc, id, ja, id, jb)
 					}
 				}
@@ -170,7 +171,7 @@ func TestBatchFromWrongPeerOrCorrupt(t *testing.T) {
 	n := &verge.Network{PoPs: []verge.PoP{{ID: "a", Number: 1, Central: true}, {ID: "b", Number: 2}}}
 	a := newBare(t, "a", n, m, 1<<16|1)
 	b := newBare(t, "b", n, m, 2<<16|1)
-	if _, err := a.opts.Data.Update(context.Background(), "shop", "hot", "x", []crdt.Op{{Op: "increment", Path: "n", Value: json.RawMessage("1")}}); err != nil {
+	if _, err := a.opts.Docs.Update(context.Background(), "shop", "hot", "x", []crdt.Op{{Op: "increment", Path: "n", Value: json.RawMessage("1")}}); err != nil {
 		t.Fatal(err)
 	}
 	msg := batchFor(t, a, "b", 0)
@@ -187,7 +188,7 @@ func TestBatchFromWrongPeerOrCorrupt(t *testing.T) {
 			t.Fatalf("a batch truncated to %d bytes decoded", i)
 		}
 	}
-	if got, _, _ := b.opts.Data.Get("shop", "hot", "x"); got != nil {
+	if got, _, _ := b.opts.Docs.Get("shop", "hot", "x"); got != nil {
 		t.Fatalf("a damaged batch left %s", got)
 	}
 }

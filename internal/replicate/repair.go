@@ -43,7 +43,7 @@ func (r *Replicator) antiEntropyLoop(p *peerLink) {
 			continue
 		}
 		if n, err := r.RepairWith(r.ctx, p.id); err != nil && r.ctx.Err() == nil && !errors.Is(err, mesh.ErrUnreachable) {
-			r.opts.Logf("replicate: anti-entropy with %s: %v", p.id, err)
+			r.opts.Logger.Warn("replicate: anti-entropy", "peer", p.id, "err", err)
 		} else if n > 0 {
 			r.repaired.Add(uint64(n))
 		}
@@ -61,7 +61,7 @@ func (r *Replicator) RepairWith(ctx context.Context, peer string) (int, error) {
 			var n int
 			var err error
 			switch {
-			case c.Scope.Kind == "local":
+			case c.Scope.Kind == verge.ScopeLocal:
 				if !self.Central || !r.opts.Network.Allowed(peer, c) || !r.opts.Network.Allowed(r.opts.Self, c) {
 					continue
 				}
@@ -95,7 +95,7 @@ func (r *Replicator) Rebuild(ctx context.Context) (int, error) {
 	if !self.Central {
 		for _, m := range r.opts.Apps {
 			for _, c := range m.Collections {
-				if c.Scope.Kind != "local" || !r.opts.Network.Allowed(r.opts.Self, c) {
+				if c.Scope.Kind != verge.ScopeLocal || !r.opts.Network.Allowed(r.opts.Self, c) {
 					continue
 				}
 				n, err := r.pull(ctx, central.ID, m.Name, c, keysTouchedBy, uint64(self.Number), ^uint64(0))
@@ -233,7 +233,7 @@ func (r *Replicator) fetchStates(ctx context.Context, peer, app, coll string, ke
 	if len(items) == 0 {
 		return 0, nil
 	}
-	if err := r.st.Merge(ctx, items, r.opts.Data.Merge); err != nil {
+	if err := r.st.Merge(ctx, items, r.opts.Docs.Merge); err != nil {
 		return 0, err
 	}
 	return len(items), nil

@@ -31,7 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"log"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +48,11 @@ type Options struct {
 	Self    string // this PoP's id
 	Network *verge.Network
 	Mesh    *mesh.Mesh
-	Data    *documents.Service
+	// Store is this PoP's store, whose log is shipped and into which
+	// batches are applied; Docs is the document service over it, which
+	// merges what arrives and knows each app's collections.
+	Store *store.Store
+	Docs  *documents.Service
 	// Apps are the apps this PoP runs, for anti-entropy.
 	Apps []*verge.Manifest
 	// Window is the batch window (default 50 ms).
@@ -65,7 +69,7 @@ type Options struct {
 	// returns it gets the rest of the log and is repaired by anti-entropy,
 	// as after a lost disk. So a dead peer costs bounded disk, not all of it.
 	MaxLog uint64
-	Logf   func(format string, args ...any)
+	Logger *slog.Logger // default slog.Default()
 	// Applied, if set, is called after a batch from peer is durable here,
 	// with the documents it changed (for metrics and benchmarks).
 	Applied func(peer string, keys []store.Key)
@@ -131,13 +135,13 @@ func New(opts Options) (*Replicator, error) {
 	if opts.MaxLog == 0 {
 		opts.MaxLog = DefaultMaxLog
 	}
-	if opts.Logf == nil {
-		opts.Logf = log.Printf
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	if _, ok := opts.Network.PoP(opts.Self); !ok {
 		return nil, fmt.Errorf("replicate: PoP %q is not in the network", opts.Self)
 	}
-	r := &Replicator{opts: opts, st: opts.Data.Store(), peers: map[string]*peerLink{}}
+	r := &Replicator{opts: opts, st: opts.Store, peers: map[string]*peerLink{}}
 	r.origin = r.st.Origin()
 	for _, id := range opts.Mesh.Peers() {
 		r.peers[id] = &peerLink{id: id, kick: make(chan struct{}, 1), ae: make(chan struct{}, 1)}
@@ -239,7 +243,7 @@ func signal(c chan struct{}) {
 }
 
 func (r *Replicator) collection(app, coll string) (verge.Collection, bool) {
-	c, err := r.opts.Data.Collection(app, coll)
+	c, err := r.opts.Docs.Collection(app, coll)
 	return c, err == nil
 }
 
@@ -282,7 +286,7 @@ func (r *Replicator) learnWatermark(p *peerLink) {
 	}
 	a, err := wire.DecodeAck(out)
 	if err != nil {
-		r.opts.Logf("replicate: %s: bad watermark reply: %v", p.id, err)
+		r.opts.Logger.Warn("replicate: bad watermark reply", "peer", p.id, "err", err)
 		return
 	}
 	p.mu.Lock()
@@ -326,7 +330,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 		signal(p.ae)
 	}
 	if err != nil {
-		r.opts.Logf("replicate: reading the log for %s: %v", p.id, err)
+		r.opts.Logger.Error("replicate: reading the log", "peer", p.id, "err", err)
 		return
 	}
 	if len(entries) == 0 {
@@ -360,7 +364,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 		if err != nil {
 			var re *mesh.RemoteError
 			if errors.As(err, &re) {
-				r.opts.Logf("replicate: %s refused batch %d..%d: %v", p.id, b.From, b.To, err)
+				r.opts.Logger.Warn("replicate: batch refused", "peer", p.id, "from", b.From, "to", b.To, "err", err)
 			}
 			p.sent = p.acked // resend on the next tick
 			return
@@ -371,7 +375,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 		p.stats.Bytes += uint64(len(msg))
 		a, err := wire.DecodeAck(out)
 		if err != nil {
-			r.opts.Logf("replicate: %s: bad ack: %v", p.id, err)
+			r.opts.Logger.Warn("replicate: bad ack", "peer", p.id, "err", err)
 			p.sent = p.acked
 			return
 		}
@@ -468,7 +472,7 @@ func (r *Replicator) truncate() {
 	}
 	if err := r.st.TruncateLog(r.ctx, r.origin, low); err != nil {
 		if r.ctx.Err() == nil {
-			r.opts.Logf("replicate: truncating the log: %v", err)
+			r.opts.Logger.Error("replicate: truncating the log", "err", err)
 		}
 	}
 }
@@ -519,7 +523,7 @@ func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
 			signal(r.aeFor(from))
 		}
 	}
-	wm, err := r.st.ApplyBatch(r.ctx, b.Origin, from0, b.To, items, r.opts.Data.Merge)
+	wm, err := r.st.ApplyBatch(r.ctx, b.Origin, from0, b.To, items, r.opts.Docs.Merge)
 	if errors.Is(err, store.ErrGap) {
 		return wire.Ack{Watermark: wm, Gap: true}.Encode(), nil
 	}

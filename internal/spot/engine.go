@@ -53,6 +53,9 @@ type Claim struct {
 type Take struct {
 	OK        bool  // n was taken; false: not enough stock, nothing changed
 	Remaining int64 // the stock after the call
+	// Local: served from the units this PoP holds in escrow (internal/stock),
+	// with no round trip to the centre. The centre's engine never sets it.
+	Local bool
 }
 
 // Limits on inputs. They keep every KV key within NATS's subject limits and

@@ -99,21 +99,21 @@ func TestTakeRestock(t *testing.T) {
 				}
 			}
 			counter(0)
-			take(1, Take{false, 0})
+			take(1, Take{OK: false, Remaining: 0})
 			counter(0)
 			restock(5, 5)
-			take(3, Take{true, 2})
-			take(3, Take{false, 2})
+			take(3, Take{OK: true, Remaining: 2})
+			take(3, Take{OK: false, Remaining: 2})
 			counter(2)
-			take(2, Take{true, 0})
-			take(1, Take{false, 0})
+			take(2, Take{OK: true, Remaining: 0})
+			take(1, Take{OK: false, Remaining: 0})
 			restock(math.MaxInt64, math.MaxInt64)
 			_, err := e.Restock(ctx, "shop", "sku-1", 1)
 			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "overflow") {
 				t.Fatalf("Restock past MaxInt64: %v; want an overflow error", err)
 			}
 			counter(math.MaxInt64)
-			take(math.MaxInt64, Take{true, 0})
+			take(math.MaxInt64, Take{OK: true, Remaining: 0})
 			// Another counter of the same app is independent.
 			if n, err := e.Counter(ctx, "shop", "sku-2"); n != 0 || err != nil {
 				t.Fatalf("Counter(sku-2) = %d, %v", n, err)
@@ -267,14 +267,14 @@ func TestStaleCache(t *testing.T) {
 	if _, err := a.Restock(ctx, "app", "c", 10); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := b.Take(ctx, "app", "c", 4); err != nil || got != (Take{true, 6}) {
+	if got, err := b.Take(ctx, "app", "c", 4); err != nil || got != (Take{OK: true, Remaining: 6}) {
 		t.Fatalf("b.Take = %+v, %v", got, err)
 	}
 	// a's cache says 10: the write it bases on it must be refused.
-	if got, err := a.Take(ctx, "app", "c", 7); err != nil || got != (Take{false, 6}) {
+	if got, err := a.Take(ctx, "app", "c", 7); err != nil || got != (Take{OK: false, Remaining: 6}) {
 		t.Fatalf("a.Take(7) = %+v, %v; want not enough, 6", got, err)
 	}
-	if got, err := a.Take(ctx, "app", "c", 6); err != nil || got != (Take{true, 0}) {
+	if got, err := a.Take(ctx, "app", "c", 6); err != nil || got != (Take{OK: true, Remaining: 0}) {
 		t.Fatalf("a.Take(6) = %+v, %v", got, err)
 	}
 	if c, err := a.Claim(ctx, "app", "", "k", "x"); err != nil || !c.Claimed {
@@ -392,7 +392,7 @@ func TestLostWriteOutcome(t *testing.T) {
 			t.Fatal(err)
 		}
 		flaky(e, "commit", "drop", "drop")
-		for i, want := range []Take{{true, 7}, {true, 4}} {
+		for i, want := range []Take{{OK: true, Remaining: 7}, {OK: true, Remaining: 4}} {
 			got, err := e.Take(ctx, "a", "c", 3)
 			if err != nil || got != want {
 				t.Fatalf("take %d = %+v, %v; want %+v", i, got, err, want)

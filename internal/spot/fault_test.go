@@ -345,7 +345,7 @@ func TestPartition(t *testing.T) {
 
 	// Slow but within the timeout: answered.
 	p.setDelay(200 * time.Millisecond)
-	if r, err := e.Take(ctx, "app", "c", 1); err != nil || r != (Take{true, 99}) {
+	if r, err := e.Take(ctx, "app", "c", 1); err != nil || r != (Take{OK: true, Remaining: 99}) {
 		t.Fatalf("take over a slow link = %+v, %v", r, err)
 	}
 	p.setDelay(0)
@@ -396,7 +396,7 @@ func TestPartition(t *testing.T) {
 	if got := waitCounter(t, e, "c"); got != n {
 		t.Fatalf("counter %d after a take refused while cut; want %d", got, n)
 	}
-	if r, err := e.Take(ctx, "app", "c", 1); err != nil || r != (Take{true, n - 1}) {
+	if r, err := e.Take(ctx, "app", "c", 1); err != nil || r != (Take{OK: true, Remaining: n - 1}) {
 		t.Fatalf("take after recovery = %+v, %v", r, err)
 	}
 }

@@ -3,9 +3,13 @@ package spot
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/verge-edge/verge/internal/mesh"
 )
 
 // ServerOptions returns the options of an embedded central NATS server:
@@ -44,4 +48,46 @@ func StartServer(opts *server.Options) (*server.Server, error) {
 		return nil, fmt.Errorf("spot: nats server on %s:%d not ready after 10s (port in use?)", opts.Host, opts.Port)
 	}
 	return s, nil
+}
+
+// Replica is one of the two extra central servers that, with the central
+// PoP's own, replicate the SPOT three ways (JetStream R3). It holds data and
+// votes; it serves no requests.
+type Replica struct{ s *server.Server }
+
+// StartReplica starts a replica storing in dir, named name (unique in the
+// cluster), accepting clients on listen (host:port; port 0 picks one) and
+// joining the cluster c of central servers.
+func StartReplica(dir, name, listen string, c *mesh.Cluster) (*Replica, error) {
+	o := ServerOptions(dir)
+	o.ServerName = name
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("address %q: bad port", listen)
+	}
+	o.Host, o.Port = host, port
+	if port == 0 {
+		o.Port = server.RANDOM_PORT
+	}
+	if err := c.Apply(o); err != nil {
+		return nil, err
+	}
+	s, err := StartServer(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{s}, nil
+}
+
+// Addr is the address clients reach the replica on.
+func (r *Replica) Addr() string { return r.s.Addr().String() }
+
+// Close shuts the replica down and waits until it has.
+func (r *Replica) Close() {
+	r.s.Shutdown()
+	r.s.WaitForShutdown()
 }

@@ -12,6 +12,11 @@
 // stock is never oversold, whatever the interleaving, partition or crash.
 // Losing units to a crash undersells by at most one grant per PoP per crash.
 //
+// Stock is itself a spot.Engine: it decorates the centre's engine (or the
+// client of it at an edge PoP), taking declared stocks through escrows and
+// passing everything else through, so that a PoP's functions and its admin
+// API share one engine.
+//
 // Why not the CRDT bounded counter (crdt.BCounter): it moves rights between
 // replicas without a centre, which we do not need — the centre exists, and
 // going through it makes every grant and return a single linearizable step
@@ -28,6 +33,7 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/store"
 )
@@ -95,12 +101,6 @@ type escrow struct {
 }
 
 const maxGrowth = 64
-
-// Take is the outcome of a take, with where it was served.
-type Take struct {
-	spot.Take
-	Local bool // served from this PoP's escrow, no WAN round trip
-}
 
 // New loads the escrows from the store and starts rebalancing.
 func New(opts Options) (*Stock, error) {
@@ -179,25 +179,27 @@ func (s *Stock) Escrowed(app, counter string) int64 {
 	return e.units
 }
 
+var _ spot.Engine = (*Stock)(nil)
+
 // Take takes n units: from this PoP's escrow when it holds enough (Local:
 // a durable local write, no WAN), else from the centre, first refilling the
 // escrow while the centre is above the threshold. Remaining is the centre's
 // stock when last seen plus this PoP's escrow: exact at the centre, an
 // estimate elsewhere.
-func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (Take, error) {
+func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (spot.Take, error) {
 	if n <= 0 {
-		return Take{}, fmt.Errorf("%w: take %d: n must be > 0", spot.ErrInvalid, n)
+		return spot.Take{}, fmt.Errorf("%w: take %d: n must be > 0", spot.ErrInvalid, n)
 	}
 	k := [2]string{app, counter}
 	c, declared := s.counters[k]
 	if !declared {
-		t, err := s.opts.Central.Take(ctx, app, counter, n)
-		return Take{Take: t}, err
+		return s.opts.Central.Take(ctx, app, counter, n)
 	}
 	e := s.escrows[k]
 	for attempt := range 4 { // bounded: each retry follows a grant
 		if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
-			return Take{Take: t, Local: attempt == 0}, err // after a grant: waited on the WAN
+			t.Local = attempt == 0 // after a grant: waited on the WAN
+			return t, err
 		}
 		if !s.refill(ctx, k, c, e, n) {
 			break
@@ -205,7 +207,7 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (Take, e
 	}
 	// Low stock: give back what this PoP holds, then sell at the centre.
 	if err := s.giveBack(ctx, k, e); err != nil {
-		return Take{}, err
+		return spot.Take{}, err
 	}
 	t, err := s.opts.Central.Take(ctx, app, counter, n)
 	if err == nil {
@@ -213,7 +215,7 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (Take, e
 		e.central, e.seen = t.Remaining, true
 		e.mu.Unlock()
 	}
-	return Take{Take: t}, err
+	return t, err
 }
 
 // takeLocal takes n from the escrow if it holds them, durably.
@@ -380,6 +382,23 @@ func (s *Stock) Restock(ctx context.Context, app, counter string, n int64) (int6
 // Counter returns the centre's stock (units in PoPs' escrows not included).
 func (s *Stock) Counter(ctx context.Context, app, counter string) (int64, error) {
 	return s.opts.Central.Counter(ctx, app, counter)
+}
+
+// Claim, Release, GetDoc and UpdateDoc are the centre's.
+func (s *Stock) Claim(ctx context.Context, app, ns, key, owner string) (spot.Claim, error) {
+	return s.opts.Central.Claim(ctx, app, ns, key, owner)
+}
+
+func (s *Stock) Release(ctx context.Context, app, ns, key, owner string) (bool, error) {
+	return s.opts.Central.Release(ctx, app, ns, key, owner)
+}
+
+func (s *Stock) GetDoc(ctx context.Context, app, key string) ([]byte, uint64, error) {
+	return s.opts.Central.GetDoc(ctx, app, key)
+}
+
+func (s *Stock) UpdateDoc(ctx context.Context, app, key string, rev uint64, ops []crdt.Op) ([]byte, uint64, error) {
+	return s.opts.Central.UpdateDoc(ctx, app, key, rev, ops)
 }
 
 func (s *Stock) rebalanceLoop() {

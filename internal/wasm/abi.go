@@ -46,11 +46,14 @@ const (
 	maxLogPerRequest = 64 << 10
 )
 
-// callState is what host functions see of the request being served. One is
-// kept per instance and reset per request, so the warm path allocates nothing
-// for it.
-type callState struct {
+// Call is what a host function sees of the request being served: the
+// request, the guest's memory during the call, the response being built, and
+// the request's last error and kept result. One is kept per instance and
+// reset per request, so the warm path allocates nothing for it.
+type Call struct {
+	mem       api.Memory // the calling instance's memory, set for each host call
 	req       *Request
+	app       string
 	head      []byte // encoded request head, built lazily
 	bodyOff   int
 	status    int
@@ -61,17 +64,15 @@ type callState struct {
 	logged    int
 	log       *slog.Logger
 	lastErr   string
-	app       string
-	docs      Documents
-	spot      Spot
-	invoker   Invoker
-	kept      *keptResult // see keep
+	kept      *keptResult // see Call.Deliver
 }
 
-func (c *callState) reset(req *Request, bodyLimit int64, log *slog.Logger) {
+func (c *Call) reset(req *Request, app string, bodyLimit int64, log *slog.Logger) {
+	c.mem = nil
 	c.lastErr = ""
 	c.kept = nil
 	c.req = req
+	c.app = app
 	c.head = c.head[:0]
 	c.bodyOff = 0
 	c.status = 0
@@ -84,106 +85,57 @@ func (c *callState) reset(req *Request, bodyLimit int64, log *slog.Logger) {
 }
 
 // hostFunc is the shape of every ABI function: it returns a status code.
-type hostFunc func(ctx context.Context, m api.Memory, cs *callState, args []uint64) uint32
+type hostFunc = func(ctx context.Context, c *Call, args []uint64) uint32
 
-func i32s(n int) []api.ValueType {
-	t := make([]api.ValueType, n)
+func i32s(n int) []ValueType {
+	t := make([]ValueType, n)
 	for i := range t {
-		t[i] = api.ValueTypeI32
+		t[i] = I32
 	}
 	return t
 }
 
-// abiFunctions lists the host functions with their parameter types; every
-// result is an i32 status. Adding a function here is the only step to export
-// it; docs/abi.md must describe it.
-var abiFunctions = []struct {
-	name   string
-	params []api.ValueType
-	fn     hostFunc
-}{
+// coreFunctions are the host functions every verge-executor guest has: the
+// request, the response, logging and the last error. Capabilities (see
+// capability.go) add the rest; docs/abi.md describes them all.
+var coreFunctions = Capability{Name: "core", Functions: []HostFunction{
 	{"log", i32s(3), hostLog},
 	{"http_req_head", i32s(4), hostReqHead},
 	{"body_read", i32s(4), hostBodyRead},
 	{"http_resp_head", i32s(4), hostRespHead},
 	{"body_write", i32s(3), hostBodyWrite},
 	{"last_error", i32s(3), hostLastError},
-	{"doc_get", i32s(7), hostDocGet},
-	{"doc_update", i32s(6), hostDocUpdate},
-	{"doc_delete", i32s(4), hostDocDelete},
-	{"doc_list", i32s(8), hostDocList},
-	{"spot_claim", i32s(9), hostSpotClaim},
-	{"spot_release", i32s(6), hostSpotRelease},
-	{"spot_take", params(i32, i32, i64, i32), hostSpotTake},
-	{"spot_restock", params(i32, i32, i64, i32), hostSpotRestock},
-	{"spot_counter", i32s(3), hostSpotCounter},
-	{"spot_doc_get", i32s(6), hostSpotDocGet},
-	{"spot_doc_update", params(i32, i32, i64, i32, i32, i32, i32, i32, i32), hostSpotDocUpdate},
-	{"invoke", i32s(12), hostInvoke},
-}
+}}
 
-const (
-	i32 = api.ValueTypeI32
-	i64 = api.ValueTypeI64
-)
-
-func params(t ...api.ValueType) []api.ValueType { return t }
-
-// instantiateABI registers the "verge" host module in r.
-func instantiateABI(ctx context.Context, r wazero.Runtime) error {
+// instantiateABI registers the "verge" host module in r: the core functions
+// and every capability's.
+func (e *Engine) instantiateABI(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder(ABIModule)
-	for _, f := range abiFunctions {
+	for _, f := range e.functions {
 		b.NewFunctionBuilder().
 			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 				r := runOf(ctx)
-				if r == nil || r.cs == nil {
+				if r == nil || r.call == nil {
 					// Called outside a request, e.g. from _initialize.
 					stack[0] = StatusUnsupported
 					return
 				}
-				stack[0] = uint64(f.fn(ctx, mod.Memory(), r.cs, stack))
-			}), f.params, i32s(1)).
-			Export(f.name)
+				r.call.mem = mod.Memory()
+				stack[0] = uint64(f.Call(ctx, r.call, stack))
+			}), f.Params, i32s(1)).
+			Export(f.Name)
 	}
 	_, err := b.Instantiate(ctx)
 	return err
 }
 
-// read returns the guest bytes [ptr, ptr+n) without copying, or ok=false when
-// any of it lies outside memory. The view is valid only during the host call.
-func read(m api.Memory, ptr, n uint32) ([]byte, bool) {
-	if m == nil {
-		return nil, false
-	}
-	return m.Read(ptr, n)
-}
-
-// writeOut copies src to the guest buffer (ptr, cap) and its length to
-// *lenOut. When the buffer is too small it writes only the required length and
-// returns StatusTooSmall, so a guest can size its buffer and call again.
-func writeOut(m api.Memory, src []byte, ptr, capacity, lenOut uint32) uint32 {
-	if _, ok := read(m, lenOut, 4); !ok {
-		return StatusMemory
-	}
-	if uint64(len(src)) > uint64(capacity) {
-		m.WriteUint32Le(lenOut, uint32(len(src)))
-		return StatusTooSmall
-	}
-	if _, ok := read(m, ptr, capacity); !ok {
-		return StatusMemory
-	}
-	m.Write(ptr, src)
-	m.WriteUint32Le(lenOut, uint32(len(src)))
-	return StatusOK
-}
-
 // log(level, ptr, len): level 0 debug, 1 info, 2 warn, 3 error.
-func hostLog(ctx context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
+func hostLog(ctx context.Context, cs *Call, a []uint64) uint32 {
 	level, ptr, n := uint32(a[0]), uint32(a[1]), uint32(a[2])
 	if level > 3 {
 		return StatusInvalid
 	}
-	msg, ok := read(m, ptr, n)
+	msg, ok := cs.Bytes(ptr, n)
 	if !ok {
 		return StatusMemory
 	}
@@ -202,38 +154,38 @@ func hostLog(ctx context.Context, m api.Memory, cs *callState, a []uint64) uint3
 
 // http_req_head(req, buf, cap, len_out): the request head, encoded as
 // documented in docs/abi.md.
-func hostReqHead(_ context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
+func hostReqHead(_ context.Context, cs *Call, a []uint64) uint32 {
 	if uint32(a[0]) != handleRequest {
 		return StatusBadHandle
 	}
 	if len(cs.head) == 0 {
 		cs.head = encodeRequestHead(cs.head, cs.req)
 	}
-	return writeOut(m, cs.head, uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	return cs.Out(cs.head, uint32(a[1]), uint32(a[2]), uint32(a[3]))
 }
 
 // body_read(h, buf, cap, n_out): reads up to cap bytes of the request body;
 // *n_out = 0 at the end.
-func hostBodyRead(_ context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
+func hostBodyRead(_ context.Context, cs *Call, a []uint64) uint32 {
 	if uint32(a[0]) != handleRequest {
 		return StatusBadHandle
 	}
 	ptr, capacity, nOut := uint32(a[1]), uint32(a[2]), uint32(a[3])
-	if _, ok := read(m, nOut, 4); !ok {
+	if !cs.Writable(nOut, 4) {
 		return StatusMemory
 	}
-	dst, ok := read(m, ptr, capacity)
+	dst, ok := cs.Bytes(ptr, capacity)
 	if !ok {
 		return StatusMemory
 	}
 	n := copy(dst, cs.req.Body[cs.bodyOff:])
 	cs.bodyOff += n
-	m.WriteUint32Le(nOut, uint32(n))
+	cs.PutUint32(nOut, uint32(n))
 	return StatusOK
 }
 
 // http_resp_head(resp, status, ptr, len): sets the status and headers.
-func hostRespHead(_ context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
+func hostRespHead(_ context.Context, cs *Call, a []uint64) uint32 {
 	if uint32(a[0]) != handleResponse {
 		return StatusBadHandle
 	}
@@ -241,7 +193,7 @@ func hostRespHead(_ context.Context, m api.Memory, cs *callState, a []uint64) ui
 	if status < 100 || status > 999 {
 		return StatusInvalid
 	}
-	buf, ok := read(m, uint32(a[2]), uint32(a[3]))
+	buf, ok := cs.Bytes(uint32(a[2]), uint32(a[3]))
 	if !ok {
 		return StatusMemory
 	}
@@ -255,11 +207,11 @@ func hostRespHead(_ context.Context, m api.Memory, cs *callState, a []uint64) ui
 }
 
 // body_write(h, ptr, len): appends to the response body, all or nothing.
-func hostBodyWrite(_ context.Context, m api.Memory, cs *callState, a []uint64) uint32 {
+func hostBodyWrite(_ context.Context, cs *Call, a []uint64) uint32 {
 	if uint32(a[0]) != handleResponse {
 		return StatusBadHandle
 	}
-	b, ok := read(m, uint32(a[1]), uint32(a[2]))
+	b, ok := cs.Bytes(uint32(a[1]), uint32(a[2]))
 	if !ok {
 		return StatusMemory
 	}
@@ -271,6 +223,11 @@ func hostBodyWrite(_ context.Context, m api.Memory, cs *callState, a []uint64) u
 	return StatusOK
 }
 
+// last_error(buf, cap, len_out): the message of the last failed call.
+func hostLastError(_ context.Context, cs *Call, a []uint64) uint32 {
+	return cs.Out([]byte(cs.lastErr), uint32(a[0]), uint32(a[1]), uint32(a[2]))
+}
+
 // Request head encoding (little-endian): u32 field count, then that many
 // strings [method, uri, host, remote_addr, request_id]; then u32 header count
 // and that many (name, value) string pairs. A string is u32 length + bytes.
@@ -279,7 +236,7 @@ func encodeRequestHead(dst []byte, r *Request) []byte {
 	fields := [...]string{r.Method, r.URI, r.Host, r.RemoteAddr, r.ID}
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(fields)))
 	for _, f := range fields {
-		dst = appendString(dst, f)
+		dst = AppendString(dst, f)
 	}
 	n := 0
 	for _, vs := range r.Header {
@@ -288,14 +245,15 @@ func encodeRequestHead(dst []byte, r *Request) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(n))
 	for k, vs := range r.Header {
 		for _, v := range vs {
-			dst = appendString(dst, k)
-			dst = appendString(dst, v)
+			dst = AppendString(dst, k)
+			dst = AppendString(dst, v)
 		}
 	}
 	return dst
 }
 
-func appendString(dst []byte, s string) []byte {
+// AppendString appends s in the ABI's string encoding: u32 length + bytes.
+func AppendString(dst []byte, s string) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
 	return append(dst, s...)
 }
@@ -315,7 +273,7 @@ func decodeHeaders(b []byte) (http.Header, bool) {
 	for i := uint32(0); i < n; i++ {
 		var k, v string
 		var ok bool
-		if k, b, ok = takeString(b); !ok || !validHeaderName(k) {
+		if k, b, ok = takeString(b); !ok || !ValidHeaderName(k) {
 			return nil, false
 		}
 		if v, b, ok = takeString(b); !ok || !validHeaderValue(v) {
@@ -337,7 +295,9 @@ func takeString(b []byte) (string, []byte, bool) {
 	return string(b[4 : 4+n]), b[4+n:], true
 }
 
-func validHeaderName(s string) bool {
+// ValidHeaderName reports whether s is an HTTP token net/http would send
+// as a header name (and a method).
+func ValidHeaderName(s string) bool {
 	if s == "" {
 		return false
 	}

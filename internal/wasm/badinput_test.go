@@ -129,31 +129,6 @@ func TestBadGuests(t *testing.T) {
 	}
 }
 
-func TestWildPointers(t *testing.T) {
-	t.Parallel()
-	e := newTestEngine(t)
-	f := load(t, e, verge.Function{Module: fixture("wild.wasm"), Executor: verge.ExecutorVerge})
-	want := []byte{
-		StatusMemory, StatusMemory, StatusInvalid, // log
-		StatusMemory, StatusMemory, StatusBadHandle, // http_req_head
-		StatusMemory,                               // body_read
-		StatusMemory, StatusInvalid, StatusInvalid, // http_resp_head
-		StatusMemory, StatusBadHandle, // body_write
-		StatusMemory, StatusMemory, StatusMemory, // doc_get, doc_update, doc_delete
-		StatusMemory, // last_error
-		StatusOK,     // the valid http_resp_head
-	}
-	for i := 0; i < 3; i++ { // same instance, again and again
-		resp, err := f.Serve(context.Background(), get("/"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(resp.Body, want) {
-			t.Fatalf("statuses %v, want %v", resp.Body, want)
-		}
-	}
-}
-
 func TestGoGuestFaults(t *testing.T) {
 	t.Parallel()
 	e := newTestEngine(t)

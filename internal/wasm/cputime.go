@@ -31,7 +31,7 @@ func ThreadCPUTime() time.Duration {
 // garbage collector. See RATIONALE.md.
 type run struct {
 	ctx      context.Context
-	cs       *callState    // the request's state for the host ABI; nil outside requests
+	call     *Call         // the request's state for the host ABI; nil outside requests
 	env      []string      // the guest's environment, "KEY=VALUE"
 	limit    time.Duration // CPU time
 	spent    time.Duration // measured CPU time of the segments before this one (see blocking)
@@ -99,11 +99,11 @@ func (r *run) resume() {
 
 // limited runs fn, which executes guest code, on a locked OS thread (so the
 // thread's CPU clock is the guest's) with at most limit of CPU time, until
-// deadline (zero: none) or ctx's end. cs is what host ABI calls see, env the
+// deadline (zero: none) or ctx's end. call is what host ABI calls see, env the
 // guest's environment variables. When the
 // guest is stopped, the error is the cause (errCPUTime, errWallTime or the
 // context's), whatever trap it surfaced as.
-func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *callState, env []string, fn func(context.Context) error) error {
+func limited(ctx context.Context, limit time.Duration, deadline time.Time, call *Call, env []string, fn func(context.Context) error) error {
 	slots := guestSlots()
 	select {
 	case slots <- struct{}{}:
@@ -125,7 +125,7 @@ func limited(ctx context.Context, limit time.Duration, deadline time.Time, cs *c
 	defer func() { <-slots }()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r := &run{ctx: ctx, cs: cs, env: env, limit: limit, deadline: deadline}
+	r := &run{ctx: ctx, call: call, env: env, limit: limit, deadline: deadline}
 	err := fn(context.WithValue(ctx, runKey{}, r))
 	if err != nil && r.cause != nil {
 		return &stopped{cause: r.cause, err: err}

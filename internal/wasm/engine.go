@@ -65,15 +65,10 @@ type Options struct {
 	// pre-faulted memalloc.Allocator: most of a fresh instance's cost is
 	// getting and zeroing its memory.
 	Allocator experimental.MemoryAllocator
-	// Documents serves the document host calls; nil makes them return
-	// StatusUnsupported.
-	Documents Documents
-	// Spot serves the spot_* host calls (the central PoP's strongly
-	// consistent operations); nil makes them return StatusUnsupported.
-	Spot Spot
-	// Invoker serves the invoke host call (calling the app's central
-	// functions); nil makes it return StatusUnsupported.
-	Invoker Invoker
+	// Capabilities are the host functions guests can call beyond the
+	// request and response (internal/host); a module importing a function
+	// no capability defines fails to load.
+	Capabilities []Capability
 	// Prepare rewrites a module before compilation; nil means merging its
 	// data segments (wasmbin.MergeDataSegments: a Go guest has tens of
 	// thousands, each initialised separately). It must return its input
@@ -83,9 +78,10 @@ type Options struct {
 
 // Engine compiles and runs functions. It is safe for concurrent use.
 type Engine struct {
-	cache wazero.CompilationCache
-	opts  Options
-	log   *slog.Logger
+	cache     wazero.CompilationCache
+	opts      Options
+	log       *slog.Logger
+	functions []HostFunction // of the "verge" module: core and capabilities
 }
 
 // guestSlots bounds the guests executing at once, process-wide, to
@@ -95,6 +91,9 @@ type Engine struct {
 var guestSlots = sync.OnceValue(func() chan struct{} {
 	return make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
 })
+
+// GuestSlots is how many guests may execute at once in this process.
+func GuestSlots() int { return cap(guestSlots()) }
 
 // NewEngine returns an engine with an on-disk compilation cache.
 func NewEngine(opts Options) (*Engine, error) {
@@ -108,7 +107,11 @@ func NewEngine(opts Options) (*Engine, error) {
 	if opts.Prepare == nil {
 		opts.Prepare = mergeDataSegments
 	}
-	e := &Engine{opts: opts, log: log}
+	functions, err := functionTable(opts.Capabilities)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: opts, log: log, functions: functions}
 	dir := opts.CacheDir
 	if dir == "" {
 		base, err := os.UserCacheDir()
@@ -224,7 +227,7 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		return nil, err
 	}
 	if fn.Executor == verge.ExecutorVerge {
-		if err := instantiateABI(ctx, rt); err != nil {
+		if err := e.instantiateABI(ctx, rt); err != nil {
 			return nil, err
 		}
 	}

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/verge-edge/verge/internal/jsonapi"
 )
 
 // Kinds of request failure. They name the limit or fault in the JSON body of
-// the error response, so they are part of the public contract (docs/limits.md).
+// the error response, so they are part of the public contract (docs/abi.md,
+// "Errors the client sees").
 const (
 	KindCPUTime      = "cpu_time"
 	KindWallTime     = "wall_time"
@@ -60,4 +63,20 @@ func AsError(err error) *Error {
 		return e
 	}
 	return &Error{Kind: "internal", Status: http.StatusInternalServerError, Msg: "internal error", Err: err}
+}
+
+// Response is how a failed request is answered: e's status and the JSON
+// error body naming the kind (and the limit, for a limit) and the request.
+// The gateway answers HTTP clients with it, and a function invoking a
+// central function that failed receives it.
+func (e *Error) Response(requestID string) *Response {
+	body := jsonapi.ErrorBody{Error: e.Msg, Kind: e.Kind, RequestID: requestID}
+	if e.IsLimit() {
+		body.Limit = e.Kind
+	}
+	status := e.Status
+	if status < 100 || status > 999 {
+		status = http.StatusInternalServerError
+	}
+	return &Response{Status: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: body.Encode()}
 }

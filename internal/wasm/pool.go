@@ -21,7 +21,7 @@ type instance struct {
 	mod    api.Module
 	handle api.Function
 	mem    *guestMemory
-	cs     callState
+	cs     Call
 	stack  [2]uint64
 	served int
 }
@@ -164,9 +164,7 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 		return nil, err
 	}
 	cs := &inst.cs
-	cs.reset(req, f.Limits.ResponseBody, f.log)
-	cs.app, cs.docs = f.Spec.App, f.engine.opts.Documents
-	cs.spot, cs.invoker = f.engine.opts.Spot, f.engine.opts.Invoker
+	cs.reset(req, f.Spec.App, f.Limits.ResponseBody, f.log)
 	err = limited(ctx, f.Limits.CPUTime, deadline, cs, f.env(), func(ctx context.Context) error {
 		inst.stack[0], inst.stack[1] = handleRequest, handleResponse
 		return inst.handle.CallWithStack(ctx, inst.stack[:])
@@ -176,7 +174,7 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	healthy := err == nil && inst.served < f.Limits.RecycleAfter && inst.mem.size.Load() <= f.Limits.MemoryHighWater
 	resp := &Response{Status: cs.status, Header: cs.header, Body: cs.body}
 	overflow := cs.overflow
-	cs.reset(nil, 0, nil)
+	cs.reset(nil, "", 0, nil)
 	switch {
 	case f.pool == nil:
 		inst.close(ctx)

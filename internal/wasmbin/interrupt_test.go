@@ -126,10 +126,12 @@ func FuzzInstrumentYield(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	for _, name := range []string{"loop.wasm", "wild.wasm", "fib.wasm", "start_section.wasm"} {
-		if b, err := os.ReadFile(filepath.Join("..", "runtime", "testdata", name)); err == nil {
-			f.Add(b)
+	for _, name := range []string{"wasm/testdata/loop.wasm", "host/testdata/wild.wasm", "wasm/testdata/fib.wasm", "wasm/testdata/start_section.wasm"} {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			f.Fatal(err) // a seed that moved away must not go missing silently
 		}
+		f.Add(b)
 	}
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2))

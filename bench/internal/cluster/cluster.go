@@ -62,20 +62,19 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			c.Close()
 		}
 	}()
-	meshAddrs := map[string]string{}
 	for i, p := range pop.Sites[:o.PoPs] {
 		p.Number = uint16(i + 1)
-		c.Net.PoPs = append(c.Net.PoPs, p)
-		c.IDs = append(c.IDs, p.ID)
-		if meshAddrs[p.ID], err = freeport.Addr(); err != nil {
+		if p.Mesh, err = freeport.Addr(); err != nil {
 			return nil, err
 		}
+		c.Net.PoPs = append(c.Net.PoPs, p)
+		c.IDs = append(c.IDs, p.ID)
 	}
 	for _, p := range c.Net.PoPs {
 		l := netsim.NewLayer(netsim.Point{Lat: p.Lat, Lon: p.Lon}, o.Model)
 		for _, q := range c.Net.PoPs {
 			if q.ID != p.ID {
-				if err := l.AddPeer(q.ID, meshAddrs[q.ID], netsim.Point{Lat: q.Lat, Lon: q.Lon}); err != nil {
+				if err := l.AddPeer(q.ID, q.Mesh, netsim.Point{Lat: q.Lat, Lon: q.Lon}); err != nil {
 					return nil, err
 				}
 			}
@@ -96,7 +95,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	for _, id := range c.IDs {
 		go func() {
 			po := pop.Options{
-				Self: id, Network: c.Net, MeshAddrs: meshAddrs, Data: filepath.Join(dir, id), App: o.Manifest,
+				Self: id, Network: c.Net, Data: filepath.Join(dir, id), App: o.Manifest,
 				Layer: c.Layers[id], Window: o.Window, AntiEntropy: o.AntiEntropy, NoSync: o.NoSync,
 				Logger: logger.With("pop", id),
 			}

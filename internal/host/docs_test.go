@@ -1,4 +1,4 @@
-package wasm
+package host
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
+	"github.com/verge-edge/verge/internal/documents"
+	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // memDocs is an in-memory Documents over real CRDT documents.
@@ -38,7 +40,7 @@ func (m *memDocs) Update(ctx context.Context, app, coll, key string, ops []crdt.
 		d = crdt.NewDoc()
 	}
 	if _, err := d.Apply(1, 1, ops...); err != nil {
-		return nil, InvalidDoc(err)
+		return nil, kerr(documents.ErrInvalid, "%v", err)
 	}
 	m.docs[m.k(app, coll, key)] = d
 	return d.JSON()
@@ -67,16 +69,13 @@ func (m *memDocs) List(app, coll, after string, limit int) ([]string, string, er
 
 func TestDocumentHostCalls(t *testing.T) {
 	t.Parallel()
-	e, err := NewEngine(Options{CacheDir: "-", Documents: &memDocs{docs: map[string]*crdt.Doc{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	mod := buildGo(t, "internal/wasm/testdata/godocs", true)
+	docs := &memDocs{docs: map[string]*crdt.Doc{}}
+	e := newEngine(t, Services{Documents: docs})
+	mod := buildGo(t, "internal/host/testdata/godocs")
 	shop := load(t, e, verge.Function{App: "shop", Module: mod, Executor: verge.ExecutorVerge})
 	other := load(t, e, verge.Function{App: "other", Module: mod, Executor: verge.ExecutorVerge})
 
-	call := func(f *Function, uri string) (int, string) {
+	call := func(f *wasm.Function, uri string) (int, string) {
 		t.Helper()
 		path, query, _ := strings.Cut(uri, "?")
 		r := get(path)
@@ -92,7 +91,7 @@ func TestDocumentHostCalls(t *testing.T) {
 	if code, body := call(shop, "/add?user=u1&item=apple"); code != 500 || !strings.Contains(body, "items") {
 		t.Fatalf("append to a missing array: %d %q, want an error naming the path", code, body)
 	}
-	e.opts.Documents.(*memDocs).docs[(&memDocs{}).k("shop", "carts", "u1")] = mustDoc(t, `{"items":[],"count":0}`)
+	docs.docs[(&memDocs{}).k("shop", "carts", "u1")] = mustDoc(t, `{"items":[],"count":0}`)
 	for _, item := range []string{"apple", "pear"} {
 		if code, body := call(shop, "/add?user=u1&item="+item); code != 200 {
 			t.Fatalf("add %s: %d %q", item, code, body)
@@ -129,8 +128,8 @@ func mustDoc(t *testing.T, js string) *crdt.Doc {
 
 func TestDocumentsUnavailable(t *testing.T) {
 	t.Parallel()
-	e := newTestEngine(t)
-	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/wasm/testdata/godocs", true), Executor: verge.ExecutorVerge})
+	e := newEngine(t, Services{})
+	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/host/testdata/godocs"), Executor: verge.ExecutorVerge})
 	r := get("/bad")
 	resp, err := f.Serve(context.Background(), r)
 	if err != nil || !strings.Contains(string(resp.Body), "not supported by this host") {

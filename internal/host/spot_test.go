@@ -1,10 +1,9 @@
-package wasm
+package host
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,11 +13,14 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
+	"github.com/verge-edge/verge/internal/spot"
+	"github.com/verge-edge/verge/internal/wasm"
+	"github.com/verge-edge/verge/internal/wasm/wasmtest"
 )
 
 var (
-	errCentreDown = docErr{StatusUnavailable, "the central PoP cannot be reached (test)"}
-	errLostReply  = docErr{StatusUnknown, "no answer from the central PoP in time (test)"}
+	errCentreDown = kerr(spot.ErrUnavailable, "the central PoP cannot be reached (test)")
+	errLostReply  = kerr(spot.ErrUnknownOutcome, "no answer from the central PoP in time (test)")
 )
 
 // fakeSpot is an in-memory single point of truth with the semantics of
@@ -88,12 +90,12 @@ func (s *fakeSpot) setLost(lost bool) {
 	s.mu.Unlock()
 }
 
-func (s *fakeSpot) Claim(ctx context.Context, app, ns, key, owner string) (bool, string, error) {
+func (s *fakeSpot) Claim(ctx context.Context, app, ns, key, owner string) (spot.Claim, error) {
 	if err := s.enter(ctx, "claim"); err != nil {
-		return false, "", err
+		return spot.Claim{}, err
 	}
 	if owner == "" || key == "" {
-		return false, "", InvalidDoc(fmt.Errorf("spot: key and owner must not be empty"))
+		return spot.Claim{}, kerr(spot.ErrInvalid, "spot: key and owner must not be empty")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,9 +103,9 @@ func (s *fakeSpot) Claim(ctx context.Context, app, ns, key, owner string) (bool,
 	cur, ok := s.claims[k]
 	if !ok {
 		s.claims[k] = owner
-		return true, owner, nil
+		return spot.Claim{Claimed: true, Owner: owner}, nil
 	}
-	return cur == owner, cur, nil
+	return spot.Claim{Claimed: cur == owner, Owner: cur}, nil
 }
 
 func (s *fakeSpot) Release(ctx context.Context, app, ns, key, owner string) (bool, error) {
@@ -120,25 +122,25 @@ func (s *fakeSpot) Release(ctx context.Context, app, ns, key, owner string) (boo
 	return true, nil
 }
 
-func (s *fakeSpot) Take(ctx context.Context, app, counter string, n int64) (bool, int64, error) {
+func (s *fakeSpot) Take(ctx context.Context, app, counter string, n int64) (spot.Take, error) {
 	if err := s.enter(ctx, "take"); err != nil {
-		return false, 0, err
+		return spot.Take{}, err
 	}
 	if s.block != nil {
 		select {
 		case <-s.block:
 		case <-ctx.Done():
-			return false, 0, ctx.Err()
+			return spot.Take{}, ctx.Err()
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := app + "\x00" + counter
 	if s.stock[k] < n {
-		return false, s.stock[k], nil
+		return spot.Take{OK: false, Remaining: s.stock[k]}, nil
 	}
 	s.stock[k] -= n
-	return true, s.stock[k], nil
+	return spot.Take{OK: true, Remaining: s.stock[k]}, nil
 }
 
 func (s *fakeSpot) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
@@ -182,14 +184,14 @@ func (s *fakeSpot) UpdateDoc(ctx context.Context, app, key string, rev uint64, o
 	defer s.mu.Unlock()
 	k := app + "\x00" + key
 	if cur := s.revs[k]; cur != rev {
-		return nil, 0, SpotConflict(cur, fmt.Errorf("spot: document %q is at revision %d, not %d", key, cur, rev))
+		return nil, 0, &conflictErr{fmt.Sprintf("spot: document %q is at revision %d, not %d", key, cur, rev), &spot.ConflictError{Key: key, Expected: rev, Current: cur}}
 	}
 	d, ok := s.docs[k]
 	if !ok {
 		d = crdt.NewDoc()
 	}
 	if _, err := d.Apply(1, 1, ops...); err != nil {
-		return nil, 0, InvalidDoc(err)
+		return nil, 0, kerr(spot.ErrInvalid, "%v", err)
 	}
 	s.docs[k] = d
 	s.revs[k]++
@@ -197,34 +199,43 @@ func (s *fakeSpot) UpdateDoc(ctx context.Context, app, key string, rev uint64, o
 	return b, s.revs[k], err
 }
 
+// conflictErr is a *spot.ConflictError with the message the test expects.
+type conflictErr struct {
+	msg string
+	err *spot.ConflictError
+}
+
+func (e *conflictErr) Error() string { return e.msg }
+func (e *conflictErr) Unwrap() error { return e.err }
+
 // fakeInvoker runs "central functions" in Go.
 type fakeInvoker struct {
 	mu    sync.Mutex
 	calls int
-	last  *Request
+	last  *wasm.Request
 	app   string
 }
 
-func (v *fakeInvoker) Invoke(ctx context.Context, app, fn string, req *Request) (*Response, error) {
+func (v *fakeInvoker) Invoke(ctx context.Context, app, fn string, req *wasm.Request) (*wasm.Response, error) {
 	v.mu.Lock()
 	v.calls++
 	v.last, v.app = req, app
 	v.mu.Unlock()
 	switch fn {
 	case "echo":
-		return &Response{Status: 201, Body: []byte(req.Method + " " + req.Path + " " + req.Query + " " + string(req.Body))}, nil
+		return &wasm.Response{Status: 201, Body: []byte(req.Method + " " + req.Path + " " + req.Query + " " + string(req.Body))}, nil
 	case "big":
-		return &Response{Body: bytes.Repeat([]byte("b"), 10000)}, nil
+		return &wasm.Response{Body: bytes.Repeat([]byte("b"), 10000)}, nil
 	case "huge":
-		return &Response{Body: bytes.Repeat([]byte("h"), 1<<20)}, nil
+		return &wasm.Response{Body: bytes.Repeat([]byte("h"), 1<<20)}, nil
 	case "trap":
-		return nil, &Error{Kind: KindTrap, Status: http.StatusInternalServerError, Msg: "the guest trapped: unreachable"}
+		return nil, &wasm.Error{Kind: wasm.KindTrap, Status: http.StatusInternalServerError, Msg: "the guest trapped: unreachable"}
 	case "down":
 		return nil, errCentreDown
 	case "broken":
 		return nil, fmt.Errorf("decoding the centre's answer: unexpected EOF")
 	}
-	return nil, docErr{StatusNotFound, fmt.Sprintf("app %q has no central function %q", app, fn)}
+	return nil, kerr(ErrNoFunction, "app %q has no central function %q", app, fn)
 }
 
 func (v *fakeInvoker) count() int {
@@ -233,18 +244,13 @@ func (v *fakeInvoker) count() int {
 	return v.calls
 }
 
-func spotEngine(t *testing.T, s Spot, inv Invoker) *Engine {
+func spotEngine(t *testing.T, s spot.Engine, inv Invoker) *wasm.Engine {
 	t.Helper()
-	e, err := NewEngine(Options{CacheDir: "-", Logger: slog.New(slog.DiscardHandler), Spot: s, Invoker: inv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close(context.Background()) })
-	return e
+	return newEngine(t, Services{Spot: s, Invoker: inv})
 }
 
 // call serves one request and returns the body of a 200 answer.
-func call(t *testing.T, f *Function, method, uri, body string) string {
+func call(t *testing.T, f *wasm.Function, method, uri, body string) string {
 	t.Helper()
 	path, query, _ := strings.Cut(uri, "?")
 	r := get(path)
@@ -263,12 +269,12 @@ func TestSpotHostCalls(t *testing.T) {
 	t.Parallel()
 	s := newFakeSpot()
 	e := spotEngine(t, s, nil)
-	mod := buildGo(t, "internal/wasm/testdata/gospot", true)
+	mod := buildGo(t, "internal/host/testdata/gospot")
 	shop := load(t, e, verge.Function{App: "shop", Module: mod, Executor: verge.ExecutorVerge})
 	other := load(t, e, verge.Function{App: "other", Module: mod, Executor: verge.ExecutorVerge})
 
 	steps := []struct {
-		f          *Function
+		f          *wasm.Function
 		uri, body  string
 		want       string // the answer, or its prefix when it ends in "…"
 		spotCalled int    // calls that must reach the centre
@@ -359,8 +365,8 @@ func TestSpotHostCalls(t *testing.T) {
 
 func TestSpotUnsupported(t *testing.T) {
 	t.Parallel()
-	e := newTestEngine(t)
-	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/wasm/testdata/gospot", true), Executor: verge.ExecutorVerge})
+	e := newEngine(t, Services{})
+	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/host/testdata/gospot"), Executor: verge.ExecutorVerge})
 	for uri, name := range map[string]string{"/take?c=a&n=1": "spot_take", "/doc?key=a": "spot_doc_get", "/invoke?fn=echo&method=GET&path=/": "invoke"} {
 		got := call(t, f, "GET", uri, "")
 		if !strings.Contains(got, "verge: "+name+": not supported by this host: ") || !strings.Contains(got, "no central PoP configured") {
@@ -373,7 +379,7 @@ func TestInvokeHostCall(t *testing.T) {
 	t.Parallel()
 	inv := &fakeInvoker{}
 	e := spotEngine(t, nil, inv)
-	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/wasm/testdata/gospot", true), Executor: verge.ExecutorVerge,
+	f := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/host/testdata/gospot"), Executor: verge.ExecutorVerge,
 		Limits: verge.Limits{ResponseBody: 64 << 10}})
 
 	steps := []struct {
@@ -448,21 +454,21 @@ func TestSpotWildPointers(t *testing.T) {
 	e := spotEngine(t, s, inv)
 	f := load(t, e, verge.Function{App: "shop", Module: fixture("wild_spot.wasm"), Executor: verge.ExecutorVerge})
 	want := []byte{
-		StatusMemory, StatusMemory, StatusMemory, // spot_claim
-		StatusMemory,                               // spot_release
-		StatusMemory, StatusInvalid, StatusInvalid, // spot_take
-		StatusMemory, StatusMemory, // spot_restock, spot_counter
-		StatusMemory, StatusMemory, StatusMemory, // spot_doc_get, spot_doc_update x2
-		StatusMemory, StatusMemory, StatusMemory, StatusInvalid, // invoke
-		StatusInvalid, // spot_doc_update of operations that are not JSON
+		wasm.StatusMemory, wasm.StatusMemory, wasm.StatusMemory, // spot_claim
+		wasm.StatusMemory,                                         // spot_release
+		wasm.StatusMemory, wasm.StatusInvalid, wasm.StatusInvalid, // spot_take
+		wasm.StatusMemory, wasm.StatusMemory, // spot_restock, spot_counter
+		wasm.StatusMemory, wasm.StatusMemory, wasm.StatusMemory, // spot_doc_get, spot_doc_update x2
+		wasm.StatusMemory, wasm.StatusMemory, wasm.StatusMemory, wasm.StatusInvalid, // invoke
+		wasm.StatusInvalid, // spot_doc_update of operations that are not JSON
 		// too small: the claim is made once, then kept for the retry
-		StatusTooSmall, 5, StatusOK,
-		StatusTooSmall, 5, StatusConflict, 'a',
-		StatusOK,
-		StatusConflict, 0, StatusOK, 5, StatusOK, 3, StatusOK, 3, // take, restock, take, counter
-		StatusNotFound,           // spot_doc_get
-		StatusNotFound, StatusOK, // release by bob, by alice
-		StatusOK, 0, // the stock emptied again
+		wasm.StatusTooSmall, 5, wasm.StatusOK,
+		wasm.StatusTooSmall, 5, wasm.StatusConflict, 'a',
+		wasm.StatusOK,
+		wasm.StatusConflict, 0, wasm.StatusOK, 5, wasm.StatusOK, 3, wasm.StatusOK, 3, // take, restock, take, counter
+		wasm.StatusNotFound,                // spot_doc_get
+		wasm.StatusNotFound, wasm.StatusOK, // release by bob, by alice
+		wasm.StatusOK, 0, // the stock emptied again
 	}
 	for i := 1; i <= 3; i++ { // same instance, again and again
 		resp, err := f.Serve(context.Background(), get("/"))
@@ -498,10 +504,10 @@ func TestSpotCallsLeaveTheGuestSlot(t *testing.T) {
 	release := sync.OnceFunc(func() { close(s.block) })
 	t.Cleanup(release) // a failed test must not leave guests waiting
 	e := spotEngine(t, s, nil)
-	slots := cap(guestSlots())
-	waiting := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/wasm/testdata/gospot", true), Executor: verge.ExecutorVerge,
+	slots := wasm.GuestSlots()
+	waiting := load(t, e, verge.Function{App: "shop", Module: buildGo(t, "internal/host/testdata/gospot"), Executor: verge.ExecutorVerge,
 		Limits: verge.Limits{MaxInstances: slots, WallTime: 20 * time.Second}})
-	other := load(t, e, verge.Function{Module: fixture("hello.wasm"), Executor: verge.ExecutorVerge})
+	other := load(t, e, verge.Function{Module: wasmtest.Fixture(t, "hello.wasm"), Executor: verge.ExecutorVerge})
 	done := make(chan string, slots)
 	for i := 0; i < slots; i++ {
 		go func() {
@@ -537,12 +543,8 @@ func TestSpotCallsLeaveTheGuestSlot(t *testing.T) {
 // Compare with BenchmarkWarmHelloGo.
 func BenchmarkSpotCallGo(b *testing.B) {
 	s := newFakeSpot()
-	e, err := NewEngine(Options{CacheDir: "-", Logger: slog.New(slog.DiscardHandler), Spot: s})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close(context.Background()) })
-	f := load(b, e, verge.Function{App: "shop", Module: buildGo(b, "internal/wasm/testdata/gospot", true), Executor: verge.ExecutorVerge})
+	e := newEngine(b, Services{Spot: s})
+	f := load(b, e, verge.Function{App: "shop", Module: buildGo(b, "internal/host/testdata/gospot"), Executor: verge.ExecutorVerge})
 	req := get("/take")
 	req.URI, req.Query = "/take?c=x&n=1", "c=x&n=1"
 	ctx := context.Background()

@@ -1,18 +1,17 @@
 package pop
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/host"
+	"github.com/verge-edge/verge/internal/jsonapi"
 	"github.com/verge-edge/verge/internal/netsim"
-	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // Data that follows its user.
@@ -21,8 +20,9 @@ import (
 // verge_home cookie (set on every response) or the Verge-Home header. When a
 // request reaches another PoP, each `local` document the function touches is
 // first fetched from the home PoP (or from the centre if the home does not
-// answer) and merged here; from then on this PoP is the document's home: its
-// writes go from here to the centre, and the response moves the cookie.
+// answer) and merged here (host.Follower); from then on this PoP is the
+// document's home: its writes go from here to the centre, and the response
+// moves the cookie.
 //
 // A PoP outside a collection's regions never holds that collection's data,
 // so it does not run the app at all: it forwards the request to the home PoP
@@ -35,62 +35,6 @@ const (
 	fetchTimeout    = 3 * time.Second
 )
 
-type homeKey struct{}
-
-// requestHome is the per-request follow state.
-type requestHome struct {
-	home    string
-	mu      sync.Mutex
-	fetched map[[2]string]bool
-}
-
-// followDocs adds Follow to the data service's runtime adapter.
-type followDocs struct {
-	wasm.Documents
-	p *PoP
-}
-
-func (d followDocs) Follow(ctx context.Context, app, coll, key string) func(context.Context) error {
-	h, _ := ctx.Value(homeKey{}).(*requestHome)
-	if h == nil || h.home == d.p.opts.Self {
-		return nil
-	}
-	c, err := d.p.Data.Collection(app, coll)
-	if err != nil || c.Scope.Kind != "local" {
-		return nil
-	}
-	h.mu.Lock()
-	done := h.fetched[[2]string{coll, key}]
-	h.fetched[[2]string{coll, key}] = true
-	h.mu.Unlock()
-	if done {
-		return nil
-	}
-	return func(ctx context.Context) error {
-		central, _ := d.p.opts.Network.Central()
-		// The home gets part of the budget: a PoP that just died can hold a
-		// request until its link is declared down, and the centre must
-		// still get its chance.
-		hctx, cancel := context.WithTimeout(ctx, homeTimeout)
-		_, err := d.p.Repl.Fetch(hctx, h.home, app, coll, key)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		ctx, cancel = context.WithTimeout(ctx, fetchTimeout)
-		defer cancel()
-		if h.home == central.ID || central.ID == d.p.opts.Self {
-			return fmt.Errorf("document %q of %s follows its user from PoP %s, which does not answer: %w", key, coll, h.home, err)
-		}
-		d.p.log.Info("home PoP unreachable; fetching from the centre", "home", h.home, "coll", coll, "err", err)
-		if _, err2 := d.p.Repl.Fetch(ctx, central.ID, app, coll, key); err2 != nil {
-			return fmt.Errorf("document %q of %s follows its user, but neither its home PoP %s (%v) nor the centre %s (%v) answers",
-				key, coll, h.home, err, central.ID, err2)
-		}
-		return nil
-	}
-}
-
 // appHandler wraps the app's gateway with residency forwarding and the
 // home cookie.
 func (p *PoP) appHandler(next http.Handler) http.Handler {
@@ -98,12 +42,12 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 	hasLocal := false
 	var restricted []verge.Collection
 	for _, c := range m.Collections {
-		hasLocal = hasLocal || c.Scope.Kind == "local"
+		hasLocal = hasLocal || c.Scope.Kind == verge.ScopeLocal
 		if !p.opts.Network.Allowed(p.opts.Self, c) {
 			restricted = append(restricted, c)
 		}
 	}
-	atCentre := p.central()
+	atCentre := p.self.Central
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		home := r.Header.Get(homeHeader)
 		if home == "" {
@@ -127,16 +71,11 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 		if hasLocal {
 			http.SetCookie(w, &http.Cookie{Name: homeCookie, Value: p.opts.Self, Path: "/", MaxAge: 30 * 24 * 3600, SameSite: http.SameSiteLaxMode, HttpOnly: true})
 			if home != "" && home != p.opts.Self {
-				r = r.WithContext(context.WithValue(r.Context(), homeKey{}, &requestHome{home: home, fetched: map[[2]string]bool{}}))
+				r = r.WithContext(host.WithHome(r.Context(), home))
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-func (p *PoP) central() bool {
-	self, _ := p.opts.Network.PoP(p.opts.Self)
-	return self.Central
 }
 
 // forward proxies a request this PoP may not serve (its region is outside a
@@ -149,20 +88,20 @@ func (p *PoP) forward(w http.ResponseWriter, r *http.Request, home string, restr
 				return false
 			}
 		}
-		return id != p.opts.Self && p.opts.HTTPAddrs[id] != "" && p.Mesh.Up(id)
+		q, _ := p.opts.Network.PoP(id)
+		return id != p.opts.Self && q.HTTP != "" && p.Mesh.Up(id)
 	}
 	target := ""
 	if home != "" && allowed(home) {
 		target = home
 	} else {
-		self, _ := p.opts.Network.PoP(p.opts.Self)
 		var cands []verge.PoP
 		for _, q := range p.opts.Network.PoPs {
 			if allowed(q.ID) {
 				cands = append(cands, q)
 			}
 		}
-		at := netsim.Point{Lat: self.Lat, Lon: self.Lon}
+		at := netsim.Point{Lat: p.self.Lat, Lon: p.self.Lon}
 		sort.SliceStable(cands, func(i, j int) bool {
 			return netsim.Distance(at, netsim.Point{Lat: cands[i].Lat, Lon: cands[i].Lon}) <
 				netsim.Distance(at, netsim.Point{Lat: cands[j].Lat, Lon: cands[j].Lon})
@@ -172,12 +111,11 @@ func (p *PoP) forward(w http.ResponseWriter, r *http.Request, home string, restr
 		}
 	}
 	if target == "" {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, `{"error":"this app keeps data only in regions this PoP (%s) is not in, and no PoP of those regions is reachable; retry later","kind":"unavailable"}`+"\n", p.opts.Self)
+		jsonapi.Error(w, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("this app keeps data only in regions this PoP (%s) is not in, and no PoP of those regions is reachable; retry later", p.opts.Self))
 		return
 	}
-	u := &url.URL{Scheme: "http", Host: p.opts.HTTPAddrs[target]}
+	to, _ := p.opts.Network.PoP(target)
+	u := &url.URL{Scheme: "http", Host: to.HTTP}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.Transport = p.forwarding
 	rp.Rewrite = nil
@@ -188,9 +126,7 @@ func (p *PoP) forward(w http.ResponseWriter, r *http.Request, home string, restr
 	}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		p.log.Warn("forwarding failed", "to", target, "err", err)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadGateway)
-		fmt.Fprintf(w, `{"error":"forwarding to PoP %s failed; retry","kind":"unavailable"}`+"\n", target)
+		jsonapi.Error(w, http.StatusBadGateway, "unavailable", fmt.Sprintf("forwarding to PoP %s failed; retry", target))
 	}
 	rp.ServeHTTP(w, r)
 }

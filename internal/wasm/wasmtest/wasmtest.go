@@ -1,0 +1,90 @@
+// Package wasmtest builds and finds the guests that tests of the engine and
+// of host capabilities run. It imports nothing of Verge, so the engine's own
+// tests use it too.
+package wasmtest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+var (
+	mu    sync.Mutex
+	built = map[string]string{}
+	dir   string
+)
+
+// Root is the repository's root directory: the nearest parent holding go.mod.
+func Root(tb testing.TB) string {
+	tb.Helper()
+	d, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			tb.Fatal("wasmtest: no go.mod above the working directory")
+		}
+		d = parent
+	}
+}
+
+// Fixture is the path of a test module in internal/wasm/testdata.
+func Fixture(tb testing.TB, name string) string {
+	tb.Helper()
+	return filepath.Join(Root(tb), "internal", "wasm", "testdata", name)
+}
+
+// BuildGo builds a Go guest package (a path relative to the repository's
+// root) for wasip1, once per test binary, and returns the .wasm path; reactor
+// builds it with -buildmode=c-shared (the verge executor). Call Cleanup from
+// TestMain to remove what it built.
+func BuildGo(tb testing.TB, pkg string, reactor bool) string {
+	tb.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	key := pkg
+	if reactor {
+		key += "#reactor"
+	}
+	if p, ok := built[key]; ok {
+		return p
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "verge-wasmtest-")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		dir = d
+	}
+	out := filepath.Join(dir, filepath.Base(pkg)+map[bool]string{true: "-reactor", false: ""}[reactor]+".wasm")
+	args := []string{"build", "-o", out}
+	if reactor {
+		args = append(args, "-buildmode=c-shared")
+	}
+	cmd := exec.Command("go", append(args, "./"+pkg)...)
+	cmd.Dir = Root(tb)
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("building %s: %v\n%s", pkg, err, b)
+	}
+	built[key] = out
+	return out
+}
+
+// Cleanup removes the guests BuildGo built.
+func Cleanup() {
+	mu.Lock()
+	defer mu.Unlock()
+	if dir != "" {
+		os.RemoveAll(dir)
+		dir, built = "", map[string]string{}
+	}
+}
