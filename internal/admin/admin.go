@@ -318,4 +318,6 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	jsonapi.Write(w, status, append(body, '\n'))
 }
 
-func writeError(w http.ResponseWriter, status int, kind, msg string) { jsonapi.Error(w, status, kind, msg) }
+func writeError(w http.ResponseWriter, status int, kind, msg string) {
+	jsonapi.Error(w, status, kind, msg)
+}

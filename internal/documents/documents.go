@@ -93,8 +93,8 @@ func Open(dir string, opts Options) (*Service, error) {
 		opts.MaxDocBytes = DefaultMaxDocBytes
 	}
 	st, err := store.Open(dir, store.Options{
-		Origin: opts.Origin,
-		NoSync: opts.NoSync,
+		Origin:        opts.Origin,
+		NoSync:        opts.NoSync,
 		MaxValueBytes: StoreValueBytes(opts.MaxDocBytes),
 	})
 	if err != nil {

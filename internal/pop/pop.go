@@ -241,8 +241,8 @@ func (p *PoP) startMesh() error {
 func (p *PoP) openData(inc uint16) error {
 	var err error
 	p.Store, err = store.Open(filepath.Join(p.opts.Data, "store"), store.Options{
-		Origin: p.opts.Self + "." + strconv.Itoa(int(inc)),
-		NoSync: p.opts.NoSync,
+		Origin:        p.opts.Self + "." + strconv.Itoa(int(inc)),
+		NoSync:        p.opts.NoSync,
 		MaxValueBytes: documents.StoreValueBytes(documents.DefaultMaxDocBytes),
 	})
 	if err != nil {

@@ -102,7 +102,7 @@ func (c *Call) OutBuf(ptr, capacity, lenOut uint32) bool {
 }
 
 // PutUint32 and PutUint64 write little-endian integers to checked outputs.
-func (c *Call) PutUint32(ptr, v uint32) { c.mem.WriteUint32Le(ptr, v) }
+func (c *Call) PutUint32(ptr, v uint32)        { c.mem.WriteUint32Le(ptr, v) }
 func (c *Call) PutUint64(ptr uint32, v uint64) { c.mem.WriteUint64Le(ptr, v) }
 
 // Out copies src to the guest buffer (ptr, cap) and its length to *lenOut.

@@ -10,7 +10,9 @@ import (
 	"github.com/verge-edge/verge/internal/wasm/wasmtest"
 )
 
-func buildGo(tb testing.TB, pkg string, reactor bool) string { return wasmtest.BuildGo(tb, pkg, reactor) }
+func buildGo(tb testing.TB, pkg string, reactor bool) string {
+	return wasmtest.BuildGo(tb, pkg, reactor)
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
