@@ -3,16 +3,18 @@
 //
 // The store does not interpret documents. A state and a delta are opaque
 // bytes; the caller supplies the logic that produces them (Update's fn) and
-// that folds a remote delta into a state (ApplyRemote's merge).
+// that folds a peer's delta or state into a state (the merge of ApplyBatch
+// and Merge).
 //
 // # Durability
 //
-// A write (Update, Delete, ApplyRemote, TruncateLog) is durable when the call
-// returns nil: its document state, its delta-log entry and its sequence
-// record were written to Pebble's WAL in one atomic batch and the WAL was
-// fsynced. A crash (kill -9, power loss on a disk that honours fsync) after
-// that point cannot lose the write, and no crash at any point can leave a
-// state without its log entry or the reverse. Writers that arrive while a
+// A write (Update, ApplyBatch, Merge, TruncateLog) is durable when the call
+// returns nil: what it wrote is in Pebble's WAL and the WAL was fsynced. An
+// Update's document state, its delta-log entry and its sequence record are
+// written in one atomic batch. A crash (kill -9, power loss on a disk that
+// honours fsync) after that point cannot lose the write, and no crash at any
+// point can leave a state without its log entry or the reverse, or a batch's
+// watermark without its items. Writers that arrive while a
 // batch is being synced are gathered into the next batch, which one committer
 // goroutine writes with a single fsync (group commit), so concurrent writers
 // share fsyncs instead of queueing behind each other's.
@@ -38,10 +40,13 @@
 //
 // # Delta log
 //
-// Every write appends one entry (origin, seq, key, delta). Local writes use
-// Options.Origin and the next sequence number of that origin, with no gaps.
-// Entries stay until the caller truncates them with TruncateLog, which
-// replication calls once every peer has acknowledged them.
+// Every local write (Update) appends one entry (origin, seq, key, delta)
+// under Options.Origin and the next sequence number of that origin, with no
+// gaps. Entries stay until the caller truncates them with TruncateLog, which
+// replication calls once every peer has acknowledged them. What arrives from
+// other origins (ApplyBatch, Merge) is not logged: each PoP ships only its
+// own log, so receivers never relay; for an origin's batches the store keeps
+// only a watermark.
 //
 // # Corruption
 //
@@ -534,111 +539,6 @@ func (s *Store) Update(ctx context.Context, k Key, fn func(state []byte) (newSta
 	return Entry{Origin: s.origin, Seq: seq, Key: k, Delta: delta}, nil
 }
 
-// Delete durably removes the document and logs tombstone as its delta (the
-// bytes a peer's merge needs to apply the removal). It is Update with an fn
-// that returns (nil, tombstone); a nil tombstone is logged as empty.
-func (s *Store) Delete(ctx context.Context, k Key, tombstone []byte) (Entry, error) {
-	if tombstone == nil {
-		tombstone = []byte{}
-	}
-	return s.Update(ctx, k, func([]byte) ([]byte, []byte, error) { return nil, tombstone, nil })
-}
-
-// ApplyRemote applies the delta that origin logged under seq: merge folds it
-// into the document's latest state (nil if absent; a nil result deletes the
-// document), and the new state and the entry (origin, seq, k, delta) are
-// written durably in one batch, so this store's log can relay it. It is
-// idempotent per (origin, seq): a delta already applied (or truncated) is
-// not merged again, and ApplyRemote reports applied=false once the earlier
-// application is durable. Deltas of one origin may arrive in any order;
-// Seqs reports the contiguous prefix.
-//
-// merge must not modify or retain state.
-func (s *Store) ApplyRemote(ctx context.Context, k Key, origin string, seq uint64, delta []byte,
-	merge func(state, delta []byte) ([]byte, error)) (applied bool, err error) {
-	if err := k.validate(); err != nil {
-		return false, err
-	}
-	if err := validOrigin(origin); err != nil {
-		return false, err
-	}
-	if origin == s.origin {
-		return false, fmt.Errorf("store: ApplyRemote: origin %q is this store's own origin; a PoP rebuilding its data must use a new origin", origin)
-	}
-	if seq == 0 {
-		return false, fmt.Errorf("store: ApplyRemote: seq 0 is not a valid sequence number (they start at 1)")
-	}
-	if delta == nil {
-		delta = []byte{}
-	}
-	if err := s.checkSize(nil, delta); err != nil {
-		return false, err
-	}
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	dk := string(docKey(k))
-	l, err := s.lockDoc(ctx, dk)
-	if err != nil {
-		return false, err
-	}
-	locked := true
-	defer func() {
-		if locked {
-			s.unlockDoc(dk, l)
-		}
-	}()
-	if dup, err := s.duplicate(origin, seq); dup || err != nil {
-		return false, err
-	}
-	cur, err := s.current(dk)
-	if err != nil {
-		return false, err
-	}
-	newState, err := merge(cur, delta)
-	if err != nil {
-		return false, err
-	}
-	if err := s.checkSize(newState, nil); err != nil {
-		return false, err
-	}
-	s.mu.Lock()
-	if err := s.writable(); err != nil {
-		s.mu.Unlock()
-		return false, err
-	}
-	if s.seen(origin, seq) {
-		// Same (origin, seq) arrived concurrently for another document.
-		s.mu.Unlock()
-		return s.duplicate(origin, seq)
-	}
-	if seq == s.contig[origin]+1 {
-		c := seq
-		for {
-			if _, ok := s.above[origin][c+1]; !ok {
-				break
-			}
-			delete(s.above[origin], c+1)
-			c++
-		}
-		s.contig[origin] = c
-	} else {
-		if s.above[origin] == nil {
-			s.above[origin] = make(map[uint64]struct{})
-		}
-		s.above[origin][seq] = struct{}{}
-		if _, ok := s.contig[origin]; !ok {
-			s.contig[origin] = 0 // so the origin gets a sequence record
-		}
-	}
-	g := s.stage(dk, k, newState, origin, seq, delta)
-	s.mu.Unlock()
-	s.unlockDoc(dk, l)
-	locked = false
-	<-g.done
-	return g.err == nil, g.err
-}
-
 // ErrGap is returned by ApplyBatch for a batch that starts beyond the
 // origin's contiguous watermark: an earlier batch is missing. The caller asks
 // the origin to resend from Seqs()[origin]+1.
@@ -655,8 +555,10 @@ type BatchItem struct {
 // the items this PoP is meant to receive (possibly none, possibly coalesced
 // per document), so the watermark means "everything of origin up to `to`
 // that concerns this PoP", not that every seq was seen. Items are merged
-// one by one (merge as in ApplyRemote) and are not logged: the origin ships
-// its own log to every PoP, so receivers never relay.
+// one by one and are not logged: the origin ships its own log to every PoP,
+// so receivers never relay. merge folds an item's delta into the document's
+// latest state (nil if absent; a nil result deletes the document); it must
+// not modify or retain state.
 //
 // A batch with from > Seqs()[origin]+1 is refused with ErrGap and nothing is
 // applied. A batch wholly at or below the watermark is a duplicate and is
@@ -664,7 +566,6 @@ type BatchItem struct {
 // so overlap with earlier batches is harmless) and ApplyBatch returns once
 // the items and the new watermark are durable. A crash part-way leaves the
 // watermark where it was: the origin resends and the merges repeat.
-// An origin fed by ApplyBatch must not also be fed by ApplyRemote.
 func (s *Store) ApplyBatch(ctx context.Context, origin string, from, to uint64, items []BatchItem,
 	merge func(k Key, state, delta []byte) ([]byte, error)) (watermark uint64, err error) {
 	if err := validOrigin(origin); err != nil {
