@@ -160,11 +160,10 @@ type Store struct {
 	// overlay holds states written by groups not yet committed, so that an
 	// Update can chain behind a pending one instead of waiting for its fsync.
 	overlay map[string]pendingState
-	contig  map[string]uint64              // per origin: every seq ≤ contig is applied (maybe not yet durable)
-	durable map[string]uint64              // per origin: every seq ≤ durable is applied and durable
-	above   map[string]map[uint64]struct{} // per origin: applied seqs > contig (out-of-order remote deltas)
-	trunc   map[string]uint64              // per origin: log entries ≤ trunc were removed
-	failed  error                          // sticky: set when a commit fails
+	contig  map[string]uint64 // per origin: every seq ≤ contig is applied (maybe not yet durable)
+	durable map[string]uint64 // per origin: every seq ≤ durable is applied and durable
+	trunc   map[string]uint64 // per origin: log entries ≤ trunc were removed
+	failed  error             // sticky: set when a commit fails
 	closed  bool
 
 	committerDone chan struct{}
@@ -258,7 +257,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		overlay:       make(map[string]pendingState),
 		contig:        make(map[string]uint64),
 		durable:       make(map[string]uint64),
-		above:         make(map[string]map[uint64]struct{}),
 		trunc:         make(map[string]uint64),
 		committerDone: make(chan struct{}),
 	}
@@ -351,27 +349,6 @@ func (s *Store) load(fresh bool) error {
 		return nil
 	}); err != nil {
 		return err
-	}
-	// Remote deltas applied out of order sit above their origin's contiguous
-	// prefix; rebuild that set from the log.
-	for origin, c := range s.contig {
-		lo, hi := logKey(origin, c+1), prefixEnd(originPrefix(tagLog, origin))
-		if c == ^uint64(0) {
-			continue
-		}
-		if err := s.scan(lo, hi, func(k, _ []byte) error {
-			_, seq, ok := parseLogKey(k)
-			if !ok {
-				return corruptf(k, "malformed log key")
-			}
-			if s.above[origin] == nil {
-				s.above[origin] = make(map[uint64]struct{})
-			}
-			s.above[origin][seq] = struct{}{}
-			return nil
-		}); err != nil {
-			return err
-		}
 	}
 	if s.opts.SkipVerify {
 		return nil
@@ -717,19 +694,11 @@ func (s *Store) durableSeq(origin string) uint64 {
 	return s.durable[origin]
 }
 
-func (s *Store) seen(origin string, seq uint64) bool {
-	if seq <= s.contig[origin] {
-		return true
-	}
-	_, ok := s.above[origin][seq]
-	return ok
-}
-
 // duplicate reports whether (origin, seq) was already applied and, if so,
 // waits until that application is durable.
 func (s *Store) duplicate(origin string, seq uint64) (bool, error) {
 	s.mu.Lock()
-	if !s.seen(origin, seq) {
+	if seq > s.contig[origin] {
 		s.mu.Unlock()
 		return false, nil
 	}
@@ -1049,8 +1018,8 @@ func (s *Store) List(app, collection, after string, limit int) (docs []string, n
 // afterSeq, in seq order (limit ≤ 0 or > MaxLogLimit means MaxLogLimit),
 // stopping early once the deltas add up to MaxLogBytes. If
 // entries in that range were truncated it returns an error wrapping
-// ErrTruncated. Remote deltas applied out of order leave gaps that later
-// fill; compare against Seqs to tell a gap from the end.
+// ErrTruncated. Only local writes are logged: an origin whose batches this
+// store receives has no entries here.
 func (s *Store) LogSince(origin string, afterSeq uint64, limit int) ([]Entry, error) {
 	if err := validOrigin(origin); err != nil {
 		return nil, err
@@ -1115,9 +1084,10 @@ func (s *Store) LogSince(origin string, afterSeq uint64, limit int) ([]Entry, er
 	return out, nil
 }
 
-// Seqs returns, per origin, the highest seq such that every entry of that
-// origin up to it is applied and durable: what this store may acknowledge to
-// a peer. For this store's own origin it is the last durable local write.
+// Seqs returns, per origin, the highest seq such that everything of that
+// origin up to it is applied and durable: for an origin whose batches arrive
+// through ApplyBatch, its watermark (what this store may acknowledge to the
+// peer); for this store's own origin, the last durable local write.
 func (s *Store) Seqs() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1130,8 +1100,8 @@ func (s *Store) Seqs() map[string]uint64 {
 
 // TruncateLog durably removes origin's log entries with seq ≤ uptoSeq.
 // Replication calls it once every peer has acknowledged them, or when a
-// peer that is away would make the log exceed its cap. uptoSeq may not exceed Seqs()[origin], so entries
-// that arrived out of order above a gap are kept.
+// peer that is away would make the log exceed its cap. uptoSeq may not
+// exceed Seqs()[origin]: entries are removed only once they are durable.
 func (s *Store) TruncateLog(ctx context.Context, origin string, uptoSeq uint64) error {
 	if err := validOrigin(origin); err != nil {
 		return err
