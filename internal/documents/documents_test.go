@@ -516,17 +516,25 @@ func TestDeleteThenRecreateReplicates(t *testing.T) {
 	a := open(t, Options{NoSync: true, Origin: "a", Replica: 1}, manifest("shop", "carts"))
 	b := open(t, Options{NoSync: true, Origin: "b", Replica: 2}, manifest("shop", "carts"))
 	ctx := context.Background()
-	k := store.Key{App: "shop", Collection: "carts", Doc: "k"}
+	// ship sends b what a logged since b's watermark, as one batch, as
+	// replication does.
 	ship := func() {
 		t.Helper()
-		entries, err := a.Store().LogSince("a", 0, 1000)
+		wm := b.Store().Seqs()["a"]
+		entries, err := a.Store().LogSince("a", wm, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, e := range entries {
-			if _, err := b.Store().ApplyRemote(ctx, e.Key, "a", e.Seq, e.Delta, func(st, d []byte) ([]byte, error) { return b.Merge(k, st, d) }); err != nil {
-				t.Fatal(err)
-			}
+		if len(entries) == 0 {
+			t.Fatal("nothing to ship")
+		}
+		items := make([]store.BatchItem, len(entries))
+		for i, e := range entries {
+			items[i] = store.BatchItem{Key: e.Key, Delta: e.Delta}
+		}
+		to := entries[len(entries)-1].Seq
+		if got, err := b.Store().ApplyBatch(ctx, "a", wm+1, to, items, b.Merge); err != nil || got != to {
+			t.Fatalf("ApplyBatch(a, %d..%d) = %d, %v", wm+1, to, got, err)
 		}
 	}
 	if _, err := a.Update(ctx, "shop", "carts", "k", []crdt.Op{op("set", "x", "1")}); err != nil {

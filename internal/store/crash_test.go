@@ -4,15 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -36,7 +35,9 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatalf("round %d: reopening after kill -9: %v", round, err)
 		}
 		checkCrashState(t, s, acks)
-		t.Logf("round %d: %d acknowledged writes (local and remote) survived; local log has %d entries", round, len(acks), s.Seqs()["pop-a"])
+		seqs := s.Seqs()
+		t.Logf("round %d: %d acknowledged writes (local and batch items) survived; watermarks: pop-a %d (local log), pop-b %d, pop-c %d",
+			round, len(acks), seqs["pop-a"], seqs["pop-b"], seqs["pop-c"])
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -44,10 +45,9 @@ func TestCrashRecovery(t *testing.T) {
 }
 
 type ack struct {
-	remote bool // an ApplyRemote of origin pop-b, in collection "r"
-	batch  bool // an ApplyBatch of origin pop-c, in collection "bt"; seq is its watermark
+	origin string // "" for a local Update, else the origin of an ApplyBatch item
 	doc    string
-	seq    uint64
+	seq    uint64 // the Update's seq, or the item's seq in its origin's log
 	tok    string
 }
 
@@ -82,11 +82,7 @@ func runCrashChild(t *testing.T, dir string, round int) []ack {
 		var a ack
 		if n, _ := fmt.Sscanf(line, "ack %s %d %s", &a.doc, &a.seq, &a.tok); n == 3 {
 			acks = append(acks, a)
-		} else if n, _ := fmt.Sscanf(line, "rack %s %d %s", &a.doc, &a.seq, &a.tok); n == 3 {
-			a.remote = true
-			acks = append(acks, a)
-		} else if n, _ := fmt.Sscanf(line, "back %s %d %s", &a.doc, &a.seq, &a.tok); n == 3 {
-			a.batch = true
+		} else if n, _ := fmt.Sscanf(line, "back %s %s %d %s", &a.origin, &a.doc, &a.seq, &a.tok); n == 4 {
 			acks = append(acks, a)
 		}
 	}
@@ -149,10 +145,10 @@ func checkCrashState(t *testing.T, s *Store, acks []ack) {
 		bySeq[e.Seq] = e
 		replay[e.Key.Doc] += string(e.Delta)
 	}
-	checkRemoteCrashState(t, s, acks)
-	checkBatchCrashState(t, s, acks)
+	checkBatchCrashState(t, s, acks, "pop-b", "r", "b")
+	checkBatchCrashState(t, s, acks, "pop-c", "bt", "c")
 	for _, a := range acks {
-		if a.remote || a.batch {
+		if a.origin != "" {
 			continue
 		}
 		e, ok := bySeq[a.seq]
@@ -177,64 +173,49 @@ func checkCrashState(t *testing.T, s *Store, acks []ack) {
 	}
 }
 
-// Remote deltas arrive out of order: every acknowledged one must be in the
-// log, Seqs must be a gap-free durable prefix, and each document must equal
-// the merge of its logged deltas.
-func checkRemoteCrashState(t *testing.T, s *Store, acks []ack) {
+// checkBatchCrashState checks what the batches of origin left (items in
+// collection coll, the item of seq being token prefix+seq in document
+// seq%10): the watermark is at or above every acknowledged item, which is
+// merged into its document; the watermark is never durable before the items
+// it covers (every seq up to it is there); the documents hold nothing no
+// batch carried; and the receiver logged nothing under origin.
+func checkBatchCrashState(t *testing.T, s *Store, acks []ack, origin, coll, prefix string) {
 	t.Helper()
-	log, err := s.LogSince("pop-b", 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := make(map[uint64]Entry, len(log))
-	states := map[string][]byte{}
-	for _, e := range log {
-		have[e.Seq] = e
-		if states[e.Key.Doc], err = setMerge(states[e.Key.Doc], e.Delta); err != nil {
-			t.Fatal(err)
-		}
-	}
-	contig := s.Seqs()["pop-b"]
-	for seq := uint64(1); seq <= contig; seq++ {
-		if _, ok := have[seq]; !ok {
-			t.Fatalf("Seqs says pop-b is complete up to %d, but seq %d is missing", contig, seq)
-		}
-	}
-	if _, ok := have[contig+1]; ok && len(log) > 0 {
-		t.Fatalf("Seqs says pop-b is complete up to %d, but %d is there too", contig, contig+1)
-	}
-	for _, a := range acks {
-		if !a.remote {
+	wm := s.Seqs()[origin]
+	has := map[string]map[string]bool{} // doc -> tokens
+	for d := range 10 {
+		doc := fmt.Sprintf("doc%02d", d)
+		has[doc] = map[string]bool{}
+		state := mustGet(t, s, Key{"app", coll, doc})
+		if state == "<absent>" {
 			continue
 		}
-		e, ok := have[a.seq]
-		if !ok || e.Key.Doc != a.doc || string(e.Delta) != a.tok+";" {
-			t.Fatalf("acknowledged remote delta (pop-b, %d) for %s: log has %+v, %v", a.seq, a.doc, e, ok)
+		for _, tok := range strings.Split(strings.TrimSuffix(state, ";"), ";") {
+			seq, err := strconv.ParseUint(strings.TrimPrefix(tok, prefix), 10, 64)
+			if !strings.HasPrefix(tok, prefix) || err != nil || seq%10 != uint64(d) {
+				t.Fatalf("document %s of origin %s holds %q, which no batch carried", doc, origin, tok)
+			}
+			has[doc][tok] = true
 		}
 	}
-	for doc, want := range states {
-		if got := mustGet(t, s, Key{"app", "r", doc}); got != string(want) {
-			t.Fatalf("remote document %s: state %q, merging its log gives %q", doc, got, want)
+	for seq := uint64(1); seq <= wm; seq++ {
+		if doc, tok := fmt.Sprintf("doc%02d", seq%10), fmt.Sprintf("%s%d", prefix, seq); !has[doc][tok] {
+			t.Fatalf("the watermark of %s is %d, but the item of seq %d (%s in %s) is missing", origin, wm, seq, tok, doc)
 		}
 	}
-}
-
-// Batches of origin pop-c: the watermark never falls below an acknowledged
-// batch, and every acknowledged batch's item is merged into its document.
-func checkBatchCrashState(t *testing.T, s *Store, acks []ack) {
-	t.Helper()
-	wm := s.Seqs()["pop-c"]
 	for _, a := range acks {
-		if !a.batch {
+		if a.origin != origin {
 			continue
 		}
 		if a.seq > wm {
-			t.Fatalf("batch up to pop-c %d was acknowledged, the watermark after the crash is %d", a.seq, wm)
+			t.Fatalf("a batch holding %s %d was acknowledged, the watermark after the crash is %d", origin, a.seq, wm)
 		}
-		state := mustGet(t, s, Key{"app", "bt", a.doc})
-		if !slices.Contains(strings.Split(state, ";"), a.tok) {
-			t.Fatalf("acknowledged batch item %s is missing from %s: %q", a.tok, a.doc, state)
+		if !has[a.doc][a.tok] {
+			t.Fatalf("acknowledged batch item %s is missing from %s", a.tok, a.doc)
 		}
+	}
+	if log, err := s.LogSince(origin, 0, 1); err != nil || len(log) != 0 {
+		t.Fatalf("LogSince(%s) = %+v, %v; a receiver logs nothing", origin, log, err)
 	}
 }
 
@@ -254,14 +235,10 @@ func TestCrashChild(t *testing.T) {
 	round, _ := strconv.ParseUint(os.Getenv("VERGE_STORE_CRASH_ROUND"), 10, 64)
 	// The parent kills us long before the 8 s are up.
 	err = crashWorkload(s, round, time.Now().Add(8*time.Second), func(a ack) {
-		kind := "ack"
-		switch {
-		case a.remote:
-			kind = "rack"
-		case a.batch:
-			kind = "back"
+		line := fmt.Sprintf("ack %s %d %s\n", a.doc, a.seq, a.tok)
+		if a.origin != "" {
+			line = fmt.Sprintf("back %s %s %d %s\n", a.origin, a.doc, a.seq, a.tok)
 		}
-		line := fmt.Sprintf("%s %s %d %s\n", kind, a.doc, a.seq, a.tok)
 		mu.Lock()
 		os.Stdout.WriteString(line) // one write per line: a kill never splits it
 		mu.Unlock()
@@ -273,10 +250,13 @@ func TestCrashChild(t *testing.T) {
 }
 
 // crashWorkload writes to s until stop, calling acked (concurrently) for
-// every write the store acknowledged: 16 writers update 40 local documents,
-// 4 workers apply remote deltas of origin pop-b out of order (a shuffled
-// block of 100,000 sequence numbers per round), and one applies
-// replication batches of origin pop-c in order, as a peer's link does.
+// every write the store acknowledged: 16 writers update 40 local documents;
+// 4 workers apply replication batches of origin pop-b (1 to 4 sequence
+// numbers each) as a link with several batches in flight delivers them: out
+// of order, refused after a gap and retried, and now and then resent once
+// applied; and one worker applies batches of origin pop-c in order, one
+// sequence number each. Both origins resume after their watermark, as a
+// link does after a restart.
 func crashWorkload(s *Store, round uint64, stop time.Time, acked func(ack)) error {
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -295,39 +275,65 @@ func crashWorkload(s *Store, round uint64, stop time.Time, acked func(ack)) erro
 			}
 		})
 	}
-	base := round * 100_000
-	perm := rand.Perm(100_000)
-	var nextRemote atomic.Int64
+	merge := func(_ Key, state, delta []byte) ([]byte, error) { return setMerge(state, delta) }
+	item := func(origin, coll, prefix string, seq uint64) (BatchItem, ack) {
+		doc := fmt.Sprintf("doc%02d", seq%10)
+		tok := fmt.Sprintf("%s%d", prefix, seq)
+		return BatchItem{Key: Key{"app", coll, doc}, Delta: []byte(tok + ";")}, ack{origin: origin, doc: doc, seq: seq, tok: tok}
+	}
+	var takeMu sync.Mutex
+	next := s.Seqs()["pop-b"] + 1
+	take := func() (from, to uint64) {
+		takeMu.Lock()
+		defer takeMu.Unlock()
+		from, to = next, next+uint64(rand.IntN(4))
+		next = to + 1
+		return from, to
+	}
 	for range 4 {
 		wg.Go(func() {
 			for time.Now().Before(stop) {
-				i := nextRemote.Add(1) - 1
-				if i >= int64(len(perm)) {
-					return
+				from, to := take()
+				var items []BatchItem
+				var acks []ack
+				for seq := from; seq <= to; seq++ {
+					it, a := item("pop-b", "r", "b", seq)
+					items, acks = append(items, it), append(acks, a)
 				}
-				seq := base + uint64(perm[i]) + 1
-				doc := fmt.Sprintf("doc%02d", seq%10)
-				tok := fmt.Sprintf("b%d", seq)
-				if _, err := s.ApplyRemote(ctx, Key{"app", "r", doc}, "pop-b", seq, []byte(tok+";"), setMerge); err != nil {
-					errs <- err
-					return
+				for sends := 0; ; {
+					_, err := s.ApplyBatch(ctx, "pop-b", from, to, items, merge)
+					if errors.Is(err, ErrGap) { // an earlier batch is still on its way
+						if time.Now().After(stop) {
+							return
+						}
+						time.Sleep(50 * time.Microsecond)
+						continue
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					if sends++; sends == 1 {
+						for _, a := range acks {
+							acked(a)
+						}
+					}
+					if sends == 2 || rand.IntN(4) != 0 {
+						break
+					}
+					// Resend it: a duplicate, as after a lost ack.
 				}
-				acked(ack{remote: true, doc: doc, seq: seq, tok: tok})
 			}
 		})
 	}
 	wg.Go(func() {
-		merge := func(_ Key, state, delta []byte) ([]byte, error) { return setMerge(state, delta) }
-		// Resume after the watermark, as a link does after a restart.
 		for seq := s.Seqs()["pop-c"] + 1; time.Now().Before(stop); seq++ {
-			doc := fmt.Sprintf("doc%02d", seq%10)
-			tok := fmt.Sprintf("c%d", seq)
-			items := []BatchItem{{Key: Key{"app", "bt", doc}, Delta: []byte(tok + ";")}}
-			if _, err := s.ApplyBatch(ctx, "pop-c", seq, seq, items, merge); err != nil {
+			it, a := item("pop-c", "bt", "c", seq)
+			if _, err := s.ApplyBatch(ctx, "pop-c", seq, seq, []BatchItem{it}, merge); err != nil {
 				errs <- err
 				return
 			}
-			acked(ack{batch: true, doc: doc, seq: seq, tok: tok})
+			acked(a)
 		}
 	})
 	wg.Wait()

@@ -109,12 +109,14 @@ func TestUpdateGetLog(t *testing.T) {
 		t.Fatalf("LogSince(unknown origin) = %+v, %v", log, err)
 	}
 
-	e, err = s.Delete(ctx, k, []byte("tomb"))
+	// A nil newState deletes the document; its delta (the tombstone a peer's
+	// merge needs) is logged like any other.
+	e, err = s.Update(ctx, k, func([]byte) ([]byte, []byte, error) { return nil, []byte("tomb"), nil })
 	if err != nil || e.Seq != 4 {
-		t.Fatalf("Delete = %+v, %v", e, err)
+		t.Fatalf("deleting Update = %+v, %v", e, err)
 	}
 	if got := mustGet(t, s, k); got != "<absent>" {
-		t.Fatalf("after Delete state = %q", got)
+		t.Fatalf("after the deleting Update state = %q", got)
 	}
 	if log, _ := s.LogSince("pop-a", 3, 0); len(log) != 1 || string(log[0].Delta) != "tomb" {
 		t.Fatalf("tombstone entry = %+v", log)
@@ -137,19 +139,31 @@ func TestLimitsAndInvalidInput(t *testing.T) {
 		if _, _, err := s.Get(k); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("Get(%.20v) error = %v, want ErrInvalidKey", k, err)
 		}
+		if _, err := s.ApplyBatch(ctx, "pop-b", 1, 1, []BatchItem{{k, []byte("x;")}}, batchMerge); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("ApplyBatch(%.20v) error = %v, want ErrInvalidKey", k, err)
+		}
+		if err := s.Merge(ctx, []BatchItem{{k, []byte("x;")}}, batchMerge); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Merge(%.20v) error = %v, want ErrInvalidKey", k, err)
+		}
 	}
 	k := Key{"a", "c", "d"}
 	if _, err := s.Update(ctx, k, appendFn("0123456789")); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized Update error = %v", err)
 	}
-	if _, err := s.ApplyRemote(ctx, k, "pop-b", 1, []byte("0123456789x"), setMerge); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("oversized ApplyRemote error = %v", err)
+	if _, err := s.ApplyBatch(ctx, "pop-b", 1, 1, []BatchItem{{k, []byte("0123456789x")}}, batchMerge); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized ApplyBatch error = %v", err)
 	}
-	if _, err := s.ApplyRemote(ctx, k, "pop-a", 1, []byte("x"), setMerge); err == nil {
-		t.Fatal("ApplyRemote accepted this store's own origin")
+	if err := s.Merge(ctx, []BatchItem{{k, []byte("0123456789x")}}, batchMerge); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized Merge error = %v", err)
 	}
-	if _, err := s.ApplyRemote(ctx, k, "pop-b", 0, []byte("x"), setMerge); err == nil {
-		t.Fatal("ApplyRemote accepted seq 0")
+	if _, err := s.ApplyBatch(ctx, "pop-a", 1, 1, []BatchItem{{k, []byte("x")}}, batchMerge); err == nil {
+		t.Fatal("ApplyBatch accepted this store's own origin")
+	}
+	if _, err := s.ApplyBatch(ctx, "pop-b", 0, 1, []BatchItem{{k, []byte("x")}}, batchMerge); err == nil {
+		t.Fatal("ApplyBatch accepted seq 0")
+	}
+	if got := mustGet(t, s, k); got != "<absent>" {
+		t.Fatalf("refused writes left %q", got)
 	}
 	if _, err := Open(t.TempDir(), Options{}); err == nil {
 		t.Fatal("Open accepted an empty origin")
@@ -271,38 +285,48 @@ func TestListPagination(t *testing.T) {
 	}
 }
 
-func TestApplyRemoteIdempotentOutOfOrder(t *testing.T) {
+// Batches of one origin may arrive out of order and more than once (a
+// sender keeps several in flight and goes back to the watermark): a batch
+// after a gap is refused and merges nothing, a duplicate is not merged
+// again, and both stay so across a restart.
+func TestApplyBatchOutOfOrderAndDuplicates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openTest(t, dir, Options{})
 	k := Key{"app", "c", "doc"}
-	apply := func(seq uint64, want bool) {
+	merges := 0
+	counting := func(k Key, state, delta []byte) ([]byte, error) {
+		merges++
+		return setMerge(state, delta)
+	}
+	apply := func(seq, wantWM uint64, wantErr error, wantMerges int) {
 		t.Helper()
-		applied, err := s.ApplyRemote(ctx, k, "pop-b", seq, []byte(fmt.Sprintf("t%d;", seq)), setMerge)
-		if err != nil || applied != want {
-			t.Fatalf("ApplyRemote(seq %d) = %v, %v; want applied=%v", seq, applied, err, want)
+		merges = 0
+		wm, err := s.ApplyBatch(ctx, "pop-b", seq, seq, []BatchItem{{k, []byte(fmt.Sprintf("t%d;", seq))}}, counting)
+		if !errors.Is(err, wantErr) || wm != wantWM || merges != wantMerges {
+			t.Fatalf("ApplyBatch(%d..%d) = %d, %v after %d merges; want %d, %v after %d",
+				seq, seq, wm, err, merges, wantWM, wantErr, wantMerges)
 		}
 	}
-	apply(1, true)
-	apply(3, true)
-	apply(1, false)
-	apply(3, false)
+	apply(1, 1, nil, 1)
+	apply(3, 1, ErrGap, 0)
+	apply(1, 1, nil, 0)
 	if got := s.Seqs()["pop-b"]; got != 1 {
 		t.Fatalf("Seqs with a gap at 2 = %d, want 1", got)
 	}
-	if log, _ := s.LogSince("pop-b", 0, 0); len(log) != 2 || log[0].Seq != 1 || log[1].Seq != 3 {
-		t.Fatalf("log = %+v", log)
+	if got := mustGet(t, s, k); got != "t1;" {
+		t.Fatalf("state = %q", got)
 	}
-	// Out-of-order state survives a restart.
+	// The watermark survives a restart; the gap is still refused.
 	s.Close()
 	s = openTest(t, dir, Options{})
-	apply(3, false)
-	apply(2, true)
-	if got := s.Seqs()["pop-b"]; got != 3 {
-		t.Fatalf("Seqs after the gap filled = %d, want 3", got)
-	}
-	apply(4, true)
+	apply(3, 1, ErrGap, 0)
+	apply(1, 1, nil, 0)
+	apply(2, 2, nil, 1)
+	apply(3, 3, nil, 1)
+	apply(2, 3, nil, 0)
+	apply(4, 4, nil, 1)
 	if got := mustGet(t, s, k); got != "t1;t2;t3;t4;" {
 		t.Fatalf("state = %q", got)
 	}
@@ -315,54 +339,78 @@ func TestApplyRemoteIdempotentOutOfOrder(t *testing.T) {
 		t.Fatalf("local Update = %+v, %v", e, err)
 	}
 	// A merge that returns nil deletes the document.
-	applied, err := s.ApplyRemote(ctx, k, "pop-b", 5, []byte("del"), func(_, _ []byte) ([]byte, error) { return nil, nil })
-	if err != nil || !applied || mustGet(t, s, k) != "<absent>" {
-		t.Fatalf("remote delete = %v, %v, state %q", applied, err, mustGet(t, s, k))
+	wm, err := s.ApplyBatch(ctx, "pop-b", 5, 5, []BatchItem{{k, []byte("del")}}, func(Key, []byte, []byte) ([]byte, error) { return nil, nil })
+	if err != nil || wm != 5 || mustGet(t, s, k) != "<absent>" {
+		t.Fatalf("remote delete = %d, %v, state %q", wm, err, mustGet(t, s, k))
 	}
-	// A failing merge writes nothing.
+	// A failing merge writes nothing and leaves the watermark.
 	boom := errors.New("boom")
-	if _, err := s.ApplyRemote(ctx, k, "pop-b", 6, []byte("x"), func(_, _ []byte) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+	fail := func(Key, []byte, []byte) ([]byte, error) { return nil, boom }
+	if _, err := s.ApplyBatch(ctx, "pop-b", 6, 6, []BatchItem{{k, []byte("x;")}}, fail); !errors.Is(err, boom) {
 		t.Fatalf("merge error = %v", err)
 	}
 	if got := s.Seqs()["pop-b"]; got != 5 {
 		t.Fatalf("Seqs after a failed merge = %d, want 5", got)
 	}
+	// Merge (repair: no watermark) follows the same rules.
+	if err := s.Merge(ctx, []BatchItem{{k, []byte("m;")}}, batchMerge); err != nil || mustGet(t, s, k) != "m;" {
+		t.Fatalf("Merge = %v, state %q", err, mustGet(t, s, k))
+	}
+	if err := s.Merge(ctx, []BatchItem{{k, []byte("x;")}}, fail); !errors.Is(err, boom) || mustGet(t, s, k) != "m;" {
+		t.Fatalf("failing Merge = %v, state %q", err, mustGet(t, s, k))
+	}
+	if err := s.Merge(ctx, []BatchItem{{k, []byte("del")}}, func(Key, []byte, []byte) ([]byte, error) { return nil, nil }); err != nil || mustGet(t, s, k) != "<absent>" {
+		t.Fatalf("deleting Merge = %v, state %q", err, mustGet(t, s, k))
+	}
+	// Only the local write is logged; the watermark survives another restart.
+	if log, err := s.LogSince("pop-a", 0, 0); err != nil || len(log) != 1 {
+		t.Fatalf("LogSince(pop-a) = %+v, %v; want the one local write", log, err)
+	}
+	s.Close()
+	s = openTest(t, dir, Options{})
+	if got := s.Seqs()["pop-b"]; got != 5 {
+		t.Fatalf("Seqs after reopen = %d, want 5", got)
+	}
+	if got := mustGet(t, s, k); got != "<absent>" {
+		t.Fatalf("state after reopen = %q", got)
+	}
 }
 
-// Concurrent duplicates of one delta must merge it once.
-func TestApplyRemoteConcurrentDuplicates(t *testing.T) {
+// Several batches of one origin at once, duplicated and in both orders (a
+// sender with several in flight and its resends): a refused batch applies
+// nothing, an acknowledged one is under the watermark, the watermark never
+// moves back, and the document ends with every delta.
+func TestApplyBatchConcurrentDuplicates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := openTest(t, t.TempDir(), Options{})
 	k := Key{"app", "c", "doc"}
-	var mu sync.Mutex
-	merges := 0
-	counting := func(state, delta []byte) ([]byte, error) {
-		mu.Lock()
-		merges++
-		mu.Unlock()
-		return setMerge(state, delta)
-	}
 	const n = 20
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
+			var last uint64
 			for i := uint64(1); i <= n; i++ {
 				seq := i
 				if w%2 == 1 { // half the workers deliver in reverse order
 					seq = n + 1 - i
 				}
-				if _, err := s.ApplyRemote(ctx, k, "pop-b", seq, []byte(fmt.Sprintf("t%02d;", seq)), counting); err != nil {
+				wm, err := s.ApplyBatch(ctx, "pop-b", seq, seq, []BatchItem{{k, []byte(fmt.Sprintf("t%02d;", seq))}}, batchMerge)
+				if err != nil && !errors.Is(err, ErrGap) {
 					t.Error(err)
 					return
 				}
+				if err == nil && wm < seq {
+					t.Errorf("batch %d acknowledged with watermark %d", seq, wm)
+				}
+				if wm < last {
+					t.Errorf("the watermark went back from %d to %d", last, wm)
+				}
+				last = wm
 			}
 		})
 	}
 	wg.Wait()
-	if merges != n {
-		t.Fatalf("%d merges for %d distinct deltas", merges, n)
-	}
 	if got := s.Seqs()["pop-b"]; got != n {
 		t.Fatalf("Seqs = %d, want %d", got, n)
 	}
