@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -60,8 +59,17 @@ func FuzzDecodeDoc(f *testing.F) {
 		if _, err := d.JSON(); err != nil {
 			t.Fatalf("decoded document has no JSON: %v", err)
 		}
-		// a decoded document stays usable
-		_, _ = d.Apply(9, 1, Op{Op: "set", Path: "fuzz", Value: json.RawMessage("1")})
+		// a decoded document stays usable: an Apply either fails and changes
+		// nothing, or leaves a state that decodes
+		if _, err := d.Apply(9, 1, Op{Op: "set", Path: "fuzz", Value: json.RawMessage("1")}); err != nil {
+			if after, _ := d.MarshalBinary(); !bytes.Equal(enc, after) {
+				t.Fatalf("failed Apply changed the document: %v", err)
+			}
+		} else if after, err := d.MarshalBinary(); err != nil {
+			t.Fatal(err)
+		} else if _, err := DecodeDoc(after); err != nil {
+			t.Fatalf("state after an Apply does not decode: %v", err)
+		}
 		d.GC([]VersionVector{d.Context()})
 	})
 }
@@ -189,7 +197,23 @@ func FuzzRoundTrip(f *testing.F) {
 		if err := json.Unmarshal(j, &v); err != nil {
 			t.Fatalf("JSON output invalid: %v", err)
 		}
-		_ = enc
+		// the converged state, sent as a snapshot to an empty replica,
+		// arrives whole: the same bytes (what repair by snapshot relies on)
+		snap, err := c.docs[0].Snapshot().MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := DecodeDelta(snap)
+		if err != nil {
+			t.Fatalf("snapshot does not decode: %v", err)
+		}
+		fresh := NewDoc()
+		if err := fresh.Merge(x); err != nil {
+			t.Fatalf("snapshot does not merge into an empty document: %v", err)
+		}
+		if !bytes.Equal(c.encode(fresh), enc) {
+			t.Fatal("a snapshot of the converged document, merged into an empty one, encodes differently")
+		}
 	})
 }
 
@@ -281,7 +305,9 @@ func TestDecodeErrorsAreClear(t *testing.T) {
 		c := bytes.Clone(b)
 		c[rng.IntN(len(c))] ^= byte(1 << rng.IntN(8))
 		if d, err := DecodeDoc(c); err == nil {
-			_, _ = d.JSON()
+			if _, err := d.JSON(); err != nil {
+				t.Fatalf("decoded document has no JSON: %v", err)
+			}
 		}
 	}
 }
@@ -380,5 +406,4 @@ func TestHLC(t *testing.T) {
 	if got := a.Value().(map[string]any)["k"]; got != "b" {
 		t.Fatalf("causally later write lost: %v", got)
 	}
-	_ = strconv.Itoa
 }
