@@ -12,10 +12,10 @@
 // stock is never oversold, whatever the interleaving, partition or crash.
 // Losing units to a crash undersells by at most one grant per PoP per crash.
 //
-// Why not the CRDT bounded counter (crdt.BCounter): it moves rights between
-// replicas without a centre, which we do not need — the centre exists, and
-// going through it makes every grant and return a single linearizable step
-// that the porcupine-checked SPOT engine already provides.
+// Why not a CRDT bounded counter (Balegas et al., 2015): it moves rights
+// between replicas without a centre, which we do not need — the centre
+// exists, and going through it makes every grant and return a single
+// linearizable step that the porcupine-checked SPOT engine already provides.
 package stock
 
 import (
