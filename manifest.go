@@ -304,7 +304,11 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 		}
 		names[rf.Name] = true
 		if rf.Module == "" {
-			return nil, bad(at("module"), "missing; expected the path of a .wasm file relative to the manifest")
+			hint := ""
+			if rf.Build != "" {
+				hint = "; module must name the file the build command produces"
+			}
+			return nil, bad(at("module"), "missing; expected the path of a .wasm file relative to the manifest%s", hint)
 		}
 		fn.Module = rf.Module
 		if !filepath.IsAbs(fn.Module) {

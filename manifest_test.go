@@ -76,6 +76,7 @@ func TestManifestErrors(t *testing.T) {
 		{"wrong type", "name = 1\n" + fn, "name"},
 		{"bad executor", "name = \"a\"\n" + strings.Replace(fn, `"verge"`, `"cgi"`, 1), `function[0].executor: "cgi" is not an executor; expected "wagi" or "verge"`},
 		{"missing module", "name = \"a\"\n" + strings.Replace(fn, "module = \"f.wasm\"\n", "", 1), "function[0].module: missing"},
+		{"build without module", "name = \"a\"\n" + strings.Replace(fn, "module = \"f.wasm\"\n", "build = \"make\"\n", 1), "function[0].module: missing; expected the path of a .wasm file relative to the manifest; module must name the file the build command produces"},
 		{"bad route", "name = \"a\"\n" + strings.Replace(fn, `["/"]`, `["hello"]`, 1), `function[0].routes[0]: "hello" must start with /`},
 		{"wildcard inside", "name = \"a\"\n" + strings.Replace(fn, `["/"]`, `["/a/*/b"]`, 1), "a wildcard is only allowed as a final"},
 		{"duplicate route", "name = \"a\"\n" + fn + strings.Replace(fn, `"f"`, `"g"`, 1), `function[1].routes[0]: route "/" is already served by function "f"`},

@@ -16,10 +16,8 @@ import (
 const (
 	formatVersion = 1
 
-	kindDoc       = 'D'
-	kindDelta     = 'd'
-	kindPNCounter = 'P'
-	kindBCounter  = 'B'
+	kindDoc   = 'D'
+	kindDelta = 'd'
 )
 
 const (

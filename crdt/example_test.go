@@ -78,24 +78,3 @@ func ExampleDoc_Merge_removeVersusEdit() {
 	// {} {}
 	// {"profile":{"name":"grace"}}
 }
-
-// A bounded counter: stock that PoPs sell without coordination and that
-// can never go below zero.
-func ExampleBCounter() {
-	central, edge := crdt.ReplicaID(1), crdt.ReplicaID(2)
-	stock := &crdt.BCounter{}
-	_, _ = stock.Increment(central, 10) // 10 units, rights held by the centre
-	_, _ = stock.Transfer(central, edge, 3)
-
-	atEdge := &crdt.BCounter{}
-	b, _ := stock.MarshalBinary()
-	d, _ := crdt.DecodeBCounter(b)
-	atEdge.Merge(d)
-	_, err := atEdge.Decrement(edge, 2)
-	fmt.Println(err, atEdge.Value(), atEdge.Rights(edge))
-	_, err = atEdge.Decrement(edge, 5)
-	fmt.Println(err)
-	// Output:
-	// <nil> 8 1
-	// replica 2 holds 1 rights, cannot decrement by 5; obtain a transfer from another replica or take at the central PoP
-}

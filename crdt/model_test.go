@@ -157,7 +157,9 @@ func modelRemoveElem(root map[string]any, path string) (map[string]any, bool) {
 		return root, false
 	}
 	arr = append(arr[:i:i], arr[i+1:]...)
-	_ = put(holder, key, arr, true)
+	if put(holder, key, arr, true) != nil {
+		return root, false
+	}
 	return root, true
 }
 
@@ -236,8 +238,7 @@ func randValue(rng *rand.Rand, depth int) string {
 	switch rng.IntN(5) {
 	case 0:
 		var parts []string
-		for i, k := range rng.Perm(len(keys))[:rng.IntN(3)] {
-			_ = i
+		for _, k := range rng.Perm(len(keys))[:rng.IntN(3)] {
 			parts = append(parts, strconv.Quote(keys[k])+":"+randValue(rng, depth+1))
 		}
 		return "{" + strings.Join(parts, ",") + "}"

@@ -128,7 +128,7 @@ func (c *child) stop() {
 	select {
 	case <-c.done:
 	case <-time.After(10 * time.Second):
-		progress("%s did not stop within 10s of SIGTERM; killing it", c.name)
+		bench.Progress("%s did not stop within 10s of SIGTERM; killing it", c.name)
 		signalGroup(c.cmd.Process, syscall.SIGKILL)
 		<-c.done
 	}
@@ -177,11 +177,11 @@ func (c *child) quiesce(maxWait time.Duration) {
 		}
 		if busy, err := runnable(c.cmd.Process.Pid); err == nil && !busy && cur-prev < idle {
 			if d := time.Since(start); d > time.Second {
-				progress("%s took %v to go idle after the last run", c.name, d.Round(100*time.Millisecond))
+				bench.Progress("%s took %v to go idle after the last run", c.name, d.Round(100*time.Millisecond))
 			}
 			return
 		}
 		prev = cur
 	}
-	progress("%s still busy %v after the last run; measuring anyway", c.name, maxWait)
+	bench.Progress("%s still busy %v after the last run; measuring anyway", c.name, maxWait)
 }

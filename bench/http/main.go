@@ -43,6 +43,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/verge-edge/verge/bench/internal/harness"
 )
 
 // childEnv selects the baseline server mode when this binary re-executes
@@ -112,7 +114,7 @@ func main() {
 	flag.DurationVar(&cfg.startTimeout, "start-timeout", 3*time.Minute, "how long `verge dev` may take to build and start serving")
 	flag.Parse()
 	if flag.NArg() > 0 {
-		fatalf("unexpected arguments %q; use -app DIR[,DIR...]", flag.Args())
+		bench.Fatalf("unexpected arguments %q; use -app DIR[,DIR...]", flag.Args())
 	}
 
 	for a := range strings.SplitSeq(apps, ",") {
@@ -120,27 +122,24 @@ func main() {
 			cfg.apps = append(cfg.apps, a)
 		}
 	}
-	for c := range strings.SplitSeq(conns, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n < 1 {
-			fatalf("-conns %q: want positive integers separated by commas, e.g. 1,32", conns)
-		}
-		cfg.conns = append(cfg.conns, n)
+	var err error
+	if cfg.conns, err = harness.ParseInts(conns, "1,32"); err != nil {
+		bench.Fatalf("-conns %q: %v", conns, err)
 	}
 	if len(cfg.apps) == 0 {
-		fatalf("-app is empty: give at least one app directory")
+		bench.Fatalf("-app is empty: give at least one app directory")
 	}
 	if cfg.duration < time.Second {
-		fatalf("-d %v: wrk measures in whole seconds; use at least 1s", cfg.duration)
+		bench.Fatalf("-d %v: wrk measures in whole seconds; use at least 1s", cfg.duration)
 	}
 	if cfg.runs < 1 {
-		fatalf("-runs %d: want at least 1", cfg.runs)
+		bench.Fatalf("-runs %d: want at least 1", cfg.runs)
 	}
 	if cfg.threads < 1 {
-		fatalf("-threads %d: want at least 1", cfg.threads)
+		bench.Fatalf("-threads %d: want at least 1", cfg.threads)
 	}
 	if !strings.HasPrefix(cfg.path, "/") {
-		fatalf("-path %q: want an absolute path such as /hello", cfg.path)
+		bench.Fatalf("-path %q: want an absolute path such as /hello", cfg.path)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -148,29 +147,23 @@ func main() {
 	interrupted := ctx.Err() != nil
 	stop()
 	if interrupted {
-		fatalf("interrupted; every server it started has been stopped")
+		bench.Fatalf("interrupted; every server it started has been stopped")
 	}
 	if err != nil {
-		fatalf("%v", err)
+		bench.Fatalf("%v", err)
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(rep); err != nil {
-		fatalf("writing JSON: %v", err)
+		bench.Fatalf("writing JSON: %v", err)
 	}
 	for _, r := range rep.Runs {
 		fmt.Println(summary(r))
 	}
 }
 
-func fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench/http: "+format+"\n", args...)
-	os.Exit(1)
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench/http: "+format+"\n", args...)
-}
+// bench prefixes the messages on stderr with the command's name.
+var bench = &harness.Command{Name: "bench/http"}
 
 func summary(r result) string {
 	s := fmt.Sprintf("%s c=%d: %.0f req/s (%.1f%% of net/http %.0f), p50 %sms p99 %sms",
@@ -234,7 +227,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	keepLogs := false
 	defer func() {
 		if keepLogs {
-			progress("server logs kept in %s", logDir)
+			bench.Progress("server logs kept in %s", logDir)
 		} else {
 			os.RemoveAll(logDir)
 		}
@@ -258,7 +251,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		// Port 0: the kernel picks a free port, and verge dev prints the
 		// address it got, so there is no race with other listeners.
 		const listen = "127.0.0.1:0"
-		progress("%s: starting %s dev --listen %s %s", name, cfg.verge, listen, dir)
+		bench.Progress("%s: starting %s dev --listen %s %s", name, cfg.verge, listen, dir)
 		srv, err := startChild(ctx, name, verge, []string{"dev", "--listen", listen, dir}, nil,
 			filepath.Join(logDir, name+".log"), cfg.startTimeout)
 		if err != nil {
@@ -313,7 +306,7 @@ func compare(ctx context.Context, cfg config, wrkPath string, app, base *child) 
 				if err != nil {
 					return nil, fmt.Errorf("%s c=%d: %w", s.name, c, err)
 				}
-				progress("%s c=%d: %.0f req/s, p50 %sms p99 %sms", s.name, c, r.RPS, ms(r.P50ms), ms(r.P99ms))
+				bench.Progress("%s c=%d: %.0f req/s, p50 %sms p99 %sms", s.name, c, r.RPS, ms(r.P50ms), ms(r.P99ms))
 				runs[j] = append(runs[j], r)
 				s.quiesce(settle)
 			}

@@ -36,7 +36,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -44,14 +43,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/verge-edge/verge"
 	bc "github.com/verge-edge/verge/bench/internal/cluster"
+	"github.com/verge-edge/verge/bench/internal/harness"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/netsim"
-	"github.com/verge-edge/verge/internal/pop"
 	"github.com/verge-edge/verge/internal/store"
 )
 
@@ -60,17 +57,9 @@ const (
 	hotColl = "hot" // global: every PoP replicates it
 )
 
-// manifest is data only: the harness drives each PoP's data service
-// directly, so the function is dropped after parsing (a manifest needs one).
-const manifest = `
-name = "bench"
-
-[[function]]
-name = "none"
-module = "none.wasm"
-executor = "verge"
-routes = ["/*"]
-
+// decls are the app's collections: the harness drives each PoP's data
+// service directly, so the app has no function.
+const decls = `
 [[collection]]
 name = "hot"
 scope = "global"
@@ -114,18 +103,12 @@ func defaultConfig() config {
 	}
 }
 
-// Shared with bench/spot.
-var (
-	ms         = bc.Ms
-	round      = bc.Round
-	percentile = bc.Percentile
-	sleep      = bc.Sleep
-	metWord    = bc.MetWord
-)
+// bench names the scenarios and runs them.
+var bench = &harness.Command{Name: "bench/replication", Scenarios: []string{"delay", "rate", "partition"}}
 
 func main() {
 	cfg := defaultConfig()
-	scenario := flag.String("scenario", "all", "all, delay, rate or partition")
+	scenario := bench.ScenarioFlag()
 	flag.IntVar(&cfg.pops, "pops", cfg.pops, "number of PoPs (2..10; the first, ord, is central)")
 	flag.BoolVar(&cfg.noSync, "nosync", false, "acknowledge writes before fsync")
 	flag.DurationVar(&cfg.window, "window", cfg.window, "replication batch window")
@@ -146,30 +129,15 @@ func main() {
 	flag.IntVar(&cfg.partitionDocs, "partition-docs", cfg.partitionDocs, "partition: distinct documents written during it, half at the isolated PoP")
 	flag.DurationVar(&cfg.convergeMax, "converge-max", cfg.convergeMax, "partition and rate: give up waiting for convergence after this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fatalf("unexpected arguments %q", flag.Args())
-	}
-	cfg.rates = nil
-	for s := range strings.SplitSeq(*rates, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fatalf("-rates %q: want positive integers separated by commas, e.g. 10000,1000", *rates)
-		}
-		cfg.rates = append(cfg.rates, n)
+	bench.Parse()
+	var err error
+	if cfg.rates, err = harness.ParseInts(*rates, "10000,1000"); err != nil {
+		bench.Fatalf("-rates %q: %v", *rates, err)
 	}
 	if err := cfg.check(); err != nil {
-		fatalf("%v", err)
+		bench.Fatalf("%v", err)
 	}
-	var run []string
-	switch *scenario {
-	case "all":
-		run = []string{"delay", "rate", "partition"}
-	case "delay", "rate", "partition":
-		run = []string{*scenario}
-	default:
-		fatalf("-scenario %q: want all, delay, rate or partition", *scenario)
-	}
+	run := bench.Select(*scenario)
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -177,46 +145,18 @@ func main() {
 			err = pprof.StartCPUProfile(f)
 		}
 		if err != nil {
-			fatalf("-cpuprofile: %v", err)
+			bench.Fatalf("-cpuprofile: %v", err)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var summaries []string
-	failed := false
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	for _, s := range run {
-		progress("scenario %s", s)
-		res, err := runScenario(ctx, cfg, s)
-		if ctx.Err() != nil {
-			fatalf("interrupted; the PoPs it started are closed and their directory removed")
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench/replication: %s: %v\n", s, err)
-			failed = true
-			continue
-		}
-		if err := enc.Encode(res); err != nil {
-			fatalf("writing JSON: %v", err)
-		}
-		summaries = append(summaries, res.summary())
-	}
-	for _, s := range summaries {
-		fmt.Fprintln(os.Stderr, s)
-	}
-	if failed {
-		pprof.StopCPUProfile()
-		os.Exit(1)
-	}
+	bench.Run(run, func(ctx context.Context, s string) (harness.Result, error) { return runScenario(ctx, cfg, s) })
 }
 
 func (c *config) check() error {
-	if c.pops < 2 || c.pops > len(pop.Sites) {
-		return fmt.Errorf("-pops %d: want 2..%d", c.pops, len(pop.Sites))
+	if err := bc.CheckPoPs(c.pops); err != nil {
+		return err
 	}
-	ids := c.ids()
+	ids := bc.IDs(c.pops)
 	if !slices.Contains(ids, c.delayFrom) {
 		return fmt.Errorf("-from %q: not among the PoPs %v", c.delayFrom, ids)
 	}
@@ -239,27 +179,7 @@ func (c *config) check() error {
 	return nil
 }
 
-func (c *config) ids() []string {
-	ids := make([]string, c.pops)
-	for i := range ids {
-		ids[i] = pop.Sites[i].ID
-	}
-	return ids
-}
-
-func fatalf(format string, args ...any) {
-	pprof.StopCPUProfile()
-	fmt.Fprintf(os.Stderr, "bench/replication: "+format+"\n", args...)
-	os.Exit(1)
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench/replication: "+format+"\n", args...)
-}
-
-type result interface{ summary() string }
-
-func runScenario(ctx context.Context, cfg config, name string) (result, error) {
+func runScenario(ctx context.Context, cfg config, name string) (harness.Result, error) {
 	switch name {
 	case "delay":
 		return runDelay(ctx, cfg)
@@ -299,11 +219,10 @@ type cluster struct {
 // startCluster starts cfg.pops PoPs over a WAN of model m and waits until
 // every PoP replicates to every other (a write at each is visible at all).
 func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, err error) {
-	man, err := verge.ParseManifest("verge.toml", []byte(manifest))
+	man, err := bc.DataManifest(appName, decls)
 	if err != nil {
 		return nil, err
 	}
-	man.Functions = nil
 	c := &cluster{cfg: cfg}
 	cc, err := bc.Start(ctx, bc.Options{
 		PoPs: cfg.pops, Model: m, Manifest: man, Window: cfg.window, AntiEntropy: cfg.antiEntropy,
@@ -351,7 +270,7 @@ func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, 
 	}
 	c.env = env{
 		Go: runtime.Version(), CPUs: runtime.NumCPU(), PoPs: c.IDs, NoSync: cfg.noSync,
-		WindowMs: ms(cfg.window), LatencyScale: m.Scale, BaseMs: ms(m.Base), StartupMs: ms(cc.Started),
+		WindowMs: harness.Ms(cfg.window), LatencyScale: m.Scale, BaseMs: harness.Ms(m.Base), StartupMs: harness.Ms(cc.Started),
 	}
 	return c, nil
 }
@@ -380,43 +299,26 @@ func incrOp(path string, n int) crdt.Op {
 // with the time the first was due and the time the last finished.
 func pace(ctx context.Context, n int, rate float64, workers int, fn func(i int) error) (start, end time.Time, err error) {
 	var next atomic.Int64
-	var mu sync.Mutex
-	var first error
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	start = time.Now()
-	var wg sync.WaitGroup
-	for range min(workers, n) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-				if d := time.Until(due); d > 0 {
-					if sleep(ctx, d) != nil {
-						return
-					}
-				}
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					cancel()
-					return
+	err = harness.Workers(ctx, min(workers, n), func(ctx context.Context, _ int) error {
+		for ctx.Err() == nil {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return nil
+			}
+			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				if bc.Sleep(ctx, d) != nil {
+					return nil
 				}
 			}
-		})
-	}
-	wg.Wait()
-	end = time.Now()
-	if first == nil && ctx.Err() != nil {
-		first = ctx.Err()
-	}
-	return start, end, first
+			if err := fn(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return start, time.Now(), err
 }
 
 // ---- delay ----
@@ -450,7 +352,7 @@ type delayDest struct {
 	Met    bool    `json:"goal_met"` // p99 ≤ goal
 }
 
-func (r *delayResult) summary() string { return r.Summary }
+func (r *delayResult) SummaryLine() string { return r.Summary }
 
 func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 	m := netsim.Model{Base: cfg.base, Scale: 1}
@@ -518,7 +420,7 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 		if done || time.Now().After(deadline) {
 			break
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := bc.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
@@ -527,15 +429,15 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	r := &delayResult{Scenario: "delay", Env: c.env, From: cfg.delayFrom, Writes: n, TargetPerS: cfg.delayRate,
-		AchievedPerS: round(float64(n)/end.Sub(start).Seconds(), 1), Met: true}
+		AchievedPerS: harness.Round(float64(n)/end.Sub(start).Seconds(), 1), Met: true}
 	slices.Sort(took)
-	r.WriteP50Ms = ms(percentile(took, 0.5))
+	r.WriteP50Ms = harness.Ms(harness.Percentile(took, 0.5))
 	var parts []string
 	for _, id := range c.IDs {
 		if id == cfg.delayFrom {
 			continue
 		}
-		d := delayDest{PoP: id, OneWayMs: ms(c.oneWay(cfg.delayFrom, id)), Visible: visible[id]}
+		d := delayDest{PoP: id, OneWayMs: harness.Ms(c.oneWay(cfg.delayFrom, id)), Visible: visible[id]}
 		var lat []time.Duration
 		for i, t := range seen[id] {
 			if t.IsZero() {
@@ -550,9 +452,9 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 		}
 		slices.Sort(lat)
 		goal := c.oneWay(cfg.delayFrom, id) + cfg.window + 5*time.Millisecond
-		d.P50Ms, d.P99Ms, d.MaxMs = ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1))
-		d.GoalMs = ms(goal)
-		d.Met = d.Visible == n && percentile(lat, 0.99) <= goal
+		d.P50Ms, d.P99Ms, d.MaxMs = harness.Ms(harness.Percentile(lat, 0.5)), harness.Ms(harness.Percentile(lat, 0.99)), harness.Ms(harness.Percentile(lat, 1))
+		d.GoalMs = harness.Ms(goal)
+		d.Met = d.Visible == n && harness.Percentile(lat, 0.99) <= goal
 		r.Met = r.Met && d.Met
 		r.Dests = append(r.Dests, d)
 		mark := ""
@@ -562,7 +464,7 @@ func runDelay(ctx context.Context, cfg config) (*delayResult, error) {
 		parts = append(parts, fmt.Sprintf("%s p50 %.0f p99 %.0f/%.0f%s", id, d.P50Ms, d.P99Ms, d.GoalMs, mark))
 	}
 	r.Summary = fmt.Sprintf("delay: %d writes at %s, %.0f/s; ack→visible ms (p99/goal): %s; goal %s",
-		n, cfg.delayFrom, r.AchievedPerS, strings.Join(parts, ", "), metWord(r.Met))
+		n, cfg.delayFrom, r.AchievedPerS, strings.Join(parts, ", "), harness.MetWord(r.Met))
 	return r, nil
 }
 
@@ -614,7 +516,7 @@ type rateLink struct {
 	WireBytesPerS float64 `json:"wire_bytes_per_s"`
 }
 
-func (r *rateResult) summary() string { return r.Summary }
+func (r *rateResult) SummaryLine() string { return r.Summary }
 
 type linkSnap struct {
 	sent map[[2]string][3]uint64 // batches, items, bytes
@@ -651,7 +553,7 @@ func runRate(ctx context.Context, cfg config) (*rateResult, error) {
 	}
 	r := &rateResult{Scenario: "rate", Env: c.env, WriteAt: cfg.rateAt, Docs: cfg.rateDocs, Writers: cfg.writers, Met: true}
 	for run, rate := range cfg.rates {
-		progress("rate: %d writes/s for %v", rate, cfg.rateFor)
+		bench.Progress("rate: %d writes/s for %v", rate, cfg.rateFor)
 		n := max(1, int(float64(rate)*cfg.rateFor.Seconds()))
 		doc := func(i int) string { return fmt.Sprintf("r%d-%03d", run, i%cfg.rateDocs) }
 		before := c.snapLinks()
@@ -665,8 +567,8 @@ func runRate(ctx context.Context, cfg config) (*rateResult, error) {
 			return nil, fmt.Errorf("writing at %d/s: %w", rate, err)
 		}
 		secs := end.Sub(start).Seconds()
-		rr := rateRun{TargetPerS: rate, Writes: n, AchievedPerS: round(float64(n)/secs, 1), SecondsMs: ms(end.Sub(start)),
-			LimitPerS: round(1/cfg.window.Seconds(), 2)}
+		rr := rateRun{TargetPerS: rate, Writes: n, AchievedPerS: harness.Round(float64(n)/secs, 1), SecondsMs: harness.Ms(end.Sub(start)),
+			LimitPerS: harness.Round(1/cfg.window.Seconds(), 2)}
 		for _, from := range writers {
 			for _, to := range c.IDs {
 				if to == from {
@@ -675,12 +577,12 @@ func runRate(ctx context.Context, cfg config) (*rateResult, error) {
 				k := [2]string{from, to}
 				a, b := after.sent[k], before.sent[k]
 				l := rateLink{From: from, To: to, Batches: a[0] - b[0], Items: a[1] - b[1],
-					BatchesPerS: round(float64(a[0]-b[0])/secs, 2), ItemsPerS: round(float64(a[1]-b[1])/secs, 1),
-					BytesPerS: round(float64(a[2]-b[2])/secs, 0), WireBytesPerS: round(float64(after.wire[k]-before.wire[k])/secs, 0)}
+					BatchesPerS: harness.Round(float64(a[0]-b[0])/secs, 2), ItemsPerS: harness.Round(float64(a[1]-b[1])/secs, 1),
+					BytesPerS: harness.Round(float64(a[2]-b[2])/secs, 0), WireBytesPerS: harness.Round(float64(after.wire[k]-before.wire[k])/secs, 0)}
 				if a[0] > b[0] {
-					l.ItemsPerBatch = round(float64(a[1]-b[1])/float64(a[0]-b[0]), 1)
+					l.ItemsPerBatch = harness.Round(float64(a[1]-b[1])/float64(a[0]-b[0]), 1)
 				}
-				l.BytesPerWrite = round(float64(a[2]-b[2])/float64(n/len(writers)), 2)
+				l.BytesPerWrite = harness.Round(float64(a[2]-b[2])/float64(n/len(writers)), 2)
 				rr.MaxBatchesPerS = max(rr.MaxBatchesPerS, l.BatchesPerS)
 				rr.Links = append(rr.Links, l)
 			}
@@ -721,7 +623,7 @@ func runRate(ctx context.Context, cfg config) (*rateResult, error) {
 		loRate, hiRate = min(loRate, rr.AchievedPerS), max(hiRate, rr.AchievedPerS)
 	}
 	r.Independent = len(r.Runs) > 1 && hiRate > 2*loRate && hi <= 1.2*lo
-	r.Summary = fmt.Sprintf("rate: writes at %s over %d docs: %s; goal %s", cfg.rateAt, cfg.rateDocs, strings.Join(parts, "; "), metWord(r.Met))
+	r.Summary = fmt.Sprintf("rate: writes at %s over %d docs: %s; goal %s", cfg.rateAt, cfg.rateDocs, strings.Join(parts, "; "), harness.MetWord(r.Met))
 	return r, nil
 }
 
@@ -745,12 +647,12 @@ func (c *cluster) waitCounts(ctx context.Context, doc func(int) string, want []i
 			}
 		}
 		if ok {
-			return true, ms(time.Since(since)), nil
+			return true, harness.Ms(time.Since(since)), nil
 		}
 		if time.Now().After(deadline) {
 			return false, 0, nil
 		}
-		if err := sleep(ctx, 5*time.Millisecond); err != nil {
+		if err := bc.Sleep(ctx, 5*time.Millisecond); err != nil {
 			return false, 0, err
 		}
 	}
@@ -794,7 +696,7 @@ type partitionResult struct {
 	Summary         string `json:"summary"`
 }
 
-func (r *partitionResult) summary() string { return r.Summary }
+func (r *partitionResult) SummaryLine() string { return r.Summary }
 
 const convergeGoal = 2 * time.Second
 
@@ -840,12 +742,12 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writing during the partition: %w", err)
 	}
-	if err := sleep(ctx, time.Until(cut.Add(cfg.partitionFor))); err != nil {
+	if err := bc.Sleep(ctx, time.Until(cut.Add(cfg.partitionFor))); err != nil {
 		return nil, err
 	}
 	r := &partitionResult{Scenario: "partition", Env: c.env, Isolated: iso, Docs: n, MissingAtHeal: map[string]int{}, ConvergeMsAt: map[string]float64{},
 
-		AchievedPerS: round(float64(n)/end.Sub(start).Seconds(), 1), GoalMs: ms(convergeGoal)}
+		AchievedPerS: harness.Round(float64(n)/end.Sub(start).Seconds(), 1), GoalMs: harness.Ms(convergeGoal)}
 	for i := range n {
 		if writer(i) == iso {
 			r.WrittenIsolated++
@@ -866,7 +768,7 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	}
 
 	healed := time.Now()
-	r.PartitionMs = ms(healed.Sub(cut))
+	r.PartitionMs = harness.Ms(healed.Sub(cut))
 	var fmu sync.Mutex
 	first := map[string]float64{}
 	c.setHook(func(at, from string, keys []store.Key) {
@@ -874,7 +776,7 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 		fmu.Lock()
 		defer fmu.Unlock()
 		if _, ok := first[at]; !ok {
-			first[at] = ms(now.Sub(healed))
+			first[at] = harness.Ms(now.Sub(healed))
 		}
 	})
 	defer c.setHook(nil)
@@ -896,17 +798,17 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 			missing[id] = l
 			left += len(l)
 			if _, done := r.ConvergeMsAt[id]; !done && len(l) == 0 {
-				r.ConvergeMsAt[id] = ms(time.Since(healed))
+				r.ConvergeMsAt[id] = harness.Ms(time.Since(healed))
 			}
 		}
 		if left == 0 {
-			r.Converged, r.ConvergeMs = true, ms(time.Since(healed))
+			r.Converged, r.ConvergeMs = true, harness.Ms(time.Since(healed))
 			break
 		}
 		if time.Now().After(deadline) {
 			break
 		}
-		if err := sleep(ctx, 2*time.Millisecond); err != nil {
+		if err := bc.Sleep(ctx, 2*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
@@ -947,7 +849,7 @@ func runPartition(ctx context.Context, cfg config) (*partitionResult, error) {
 	}
 	r.Summary = fmt.Sprintf("partition: %s cut off %.1f s, %d docs written (%d there, %d elsewhere), missing at heal %d (%s) / %d (others max); %s (goal %.0f ms), %d JSON / %d state mismatches; goal %s",
 		iso, r.PartitionMs/1e3, n, r.WrittenIsolated, r.WrittenElsewhere, r.MissingAtHeal[iso], iso, maxOther(r.MissingAtHeal, iso),
-		conv, r.GoalMs, r.JSONMismatches, r.StateMismatches, metWord(r.Met))
+		conv, r.GoalMs, r.JSONMismatches, r.StateMismatches, harness.MetWord(r.Met))
 	return r, nil
 }
 

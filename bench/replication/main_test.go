@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/verge-edge/verge/bench/internal/harness"
+	"github.com/verge-edge/verge/bench/internal/harness/harnesstest"
 )
 
 // tiny is a configuration every scenario finishes quickly with: three PoPs
@@ -20,37 +22,14 @@ func tiny() config {
 	return c
 }
 
-// asJSON round-trips a result through its JSON form, which is what the
-// harness prints and what readers of the benchmark consume.
-func asJSON(t *testing.T, r result) map[string]any {
+// asJSON is r as its readers see it: a JSON object with a scenario, its
+// env, whether its goal was met and its summary.
+func asJSON(t *testing.T, r harness.Result) map[string]any {
 	t.Helper()
-	b, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"scenario", "env", "goal_met", "summary"} {
-		if _, ok := m[f]; !ok {
-			t.Errorf("result has no %q: %s", f, b)
-		}
-	}
-	if s, _ := m["summary"].(string); s == "" || s != r.summary() {
-		t.Errorf("summary %q, summary() %q", m["summary"], r.summary())
-	}
-	return m
+	return harnesstest.JSON(t, r, "scenario", "env", "goal_met")
 }
 
-func num(t *testing.T, m map[string]any, field string) float64 {
-	t.Helper()
-	v, ok := m[field].(float64)
-	if !ok {
-		t.Fatalf("field %q is %T (%v), want a number", field, m[field], m[field])
-	}
-	return v
-}
+var num = harnesstest.Num
 
 func TestDelaySmoke(t *testing.T) {
 	t.Parallel()
@@ -175,19 +154,6 @@ func TestPartitionSmoke(t *testing.T) {
 		if v.(float64) > num(t, m, "converge_ms") {
 			t.Errorf("%s converged at %v ms, after the whole network (%v ms)", id, v, m["converge_ms"])
 		}
-	}
-}
-
-func TestPercentile(t *testing.T) {
-	t.Parallel()
-	v := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
-	for q, want := range map[float64]time.Duration{0.5: 5, 0.99: 10, 1: 10, 0.1: 1, 0: 1} {
-		if got := percentile(v, q); got != want {
-			t.Errorf("percentile(%v) = %v, want %v", q, got, want)
-		}
-	}
-	if percentile(nil, 0.5) != 0 {
-		t.Error("percentile of nothing is not 0")
 	}
 }
 

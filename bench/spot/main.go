@@ -41,21 +41,18 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/signal"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/verge-edge/verge"
 	bc "github.com/verge-edge/verge/bench/internal/cluster"
+	"github.com/verge-edge/verge/bench/internal/harness"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/netsim"
-	"github.com/verge-edge/verge/internal/pop"
 )
 
 const (
@@ -66,18 +63,10 @@ const (
 	scarceName = "scarce" // declared, restocked to the threshold
 )
 
-// manifestFor is data only (the harness calls the PoPs' services
-// directly), so the function is dropped after parsing; a manifest needs one.
-func manifestFor(threshold, grant int64) string {
+// declsFor are the app's collection and stocks: the harness calls the PoPs'
+// services directly, so the app has no function.
+func declsFor(threshold, grant int64) string {
 	return fmt.Sprintf(`
-name = %q
-
-[[function]]
-name = "none"
-module = "none.wasm"
-executor = "verge"
-routes = ["/*"]
-
 [[collection]]
 name = %q
 scope = "local"
@@ -91,7 +80,7 @@ grant = %d
 name = %q
 threshold = %d
 grant = %d
-`, appName, localColl, plentyName, threshold, grant, scarceName, threshold, grant)
+`, localColl, plentyName, threshold, grant, scarceName, threshold, grant)
 }
 
 type config struct {
@@ -125,18 +114,12 @@ func defaultConfig() config {
 	}
 }
 
-// Shared with bench/replication.
-var (
-	ms         = bc.Ms
-	round      = bc.Round
-	percentile = bc.Percentile
-	sleep      = bc.Sleep
-	metWord    = bc.MetWord
-)
+// bench names the scenarios and runs them.
+var bench = &harness.Command{Name: "bench/spot", Scenarios: []string{"latency", "throughput", "threshold"}}
 
 func main() {
 	cfg := defaultConfig()
-	scenario := flag.String("scenario", "all", "all, latency, throughput or threshold")
+	scenario := bench.ScenarioFlag()
 	flag.IntVar(&cfg.pops, "pops", cfg.pops, "number of PoPs (2..10; the first, ord, is central)")
 	flag.BoolVar(&cfg.noSync, "nosync", false, "acknowledge document writes (and escrow changes) before fsync; the SPOT engine always fsyncs")
 	flag.DurationVar(&cfg.base, "base", cfg.base, "fixed one-way cost per link (netsim Model.Base)")
@@ -152,74 +135,22 @@ func main() {
 	flag.IntVar(&cfg.belowTakes, "below-takes", cfg.belowTakes, "threshold: serial takes at the threshold (each a round trip)")
 	flag.IntVar(&cfg.stockConc, "stock-conc", cfg.stockConc, "threshold: concurrent takers for takes/s (0 skips)")
 	flag.DurationVar(&cfg.stockFor, "stock-for", cfg.stockFor, "threshold: how long the concurrent runs last")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fatalf("unexpected arguments %q", flag.Args())
-	}
+	bench.Parse()
 	var err error
-	if cfg.tputConc, err = parseInts(*conc); err != nil {
-		fatalf("-tput-conc %q: %v", *conc, err)
+	if cfg.tputConc, err = harness.ParseInts(*conc, "1,64"); err != nil {
+		bench.Fatalf("-tput-conc %q: %v", *conc, err)
 	}
 	if err := cfg.check(); err != nil {
-		fatalf("%v", err)
+		bench.Fatalf("%v", err)
 	}
-	var run []string
-	switch *scenario {
-	case "all":
-		run = []string{"latency", "throughput", "threshold"}
-	case "latency", "throughput", "threshold":
-		run = []string{*scenario}
-	default:
-		fatalf("-scenario %q: want all, latency, throughput or threshold", *scenario)
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var summaries []string
-	failed := false
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	for _, s := range run {
-		progress("scenario %s", s)
-		res, err := runScenario(ctx, cfg, s)
-		if ctx.Err() != nil {
-			fatalf("interrupted; the PoPs it started are closed and their directory removed")
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench/spot: %s: %v\n", s, err)
-			failed = true
-			continue
-		}
-		if err := enc.Encode(res); err != nil {
-			fatalf("writing JSON: %v", err)
-		}
-		summaries = append(summaries, res.summary())
-	}
-	for _, s := range summaries {
-		fmt.Fprintln(os.Stderr, s)
-	}
-	if failed {
-		os.Exit(1)
-	}
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for f := range strings.SplitSeq(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, errors.New("want positive integers separated by commas, e.g. 1,64")
-		}
-		out = append(out, n)
-	}
-	return out, nil
+	bench.Run(bench.Select(*scenario), func(ctx context.Context, s string) (harness.Result, error) { return runScenario(ctx, cfg, s) })
 }
 
 func (c *config) check() error {
-	if c.pops < 2 || c.pops > len(pop.Sites) {
-		return fmt.Errorf("-pops %d: want 2..%d", c.pops, len(pop.Sites))
+	if err := bc.CheckPoPs(c.pops); err != nil {
+		return err
 	}
-	ids := c.ids()
+	ids := bc.IDs(c.pops)
 	if !slices.Contains(ids[1:], c.stockAt) {
 		return fmt.Errorf("-stock-at %q: want an edge PoP, one of %v", c.stockAt, ids[1:])
 	}
@@ -244,26 +175,7 @@ func (c *config) check() error {
 	return nil
 }
 
-func (c *config) ids() []string {
-	ids := make([]string, c.pops)
-	for i := range ids {
-		ids[i] = pop.Sites[i].ID
-	}
-	return ids
-}
-
-func fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench/spot: "+format+"\n", args...)
-	os.Exit(1)
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench/spot: "+format+"\n", args...)
-}
-
-type result interface{ summary() string }
-
-func runScenario(ctx context.Context, cfg config, name string) (result, error) {
+func runScenario(ctx context.Context, cfg config, name string) (harness.Result, error) {
 	switch name {
 	case "latency":
 		return runLatency(ctx, cfg)
@@ -301,11 +213,10 @@ type cluster struct {
 // startCluster starts cfg.pops PoPs over a WAN of model m and waits until
 // every edge reaches the centre's SPOT.
 func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, err error) {
-	man, err := verge.ParseManifest("verge.toml", []byte(manifestFor(cfg.threshold, cfg.grant)))
+	man, err := bc.DataManifest(appName, declsFor(cfg.threshold, cfg.grant))
 	if err != nil {
 		return nil, err
 	}
-	man.Functions = nil
 	cc, err := bc.Start(ctx, bc.Options{PoPs: cfg.pops, Model: m, Manifest: man, NoSync: cfg.noSync, Verbose: cfg.verbose})
 	if err != nil {
 		return nil, err
@@ -336,8 +247,8 @@ func startCluster(ctx context.Context, cfg config, m netsim.Model) (_ *cluster, 
 	}
 	c.env = env{
 		Go: runtime.Version(), CPUs: runtime.NumCPU(), PoPs: c.IDs, NoSync: cfg.noSync,
-		LatencyScale: m.Scale, BaseMs: ms(m.Base), StartupMs: ms(cc.Started),
-		FsyncP50Ms: ms(percentile(fsync, 0.5)), FsyncP99Ms: ms(percentile(fsync, 0.99)),
+		LatencyScale: m.Scale, BaseMs: harness.Ms(m.Base), StartupMs: harness.Ms(cc.Started),
+		FsyncP50Ms: harness.Ms(harness.Percentile(fsync, 0.5)), FsyncP99Ms: harness.Ms(harness.Percentile(fsync, 0.99)),
 	}
 	return c, nil
 }
@@ -394,50 +305,34 @@ type stats struct {
 
 func summarize(v []time.Duration) stats {
 	slices.Sort(v)
-	return stats{N: len(v), P50Ms: ms(percentile(v, 0.5)), P99Ms: ms(percentile(v, 0.99)), MaxMs: ms(percentile(v, 1))}
+	return stats{N: len(v), P50Ms: harness.Ms(harness.Percentile(v, 0.5)), P99Ms: harness.Ms(harness.Percentile(v, 0.99)), MaxMs: harness.Ms(harness.Percentile(v, 1))}
 }
 
 // timed runs fn from workers goroutines until d has passed (or fn fails)
 // and returns every call's latency, the first error and the elapsed time.
 // Each worker gets its index, for keys of its own.
 func timed(ctx context.Context, workers int, d time.Duration, fn func(ctx context.Context, w int) error) ([]time.Duration, time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var mu sync.Mutex
 	var all []time.Duration
-	var first error
 	start := time.Now()
 	end := start.Add(d)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			var lat []time.Duration
-			defer func() {
-				mu.Lock()
-				all = append(all, lat...)
-				mu.Unlock()
-			}()
-			for ctx.Err() == nil && time.Now().Before(end) {
-				t0 := time.Now()
-				if err := fn(ctx, w); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					cancel()
-					return
-				}
-				lat = append(lat, time.Since(t0))
+	err := harness.Workers(ctx, workers, func(ctx context.Context, w int) error {
+		var lat []time.Duration
+		defer func() {
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+		for ctx.Err() == nil && time.Now().Before(end) {
+			t0 := time.Now()
+			if err := fn(ctx, w); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if first == nil && ctx.Err() != nil {
-		first = ctx.Err()
-	}
-	return all, elapsed, first
+			lat = append(lat, time.Since(t0))
+		}
+		return nil
+	})
+	return all, time.Since(start), err
 }
 
 // ---- latency ----
@@ -489,7 +384,7 @@ type opRow struct {
 
 const latencySlack = 2 * time.Millisecond
 
-func (r *latencyResult) summary() string { return r.Summary }
+func (r *latencyResult) SummaryLine() string { return r.Summary }
 
 func runLatency(ctx context.Context, cfg config) (*latencyResult, error) {
 	c, err := startCluster(ctx, cfg, netsim.Model{Base: cfg.base, Scale: cfg.scale})
@@ -517,11 +412,11 @@ func runLatency(ctx context.Context, cfg config) (*latencyResult, error) {
 		mu.Unlock()
 		return nil
 	}
-	progress("latency: %d of each operation at %s", cfg.latencyOps, c.Central)
+	bench.Progress("latency: %d of each operation at %s", cfg.latencyOps, c.Central)
 	if err := measure(c.Central); err != nil {
 		return nil, err
 	}
-	progress("latency: %d of each operation at every edge PoP at once", cfg.latencyOps)
+	bench.Progress("latency: %d of each operation at every edge PoP at once", cfg.latencyOps)
 	var wg sync.WaitGroup
 	errs := make([]error, len(c.IDs))
 	for i, id := range c.IDs[1:] {
@@ -551,7 +446,7 @@ func runLatency(ctx context.Context, cfg config) (*latencyResult, error) {
 		parts = append(parts, fmt.Sprintf("%s rtt %.1f%s: %.1f/%.1f/%.1f%s", id, row.RTTMs, ping, row.Claim.P50Ms, row.Take.P50Ms, row.Update.P50Ms, mark))
 	}
 	r.Summary = fmt.Sprintf("latency: claim/take/update p50 ms per PoP (goal rtt + 2 ms): %s; goal %s at p50 (%s over the measured ping), %s at p99",
-		strings.Join(parts, ", "), metWord(r.Met), metWord(r.PingMet), metWord(r.P99Met))
+		strings.Join(parts, ", "), harness.MetWord(r.Met), harness.MetWord(r.PingMet), harness.MetWord(r.P99Met))
 	return r, nil
 }
 
@@ -607,16 +502,16 @@ func spotLatency(ctx context.Context, c *cluster, id string, n int) (latencyRow,
 	rtt := c.rtt(id)
 	goal := rtt + latencySlack
 	var ping stats
-	row := latencyRow{PoP: id, RTTMs: ms(rtt), GoalMs: ms(goal)}
+	row := latencyRow{PoP: id, RTTMs: harness.Ms(rtt), GoalMs: harness.Ms(goal)}
 	if id != c.Central {
 		ping = summarize(pings)
 		row.Ping = &ping
 	}
 	op := func(v []time.Duration) opRow {
 		s := summarize(v)
-		return opRow{stats: s, OverP50Ms: round(s.P50Ms-ms(rtt), 3), OverPingP50Ms: round(s.P50Ms-ping.P50Ms, 3),
-			Met: percentile(v, 0.5) <= goal, P99Met: percentile(v, 0.99) <= goal,
-			PingMet: s.P50Ms <= ping.P50Ms+ms(latencySlack)}
+		return opRow{stats: s, OverP50Ms: harness.Round(s.P50Ms-harness.Ms(rtt), 3), OverPingP50Ms: harness.Round(s.P50Ms-ping.P50Ms, 3),
+			Met: harness.Percentile(v, 0.5) <= goal, P99Met: harness.Percentile(v, 0.99) <= goal,
+			PingMet: s.P50Ms <= ping.P50Ms+harness.Ms(latencySlack)}
 	}
 	row.Claim, row.Take, row.Update = op(claims), op(takes), op(updates)
 	row.Met = row.Claim.Met && row.Take.Met && row.Update.Met
@@ -645,7 +540,7 @@ type tputRun struct {
 	Exact bool `json:"exact"`
 }
 
-func (r *throughputResult) summary() string { return r.Summary }
+func (r *throughputResult) SummaryLine() string { return r.Summary }
 
 func runThroughput(ctx context.Context, cfg config) (*throughputResult, error) {
 	// No WAN: only the centre works.
@@ -664,7 +559,7 @@ func runThroughput(ctx context.Context, cfg config) (*throughputResult, error) {
 	var keys atomic.Int64
 	for _, op := range []string{"claim", "take"} {
 		for _, conc := range cfg.tputConc {
-			progress("throughput: %s at concurrency %d for %v", op, conc, cfg.tputFor)
+			bench.Progress("throughput: %s at concurrency %d for %v", op, conc, cfg.tputFor)
 			before, err := e.Counter(ctx, appName, hot)
 			if err != nil {
 				return nil, err
@@ -688,8 +583,8 @@ func runThroughput(ctx context.Context, cfg config) (*throughputResult, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s at concurrency %d: %w", op, conc, err)
 			}
-			run := tputRun{Op: op, Concurrency: conc, Ops: len(lat), DurationMs: ms(elapsed),
-				OpsPerS: round(float64(len(lat))/elapsed.Seconds(), 1), Latency: summarize(lat), Exact: refused.Load() == 0}
+			run := tputRun{Op: op, Concurrency: conc, Ops: len(lat), DurationMs: harness.Ms(elapsed),
+				OpsPerS: harness.Round(float64(len(lat))/elapsed.Seconds(), 1), Latency: summarize(lat), Exact: refused.Load() == 0}
 			if op == "take" {
 				after, err := e.Counter(ctx, appName, hot)
 				if err != nil {
@@ -763,7 +658,7 @@ type stockConcurrent struct {
 	Spread      stats   `json:"distinct_doc_write"`
 }
 
-func (r *thresholdResult) summary() string { return r.Summary }
+func (r *thresholdResult) SummaryLine() string { return r.Summary }
 
 const localSlack = time.Millisecond
 
@@ -792,15 +687,15 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%s holds %d units of %s in escrow 10 s after the restock, want a grant of %d", cfg.stockAt, at.Stock.Escrowed(appName, plentyName), plentyName, cfg.grant)
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := bc.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
 	rtt := c.rtt(cfg.stockAt)
-	r := &thresholdResult{Scenario: "threshold", Env: c.env, At: cfg.stockAt, RTTMs: ms(rtt), Threshold: cfg.threshold, Grant: cfg.grant}
+	r := &thresholdResult{Scenario: "threshold", Env: c.env, At: cfg.stockAt, RTTMs: harness.Ms(rtt), Threshold: cfg.threshold, Grant: cfg.grant}
 	var sold atomic.Int64
 	phase := func(counter string, n int) (stockPhase, error) {
-		progress("threshold: %d takes of %s at %s, each followed by a local write", n, counter, cfg.stockAt)
+		bench.Progress("threshold: %d takes of %s at %s, each followed by a local write", n, counter, cfg.stockAt)
 		before, err := centre.Counter(ctx, appName, counter)
 		if err != nil {
 			return stockPhase{}, err
@@ -834,9 +729,9 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 			takes = append(takes, t1.Sub(t0))
 			writes = append(writes, t2.Sub(t1))
 		}
-		ph.LocalFraction = round(float64(ph.Local)/float64(n), 4)
+		ph.LocalFraction = harness.Round(float64(ph.Local)/float64(n), 4)
 		ph.Take, ph.Write = summarize(takes), summarize(writes)
-		ph.OverWrite = round(ph.Take.P50Ms-ph.Write.P50Ms, 3)
+		ph.OverWrite = harness.Round(ph.Take.P50Ms-ph.Write.P50Ms, 3)
 		return ph, nil
 	}
 	if r.Above, err = phase(plentyName, cfg.aboveTakes); err != nil {
@@ -847,7 +742,7 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 	}
 	if cfg.stockConc > 0 {
 		cc := &stockConcurrent{Concurrency: cfg.stockConc}
-		progress("threshold: %d concurrent takers of %s at %s for %v", cfg.stockConc, plentyName, cfg.stockAt, cfg.stockFor)
+		bench.Progress("threshold: %d concurrent takers of %s at %s for %v", cfg.stockConc, plentyName, cfg.stockAt, cfg.stockFor)
 		var local atomic.Int64
 		lat, el, err := timed(ctx, cfg.stockConc, cfg.stockFor, func(ctx context.Context, _ int) error {
 			t, err := at.Stock.Take(ctx, appName, plentyName, 1)
@@ -865,9 +760,9 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		cc.TakesPerS, cc.Take = round(float64(len(lat))/el.Seconds(), 1), summarize(lat)
-		cc.TakeLocal = round(float64(local.Load())/float64(max(1, len(lat))), 4)
-		progress("threshold: %d concurrent writers of one document at %s for %v", cfg.stockConc, cfg.stockAt, cfg.stockFor)
+		cc.TakesPerS, cc.Take = harness.Round(float64(len(lat))/el.Seconds(), 1), summarize(lat)
+		cc.TakeLocal = harness.Round(float64(local.Load())/float64(max(1, len(lat))), 4)
+		bench.Progress("threshold: %d concurrent writers of one document at %s for %v", cfg.stockConc, cfg.stockAt, cfg.stockFor)
 		lat, el, err = timed(ctx, cfg.stockConc, cfg.stockFor, func(ctx context.Context, _ int) error {
 			_, err := at.Docs.Update(ctx, appName, localColl, "hot", []crdt.Op{incrOp("n", 1)})
 			return err
@@ -875,8 +770,8 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		cc.HotPerS, cc.Hot = round(float64(len(lat))/el.Seconds(), 1), summarize(lat)
-		progress("threshold: %d concurrent writers of a document each at %s for %v", cfg.stockConc, cfg.stockAt, cfg.stockFor)
+		cc.HotPerS, cc.Hot = harness.Round(float64(len(lat))/el.Seconds(), 1), summarize(lat)
+		bench.Progress("threshold: %d concurrent writers of a document each at %s for %v", cfg.stockConc, cfg.stockAt, cfg.stockFor)
 		lat, el, err = timed(ctx, cfg.stockConc, cfg.stockFor, func(ctx context.Context, w int) error {
 			_, err := at.Docs.Update(ctx, appName, localColl, "w"+strconv.Itoa(w), []crdt.Op{incrOp("n", 1)})
 			return err
@@ -884,7 +779,7 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		cc.SpreadPerS, cc.Spread = round(float64(len(lat))/el.Seconds(), 1), summarize(lat)
+		cc.SpreadPerS, cc.Spread = harness.Round(float64(len(lat))/el.Seconds(), 1), summarize(lat)
 		r.Concurrent = cc
 	}
 	// A background refill may be between its take at the centre and its
@@ -901,18 +796,18 @@ func runThreshold(ctx context.Context, cfg config) (*thresholdResult, error) {
 		if r.Accounted = total+sold.Load() == plenty; r.Accounted || time.Now().After(deadline) {
 			break
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := bc.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
 	a := r.Above
-	r.Met = r.Accounted && a.Local == a.Takes && a.WANWaits == 0 && a.Take.P50Ms <= a.Write.P50Ms+ms(localSlack)
+	r.Met = r.Accounted && a.Local == a.Takes && a.WANWaits == 0 && a.Take.P50Ms <= a.Write.P50Ms+harness.Ms(localSlack)
 	conc := ""
 	if cc := r.Concurrent; cc != nil {
 		conc = fmt.Sprintf("; ×%d: %.0f takes/s vs %.0f writes/s one doc, %.0f distinct docs", cc.Concurrency, cc.TakesPerS, cc.HotPerS, cc.SpreadPerS)
 	}
 	r.Summary = fmt.Sprintf("threshold at %s (rtt %.0f ms, threshold %d, grant %d): above: %.1f%% local, %d WAN waits, take p50/p99 %.2f/%.2f ms vs local write %.2f/%.2f ms; below: %.1f%% local, take p50/p99 %.1f/%.1f ms%s; accounted %v; goal %s",
 		cfg.stockAt, r.RTTMs, cfg.threshold, cfg.grant, 100*a.LocalFraction, a.WANWaits, a.Take.P50Ms, a.Take.P99Ms, a.Write.P50Ms, a.Write.P99Ms,
-		100*r.Below.LocalFraction, r.Below.Take.P50Ms, r.Below.Take.P99Ms, conc, r.Accounted, metWord(r.Met))
+		100*r.Below.LocalFraction, r.Below.Take.P50Ms, r.Below.Take.P99Ms, conc, r.Accounted, harness.MetWord(r.Met))
 	return r, nil
 }

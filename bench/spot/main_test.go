@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/verge-edge/verge/bench/internal/harness"
+	"github.com/verge-edge/verge/bench/internal/harness/harnesstest"
 )
 
 // tiny is a configuration every scenario finishes quickly with: three PoPs
@@ -21,26 +23,11 @@ func tiny() config {
 	return c
 }
 
-// asJSON round-trips a result through its JSON form, which is what the
-// harness prints and what readers of the benchmark consume.
-func asJSON(t *testing.T, r result) map[string]any {
+// asJSON is r as its readers see it: a JSON object with a scenario, its
+// env (the PoPs, the disk's fsync cost) and its summary.
+func asJSON(t *testing.T, r harness.Result) map[string]any {
 	t.Helper()
-	b, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"scenario", "env", "summary"} {
-		if _, ok := m[f]; !ok {
-			t.Errorf("result has no %q: %s", f, b)
-		}
-	}
-	if s, _ := m["summary"].(string); s == "" || s != r.summary() {
-		t.Errorf("summary %q, summary() %q", m["summary"], r.summary())
-	}
+	m := harnesstest.JSON(t, r, "scenario", "env")
 	env, _ := m["env"].(map[string]any)
 	if pops, _ := env["pops"].([]any); len(pops) != 3 {
 		t.Errorf("env.pops = %v, want 3 PoPs", env["pops"])
@@ -51,23 +38,10 @@ func asJSON(t *testing.T, r result) map[string]any {
 	return m
 }
 
-func num(t *testing.T, m map[string]any, field string) float64 {
-	t.Helper()
-	v, ok := m[field].(float64)
-	if !ok {
-		t.Fatalf("field %q is %T (%v), want a number", field, m[field], m[field])
-	}
-	return v
-}
-
-func obj(t *testing.T, m map[string]any, field string) map[string]any {
-	t.Helper()
-	v, ok := m[field].(map[string]any)
-	if !ok {
-		t.Fatalf("field %q is %T (%v), want an object", field, m[field], m[field])
-	}
-	return v
-}
+var (
+	num = harnesstest.Num
+	obj = harnesstest.Obj
+)
 
 // checkStats checks a latency summary: n samples, ordered percentiles.
 func checkStats(t *testing.T, what string, s map[string]any, n float64) {
@@ -121,7 +95,7 @@ func TestLatencySmoke(t *testing.T) {
 			if p50 := num(t, s, "p50_ms"); p50 < rtt {
 				t.Errorf("%v %s: p50 %v ms under the %v ms round trip", id, op, p50, rtt)
 			}
-			if over := num(t, s, "over_rtt_p50_ms"); over != round(num(t, s, "p50_ms")-rtt, 3) {
+			if over := num(t, s, "over_rtt_p50_ms"); over != harness.Round(num(t, s, "p50_ms")-rtt, 3) {
 				t.Errorf("%v %s: over_rtt_p50_ms %v", id, op, over)
 			}
 		}
@@ -213,19 +187,6 @@ func TestThresholdSmoke(t *testing.T) {
 	}
 }
 
-func TestPercentile(t *testing.T) {
-	t.Parallel()
-	v := []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
-	for q, want := range map[float64]time.Duration{0.5: 5, 0.99: 10, 1: 10, 0.1: 1, 0: 1} {
-		if got := percentile(v, q); got != want {
-			t.Errorf("percentile(%v) = %v, want %v", q, got, want)
-		}
-	}
-	if percentile(nil, 0.5) != 0 {
-		t.Error("percentile of nothing is not 0")
-	}
-}
-
 func TestConfigCheck(t *testing.T) {
 	t.Parallel()
 	c := defaultConfig()
@@ -253,11 +214,5 @@ func TestConfigCheck(t *testing.T) {
 		if err := c.check(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
-	}
-	if _, err := parseInts("1,x"); err == nil {
-		t.Error(`parseInts("1,x") accepted`)
-	}
-	if v, err := parseInts(" 1, 64"); err != nil || len(v) != 2 || v[1] != 64 {
-		t.Errorf(`parseInts(" 1, 64") = %v, %v`, v, err)
 	}
 }

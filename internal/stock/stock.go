@@ -17,10 +17,10 @@
 // passing everything else through, so that a PoP's functions and its admin
 // API share one engine.
 //
-// Why not the CRDT bounded counter (crdt.BCounter): it moves rights between
-// replicas without a centre, which we do not need — the centre exists, and
-// going through it makes every grant and return a single linearizable step
-// that the porcupine-checked SPOT engine already provides.
+// Why not a CRDT bounded counter (Balegas et al., 2015): it moves rights
+// between replicas without a centre, which we do not need — the centre
+// exists, and going through it makes every grant and return a single
+// linearizable step that the porcupine-checked SPOT engine already provides.
 package stock
 
 import (

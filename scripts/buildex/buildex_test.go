@@ -14,6 +14,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/verge-edge/verge"
 )
 
 func writeApp(t *testing.T, manifest string) string {
@@ -60,18 +62,26 @@ func TestBuildAppRunsEachCommandOnceInItsDir(t *testing.T) {
 [[function]]
 name = "a"
 module = "a.wasm"
+executor = "verge"
+routes = ["/a"]
 build = "echo run >> runs.log && touch a.wasm b.wasm"
 [[function]]
 name = "b"
 module = "b.wasm"
+executor = "verge"
+routes = ["/b"]
 build = "echo run >> runs.log && touch a.wasm b.wasm"
 [[function]]
 name = "c"
 module = "c.wasm"
+executor = "verge"
+routes = ["/c"]
 build = "touch c.wasm"
 [[function]]
 name = "prebuilt"
 module = "a.wasm"
+executor = "verge"
+routes = ["/prebuilt"]
 `)
 	a, err := loadApp(dir)
 	if err != nil {
@@ -105,7 +115,7 @@ func TestBuildAppFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			dir := writeApp(t, fmt.Sprintf("name = \"failing\"\n[[function]]\nname = \"f\"\nmodule = \"out.wasm\"\nbuild = %q\n", tc.build))
+			dir := writeApp(t, fmt.Sprintf("name = \"failing\"\n[[function]]\nname = \"f\"\nmodule = \"out.wasm\"\nexecutor = \"wagi\"\nroutes = [\"/\"]\nbuild = %q\n", tc.build))
 			a, err := loadApp(dir)
 			if err != nil {
 				t.Fatal(err)
@@ -160,19 +170,19 @@ func TestWAGIExamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range a.Function {
-			if f.Executor != "wagi" || f.Name != "hello" {
+		for _, f := range a.Manifest.Functions {
+			if f.Executor != verge.ExecutorWAGI || f.Name != "hello" {
 				continue
 			}
 			found++
-			t.Run(a.Name, func(t *testing.T) {
+			t.Run(a.Manifest.Name, func(t *testing.T) {
 				if !upToDate(t, dir, f.Module) {
 					var log bytes.Buffer
 					if err := buildApp(ctx, a, 5*time.Minute, &log, &log); err != nil {
 						t.Fatalf("%v\n%s\n(install the toolchains with scripts/setup.sh)", err, log.String())
 					}
 				}
-				wasm, err := os.ReadFile(filepath.Join(dir, f.Module))
+				wasm, err := os.ReadFile(f.Module)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -192,12 +202,12 @@ func TestWAGIExamples(t *testing.T) {
 	}
 }
 
-// upToDate reports whether dir/module exists and is newer than every other
-// file in dir (sources, manifest). Subdirectories are not examined: the
-// examples are flat.
+// upToDate reports whether module (a path) exists and is newer than every
+// other file in dir (sources, manifest). Subdirectories are not examined:
+// the examples are flat.
 func upToDate(t *testing.T, dir, module string) bool {
 	t.Helper()
-	mod, err := os.Stat(filepath.Join(dir, module))
+	mod, err := os.Stat(module)
 	if err != nil {
 		return false
 	}
@@ -206,7 +216,7 @@ func upToDate(t *testing.T, dir, module string) bool {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if e.IsDir() || e.Name() == module {
+		if e.IsDir() || filepath.Join(dir, e.Name()) == module {
 			continue
 		}
 		info, err := e.Info()

@@ -22,28 +22,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/verge-edge/verge"
 )
 
-// manifest holds the verge.toml fields buildex needs. Other fields are
-// ignored on purpose: the manifest grows, and validating it is verge's job.
-type manifest struct {
-	Name     string     `toml:"name"`
-	Function []function `toml:"function"`
-}
-
-type function struct {
-	Name     string   `toml:"name"`
-	Module   string   `toml:"module"`
-	Executor string   `toml:"executor"`
-	Routes   []string `toml:"routes"`
-	Build    string   `toml:"build"`
-}
-
-// app is one example directory and its manifest.
+// app is one example directory and its manifest, read and validated the
+// way verge reads it.
 type app struct {
-	Dir string // directory holding verge.toml
-	manifest
+	Dir      string // the directory as given, holding verge.toml
+	Manifest *verge.Manifest
 }
 
 func main() {
@@ -103,21 +89,11 @@ func exampleDirs(root string) ([]string, error) {
 
 // loadApp reads dir/verge.toml.
 func loadApp(dir string) (*app, error) {
-	path := filepath.Join(dir, "verge.toml")
-	a := &app{Dir: dir}
-	if _, err := toml.DecodeFile(path, &a.manifest); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	m, err := verge.LoadManifest(filepath.Join(dir, verge.ManifestFile))
+	if err != nil {
+		return nil, err
 	}
-	if a.Name == "" {
-		a.Name = filepath.Base(dir)
-	}
-	for i, f := range a.Function {
-		if f.Build != "" && f.Module == "" {
-			return nil, fmt.Errorf("%s: function[%d] (%q): build is set but module is empty; "+
-				"module must name the file the build command produces", path, i, f.Name)
-		}
-	}
-	return a, nil
+	return &app{Dir: dir, Manifest: m}, nil
 }
 
 // buildApp runs each distinct build command of a once, in manifest order,
@@ -125,22 +101,24 @@ func loadApp(dir string) (*app, error) {
 // the app's first failure: later functions often share the failed output.
 func buildApp(ctx context.Context, a *app, timeout time.Duration, stdout, stderr io.Writer) error {
 	ran := make(map[string]bool)
-	for _, f := range a.Function {
+	for _, f := range a.Manifest.Functions {
 		if f.Build == "" {
 			continue
 		}
 		if !ran[f.Build] {
 			ran[f.Build] = true
-			fmt.Fprintf(stdout, "buildex: %s: %s\n", a.Name, f.Build)
+			fmt.Fprintf(stdout, "buildex: %s: %s\n", a.Manifest.Name, f.Build)
 			if err := run(ctx, a.Dir, f.Build, timeout, stdout, stderr); err != nil {
 				return fmt.Errorf("example %s (%s), function %q: build command %q failed: %w",
-					a.Name, a.Dir, f.Name, f.Build, err)
+					a.Manifest.Name, a.Dir, f.Name, f.Build, err)
 			}
 		}
-		mod := filepath.Join(a.Dir, f.Module)
-		if _, err := os.Stat(mod); err != nil {
+		if _, err := os.Stat(f.Module); err != nil {
+			// The module as the manifest names it (both paths are absolute:
+			// Rel cannot fail), and where that is from here.
+			rel, _ := filepath.Rel(a.Manifest.Dir, f.Module)
 			return fmt.Errorf("example %s (%s), function %q: build command %q succeeded but module %s is missing: "+
-				"make the command write %q relative to the manifest", a.Name, a.Dir, f.Name, f.Build, mod, f.Module)
+				"make the command write %q relative to the manifest", a.Manifest.Name, a.Dir, f.Name, f.Build, filepath.Join(a.Dir, rel), rel)
 		}
 	}
 	return nil

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -45,6 +44,45 @@ type Cluster struct {
 	PoPs    map[string]*pop.PoP
 	Layers  map[string]*netsim.Layer
 	Started time.Duration // how long starting took
+}
+
+// IDs are the ids of the first n PoPs of pop.Sites: the PoPs a cluster of
+// n starts, the central one first.
+func IDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = pop.Sites[i].ID
+	}
+	return ids
+}
+
+// CheckPoPs checks a harness's -pops: a centre and at least one edge, at
+// most one PoP per site.
+func CheckPoPs(n int) error {
+	if n < 2 || n > len(pop.Sites) {
+		return fmt.Errorf("-pops %d: want 2..%d", n, len(pop.Sites))
+	}
+	return nil
+}
+
+// DataManifest parses the manifest of app name with the collections and
+// counters of decls (TOML) and no function: a harness drives the PoPs'
+// services directly. A manifest needs a function to parse, so one is added
+// and dropped.
+func DataManifest(name, decls string) (*verge.Manifest, error) {
+	const none = `
+[[function]]
+name = "none"
+module = "none.wasm"
+executor = "verge"
+routes = ["/*"]
+`
+	m, err := verge.ParseManifest(verge.ManifestFile, []byte(fmt.Sprintf("name = %q\n", name)+none+decls))
+	if err != nil {
+		return nil, err
+	}
+	m.Functions = nil
+	return m, nil
 }
 
 // Start starts the PoPs in a new temporary directory, which Close removes.
@@ -170,30 +208,4 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// Ms is d in milliseconds, to the microsecond.
-func Ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-// Round rounds v to digits decimals.
-func Round(v float64, digits int) float64 {
-	p := math.Pow(10, float64(digits))
-	return math.Round(v*p) / p
-}
-
-// Percentile is the nearest-rank q-quantile of sorted v.
-func Percentile(v []time.Duration, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(v)))) - 1
-	return v[max(0, min(i, len(v)-1))]
-}
-
-// MetWord is how summaries say whether a goal was met.
-func MetWord(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
 }
