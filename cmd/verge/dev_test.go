@@ -273,3 +273,43 @@ func TestExamples(t *testing.T) {
 		})
 	}
 }
+
+// TestDevShop: under verge dev, a PoP that is its own centre, the shop's
+// claims, stock and central function all work (make dev APP=examples/shop).
+func TestDevShop(t *testing.T) {
+	t.Parallel()
+	app := filepath.Join("..", "..", "examples", "shop")
+	if _, err := os.Stat(filepath.Join(app, "edge", "shop.wasm")); err != nil {
+		t.Fatalf("examples/shop is not built (%v): run make examples", err)
+	}
+	p, _ := launchDev(t, false, nil, "--no-build", "--watch", "0", "--admin", "127.0.0.1:0", "--data", t.TempDir(), app)
+	post := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(p.url+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	for _, step := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/signup/ada?owner=u1", 200, `{"claimed":true,"name":"ada","owner":"u1"}`},
+		{"/signup/ada?owner=u2", 409, `{"claimed":false,"name":"ada","owner":"u1"}`},
+		{"/buy/toothbrush?user=ada", 409, `{"sku":"toothbrush","sold_out":true}`},
+		{"/backoffice/restock/toothbrush?n=3", 200, `{"remaining":3,"sku":"toothbrush"}`}, // the central function's route
+		{"/restock/toothbrush?n=2", 200, `{"remaining":5,"sku":"toothbrush"}`},            // invoking it
+		{"/buy/toothbrush?user=ada", 200, `{"bought":1,"remaining":4,"sku":"toothbrush"}`},
+	} {
+		if code, body := post(step.path); code != step.code || body != step.want {
+			t.Fatalf("POST %s: %d %s, want %d %s", step.path, code, body, step.code, step.want)
+		}
+	}
+	if code, body := get(t, p.url+"/stock/toothbrush"); code != 200 || strings.TrimSpace(body) != `{"remaining":4,"sku":"toothbrush"}` {
+		t.Fatalf("GET /stock: %d %s", code, body)
+	}
+}

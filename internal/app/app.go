@@ -1,6 +1,5 @@
-// Package app runs one app's functions at a PoP: it builds them, loads them
-// into the runtime, routes them through a gateway and reloads a function when
-// its module file changes.
+// Package app is one app at a PoP: its functions built, compiled by the
+// engine, routed by a gateway, and reloaded when a module file changes.
 package app
 
 import (
@@ -103,9 +102,10 @@ func (a *App) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Poll checks every module file once and reloads those that changed. A file
-// is reloaded only once its stamp is stable across two polls, so a build
-// still writing it is not loaded half-written.
+// Poll checks every module file once and reloads those that changed. A
+// changed file is looked at again 50 ms later and reloaded only if its stamp
+// (size and modification time) held, so a build still writing it is not
+// loaded half-written; if it moved, the next poll tries again.
 func (a *App) Poll(ctx context.Context) {
 	for _, spec := range a.Manifest.Functions {
 		st, err := stamp(spec.Module)

@@ -15,7 +15,6 @@ import (
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/freeport"
-	"github.com/verge-edge/verge/internal/store"
 )
 
 const testManifest = `
@@ -356,7 +355,6 @@ func TestLostDiskRebuilds(t *testing.T) {
 	// Its new writes continue the documents' histories.
 	c.update("a", "carts", "u1", incr("qty", 2))
 	c.eventually("carts", "u1", `{"qty":2,"sku":"tea"}`, "a", "c")
-	_ = store.Key{}
 }
 
 func removeAll(dir string) error { return os.RemoveAll(dir) }
