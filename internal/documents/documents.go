@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -242,7 +241,7 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 		// small encoding can still be refused on read. Never store what
 		// cannot be read back: the document would be lost to its users.
 		if _, err := crdt.DecodeDoc(newState); err != nil {
-			if !strings.Contains(err.Error(), "expands to more than") {
+			if !errors.Is(err, crdt.ErrExpansion) {
 				return nil, nil, fmt.Errorf("document %s: refusing to store a state that does not decode (a bug in package crdt): %w", k, err)
 			}
 			return nil, nil, &kindError{ErrTooLarge, fmt.Errorf(
