@@ -15,15 +15,28 @@ type PNCounter struct {
 }
 
 // Add adds n (negative to subtract) as replica r and returns the delta: r's
-// entry alone.
+// entry alone. Each replica's totals of increments and of decrements only
+// grow and are uint64: keeping either below 2^64 is the caller's concern.
 func (p *PNCounter) Add(r ReplicaID, n int64) *PNCounter {
 	p.c.add(r, n)
 	i, _ := p.c.entry(r)
 	return &PNCounter{c: counter{ents: []ctrEnt{p.c.ents[i]}}}
 }
 
-// Value returns the sum of all increments minus all decrements.
-func (p *PNCounter) Value() int64 { return p.c.sum() }
+// Value returns the sum of all increments minus all decrements, computed
+// exactly; a sum outside the int64 range (concurrent replicas' changes can
+// add up past it) reads as math.MaxInt64 or math.MinInt64 rather than
+// wrapping around.
+func (p *PNCounter) Value() int64 {
+	s := p.c.net()
+	if v, ok := s.int64(); ok {
+		return v
+	}
+	if s.hi < 0 {
+		return math.MinInt64
+	}
+	return math.MaxInt64
+}
 
 // Merge joins a delta or another replica's state into p.
 func (p *PNCounter) Merge(o *PNCounter) { p.c.join(&o.c) }
