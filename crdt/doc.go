@@ -7,11 +7,15 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Op is one operation on a document path. Paths use dots between object keys
 // and decimal indexes for array elements ("items.0.qty"); "" is the root.
-// Keys that contain a dot cannot be addressed by path.
+// Keys that contain a dot cannot be addressed by path. Paths and values must
+// be valid UTF-8, and values must not escape lone UTF-16 surrogates ("\ud800"):
+// Apply refuses what encoding/json would replace by U+FFFD (see
+// CheckJSONText).
 //
 //	set        Path, Value       write a JSON value (objects and arrays become nested CRDTs)
 //	insert     Path, Index, Value insert into the array at Path before visible index Index
@@ -353,6 +357,11 @@ func (a *applier) array(path string) (place, *list, error) {
 }
 
 func (a *applier) apply(op *Op) error {
+	if !utf8.ValidString(op.Path) {
+		// keys are stored as given, and a state with invalid UTF-8 in a
+		// key would not decode
+		return errors.New("path is not valid UTF-8")
+	}
 	switch op.Op {
 	case "set":
 		return a.set(op)

@@ -382,8 +382,9 @@ func kindName(n *node) string {
 // ---- JSON input ----
 
 // parseValue decodes one JSON value. Numbers become int64 when they are
-// integers that fit, float64 otherwise. The fast paths (integers, literals,
-// plain strings) keep single-value appends allocation-light.
+// integers that fit, float64 otherwise. Invalid UTF-8 and escaped lone
+// surrogates are refused (see CheckJSONText). The fast paths (integers,
+// literals, plain ASCII strings) keep single-value appends allocation-light.
 func parseValue(raw []byte) (any, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
@@ -421,6 +422,9 @@ func parseValue(raw []byte) (any, error) {
 		}
 		return nil, fmt.Errorf("value is not valid JSON: %v", err)
 	}
+	if err := CheckJSONText(raw); err != nil {
+		return nil, fmt.Errorf("value is %w", err)
+	}
 	p := jsonParser{b: raw}
 	return p.value(0)
 }
@@ -428,8 +432,9 @@ func parseValue(raw []byte) (any, error) {
 // jsonParser builds values from input json.Valid has accepted, without the
 // reflection and intermediate allocations of encoding/json. Strings with
 // escapes or non-ASCII bytes go through encoding/json, so the result is
-// always what json.Unmarshal would produce (invalid UTF-8 becomes U+FFFD,
-// a repeated key keeps its last value).
+// always what json.Unmarshal would produce (a repeated key keeps its last
+// value; parseValue has refused the input json.Unmarshal would alter with
+// U+FFFD).
 type jsonParser struct {
 	b   []byte
 	off int
