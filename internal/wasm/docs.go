@@ -139,6 +139,9 @@ func hostDocUpdate(ctx context.Context, m api.Memory, cs *callState, a []uint64)
 	if st != StatusOK {
 		return st
 	}
+	if err := crdt.CheckJSONText(raw); err != nil { // before encoding/json puts U+FFFD in its place
+		return cs.fail(InvalidDoc(err))
+	}
 	var ops []crdt.Op
 	if err := json.Unmarshal(raw, &ops); err != nil {
 		return cs.fail(errDocMalformed)

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
@@ -135,5 +138,65 @@ func TestDocumentsUnavailable(t *testing.T) {
 	resp, err := f.Serve(context.Background(), r)
 	if err != nil || !strings.Contains(string(resp.Body), "not supported by this host") {
 		t.Fatalf("without a data service: %v %q", err, resp.Body)
+	}
+}
+
+// docUpdateRaw calls doc_update as a guest would, with ops as raw bytes,
+// and returns the status and last_error's message.
+func docUpdateRaw(t *testing.T, docs Documents, ops []byte) (uint32, string) {
+	t.Helper()
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	// (module (memory (export "memory") 1))
+	mod, err := r.Instantiate(ctx, []byte("\x00asm\x01\x00\x00\x00\x05\x03\x01\x00\x01\x07\x0a\x01\x06memory\x02\x00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mod.Memory()
+	const coll, key = "carts", "u1"
+	m.Write(0, []byte(coll+key))
+	m.Write(64, ops)
+	cs := &callState{app: "shop", docs: docs}
+	var st uint32
+	err = limited(ctx, 10*time.Second, time.Time{}, cs, nil, func(ctx context.Context) error {
+		st = hostDocUpdate(ctx, m, cs, []uint64{0, uint64(len(coll)), uint64(len(coll)), uint64(len(key)), 64, uint64(len(ops))})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, cs.lastErr
+}
+
+// doc_update refuses what encoding/json would silently replace by U+FFFD
+// (invalid UTF-8, escaped lone surrogates) and increments past int64 with
+// StatusInvalid, and changes nothing.
+func TestDocUpdateBadInput(t *testing.T) {
+	t.Parallel()
+	docs := &memDocs{docs: map[string]*crdt.Doc{}}
+	docs.docs[docs.k("shop", "carts", "u1")] = mustDoc(t, `{"n":9223372036854775807,"o":{}}`)
+	const lone = "is a lone UTF-16 surrogate; a string may escape a surrogate only as a pair, \\ud800-\\udbff then \\udc00-\\udfff"
+	for _, c := range []struct{ ops, msg string }{
+		{`[{"op":"set","path":"o.\ud800","value":1}]`, `invalid JSON text: \ud800 at byte 23 ` + lone},
+		{`[{"op":"set","path":"\udc00","value":1}]`, `invalid JSON text: \udc00 at byte 21 ` + lone},
+		{`[{"op":"set","path":"s","value":"\ud800\u0041"}]`, `invalid JSON text: \ud800 at byte 33 ` + lone},
+		{"[{\"op\":\"set\",\"path\":\"o.\xff\",\"value\":1}]", `invalid JSON text: not valid UTF-8 at byte 23`},
+		{"[{\"op\":\"set\",\"path\":\"s\",\"value\":{\"k\xe9\":1}}]", `invalid JSON text: not valid UTF-8 at byte 35`},
+		{`[{"op":"increment","path":"n","value":1}]`, `op 0 (increment "n"): increment by 1 would make the number 9223372036854775808, outside the 64-bit integer range -9223372036854775808..9223372036854775807`},
+	} {
+		st, msg := docUpdateRaw(t, docs, []byte(c.ops))
+		if st != StatusInvalid || msg != c.msg {
+			t.Errorf("doc_update(%q): status %d %q\nwant %d %q", c.ops, st, msg, StatusInvalid, c.msg)
+		}
+	}
+	if b, _ := docs.docs[docs.k("shop", "carts", "u1")].JSON(); string(b) != `{"n":9223372036854775807,"o":{}}` {
+		t.Fatalf("refused updates changed the document: %s", b)
+	}
+	if st, msg := docUpdateRaw(t, docs, []byte(`[{"op":"set","path":"o.\ud83d\ude00","value":"\\ud800"},{"op":"increment","path":"n","value":-1}]`)); st != StatusOK {
+		t.Fatalf("valid ops: status %d %q", st, msg)
+	}
+	if b, _ := docs.docs[docs.k("shop", "carts", "u1")].JSON(); string(b) != `{"n":9223372036854775806,"o":{"😀":"\\ud800"}}` {
+		t.Fatalf("after valid ops: %s", b)
 	}
 }
