@@ -644,7 +644,7 @@ func checkIncrement(head *node, r ReplicaID, n int64) error {
 	if i, ok := c.entry(r); ok {
 		e := c.ents[i]
 		if n >= 0 && e.Inc > math.MaxUint64-uint64(n) || n < 0 && e.Dec > math.MaxUint64-(uint64(-(n+1))+1) {
-			return fmt.Errorf("this replica's running total of changes to the number would pass 2^64-1; set the number to start a new counter")
+			return errors.New("this replica's running total of changes to the number would pass 2^64-1; set the number to start a new counter")
 		}
 	}
 	if _, ok := c.base.(float64); ok {
