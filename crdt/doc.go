@@ -7,11 +7,15 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Op is one operation on a document path. Paths use dots between object keys
 // and decimal indexes for array elements ("items.0.qty"); "" is the root.
-// Keys that contain a dot cannot be addressed by path.
+// Keys that contain a dot cannot be addressed by path. Paths and values must
+// be valid UTF-8, and values must not escape lone UTF-16 surrogates ("\ud800"):
+// Apply refuses what encoding/json would replace by U+FFFD (see
+// CheckJSONText).
 //
 //	set        Path, Value       write a JSON value (objects and arrays become nested CRDTs)
 //	insert     Path, Index, Value insert into the array at Path before visible index Index
@@ -19,7 +23,8 @@ import (
 //	prepend    Path, Value       insert at the start of the array at Path
 //	remove     Path              delete an object key or an array element
 //	increment  Path, Value       add an integer (negative to subtract) to a number;
-//	                             a missing object key starts at 0
+//	                             a missing object key starts at 0; refused if an
+//	                             integer would leave the int64 range
 type Op struct {
 	Op    string          `json:"op"`
 	Path  string          `json:"path"`
@@ -131,7 +136,8 @@ func (d *Doc) Clock() int64 { return d.clock }
 func (d *Doc) Pending() int { return len(d.queue()) }
 
 // Value returns the document as plain Go JSON values: map[string]any,
-// []any, string, bool, nil, int64 (integers) and float64 (other numbers).
+// []any, string, bool, nil, int64 (integers) and float64 (other numbers,
+// integers beyond int64 included: see counter.value).
 func (d *Doc) Value() any { return nodeValue(&node{val: &d.root}) }
 
 // JSON returns the document as JSON, keys sorted, as encoding/json writes it.
@@ -351,6 +357,11 @@ func (a *applier) array(path string) (place, *list, error) {
 }
 
 func (a *applier) apply(op *Op) error {
+	if !utf8.ValidString(op.Path) {
+		// keys are stored as given, and a state with invalid UTF-8 in a
+		// key would not decode
+		return errors.New("path is not valid UTF-8")
+	}
 	switch op.Op {
 	case "set":
 		return a.set(op)
@@ -542,6 +553,9 @@ func (a *applier) increment(op *Op) error {
 	}
 	n, ok := v.(int64)
 	if !ok {
+		if f, isFloat := v.(float64); isFloat && math.Abs(f) >= 1<<63 {
+			return fmt.Errorf("increment needs an integer value from %d to %d", int64(math.MinInt64), int64(math.MaxInt64))
+		}
 		return errors.New("increment needs an integer value")
 	}
 	if op.Path == "" {
@@ -551,11 +565,16 @@ func (a *applier) increment(op *Op) error {
 	if err != nil {
 		return err
 	}
+	h := p.head()
+	if h != nil {
+		if err := checkIncrement(h, a.r, n); err != nil {
+			return err
+		}
+	}
 	id, err := a.next()
 	if err != nil {
 		return err
 	}
-	h := p.head()
 	if h == nil {
 		if p.el != nil {
 			return errors.New("internal: empty element")
@@ -595,4 +614,56 @@ func (a *applier) increment(op *Op) error {
 	i, _ := c.entry(a.r)
 	fc.join(&counter{ents: []ctrEnt{c.ents[i]}})
 	return nil
+}
+
+// checkIncrement refuses an increment of n by replica r of the number whose
+// slot starts at head when the counter could not keep it exact:
+//
+//   - an integer would leave the int64 range. The value checked is the one
+//     the slot reads as (for implicit counters, the sum of them all), so an
+//     increment is refused even if only the sum of several replicas'
+//     contributions is out of range. A number already out of range (merged
+//     that way, see counter.value) accepts only increments that bring it
+//     back in range.
+//   - r's running total of increments, or of decrements, would pass 2^64-1:
+//     the totals only grow, and a join keeps the larger of two.
+//
+// Anything that is not a number is left to increment to explain.
+func checkIncrement(head *node, r ReplicaID, n int64) error {
+	var c *counter
+	switch v := head.val.(type) {
+	case *counter:
+		c = v
+	case int64:
+		c = &counter{base: v}
+	default:
+		// a float64 (no counter yet: nothing to overflow; the sum is a
+		// float64) or not a number (increment explains)
+		return nil
+	}
+	if i, ok := c.entry(r); ok {
+		e := c.ents[i]
+		if n >= 0 && e.Inc > math.MaxUint64-uint64(n) || n < 0 && e.Dec > math.MaxUint64-(uint64(-(n+1))+1) {
+			return errors.New("this replica's running total of changes to the number would pass 2^64-1; set the number to start a new counter")
+		}
+	}
+	if _, ok := c.base.(float64); ok {
+		return nil
+	}
+	var v int128
+	if c.implicit {
+		v = implicitSum(head)
+	} else {
+		b, _ := c.base.(int64)
+		v = c.net().addInt(b)
+	}
+	if w := v.addInt(n); !fits(w) {
+		return fmt.Errorf("increment by %d would make the number %v, outside the 64-bit integer range %d..%d", n, w, int64(math.MinInt64), int64(math.MaxInt64))
+	}
+	return nil
+}
+
+func fits(x int128) bool {
+	_, ok := x.int64()
+	return ok
 }

@@ -330,10 +330,33 @@ func newReader(b []byte) *reader {
 }
 
 func (r *reader) fail(format string, args ...any) {
+	r.failWith(nil, format, args...)
+}
+
+// failWith is fail for an error that matches cause (errors.Is); the message
+// is the same as fail's.
+func (r *reader) failWith(cause error, format string, args ...any) {
 	if r.err == nil {
-		r.err = fmt.Errorf("at byte %d: %s", r.off, fmt.Sprintf(format, args...))
+		r.err = &decodeError{fmt.Sprintf("at byte %d: %s", r.off, fmt.Sprintf(format, args...)), cause}
 	}
 }
+
+// decodeError is a decoder's error, with the sentinel or inner error it
+// wraps, if any.
+type decodeError struct {
+	msg   string
+	cause error
+}
+
+func (e *decodeError) Error() string { return e.msg }
+func (e *decodeError) Unwrap() error { return e.cause }
+
+// ErrExpansion is matched (errors.Is) by a decode refused because its input
+// expands to more items than the decoder accepts for its length: run-length
+// encoded elements and tombstones of removed elements take a few bytes for
+// many items. A document that Apply accepted can still be refused on read
+// this way when it holds many removed elements not yet collected by GC.
+var ErrExpansion = errors.New("input expands past the decoder's bound")
 
 func (r *reader) left() int { return len(r.b) - r.off }
 
@@ -404,7 +427,7 @@ func (r *reader) spend(n uint64) bool {
 		return false
 	}
 	if n > uint64(r.budget) {
-		r.fail("input expands to more than %d items; refusing to decode", maxExpansion+8*len(r.b))
+		r.failWith(ErrExpansion, "input expands to more than %d items; refusing to decode", maxExpansion+8*len(r.b))
 		return false
 	}
 	r.budget -= int(n)
@@ -805,7 +828,7 @@ func DecodeDoc(b []byte) (*Doc, error) {
 		}
 		x, err := decodeDelta(r.b[r.off:r.off+int(l)], queued)
 		if err != nil {
-			r.fail("pending delta %d: %v", i, err)
+			r.failWith(err, "pending delta %d: %v", i, err)
 			break
 		}
 		queued -= x.elems

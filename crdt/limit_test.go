@@ -2,6 +2,8 @@ package crdt
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -214,5 +216,45 @@ func TestQueuedDeltasWithinMaxElements(t *testing.T) {
 	jb, _ := b2.JSON()
 	if !bytes.Equal(ja, jb) {
 		t.Fatal("the snapshot did not repair the replica")
+	}
+}
+
+// nestedCounts is a hostile object encoding: levels of objects, each a field
+// "" holding one object, every length prefix claiming count items. Each
+// prefix fits the bytes left, but they add up past the decode budget.
+func nestedCounts(levels, count int) []byte {
+	var b []byte
+	for range levels {
+		b = binary.AppendUvarint(b, uint64(count)) // object fields
+		b = append(b, 0)                           // key ""
+		b = binary.AppendUvarint(b, uint64(count)) // slot values
+		b = append(b, 1, 1, 0, tObject)            // replica 1, event 1, time 0, an object
+	}
+	return append(b, make([]byte, count)...)
+}
+
+// The decoders' refusal of input that expands past their budget matches
+// ErrExpansion (package documents relies on it), directly and through a
+// pending delta of a document; other decode errors do not.
+func TestErrExpansion(t *testing.T) {
+	t.Parallel()
+	nest := nestedCounts(300, 1000)
+	doc := append([]byte{'V', kindDoc, formatVersion, 0, 0}, nest...)
+	delta := append([]byte{'V', kindDelta, formatVersion, 0, 0, 0, 0}, nest...)
+	withPending := []byte{'V', kindDoc, formatVersion, 0, 0, 0, 1}
+	withPending = binary.AppendUvarint(withPending, uint64(len(delta)))
+	withPending = append(withPending, delta...)
+	for name, dec := range map[string]func() error{
+		"DecodeDoc":            func() error { _, err := DecodeDoc(doc); return err },
+		"DecodeDelta":          func() error { _, err := DecodeDelta(delta); return err },
+		"DecodeDoc of pending": func() error { _, err := DecodeDoc(withPending); return err },
+	} {
+		err := dec()
+		if !errors.Is(err, ErrExpansion) || !strings.Contains(err.Error(), "input expands to more than") {
+			t.Errorf("%s: err %v, want ErrExpansion with its message", name, err)
+		}
+	}
+	if _, err := DecodeDoc(doc[:40]); err == nil || errors.Is(err, ErrExpansion) {
+		t.Errorf("a truncated document: err %v, want an error that is not ErrExpansion", err)
 	}
 }

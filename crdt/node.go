@@ -242,21 +242,28 @@ func (c *counter) join(o *counter) {
 	}
 }
 
-// sum is the net of the increments, in two's complement (wraps like int64).
-func (c *counter) sum() int64 {
-	var s uint64
+// net is the exact sum of the increments minus the decrements.
+func (c *counter) net() int128 {
+	var s int128
 	for _, e := range c.ents {
-		s += e.Inc - e.Dec
+		s = s.addUint(e.Inc).subUint(e.Dec)
 	}
-	return int64(s)
+	return s
 }
 
+// value is the counter's JSON value, computed exactly: base plus net, an
+// int64 when base is an integer and the result fits, else a float64. Apply
+// refuses increments that would take an integer outside int64 (see
+// checkIncrement), but merging concurrent increments from several replicas
+// can: the value then reads as the nearest float64, as a JSON integer
+// beyond int64 does, and reads as an int64 again once decrements bring it
+// back. The value is a function of the state, so replicas agree on it.
 func (c *counter) value() any {
 	if f, ok := c.base.(float64); ok {
-		return f + float64(c.sum())
+		return f + c.net().float64()
 	}
 	b, _ := c.base.(int64)
-	return b + c.sum()
+	return c.net().addInt(b).number()
 }
 
 func (c *counter) clone() *counter {
@@ -309,13 +316,19 @@ func slotValue(head *node) any {
 		return nil
 	}
 	if isImplicit(head) {
-		var s int64
-		for n := head; n != nil; n = n.sibling() {
-			s += n.val.(*counter).sum()
-		}
-		return s
+		return implicitSum(head).number()
 	}
 	return nodeValue(head)
+}
+
+// implicitSum is the exact sum of a slot of implicit counters (their bases
+// are 0).
+func implicitSum(head *node) int128 {
+	var s int128
+	for n := head; n != nil; n = n.sibling() {
+		s = s.add(n.val.(*counter).net())
+	}
+	return s
 }
 
 func nodeValue(n *node) any {
@@ -369,8 +382,9 @@ func kindName(n *node) string {
 // ---- JSON input ----
 
 // parseValue decodes one JSON value. Numbers become int64 when they are
-// integers that fit, float64 otherwise. The fast paths (integers, literals,
-// plain strings) keep single-value appends allocation-light.
+// integers that fit, float64 otherwise. Invalid UTF-8 and escaped lone
+// surrogates are refused (see CheckJSONText). The fast paths (integers,
+// literals, plain ASCII strings) keep single-value appends allocation-light.
 func parseValue(raw []byte) (any, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
@@ -408,6 +422,9 @@ func parseValue(raw []byte) (any, error) {
 		}
 		return nil, fmt.Errorf("value is not valid JSON: %v", err)
 	}
+	if err := CheckJSONText(raw); err != nil {
+		return nil, fmt.Errorf("value is %w", err)
+	}
 	p := jsonParser{b: raw}
 	return p.value(0)
 }
@@ -415,8 +432,9 @@ func parseValue(raw []byte) (any, error) {
 // jsonParser builds values from input json.Valid has accepted, without the
 // reflection and intermediate allocations of encoding/json. Strings with
 // escapes or non-ASCII bytes go through encoding/json, so the result is
-// always what json.Unmarshal would produce (invalid UTF-8 becomes U+FFFD,
-// a repeated key keeps its last value).
+// always what json.Unmarshal would produce (a repeated key keeps its last
+// value; parseValue has refused the input json.Unmarshal would alter with
+// U+FFFD).
 type jsonParser struct {
 	b   []byte
 	off int

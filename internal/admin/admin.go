@@ -189,6 +189,12 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// encoding/json would replace invalid UTF-8 and lone surrogates by
+	// U+FFFD in the paths: check the bytes as sent.
+	if err := crdt.CheckJSONText(body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("the body is %v", err))
+		return
+	}
 	var req updateRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -236,8 +242,8 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	limit := 0
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("limit=%q: want a positive integer (at most %d)", s, documents.MaxListLimit))
+		if err != nil || n < 1 || n > documents.MaxListLimit {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("limit=%q: want an integer from 1 to %d", s, documents.MaxListLimit))
 			return
 		}
 		limit = n

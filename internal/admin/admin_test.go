@@ -339,3 +339,75 @@ func TestCollectionsShowScopes(t *testing.T) {
 	}
 	wantError(t, do(t, srv, "GET", "/v1/apps/nope/collections", ""), 404, "not_found", "nope")
 }
+
+// wantErrorIs checks an error answer's status, kind and exact message.
+func wantErrorIs(t *testing.T, r result, status int, kind, msg string) {
+	t.Helper()
+	var e struct{ Error, Kind string }
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil || r.status != status || e.Kind != kind || e.Error != msg {
+		t.Fatalf("got %d %s\nwant %d kind %q error %q", r.status, r.body, status, kind, msg)
+	}
+}
+
+// An increment past int64 is refused (400 invalid), in both directions and
+// for a missing key, and changes nothing.
+func TestIncrementOverflow(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, Options{}, true)
+	const start = `{"max":9223372036854775807,"min":-9223372036854775808}`
+	if r := do(t, srv, "PUT", doc+"k", start); r.status != 200 {
+		t.Fatal(r.body)
+	}
+	wantErrorIs(t, do(t, srv, "POST", doc+"k", `{"ops":[{"op":"increment","path":"max","value":1}]}`), 400, "invalid",
+		`op 0 (increment "max"): increment by 1 would make the number 9223372036854775808, outside the 64-bit integer range -9223372036854775808..9223372036854775807`)
+	wantErrorIs(t, do(t, srv, "POST", doc+"k", `{"ops":[{"op":"increment","path":"min","value":-1}]}`), 400, "invalid",
+		`op 0 (increment "min"): increment by -1 would make the number -9223372036854775809, outside the 64-bit integer range -9223372036854775808..9223372036854775807`)
+	wantErrorIs(t, do(t, srv, "POST", doc+"k", `{"ops":[{"op":"increment","path":"m","value":9223372036854775807},{"op":"increment","path":"m","value":1}]}`), 400, "invalid",
+		`op 1 (increment "m"): increment by 1 would make the number 9223372036854775808, outside the 64-bit integer range -9223372036854775808..9223372036854775807`)
+	if r := do(t, srv, "GET", doc+"k", ""); r.body != start {
+		t.Fatalf("refused increments changed the document: %s", r.body)
+	}
+}
+
+// Invalid UTF-8 and escaped lone surrogates are refused (400 invalid), not
+// replaced by U+FFFD: in the paths and values of ops and in a document.
+func TestInvalidText(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, Options{}, true)
+	const start = `{"o":{}}`
+	if r := do(t, srv, "PUT", doc+"k", start); r.status != 200 {
+		t.Fatal(r.body)
+	}
+	for _, c := range []struct{ body, msg string }{
+		{"{\"ops\":[{\"op\":\"set\",\"path\":\"o.\xff\",\"value\":1}]}", "the body is invalid JSON text: not valid UTF-8 at byte 30"},
+		{`{"ops":[{"op":"set","path":"\ud800","value":1}]}`, `the body is invalid JSON text: \ud800 at byte 28 is a lone UTF-16 surrogate; a string may escape a surrogate only as a pair, \ud800-\udbff then \udc00-\udfff`},
+		{`{"ops":[{"op":"set","path":"o.\udc00","value":1}]}`, `the body is invalid JSON text: \udc00 at byte 30 is a lone UTF-16 surrogate; a string may escape a surrogate only as a pair, \ud800-\udbff then \udc00-\udfff`},
+		{`{"ops":[{"op":"set","path":"s","value":"\ud83dx"}]}`, `the body is invalid JSON text: \ud83d at byte 40 is a lone UTF-16 surrogate; a string may escape a surrogate only as a pair, \ud800-\udbff then \udc00-\udfff`},
+		{"{\"ops\":[{\"op\":\"set\",\"path\":\"s\",\"value\":\"\xc3(\"}]}", "the body is invalid JSON text: not valid UTF-8 at byte 40"},
+	} {
+		wantErrorIs(t, do(t, srv, "POST", doc+"k", c.body), 400, "invalid", c.msg)
+	}
+	wantErrorIs(t, do(t, srv, "PUT", doc+"k", "{\"s\":\"\xff\"}"), 400, "invalid", "invalid request: the document is invalid JSON text: not valid UTF-8 at byte 6")
+	wantErrorIs(t, do(t, srv, "PUT", doc+"k", `{"\ud800":1}`), 400, "invalid",
+		`invalid request: the document is invalid JSON text: \ud800 at byte 2 is a lone UTF-16 surrogate; a string may escape a surrogate only as a pair, \ud800-\udbff then \udc00-\udfff`)
+	if r := do(t, srv, "GET", doc+"k", ""); r.body != start {
+		t.Fatalf("refused writes changed the document: %s", r.body)
+	}
+	// a surrogate pair and an escaped backslash are fine
+	if r := do(t, srv, "POST", doc+"k", `{"ops":[{"op":"set","path":"o.\ud83d\ude00","value":"\\ud800"}]}`); r.status != 200 || r.body != `{"o":{"😀":"\\ud800"}}` {
+		t.Fatalf("valid text: %d %s", r.status, r.body)
+	}
+}
+
+// A list limit above the maximum is refused, naming the maximum.
+func TestListLimitAboveMaximum(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, Options{}, true)
+	const list = "/v1/apps/a/collections/carts/docs"
+	for _, bad := range []string{"5000", "1001", "0", "-1", "x"} {
+		wantErrorIs(t, do(t, srv, "GET", list+"?limit="+bad, ""), 400, "invalid", fmt.Sprintf("limit=%q: want an integer from 1 to 1000", bad))
+	}
+	if r := do(t, srv, "GET", list+"?limit=1000", ""); r.status != 200 {
+		t.Fatalf("limit=1000: %d %s", r.status, r.body)
+	}
+}

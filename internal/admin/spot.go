@@ -57,6 +57,11 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if !ok {
 		return false
 	}
+	// As for documents: refuse what encoding/json would turn into U+FFFD.
+	if err := crdt.CheckJSONText(b); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("the body is %v", err))
+		return false
+	}
 	if err := json.Unmarshal(b, v); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("the body is not the expected JSON: %v", err))
 		return false

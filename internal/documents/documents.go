@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -202,10 +201,14 @@ func (s *Service) Get(app, coll, key string) (doc []byte, found bool, err error)
 }
 
 // Put replaces the whole document (creating it if absent) with doc, which
-// must be a JSON object, and returns the document as stored.
+// must be a JSON object, and returns the document as stored. Invalid UTF-8
+// and escaped lone surrogates are refused (crdt.CheckJSONText), not replaced.
 func (s *Service) Put(ctx context.Context, app, coll, key string, doc []byte) ([]byte, error) {
 	if !json.Valid(doc) {
 		return nil, fmt.Errorf("%w: the document is not valid JSON", ErrInvalid)
+	}
+	if err := crdt.CheckJSONText(doc); err != nil {
+		return nil, fmt.Errorf("%w: the document is %w", ErrInvalid, err)
 	}
 	if first := firstByte(doc); first != '{' {
 		return nil, fmt.Errorf("%w: a document must be a JSON object, got %s", ErrInvalid, jsonKind(first))
@@ -254,7 +257,7 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 		// small encoding can still be refused on read. Never store what
 		// cannot be read back: the document would be lost to its users.
 		if _, err := crdt.DecodeDoc(newState); err != nil {
-			if !strings.Contains(err.Error(), "expands to more than") {
+			if !errors.Is(err, crdt.ErrExpansion) {
 				return nil, nil, fmt.Errorf("document %s: refusing to store a state that does not decode (a bug in package crdt): %w", k, err)
 			}
 			return nil, nil, &kindError{ErrTooLarge, fmt.Errorf(
@@ -331,7 +334,8 @@ func empty(d *crdt.Doc) bool {
 
 // List returns up to limit keys of the collection that sort after `after`
 // (bytewise), in order, and the cursor of the next page ("" when there is
-// none). limit ≤ 0 means DefaultListLimit; it is capped at MaxListLimit.
+// none). limit ≤ 0 means DefaultListLimit; above MaxListLimit it is refused
+// (ErrInvalid).
 func (s *Service) List(app, coll, after string, limit int) (keys []string, next string, err error) {
 	if _, err := s.Collection(app, coll); err != nil {
 		return nil, "", err
@@ -339,10 +343,12 @@ func (s *Service) List(app, coll, after string, limit int) (keys []string, next 
 	if len(after) > MaxKeyBytes {
 		return nil, "", fmt.Errorf("%w: the cursor is %d bytes, the limit is %d", ErrInvalid, len(after), MaxKeyBytes)
 	}
+	if limit > MaxListLimit {
+		return nil, "", fmt.Errorf("%w: limit %d is above the maximum of %d keys per page", ErrInvalid, limit, MaxListLimit)
+	}
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}
-	limit = min(limit, MaxListLimit)
 	// Deleted documents keep their state (see Delete) and are skipped, so a
 	// page may take a few store pages to fill.
 	for len(keys) < limit {

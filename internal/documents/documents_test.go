@@ -555,3 +555,101 @@ func TestDeleteThenRecreateReplicates(t *testing.T) {
 		t.Fatalf("b after re-creation: %s, %v, %v; want {\"y\":2}", doc, found, err)
 	}
 }
+
+// An increment that would take a number past int64 is refused as invalid
+// and changes nothing, in both directions and for a missing key.
+func TestIncrementOverflowIsInvalid(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	const start = `{"max":9223372036854775807,"min":-9223372036854775808}`
+	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(start)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ops  []crdt.Op
+		want string
+	}{
+		{[]crdt.Op{op("increment", "max", "1")}, `op 0 (increment "max"): increment by 1 would make the number 9223372036854775808, outside the 64-bit integer range -9223372036854775808..9223372036854775807`},
+		{[]crdt.Op{op("increment", "min", "-1")}, `op 0 (increment "min"): increment by -1 would make the number -9223372036854775809, outside the 64-bit integer range`},
+		{[]crdt.Op{op("increment", "new", "9223372036854775807"), op("increment", "new", "1")}, `op 1 (increment "new"): increment by 1 would make the number 9223372036854775808`},
+	} {
+		_, err := s.Update(ctx, "shop", "carts", "k", tc.ops)
+		if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want ErrInvalid %q", tc.ops, err, tc.want)
+		}
+	}
+	if doc, _, err := s.Get("shop", "carts", "k"); err != nil || string(doc) != start {
+		t.Fatalf("after refused increments the doc is %s (%v), want %s", doc, err, start)
+	}
+	if doc, err := s.Update(ctx, "shop", "carts", "k", []crdt.Op{op("increment", "max", "-1"), op("increment", "max", "1")}); err != nil || string(doc) != start {
+		t.Fatalf("increments within range: %s %v", doc, err)
+	}
+}
+
+// Invalid UTF-8 and escaped lone surrogates, which encoding/json would turn
+// into U+FFFD, are refused as invalid in a whole document and in ops, as
+// are paths that are not valid UTF-8; nothing changes.
+func TestInvalidTextIsInvalid(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	ctx := context.Background()
+	const start = `{"o":{},"s":"ok"}`
+	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(start)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ body, want string }{
+		{"{\"s\":\"caf\xe9\"}", "invalid request: the document is invalid JSON text: not valid UTF-8 at byte 9"},
+		{"{\"k\xff\":1}", "invalid request: the document is invalid JSON text: not valid UTF-8 at byte 3"},
+		{`{"s":"\ud800"}`, `invalid request: the document is invalid JSON text: \ud800 at byte 6 is a lone UTF-16 surrogate`},
+		{`{"s":"\ud800\u0041"}`, `\ud800 at byte 6 is a lone UTF-16 surrogate`},
+		{`{"\udc00":1}`, `\udc00 at byte 2 is a lone UTF-16 surrogate`},
+	} {
+		_, err := s.Put(ctx, "shop", "carts", "k", []byte(c.body))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Put(%q): err = %v, want ErrInvalid %q", c.body, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		op   crdt.Op
+		want string
+	}{
+		{op("set", "s", "\"\xff\""), `op 0 (set "s"): value is invalid JSON text: not valid UTF-8 at byte 1`},
+		{op("set", "o", `{"\ud800":1}`), `op 0 (set "o"): value is invalid JSON text: \ud800 at byte 2 is a lone UTF-16 surrogate`},
+		{op("set", "o.\xff", "1"), `op 0 (set "o.\xff"): path is not valid UTF-8`},
+		{op("increment", "\xed\xa0\x80", "1"), `path is not valid UTF-8`},
+	} {
+		_, err := s.Update(ctx, "shop", "carts", "k", []crdt.Op{c.op})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Update(%q %q %s): err = %v, want ErrInvalid %q", c.op.Op, c.op.Path, c.op.Value, err, c.want)
+		}
+	}
+	if doc, _, err := s.Get("shop", "carts", "k"); err != nil || string(doc) != start {
+		t.Fatalf("after refused writes the doc is %s (%v), want %s", doc, err, start)
+	}
+	// the valid forms
+	if doc, err := s.Put(ctx, "shop", "carts", "k", []byte(`{"s":"caf\u00e9 \ud83d\ude00","\\ud800":"é"}`)); err != nil || string(doc) != `{"\\ud800":"é","s":"café 😀"}` {
+		t.Fatalf("valid text: %s %v", doc, err)
+	}
+}
+
+// A limit above MaxListLimit is refused, not capped; MaxListLimit itself
+// and limit ≤ 0 (the default) are fine.
+func TestListLimitAboveMaximum(t *testing.T) {
+	t.Parallel()
+	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	if _, err := s.Put(context.Background(), "shop", "carts", "k", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{MaxListLimit + 1, 5000} {
+		_, _, err := s.List("shop", "carts", "", limit)
+		if want := fmt.Sprintf("invalid request: limit %d is above the maximum of 1000 keys per page", limit); !errors.Is(err, ErrInvalid) || err.Error() != want {
+			t.Errorf("List limit %d: err = %v, want ErrInvalid %q", limit, err, want)
+		}
+	}
+	for _, limit := range []int{MaxListLimit, 1, 0, -1} {
+		if keys, _, err := s.List("shop", "carts", "", limit); err != nil || len(keys) != 1 {
+			t.Errorf("List limit %d: %q %v", limit, keys, err)
+		}
+	}
+}

@@ -30,6 +30,20 @@ var (
 	errDocMalformed = errorOf(documents.ErrInvalid, "operations must be a JSON array of {\"op\", \"path\", \"index\", \"value\"} objects")
 )
 
+// decodeOps decodes a guest's JSON operations. The raw bytes are checked
+// first: encoding/json would silently put U+FFFD in place of invalid UTF-8
+// and escaped lone surrogates.
+func decodeOps(raw []byte) ([]crdt.Op, error) {
+	if err := crdt.CheckJSONText(raw); err != nil {
+		return nil, errorOf(documents.ErrInvalid, err.Error())
+	}
+	var ops []crdt.Op
+	if err := json.Unmarshal(raw, &ops); err != nil {
+		return nil, errDocMalformed
+	}
+	return ops, nil
+}
+
 func documentsCapability(d Documents, f *Follower) wasm.Capability {
 	h := &docCalls{docs: d, follow: f}
 	return wasm.Capability{Name: "documents", Functions: []wasm.HostFunction{
@@ -89,14 +103,13 @@ func (h *docCalls) update(ctx context.Context, c *wasm.Call, a []uint64) uint32 
 	if st != wasm.StatusOK {
 		return st
 	}
-	var ops []crdt.Op
-	if err := json.Unmarshal(raw, &ops); err != nil {
-		return fail(c, errDocMalformed)
+	ops, err := decodeOps(raw)
+	if err != nil {
+		return fail(c, err)
 	}
 	if err := h.follow.fetch(ctx, c.App(), coll, key); err != nil {
 		return fail(c, err)
 	}
-	var err error
 	wasm.Blocking(ctx, func(ctx context.Context) { _, err = h.docs.Update(ctx, c.App(), coll, key, ops) })
 	if err != nil {
 		return fail(c, err)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/documents"
@@ -134,5 +135,51 @@ func TestDocumentsUnavailable(t *testing.T) {
 	resp, err := f.Serve(context.Background(), r)
 	if err != nil || !strings.Contains(string(resp.Body), "not supported by this host") {
 		t.Fatalf("without a data service: %v %q", err, resp.Body)
+	}
+}
+
+// docUpdateRaw runs doc_update on carts/u1 of app shop with ops as raw
+// bytes (testdata/docupdate.wat) and returns its status and last error.
+func docUpdateRaw(t *testing.T, docs Documents, ops []byte) (uint32, string) {
+	t.Helper()
+	f := load(t, newEngine(t, Services{Documents: docs}), verge.Function{App: "shop", Module: fixture("docupdate.wasm"), Executor: verge.ExecutorVerge})
+	r := get("/")
+	r.Method, r.Body = "POST", ops
+	resp, err := f.Serve(context.Background(), r)
+	if err != nil || len(resp.Body) == 0 {
+		t.Fatalf("doc_update guest: %v %q", err, resp.Body)
+	}
+	return uint32(resp.Body[0]), string(resp.Body[1:])
+}
+
+// doc_update refuses what encoding/json would silently replace by U+FFFD
+// (invalid UTF-8, escaped lone surrogates) and increments past int64 with
+// StatusInvalid, and changes nothing.
+func TestDocUpdateBadInput(t *testing.T) {
+	t.Parallel()
+	docs := &memDocs{docs: map[string]*crdt.Doc{}}
+	docs.docs[docs.k("shop", "carts", "u1")] = mustDoc(t, `{"n":9223372036854775807,"o":{}}`)
+	const lone = "is a lone UTF-16 surrogate; a string may escape a surrogate only as a pair, \\ud800-\\udbff then \\udc00-\\udfff"
+	for _, c := range []struct{ ops, msg string }{
+		{`[{"op":"set","path":"o.\ud800","value":1}]`, `invalid JSON text: \ud800 at byte 23 ` + lone},
+		{`[{"op":"set","path":"\udc00","value":1}]`, `invalid JSON text: \udc00 at byte 21 ` + lone},
+		{`[{"op":"set","path":"s","value":"\ud800\u0041"}]`, `invalid JSON text: \ud800 at byte 33 ` + lone},
+		{"[{\"op\":\"set\",\"path\":\"o.\xff\",\"value\":1}]", `invalid JSON text: not valid UTF-8 at byte 23`},
+		{"[{\"op\":\"set\",\"path\":\"s\",\"value\":{\"k\xe9\":1}}]", `invalid JSON text: not valid UTF-8 at byte 35`},
+		{`[{"op":"increment","path":"n","value":1}]`, `op 0 (increment "n"): increment by 1 would make the number 9223372036854775808, outside the 64-bit integer range -9223372036854775808..9223372036854775807`},
+	} {
+		st, msg := docUpdateRaw(t, docs, []byte(c.ops))
+		if st != wasm.StatusInvalid || msg != c.msg {
+			t.Errorf("doc_update(%q): status %d %q\nwant %d %q", c.ops, st, msg, wasm.StatusInvalid, c.msg)
+		}
+	}
+	if b, _ := docs.docs[docs.k("shop", "carts", "u1")].JSON(); string(b) != `{"n":9223372036854775807,"o":{}}` {
+		t.Fatalf("refused updates changed the document: %s", b)
+	}
+	if st, msg := docUpdateRaw(t, docs, []byte(`[{"op":"set","path":"o.\ud83d\ude00","value":"\\ud800"},{"op":"increment","path":"n","value":-1}]`)); st != wasm.StatusOK {
+		t.Fatalf("valid ops: status %d %q", st, msg)
+	}
+	if b, _ := docs.docs[docs.k("shop", "carts", "u1")].JSON(); string(b) != `{"n":9223372036854775806,"o":{"😀":"\\ud800"}}` {
+		t.Fatalf("after valid ops: %s", b)
 	}
 }

@@ -2,10 +2,8 @@ package host
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
-	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/wasm"
 )
@@ -258,14 +256,13 @@ func (h *spotCalls) docUpdate(ctx context.Context, c *wasm.Call, a []uint64) uin
 		c.PutUint64(revOut, r.Num)
 		return c.Deliver(r.Status, r.Out, r.Num, ptr, capacity, lenOut, "spot_doc_update", rev, callArgs)
 	}
-	var ops []crdt.Op
-	if err := json.Unmarshal(raw, &ops); err != nil {
-		return fail(c, errDocMalformed)
+	ops, err := decodeOps(raw)
+	if err != nil {
+		return fail(c, err)
 	}
 	key := string(args[0])
 	var doc []byte
 	var newRev uint64
-	var err error
 	wasm.Blocking(ctx, func(ctx context.Context) { doc, newRev, err = h.engine.UpdateDoc(ctx, c.App(), key, rev, ops) })
 	var conflict *spot.ConflictError
 	if errors.As(err, &conflict) {

@@ -35,7 +35,8 @@ func startOperated(t *testing.T, token string, server gateway.ServerOptions) *Po
 				}
 			}
 		}
-		p, err := Start(context.Background(), Options{Self: q.ID, Network: n, Data: dir + "/" + q.ID, AdminToken: token,
+		shop := &verge.Manifest{Name: "shop", Collections: []verge.Collection{{Name: "carts", Scope: verge.Scope{Kind: verge.ScopeLocal}}}}
+		p, err := Start(context.Background(), Options{Self: q.ID, Network: n, Data: dir + "/" + q.ID, AdminToken: token, App: shop,
 			Layer: l, Server: server, NoSync: true, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
@@ -87,6 +88,10 @@ func TestOperatorAPIRequiresToken(t *testing.T) {
 		if code != c.code || json.Unmarshal([]byte(body), &eb) != nil || eb.Kind != c.kind || eb.Error == "" {
 			t.Errorf("%s %s: %d %s; want %d with a JSON error of kind %s", c.method, c.path, code, body, c.code, c.kind)
 		}
+	}
+	// A SPOT body that encoding/json would quietly repair is refused.
+	if code, body := admintest.Do(t, "POST", base+"/v1/apps/shop/spot/claims/users/ada", "s3cret", `{"owner":"\ud800"}`); code != 400 || !strings.Contains(body, "lone UTF-16 surrogate") {
+		t.Errorf("claim for a lone surrogate: %d %s, want 400", code, body)
 	}
 	if code, body := admintest.Do(t, "POST", base+"/v1/net/partition?peer=c", "s3cret", ""); code != 204 {
 		t.Fatalf("partition with the token: %d %s", code, body)
