@@ -14,14 +14,17 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/documents"
+	"github.com/verge-edge/verge/internal/store"
 )
 
 func newServer(t testing.TB, opts Options, noSync bool) *httptest.Server {
 	t.Helper()
-	svc, err := documents.Open(t.TempDir(), documents.Options{Origin: "test", Replica: 1, NoSync: noSync, MaxDocBytes: 64 << 10})
+	const maxDoc = 64 << 10
+	st, err := store.Open(t.TempDir(), store.Options{Origin: "test", NoSync: noSync, MaxValueBytes: documents.StoreValueBytes(maxDoc)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	svc := documents.New(st, documents.Options{Replica: 1, MaxDocBytes: maxDoc})
 	for _, app := range []string{"a", "b"} {
 		svc.SetApp(&verge.Manifest{Name: app, Collections: []verge.Collection{
 			{Name: "carts", Scope: verge.Scope{Kind: "local"}},
@@ -34,7 +37,7 @@ func newServer(t testing.TB, opts Options, noSync bool) *httptest.Server {
 	srv := httptest.NewServer(NewHandler(svc, opts))
 	t.Cleanup(func() {
 		srv.Close()
-		svc.Close()
+		st.Close()
 	})
 	return srv
 }

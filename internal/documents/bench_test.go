@@ -21,7 +21,7 @@ func BenchmarkUpdate(b *testing.B) {
 			name = "NoSync"
 		}
 		b.Run(name, func(b *testing.B) {
-			s := open(b, Options{NoSync: noSync}, manifest("shop", "stats"))
+			s := open(b, testOptions{NoSync: noSync}, manifest("shop", "stats"))
 			ctx := context.Background()
 			if _, err := s.Put(ctx, "shop", "stats", "views", []byte(`{"n":0,"name":"home page","tags":["a","b"]}`)); err != nil {
 				b.Fatal(err)
@@ -51,7 +51,7 @@ func BenchmarkUpdateParallel(b *testing.B) {
 			name = "OneDoc"
 		}
 		b.Run(name, func(b *testing.B) {
-			s := open(b, Options{}, manifest("shop", "stats"))
+			s := open(b, testOptions{}, manifest("shop", "stats"))
 			ctx := context.Background()
 			ops := []crdt.Op{op("increment", "n", "1")}
 			var next atomic.Int64
@@ -70,7 +70,7 @@ func BenchmarkUpdateParallel(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			st := s.Store().Stats()
+			st := s.st.Stats()
 			if st.Commits > 0 {
 				b.ReportMetric(float64(st.Writes)/float64(st.Commits), "writes/fsync")
 			}
@@ -79,7 +79,7 @@ func BenchmarkUpdateParallel(b *testing.B) {
 }
 
 func BenchmarkGet(b *testing.B) {
-	s := open(b, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(b, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	if _, err := s.Put(ctx, "shop", "carts", "u1", []byte(`{"items":[{"sku":"tea","qty":1},{"sku":"jam","qty":2}],"owner":"ada"}`)); err != nil {
 		b.Fatal(err)

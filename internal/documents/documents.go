@@ -48,13 +48,9 @@ var (
 
 // Options configures a Service.
 type Options struct {
-	// Origin names this PoP in the store's delta log (see store.Options).
-	Origin string
 	// Replica is this PoP's replica id in every document's causal context.
 	// Two PoPs that edit the same documents must use different ids.
 	Replica crdt.ReplicaID
-	// NoSync acknowledges writes before fsync. Tests and benchmarks only.
-	NoSync bool
 	// MaxDocBytes bounds a document's encoded state (default DefaultMaxDocBytes).
 	MaxDocBytes int
 }
@@ -84,29 +80,6 @@ func New(st *store.Store, opts Options) *Service {
 // maxDoc bytes need: a delta is at most about the size of the state it
 // produced (a root set carries the whole document).
 func StoreValueBytes(maxDoc int) int { return 2*maxDoc + 64<<10 }
-
-// Open opens (or creates) the PoP's store in dir. It refuses a corrupt store
-// with the store's error, which says what is damaged and what to do.
-func Open(dir string, opts Options) (*Service, error) {
-	if opts.MaxDocBytes <= 0 {
-		opts.MaxDocBytes = DefaultMaxDocBytes
-	}
-	st, err := store.Open(dir, store.Options{
-		Origin:        opts.Origin,
-		NoSync:        opts.NoSync,
-		MaxValueBytes: StoreValueBytes(opts.MaxDocBytes),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return New(st, opts), nil
-}
-
-// Close waits for pending writes and closes the store.
-func (s *Service) Close() error { return s.st.Close() }
-
-// Store returns the underlying store (for replication and metrics).
-func (s *Service) Store() *store.Store { return s.st }
 
 // SetApp registers m's app and its collections, replacing what an earlier
 // manifest of the same app declared. Documents of collections no longer

@@ -23,7 +23,27 @@ func manifest(name string, colls ...string) *verge.Manifest {
 	return m
 }
 
-func open(t testing.TB, opts Options, apps ...*verge.Manifest) *Service {
+// testOptions are a service's options and its store's.
+type testOptions struct {
+	Origin      string
+	NoSync      bool
+	Replica     crdt.ReplicaID
+	MaxDocBytes int
+}
+
+// openDir opens a store in dir and the service over it, as a PoP does.
+func openDir(dir string, o testOptions) (*Service, error) {
+	if o.MaxDocBytes <= 0 {
+		o.MaxDocBytes = DefaultMaxDocBytes
+	}
+	st, err := store.Open(dir, store.Options{Origin: o.Origin, NoSync: o.NoSync, MaxValueBytes: StoreValueBytes(o.MaxDocBytes)})
+	if err != nil {
+		return nil, err
+	}
+	return New(st, Options{Replica: o.Replica, MaxDocBytes: o.MaxDocBytes}), nil
+}
+
+func open(t testing.TB, opts testOptions, apps ...*verge.Manifest) *Service {
 	t.Helper()
 	if opts.Origin == "" {
 		opts.Origin = "test"
@@ -31,11 +51,11 @@ func open(t testing.TB, opts Options, apps ...*verge.Manifest) *Service {
 	if opts.Replica == 0 {
 		opts.Replica = 1
 	}
-	s, err := Open(t.TempDir(), opts)
+	s, err := openDir(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { s.st.Close() })
 	for _, m := range apps {
 		s.SetApp(m)
 	}
@@ -52,7 +72,7 @@ func op(o, path, value string) crdt.Op {
 
 func TestPutGetUpdateDelete(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 
 	if _, found, err := s.Get("shop", "carts", "u1"); err != nil || found {
@@ -110,7 +130,7 @@ func TestPutGetUpdateDelete(t *testing.T) {
 
 func TestBadOpsNameIndexAndPathAndChangeNothing(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	const start = `{"items":[1,2],"n":1}`
 	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(start)); err != nil {
@@ -151,7 +171,7 @@ func TestBadOpsNameIndexAndPathAndChangeNothing(t *testing.T) {
 
 func TestUnknownAppAndCollection(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	_, err := s.Update(ctx, "shop", "orders", "k", []crdt.Op{op("increment", "n", "1")})
 	if !errors.Is(err, ErrUnknownCollection) || !strings.Contains(err.Error(), `"orders"`) {
@@ -179,7 +199,7 @@ func TestUnknownAppAndCollection(t *testing.T) {
 
 func TestKeyLimits(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	for _, k := range []string{"", strings.Repeat("k", MaxKeyBytes+1), "\xff\xfe"} {
 		if _, err := s.Put(ctx, "shop", "carts", k, []byte(`{}`)); !errors.Is(err, ErrInvalid) {
@@ -193,7 +213,7 @@ func TestKeyLimits(t *testing.T) {
 
 func TestDocumentSizeLimit(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true, MaxDocBytes: 4 << 10}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true, MaxDocBytes: 4 << 10}, manifest("shop", "carts"))
 	ctx := context.Background()
 	big := fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 8<<10))
 	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(big)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "limit is 4096") {
@@ -236,7 +256,7 @@ func TestDocumentSizeLimit(t *testing.T) {
 // are prefix-free.
 func TestAppIsolation(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true},
+	s := open(t, testOptions{NoSync: true},
 		manifest("a", "c", "cc"),
 		manifest("ab", "c"),
 		manifest("b", "c", "secret"))
@@ -306,7 +326,7 @@ func TestAppIsolation(t *testing.T) {
 
 func TestListPagination(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	const n = 25
 	want := make([]string, n)
@@ -342,7 +362,7 @@ func TestListPagination(t *testing.T) {
 func TestConcurrentIncrements(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := Open(dir, Options{Origin: "test", Replica: 1})
+	s, err := openDir(dir, testOptions{Origin: "test", Replica: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,17 +411,17 @@ func TestConcurrentIncrements(t *testing.T) {
 	}
 	check(s)
 	// Every write was acknowledged after its fsync: it survives a reopen.
-	if err := s.Close(); err != nil {
+	if err := s.st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(dir, Options{Origin: "test", Replica: 1})
+	s, err = openDir(dir, testOptions{Origin: "test", Replica: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.st.Close()
 	s.SetApp(manifest("shop", "stats"))
 	check(s)
-	if seq := s.Store().Seqs()["test"]; seq != writers*each+1 {
+	if seq := s.st.Seqs()["test"]; seq != writers*each+1 {
 		t.Fatalf("delta log holds %d local entries, want %d", seq, writers*each+1)
 	}
 }
@@ -410,7 +430,7 @@ func TestConcurrentIncrements(t *testing.T) {
 // what later issues replicate is complete.
 func TestLoggedDeltasRebuildTheDocument(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	if _, err := s.Put(ctx, "shop", "carts", "u1", []byte(`{"items":[]}`)); err != nil {
 		t.Fatal(err)
@@ -420,7 +440,7 @@ func TestLoggedDeltasRebuildTheDocument(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	entries, err := s.Store().LogSince("test", 0, 0)
+	entries, err := s.st.LogSince("test", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +469,7 @@ func TestLoggedDeltasRebuildTheDocument(t *testing.T) {
 // would cross the line, and stays readable and writable.
 func TestUnreadableDocumentIsNeverStored(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(`{"l":[]}`)); err != nil {
 		t.Fatal(err)
@@ -484,7 +504,7 @@ func TestUnreadableDocumentIsNeverStored(t *testing.T) {
 // deletion a plain CRDT operation that replicas agree on (see Delete).
 func TestPutEmptyObject(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	for i := range 3 {
 		if got, err := s.Put(ctx, "shop", "carts", "k", []byte(`{}`)); err != nil || string(got) != `{}` {
@@ -513,15 +533,15 @@ func TestPutEmptyObject(t *testing.T) {
 // the re-creation.
 func TestDeleteThenRecreateReplicates(t *testing.T) {
 	t.Parallel()
-	a := open(t, Options{NoSync: true, Origin: "a", Replica: 1}, manifest("shop", "carts"))
-	b := open(t, Options{NoSync: true, Origin: "b", Replica: 2}, manifest("shop", "carts"))
+	a := open(t, testOptions{NoSync: true, Origin: "a", Replica: 1}, manifest("shop", "carts"))
+	b := open(t, testOptions{NoSync: true, Origin: "b", Replica: 2}, manifest("shop", "carts"))
 	ctx := context.Background()
 	// ship sends b what a logged since b's watermark, as one batch, as
 	// replication does.
 	ship := func() {
 		t.Helper()
-		wm := b.Store().Seqs()["a"]
-		entries, err := a.Store().LogSince("a", wm, 1000)
+		wm := b.st.Seqs()["a"]
+		entries, err := a.st.LogSince("a", wm, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -533,7 +553,7 @@ func TestDeleteThenRecreateReplicates(t *testing.T) {
 			items[i] = store.BatchItem{Key: e.Key, Delta: e.Delta}
 		}
 		to := entries[len(entries)-1].Seq
-		if got, err := b.Store().ApplyBatch(ctx, "a", wm+1, to, items, b.Merge); err != nil || got != to {
+		if got, err := b.st.ApplyBatch(ctx, "a", wm+1, to, items, b.Merge); err != nil || got != to {
 			t.Fatalf("ApplyBatch(a, %d..%d) = %d, %v", wm+1, to, got, err)
 		}
 	}
@@ -560,7 +580,7 @@ func TestDeleteThenRecreateReplicates(t *testing.T) {
 // and changes nothing, in both directions and for a missing key.
 func TestIncrementOverflowIsInvalid(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	const start = `{"max":9223372036854775807,"min":-9223372036854775808}`
 	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(start)); err != nil {
@@ -592,7 +612,7 @@ func TestIncrementOverflowIsInvalid(t *testing.T) {
 // are paths that are not valid UTF-8; nothing changes.
 func TestInvalidTextIsInvalid(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	ctx := context.Background()
 	const start = `{"o":{},"s":"ok"}`
 	if _, err := s.Put(ctx, "shop", "carts", "k", []byte(start)); err != nil {
@@ -637,7 +657,7 @@ func TestInvalidTextIsInvalid(t *testing.T) {
 // and limit ≤ 0 (the default) are fine.
 func TestListLimitAboveMaximum(t *testing.T) {
 	t.Parallel()
-	s := open(t, Options{NoSync: true}, manifest("shop", "carts"))
+	s := open(t, testOptions{NoSync: true}, manifest("shop", "carts"))
 	if _, err := s.Put(context.Background(), "shop", "carts", "k", []byte(`{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}

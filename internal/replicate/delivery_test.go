@@ -20,13 +20,14 @@ import (
 // the test controls order, duplication and loss.
 func newBare(t *testing.T, self string, n *verge.Network, m *verge.Manifest, replica crdt.ReplicaID) *Replicator {
 	t.Helper()
-	d, err := documents.Open(t.TempDir(), documents.Options{Origin: self + ".1", Replica: replica, NoSync: true})
+	st, err := store.Open(t.TempDir(), store.Options{Origin: self + ".1", NoSync: true, MaxValueBytes: documents.StoreValueBytes(documents.DefaultMaxDocBytes)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	t.Cleanup(func() { st.Close() })
+	d := documents.New(st, documents.Options{Replica: replica})
 	d.SetApp(m)
-	r := &Replicator{opts: Options{Self: self, Network: n, Store: d.Store(), Docs: d, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}, st: d.Store(), origin: d.Store().Origin(), peers: map[string]*peerLink{}}
+	r := &Replicator{opts: Options{Self: self, Network: n, Store: st, Docs: d, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}, st: st, origin: st.Origin(), peers: map[string]*peerLink{}}
 	r.ctx = context.Background()
 	return r
 }
