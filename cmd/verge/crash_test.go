@@ -20,6 +20,7 @@ import (
 // and that nothing else changed: each counter is at least the number of
 // acknowledged increments and at most the number attempted.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	appDir := filepath.Join("..", "..", "examples", "cart")
 	dataDir := t.TempDir()
@@ -126,6 +127,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 // It is not parallel: it builds the example in place, and Go runs it before
 // the parallel tests, among them the crash test, which uses the build.
 func TestCartExample(t *testing.T) {
+	e2e(t)
 	p, adminURL := startDevAdmin(t, filepath.Join("..", "..", "examples", "cart"), "--data", t.TempDir())
 	post := func(path string) string {
 		resp, err := http.Post(p.url+path, "", nil)

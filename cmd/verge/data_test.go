@@ -55,6 +55,7 @@ func vergeData(t *testing.T, dir string, env []string, args ...string) (code int
 }
 
 func TestDataCLI(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	dir := newDataApp(t)
 	p, admin := startDevAdmin(t, dir)
@@ -118,6 +119,7 @@ func TestDataCLI(t *testing.T) {
 }
 
 func TestDataCLIToken(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	dir := newDataApp(t)
 	_, admin := startDevAdmin(t, dir, "--admin-token", "tok3n", "--data", filepath.Join(t.TempDir(), "store"))
@@ -137,6 +139,7 @@ func TestDataCLIToken(t *testing.T) {
 }
 
 func TestDevRefusesAdminBeyondLoopbackWithoutToken(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	dir := newDataApp(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -155,6 +158,7 @@ func TestDevRefusesAdminBeyondLoopbackWithoutToken(t *testing.T) {
 // An app without collections gets no store: serving it leaves its
 // directory as it was (the examples are served from the repository).
 func TestDevWithoutCollectionsOpensNoStore(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	dir := newApp(t, fixture("hello.wasm"))
 	p := startDev(t, dir)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -17,7 +18,19 @@ import (
 
 var vergeBin string
 
+// e2e marks a test that runs the verge binary: slow, so -short skips it.
+func e2e(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end to end through the verge binary; run without -short (make test)")
+	}
+}
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // every test here is end to end: no binary to build
+	}
 	dir, err := os.MkdirTemp("", "verge-cli-test-")
 	if err != nil {
 		panic(err)
@@ -163,6 +176,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestDevServesReloadsAndShutsDown(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	dir := newApp(t, fixture("hello.wasm"))
 	p := startDev(t, dir)
@@ -197,6 +211,7 @@ func TestDevServesReloadsAndShutsDown(t *testing.T) {
 }
 
 func TestDevFailsOnBadModule(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	for name, c := range map[string]struct{ module, want string }{
 		"garbage":        {"../../go.mod", "fn.wasm: not a WebAssembly module"},
@@ -219,6 +234,7 @@ func TestDevFailsOnBadModule(t *testing.T) {
 }
 
 func TestDevFailsOnBadManifest(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "verge.toml"), []byte("name = \"x\"\n[[function]]\nname = \"f\"\nmodule = \"f.wasm\"\nexecutor = \"cgi\"\nroutes = [\"/\"]\n"), 0o644)
@@ -229,6 +245,7 @@ func TestDevFailsOnBadManifest(t *testing.T) {
 }
 
 func TestDevRunsBuildCommand(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	dir := t.TempDir()
 	src, _ := filepath.Abs(fixture("hello.wasm"))
@@ -249,6 +266,7 @@ func TestDevRunsBuildCommand(t *testing.T) {
 // TestExamples serves every hello example through verge dev, which builds
 // it first: Go with the SDK, and Go, C and Rust through WAGI.
 func TestExamples(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	for dir, lang := range map[string]string{"hello-go": "Go on Verge", "hello-wagi-go": "from Go, via WAGI", "hello-c": "from C, via WAGI", "hello-rust": "from Rust, via WAGI"} {
 		t.Run(dir, func(t *testing.T) {
@@ -277,6 +295,7 @@ func TestExamples(t *testing.T) {
 // TestDevShop: under verge dev, a PoP that is its own centre, the shop's
 // claims, stock and central function all work (make dev APP=examples/shop).
 func TestDevShop(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	app := filepath.Join("..", "..", "examples", "shop")
 	if _, err := os.Stat(filepath.Join(app, "edge", "shop.wasm")); err != nil {

@@ -124,6 +124,7 @@ func (n *testNet) waitDoc(coll, key, want string, ids ...string) {
 // TestNetFaults drives a 3-PoP network through the CLI: scopes, a
 // partition, kill -9 and restart, with every acknowledged write kept.
 func TestNetFaults(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	n := startNet(t, 3) // ord (central), sfo, iad
 	if !n.pop("ord").Central || n.pop("sfo").Central {
@@ -219,6 +220,7 @@ func (n *testNet) request(method, id, path, home string) (body, newHome string) 
 // from the centre when its home is down, and never lands in a region the
 // collection excludes.
 func TestNetFollowsUser(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	// The cart app, with carts kept in region "us" only.
 	app := t.TempDir()
@@ -280,6 +282,7 @@ func TestNetFollowsUser(t *testing.T) {
 // TestNetShop: unique usernames and a flash sale across five PoPs, with the
 // centre killed (-9) and restarted in the middle of the sale.
 func TestNetShop(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	app := filepath.Join("..", "..", "examples", "shop")
 	if _, err := os.Stat(filepath.Join(app, "edge", "shop.wasm")); err != nil {
@@ -382,6 +385,7 @@ func TestNetShop(t *testing.T) {
 
 // TestNetTopology: named PoPs from a topology file.
 func TestNetTopology(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	topo := filepath.Join(t.TempDir(), "topology.toml")
 	if err := os.WriteFile(topo, []byte(`
@@ -417,6 +421,7 @@ eu = ["par"]
 // TestNetSpotReplicated: the SPOT replicated over three central servers
 // keeps its data and keeps answering when any one of them is killed.
 func TestNetSpotReplicated(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	app := filepath.Join("..", "..", "examples", "shop")
 	if _, err := os.Stat(filepath.Join(app, "edge", "shop.wasm")); err != nil {

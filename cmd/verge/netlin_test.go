@@ -131,6 +131,7 @@ func (x *adminTarget) UpdateDoc(ctx context.Context, key string, rev uint64, ops
 // history, final reads included, must be linearizable: no key with two
 // owners, no stock oversold, no acknowledged change lost.
 func TestNetSpotLinearizable(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	app := filepath.Join("..", "..", "examples", "shop")
 	if _, err := os.Stat(filepath.Join(app, "edge", "shop.wasm")); err != nil {

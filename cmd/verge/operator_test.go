@@ -17,6 +17,7 @@ import (
 
 // Every admin and network-control endpoint of `verge dev` needs its token.
 func TestDevAdminRequiresToken(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	_, admin := startDevAdmin(t, newDataApp(t), "--admin-token", "tok3n", "--data", t.TempDir())
 	admintest.RequireToken(t, admin, "wrong")
@@ -42,6 +43,7 @@ func serveConfig(t *testing.T, admin, token string) string {
 
 // Every admin and network-control endpoint of `verge serve` needs its token.
 func TestServeAdminRequiresToken(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -73,6 +75,7 @@ func TestServeAdminRequiresToken(t *testing.T) {
 // `verge serve` refuses an admin API beyond loopback without a token, and
 // a token nobody could send.
 func TestServeRefusesUnprotectedAdmin(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	for _, c := range []struct{ admin, token, want string }{
 		{"0.0.0.0:0", "", "without a token"},
@@ -87,6 +90,7 @@ func TestServeRefusesUnprotectedAdmin(t *testing.T) {
 
 // `verge dev` refuses a blank token.
 func TestDevRefusesBlankToken(t *testing.T) {
+	e2e(t)
 	t.Parallel()
 	out, err := exec.Command(vergeBin, "dev", "--listen", "127.0.0.1:0", "--admin-token", "  ", newDataApp(t)).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "space") {

@@ -31,6 +31,9 @@ func freePort(t *testing.T) int {
 // Three clustered central servers replicate the buckets (R3): the SPOT
 // keeps working, and keeps every acknowledged write, when one of them dies.
 func TestReplicatedOverThreeServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three JetStream servers and their elections take half a minute; run without -short (make test)")
+	}
 	t.Parallel()
 	var ports [3]int
 	for i := range ports {
