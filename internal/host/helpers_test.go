@@ -34,17 +34,7 @@ func newEngine(tb testing.TB, s Services) *wasm.Engine {
 
 func load(tb testing.TB, e *wasm.Engine, spec verge.Function) *wasm.Function {
 	tb.Helper()
-	if spec.Name == "" {
-		spec.Name = "fn"
-	}
-	if len(spec.Routes) == 0 {
-		spec.Routes = []string{"/*"}
-	}
-	if spec.Isolation == "" {
-		spec.Isolation = verge.IsolationPooled
-	}
-	spec.Limits = spec.Limits.WithDefaults()
-	f, err := e.Load(context.Background(), spec)
+	f, err := e.Load(context.Background(), wasmtest.Spec(spec))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -32,17 +32,7 @@ func newTestEngine(tb testing.TB) *Engine {
 
 func load(tb testing.TB, e *Engine, spec verge.Function) *Function {
 	tb.Helper()
-	if spec.Name == "" {
-		spec.Name = "fn"
-	}
-	if len(spec.Routes) == 0 {
-		spec.Routes = []string{"/*"}
-	}
-	if spec.Isolation == "" {
-		spec.Isolation = verge.IsolationPooled
-	}
-	spec.Limits = spec.Limits.WithDefaults()
-	f, err := e.Load(context.Background(), spec)
+	f, err := e.Load(context.Background(), wasmtest.Spec(spec))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package wasmtest builds and finds the guests that tests of the engine and
-// of host capabilities run. It imports nothing of Verge, so the engine's own
-// tests use it too.
+// of host capabilities run. It does not import the engine, so the engine's
+// own tests use it too.
 package wasmtest
 
 import (
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/verge-edge/verge"
 )
 
 var (
@@ -87,4 +89,20 @@ func Cleanup() {
 		os.RemoveAll(dir)
 		dir, built = "", map[string]string{}
 	}
+}
+
+// Spec completes a test function's spec the way a manifest would: named
+// "fn", routed at "/*", pooled, with default limits.
+func Spec(spec verge.Function) verge.Function {
+	if spec.Name == "" {
+		spec.Name = "fn"
+	}
+	if len(spec.Routes) == 0 {
+		spec.Routes = []string{"/*"}
+	}
+	if spec.Isolation == "" {
+		spec.Isolation = verge.IsolationPooled
+	}
+	spec.Limits = spec.Limits.WithDefaults()
+	return spec
 }
