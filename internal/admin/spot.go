@@ -84,10 +84,6 @@ func (h *handler) spotFail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-func writeValue(w http.ResponseWriter, status int, v any) {
-	b, _ := json.Marshal(v)
-	writeJSON(w, status, b)
-}
 
 type ownerBody struct {
 	Owner string `json:"owner"`
@@ -108,7 +104,7 @@ func (h *handler) claim(w http.ResponseWriter, r *http.Request) {
 	if !c.Claimed {
 		status = http.StatusConflict
 	}
-	writeValue(w, status, map[string]any{"claimed": c.Claimed, "owner": c.Owner})
+	jsonapi.WriteValue(w, status, map[string]any{"claimed": c.Claimed, "owner": c.Owner})
 }
 
 func (h *handler) release(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +118,7 @@ func (h *handler) release(w http.ResponseWriter, r *http.Request) {
 		h.spotFail(w, r, err)
 		return
 	}
-	writeValue(w, http.StatusOK, map[string]any{"released": done})
+	jsonapi.WriteValue(w, http.StatusOK, map[string]any{"released": done})
 }
 
 type nBody struct {
@@ -153,10 +149,10 @@ func (h *handler) take(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !t.OK {
-		writeValue(w, http.StatusConflict, map[string]any{"ok": false, "remaining": t.Remaining, "error": "insufficient stock", "kind": "insufficient"})
+		jsonapi.WriteValue(w, http.StatusConflict, map[string]any{"ok": false, "remaining": t.Remaining, "error": "insufficient stock", "kind": "insufficient"})
 		return
 	}
-	writeValue(w, http.StatusOK, map[string]any{"ok": true, "remaining": t.Remaining})
+	jsonapi.WriteValue(w, http.StatusOK, map[string]any{"ok": true, "remaining": t.Remaining})
 }
 
 func (h *handler) restock(w http.ResponseWriter, r *http.Request) {
@@ -169,7 +165,7 @@ func (h *handler) restock(w http.ResponseWriter, r *http.Request) {
 		h.spotFail(w, r, err)
 		return
 	}
-	writeValue(w, http.StatusOK, map[string]any{"remaining": rem})
+	jsonapi.WriteValue(w, http.StatusOK, map[string]any{"remaining": rem})
 }
 
 func (h *handler) counter(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +178,7 @@ func (h *handler) counter(w http.ResponseWriter, r *http.Request) {
 		h.spotFail(w, r, err)
 		return
 	}
-	writeValue(w, http.StatusOK, map[string]any{"remaining": rem})
+	jsonapi.WriteValue(w, http.StatusOK, map[string]any{"remaining": rem})
 }
 
 func (h *handler) spotDoc(w http.ResponseWriter, r *http.Request) {
@@ -199,7 +195,7 @@ func (h *handler) spotDoc(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no SPOT document %q; create it with rev 0", r.PathValue("key")))
 		return
 	}
-	writeValue(w, http.StatusOK, map[string]any{"doc": json.RawMessage(doc), "rev": rev})
+	jsonapi.WriteValue(w, http.StatusOK, map[string]any{"doc": json.RawMessage(doc), "rev": rev})
 }
 
 func (h *handler) spotUpdate(w http.ResponseWriter, r *http.Request) {
@@ -219,10 +215,10 @@ func (h *handler) spotUpdate(w http.ResponseWriter, r *http.Request) {
 	var ce *spot.ConflictError
 	switch {
 	case errors.As(err, &ce):
-		writeValue(w, http.StatusConflict, map[string]any{"error": err.Error(), "kind": "conflict", "rev": ce.Current})
+		jsonapi.WriteValue(w, http.StatusConflict, map[string]any{"error": err.Error(), "kind": "conflict", "rev": ce.Current})
 	case err != nil:
 		h.spotFail(w, r, err)
 	default:
-		writeValue(w, http.StatusOK, map[string]any{"doc": json.RawMessage(doc), "rev": rev})
+		jsonapi.WriteValue(w, http.StatusOK, map[string]any{"doc": json.RawMessage(doc), "rev": rev})
 	}
 }
