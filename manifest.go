@@ -21,12 +21,38 @@ const ManifestFile = "verge.toml"
 
 // Manifest is a parsed and validated verge.toml.
 type Manifest struct {
-	Name        string
-	Dir         string // absolute directory of the manifest; module paths are relative to it
-	Path        string // absolute path of the manifest file
+	Name string
+	Dir  string // absolute directory of the manifest; module paths are relative to it
+	Path string // absolute path of the manifest file
+	// Domains are host names the app answers besides NAME.localhost.
+	Domains []string
+	// Health is the path of the app's health route ("" none): during a
+	// rollout, a PoP calls it itself when too few requests judge a version.
+	Health string
+	// Placement is where the app runs: at every PoP (PlacementEdge), or
+	// only at the central PoP (PlacementCentral), every other PoP
+	// forwarding its requests there as a single-region deployment would.
+	Placement   Placement
 	Functions   []Function
 	Collections []Collection
 	Counters    []Counter
+}
+
+// Placement is where an app's requests run.
+type Placement string
+
+const (
+	PlacementEdge    Placement = "edge"    // at the PoP that receives them (the default)
+	PlacementCentral Placement = "central" // at the central PoP, forwarded there from every other
+)
+
+// ParsePlacement parses "edge" or "central".
+func ParsePlacement(s string) (Placement, error) {
+	switch Placement(s) {
+	case PlacementEdge, PlacementCentral:
+		return Placement(s), nil
+	}
+	return "", fmt.Errorf("%q is not a placement; expected \"edge\" (at every PoP, the default) or \"central\" (only at the central PoP)", s)
 }
 
 // Counter is one [[counter]] of a manifest: a bounded stock kept at the
@@ -203,6 +229,9 @@ func (e *ManifestError) Error() string {
 // can hold parsed values (durations, sizes, absolute paths).
 type rawManifest struct {
 	Name       string          `toml:"name"`
+	Domains    []string        `toml:"domains"`
+	Health     string          `toml:"health"`
+	Placement  string          `toml:"placement"`
 	Function   []rawFunction   `toml:"function"`
 	Collection []rawCollection `toml:"collection"`
 	Counter    []rawCounter    `toml:"counter"`
@@ -243,7 +272,10 @@ type rawCollection struct {
 	Regions []string `toml:"regions"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
+var (
+	nameRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
+	domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+)
 
 // LoadManifest reads and validates the manifest at path, which is either a
 // verge.toml file or a directory holding one.
@@ -290,6 +322,32 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 	}
 	if len(raw.Function) == 0 {
 		return nil, bad("function", "no [[function]] defined; an app needs at least one")
+	}
+	m.Placement = PlacementEdge
+	if raw.Placement != "" {
+		p, err := ParsePlacement(raw.Placement)
+		if err != nil {
+			return nil, bad("placement", "%v", err)
+		}
+		m.Placement = p
+	}
+	seenDomain := map[string]bool{}
+	for i, d := range raw.Domains {
+		d = strings.ToLower(d)
+		if !domainRE.MatchString(d) || strings.HasSuffix(d, ".localhost") {
+			return nil, bad(fmt.Sprintf("domains[%d]", i), "%q is not a host name; expected e.g. \"shop.example.com\" (NAME.localhost is always the app's)", raw.Domains[i])
+		}
+		if seenDomain[d] {
+			return nil, bad(fmt.Sprintf("domains[%d]", i), "%q is listed twice", d)
+		}
+		seenDomain[d] = true
+		m.Domains = append(m.Domains, d)
+	}
+	if raw.Health != "" {
+		if !strings.HasPrefix(raw.Health, "/") || strings.ContainsAny(raw.Health, "?# \t") {
+			return nil, bad("health", "%q is not a path; expected e.g. \"/healthz\"", raw.Health)
+		}
+		m.Health = raw.Health
 	}
 	names := map[string]bool{}
 	routes := map[string]string{}

@@ -89,6 +89,11 @@ func TestManifestErrors(t *testing.T) {
 		{"memory over 4 GiB", "name = \"a\"\n" + fn + "[function.limits]\nmemory = \"5GiB\"\n", "exceeds the 4 GiB"},
 		{"bad scope", "name = \"a\"\n" + fn + "[[collection]]\nname = \"c\"\nscope = \"planet\"\n", `collection[0].scope: "planet" is not a scope`},
 		{"missing scope", "name = \"a\"\n" + fn + "[[collection]]\nname = \"c\"\n", "collection[0].scope: missing"},
+		{"bad placement", "name = \"a\"\nplacement = \"moon\"\n" + fn, `placement: "moon" is not a placement`},
+		{"bad domain", "name = \"a\"\ndomains = [\"shop example\"]\n" + fn, `domains[0]: "shop example" is not a host name`},
+		{"localhost domain", "name = \"a\"\ndomains = [\"a.localhost\"]\n" + fn, `domains[0]: "a.localhost" is not a host name`},
+		{"duplicate domain", "name = \"a\"\ndomains = [\"a.example.com\", \"A.example.com\"]\n" + fn, `domains[1]: "a.example.com" is listed twice`},
+		{"bad health", "name = \"a\"\nhealth = \"healthz\"\n" + fn, `health: "healthz" is not a path`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -101,6 +106,19 @@ func TestManifestErrors(t *testing.T) {
 				t.Fatalf("error %q should name the file and contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestAppPlacementDomainsHealth(t *testing.T) {
+	t.Parallel()
+	fn := "[[function]]\nname = \"f\"\nmodule = \"f.wasm\"\nexecutor = \"verge\"\nroutes = [\"/\"]\n"
+	m, err := ParseManifest("/x/verge.toml", []byte("name = \"a\"\n"+fn))
+	if err != nil || m.Placement != PlacementEdge || m.Domains != nil || m.Health != "" {
+		t.Fatalf("defaults: %+v %v", m, err)
+	}
+	m, err = ParseManifest("/x/verge.toml", []byte("name = \"a\"\nplacement = \"central\"\ndomains = [\"Shop.Example.com\"]\nhealth = \"/healthz\"\n"+fn))
+	if err != nil || m.Placement != PlacementCentral || len(m.Domains) != 1 || m.Domains[0] != "shop.example.com" || m.Health != "/healthz" {
+		t.Fatalf("set: %+v %v", m, err)
 	}
 }
 

@@ -58,7 +58,14 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 		if _, ok := p.opts.Network.PoP(home); !ok {
 			home = "" // unknown or forged: serve as a new client
 		}
-		if len(restricted) > 0 && r.Header.Get(forwardedHeader) == "" {
+		forwarded := r.Header.Get(forwardedHeader) != ""
+		if m.Placement == verge.PlacementCentral && !atCentre && !forwarded {
+			// A single-region app: it runs, and keeps its data, at the centre.
+			central, _ := p.opts.Network.Central()
+			p.proxy(w, r, central.ID)
+			return
+		}
+		if len(restricted) > 0 && !forwarded {
 			p.forward(w, r, home, restricted)
 			return
 		}
@@ -114,6 +121,12 @@ func (p *PoP) forward(w http.ResponseWriter, r *http.Request, home string, restr
 		jsonapi.Error(w, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("this app keeps data only in regions this PoP (%s) is not in, and no PoP of those regions is reachable; retry later", p.opts.Self))
 		return
 	}
+	p.proxy(w, r, target)
+}
+
+// proxy forwards a request to PoP target's gateway, across the emulated WAN
+// when there is one, marked so that target serves it itself.
+func (p *PoP) proxy(w http.ResponseWriter, r *http.Request, target string) {
 	to, _ := p.opts.Network.PoP(target)
 	u := &url.URL{Scheme: "http", Host: to.HTTP}
 	rp := httputil.NewSingleHostReverseProxy(u)
