@@ -1,8 +1,10 @@
 // Command verge runs Verge: `verge dev` serves an app on this machine (a
 // network of one PoP), `verge serve` runs one PoP of a network, `verge net`
-// runs and breaks a whole network on this machine, `verge spot-server` runs
-// a replica of the central PoP's single point of truth, and `verge data`
-// reads and writes documents through a PoP's admin API. Each subcommand
+// runs and breaks a whole network on this machine, `verge deploy` (with
+// `apps`, `versions`, `rollback`, `undeploy`) rolls app versions out to a
+// network, `verge spot-server` runs a replica of the central PoP's single
+// point of truth, and `verge data` reads and writes documents through a
+// PoP's admin API. Each subcommand
 // lives in its own file.
 package main
 
@@ -32,6 +34,11 @@ func commands() []command {
 		{"serve", "run one PoP of a network (--config FILE)", runServe},
 		{"spot-server", "run a central server that replicates the SPOT (JetStream R3)", runSpotServer},
 		{"net", "run a whole network of PoPs on this machine, and break it", runNet},
+		{"deploy", "build an app and roll a new version out to a network", runDeploy},
+		{"apps", "every app, its current version and what each PoP serves", runApps},
+		{"versions", "an app's versions", runVersions},
+		{"rollback", "make an app's previous (or given) version current everywhere", runRollback},
+		{"undeploy", "stop serving an app everywhere", runUndeploy},
 		{"data", "read and write an app's documents through the admin API", runData},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "verge", version)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/bundle"
 	"github.com/verge-edge/verge/internal/freeport"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/pop"
@@ -65,7 +66,7 @@ func runNet(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || sub[args[0]] == nil {
 		fmt.Fprintln(stderr, `usage: verge net up|down|status|partition|heal|kill|restart|route --dir DIR ...
 
-  up --pops N --app APP [--topology FILE] [--latency-scale F]   start N PoPs (the first is central)
+  up --pops N [--app APP] [--topology FILE] [--latency-scale F]   start N PoPs (the first is central), deploy APP
   down                      stop them all
   status                    every PoP's links: connected, latency, what replication sent
   partition A B | A all     cut the link between two PoPs, or all of A's links
@@ -153,7 +154,7 @@ type topologyFile struct {
 func netUp(args []string, stdout, stderr io.Writer) error {
 	fs, dir := netFlags("up", stderr)
 	n := fs.Int("pops", 5, "number of PoPs (the first is central); ignored with --topology")
-	appDir := fs.String("app", "", "the app to deploy to every PoP (a directory with verge.toml)")
+	appDir := fs.String("app", "", "an app to deploy to every PoP once the network is up (a directory with verge.toml); it also answers requests whose Host names no app")
 	topo := fs.String("topology", "", "TOML file of [[pop]] entries (id, region, lat, lon, central) and [groups]")
 	scale := fs.Float64("latency-scale", 1, "multiplies the emulated WAN latency (0 turns it off)")
 	base := fs.Duration("base", 2*time.Millisecond, "fixed one-way latency per link, before scaling")
@@ -168,8 +169,8 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
-	if *dir == "" || *appDir == "" {
-		return &usageError{"--dir and --app are required"}
+	if *dir == "" {
+		return &usageError{"--dir is required"}
 	}
 	if _, err := os.Stat(filepath.Join(*dir, "net.json")); err == nil {
 		return fmt.Errorf("%s already holds a network; stop it with verge net down --dir %s, or pick another directory", *dir, *dir)
@@ -193,17 +194,16 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 			t.Groups[p.Region] = append(t.Groups[p.Region], p.ID)
 		}
 	}
-	absApp, err := filepath.Abs(*appDir)
-	if err != nil {
-		return err
-	}
-	m, err := verge.LoadManifest(absApp)
-	if err != nil {
-		return err
-	}
-	if !*noBuild {
-		if err := app.Build(context.Background(), m, stderr, stderr); err != nil {
+	var m *verge.Manifest
+	if *appDir != "" {
+		var err error
+		if m, err = verge.LoadManifest(*appDir); err != nil {
 			return err
+		}
+		if !*noBuild {
+			if err := app.Build(context.Background(), m, stderr, stderr); err != nil {
+				return err
+			}
 		}
 	}
 	absDir, err := filepath.Abs(*dir)
@@ -229,6 +229,10 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	token, err := newToken()
 	if err != nil {
 		return err
+	}
+	defaultApp := ""
+	if m != nil {
+		defaultApp = m.Name
 	}
 	nf := &netFile{Token: token, Groups: t.Groups}
 	var spotCfg *pop.SpotConfig
@@ -263,8 +267,9 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, p := range t.PoPs {
 		cfg := pop.Config{
-			ID: p.ID, Data: "data", App: absApp, CacheDir: filepath.Join(absDir, "cache"), AdminToken: token,
+			ID: p.ID, Data: "data", CacheDir: filepath.Join(absDir, "cache"), AdminToken: token,
 			BatchWindow: window.String(), AntiEntropy: ae.String(), SpotTimeout: spotTimeout.String(), NoSync: *noSync,
+			DefaultApp: defaultApp,
 			WAN:  pop.WANConfig{Scale: *scale, Base: base.String(), Jitter: jitter.String(), Loss: *loss},
 			PoPs: t.PoPs, Groups: t.Groups,
 		}
@@ -306,6 +311,19 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 		}
 		p := nf.PoPs[i]
 		fmt.Fprintf(stdout, "verge: PoP %s (%s%s) http://%s admin http://%s\n", p.ID, p.Region, map[bool]string{true: ", central"}[p.Central], p.HTTP, p.Admin)
+	}
+	if m != nil {
+		var central netPoP
+		for _, p := range nf.PoPs {
+			if p.Central {
+				central = p
+			}
+		}
+		op := &operator{base: "http://" + central.Admin, token: nf.Token, client: &http.Client{}}
+		if err := deployApp(context.Background(), op, m, bundle.Meta{}, rolloutSpec{Gate: "0s"}, filepath.Join(absDir, "cache"), io.Discard, stderr, false); err != nil {
+			return fmt.Errorf("deploying %s: %w", m.Name, err)
+		}
+		fmt.Fprintf(stdout, "verge: %s deployed to every PoP\n", m.Name)
 	}
 	fmt.Fprintf(stdout, "verge: network of %d PoPs up; %s/net.json describes it; stop it with verge net down --dir %s\n", len(nf.PoPs), *dir, *dir)
 	return nil

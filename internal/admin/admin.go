@@ -14,7 +14,7 @@
 // too_large (413), unavailable (503) and internal (500).
 //
 // The SPOT endpoints are in spot.go; the PoP mounts the network controls
-// (Options.Net) under /v1/net/.
+// and the deploy API (Options.Mount).
 //
 // The API can read and write every app's documents: it is meant for a
 // trusted operator. When it listens beyond loopback it must have a token
@@ -52,9 +52,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Spot, when set, serves the SPOT endpoints (see spot.go).
 	Spot spot.Engine
-	// Net, when set, serves /v1/net/ (the PoP's links and partitions),
-	// behind the token like everything else.
-	Net http.Handler
+	// Mount, when set, adds the PoP's other operator endpoints (network
+	// controls, deploys) to the API, behind the token like everything else.
+	Mount func(mux *http.ServeMux)
 }
 
 // MaxOps bounds the operations of one POST.
@@ -127,8 +127,8 @@ func NewHandler(svc *documents.Service, opts Options) http.Handler {
 	if h.spot != nil {
 		h.spotRoutes()
 	}
-	if opts.Net != nil {
-		h.mux.Handle("/v1/net/", opts.Net)
+	if opts.Mount != nil {
+		opts.Mount(h.mux)
 	}
 	// ServeMux answers wrong methods and unknown paths in plain text; these
 	// less specific patterns catch them so that every answer is JSON.

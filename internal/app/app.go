@@ -41,6 +41,8 @@ func Build(ctx context.Context, m *verge.Manifest, stdout, stderr io.Writer) err
 type App struct {
 	Manifest *verge.Manifest
 	Gateway  *gateway.Gateway
+	// Reloaded, if set, is called after a function was reloaded.
+	Reloaded func()
 	engine   *wasm.Engine
 	log      *slog.Logger
 
@@ -142,5 +144,8 @@ func (a *App) Reload(ctx context.Context, spec verge.Function) error {
 	a.Gateway.Set(fn)
 	fn.WarmUp()
 	a.log.Info("reloaded", "function", spec.Name, "module", spec.Module, "took", time.Since(start).Round(time.Millisecond))
+	if a.Reloaded != nil {
+		a.Reloaded()
+	}
 	return nil
 }

@@ -111,6 +111,18 @@ func (s *Service) Collections(app string) ([]verge.Collection, error) {
 	return out, nil
 }
 
+// Apps returns the names of the registered apps, sorted.
+func (s *Service) Apps() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.apps))
+	for name := range s.apps {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Collection returns the declaration of app's collection.
 func (s *Service) Collection(app, coll string) (verge.Collection, error) {
 	s.mu.RLock()

@@ -45,12 +45,8 @@ func (p *PoP) startSpot(ctx context.Context) error {
 		nc, _ := p.Mesh.Conn(central.ID)
 		engine = spot.NewClient(nc, spotPrefix, p.opts.SpotTimeout)
 	}
-	var apps []*verge.Manifest
-	if p.opts.App != nil {
-		apps = append(apps, p.opts.App)
-	}
 	var err error
-	p.Stock, err = stock.New(stock.Options{Central: engine, Store: p.Store, Apps: apps, AtCentre: p.self.Central, Logger: p.log})
+	p.Stock, err = stock.New(stock.Options{Central: engine, Store: p.Store, AtCentre: p.self.Central, Logger: p.log})
 	p.Spot = p.Stock
 	return err
 }
@@ -78,6 +74,7 @@ func (p *PoP) openEngine(ctx context.Context) (*spot.JetStream, error) {
 
 // invocation is a request to a central function, carried over the mesh.
 type invocation struct {
+	App    string      `json:"app"`
 	Fn     string      `json:"fn,omitempty"` // "": route by path
 	ID     string      `json:"id,omitempty"` // the request id, one across the call
 	Method string      `json:"method"`
@@ -133,7 +130,7 @@ type invoker struct{ p *PoP }
 
 func (iv invoker) Invoke(ctx context.Context, app, fn string, req *wasm.Request) (*wasm.Response, error) {
 	if iv.p.self.Central {
-		return iv.p.callCentral(ctx, fn, req), nil
+		return iv.p.callCentral(ctx, app, fn, req), nil
 	}
 	uri := req.URI
 	if uri == "" {
@@ -142,34 +139,42 @@ func (iv invoker) Invoke(ctx context.Context, app, fn string, req *wasm.Request)
 			uri += "?" + req.Query
 		}
 	}
-	res, err := iv.p.invokeCentral(ctx, invocation{Fn: fn, ID: req.ID, Method: req.Method, URI: uri, Header: req.Header, Body: req.Body})
+	res, err := iv.p.invokeCentral(ctx, invocation{App: app, Fn: fn, ID: req.ID, Method: req.Method, URI: uri, Header: req.Header, Body: req.Body})
 	if err != nil {
 		return nil, err
 	}
 	return &wasm.Response{Status: res.Status, Header: res.Header, Body: res.Body}, nil
 }
 
-// callCentral runs a central function at the centre: the one whose routes
-// match req's path, which must be fn unless fn is "" (a request forwarded
-// by its route). A failure is its response, as the gateway answers it.
-func (p *PoP) callCentral(ctx context.Context, fn string, req *wasm.Request) *wasm.Response {
-	f, ok := centralRoute(p.opts.App, req.Path)
+// callCentral runs a central function of app at the centre: the one whose
+// routes match req's path, which must be fn unless fn is "" (a request
+// forwarded by its route). A failure is its response, as the gateway
+// answers it.
+func (p *PoP) callCentral(ctx context.Context, app, fn string, req *wasm.Request) *wasm.Response {
+	h := p.apps.byName(app)
+	if h == nil || h.app == nil {
+		return &wasm.Response{Status: http.StatusNotFound, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: jsonapi.ErrorBody{Error: fmt.Sprintf("app %q is not served at the central PoP %s", app, p.opts.Self), Kind: "not_found"}.Encode()}
+	}
+	f, ok := centralRoute(h.full, req.Path)
 	if !ok || (fn != "" && fn != f.Name) {
 		return &wasm.Response{Status: http.StatusNotFound, Header: http.Header{"Content-Type": {"application/json"}},
 			Body: jsonapi.ErrorBody{Error: fmt.Sprintf("no central function %q serves %s", fn, req.Path), Kind: "not_found"}.Encode()}
 	}
-	return p.app.Gateway.Call(ctx, f.Name, req)
+	resp := h.app.Gateway.Call(ctx, f.Name, req)
+	resp.Header.Set(VersionHeader, h.Version())
+	return resp
 }
 
 // forwardCentral runs a request for a central function at the centre: one
 // request over the link to it, one reply.
-func (p *PoP) forwardCentral(w http.ResponseWriter, r *http.Request) {
+func (p *PoP) forwardCentral(w http.ResponseWriter, r *http.Request, app string) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxInvokeBody+1))
 	if err != nil || len(body) > maxInvokeBody {
 		jsonapi.Error(w, http.StatusRequestEntityTooLarge, "request_body", fmt.Sprintf("a request to a central function carries at most %d bytes", maxInvokeBody))
 		return
 	}
-	res, err := p.invokeCentral(r.Context(), invocation{Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header, Body: body})
+	res, err := p.invokeCentral(r.Context(), invocation{App: app, Method: r.Method, URI: r.URL.RequestURI(), Header: r.Header, Body: body})
 	switch {
 	case errors.Is(err, spot.ErrUnknownOutcome):
 		jsonapi.Error(w, http.StatusGatewayTimeout, "unknown_outcome", err.Error())
@@ -215,9 +220,6 @@ func (p *PoP) invokeCentral(ctx context.Context, inv invocation) (*invocationRes
 
 // handleInvoke runs an invocation from another PoP at the centre.
 func (p *PoP) handleInvoke(_ string, data []byte) ([]byte, error) {
-	if p.app == nil {
-		return nil, errors.New("this PoP serves no app")
-	}
 	var inv invocation
 	if err := json.Unmarshal(data, &inv); err != nil {
 		return nil, fmt.Errorf("malformed invocation: %w", err)
@@ -233,6 +235,6 @@ func (p *PoP) handleInvoke(_ string, data []byte) ([]byte, error) {
 		Proto: "HTTP/1.1", Header: inv.Header, Body: inv.Body}
 	// The invocation's own deadline is the caller's; the centre bounds it
 	// by the function's wall time.
-	resp := p.callCentral(context.Background(), inv.Fn, req)
+	resp := p.callCentral(context.Background(), inv.App, inv.Fn, req)
 	return json.Marshal(invocationResult{Status: resp.Status, Header: resp.Header, Body: resp.Body})
 }

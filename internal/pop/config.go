@@ -23,9 +23,10 @@ import (
 // file per PoP.
 type Config struct {
 	ID          string `toml:"id"`
-	Data        string `toml:"data"`      // data directory (identity, store, SPOT)
-	App         string `toml:"app"`       // app directory (its verge.toml); built beforehand
-	CacheDir    string `toml:"cache_dir"` // compilation cache; "" none
+	Data        string `toml:"data"`        // data directory (identity, store, SPOT)
+	App         string `toml:"app"`         // an app served from its directory (its verge.toml; built beforehand), beside deployed ones
+	DefaultApp  string `toml:"default_app"` // the app answering a Host that names no app
+	CacheDir    string `toml:"cache_dir"`   // compilation cache; "" none
 	AdminToken  string `toml:"admin_token"`
 	BatchWindow string `toml:"batch_window"` // default "50ms"
 	AntiEntropy string `toml:"anti_entropy"` // default "5s"
@@ -185,7 +186,7 @@ func (c *Config) Model() netsim.Model {
 func (c *Config) Options() (Options, *netsim.Layer, error) {
 	self := c.Self()
 	o := Options{
-		Self: c.ID, Network: c.Network(), AdminToken: c.AdminToken,
+		Self: c.ID, Network: c.Network(), AdminToken: c.AdminToken, DefaultApp: c.DefaultApp,
 		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
 		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), MaxLog: c.MaxLog, SpotTimeout: dur(c.SpotTimeout), NoSync: c.NoSync,
 	}

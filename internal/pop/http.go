@@ -35,10 +35,10 @@ const (
 	fetchTimeout    = 3 * time.Second
 )
 
-// appHandler wraps the app's gateway with residency forwarding and the
-// home cookie.
-func (p *PoP) appHandler(next http.Handler) http.Handler {
-	m := p.opts.App
+// appHandler serves a hosted app: residency and placement forwarding,
+// central routes, the home cookie, then the app's gateway here.
+func (p *PoP) appHandler(h *hosted) http.Handler {
+	m := h.full
 	hasLocal := false
 	var restricted []verge.Collection
 	for _, c := range m.Collections {
@@ -71,7 +71,7 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 		}
 		if !atCentre {
 			if _, ok := centralRoute(m, r.URL.Path); ok {
-				p.forwardCentral(w, r)
+				p.forwardCentral(w, r, m.Name)
 				return
 			}
 		}
@@ -81,7 +81,7 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 				r = r.WithContext(host.WithHome(r.Context(), home))
 			}
 		}
-		next.ServeHTTP(w, r)
+		p.serveLocal(h, w, r)
 	})
 }
 

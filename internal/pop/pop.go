@@ -28,6 +28,7 @@ import (
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/deploy"
 	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/gateway"
 	"github.com/verge-edge/verge/internal/host"
@@ -56,10 +57,18 @@ type Options struct {
 	// Server bounds what HTTP and admin clients can hold open (zero
 	// fields: gateway's defaults).
 	Server gateway.ServerOptions
-	// Data is the PoP's data directory (identity, store, SPOT).
+	// Data is the PoP's data directory (identity, store, SPOT, deploys).
 	Data string
-	// App is the manifest of the app this PoP serves (already built).
+	// App is an app this PoP serves from its directory (already built), as
+	// `verge dev` does, beside what is deployed; it is the default app.
 	App *verge.Manifest
+	// DefaultApp names the app that answers a Host naming no app (App's
+	// name when App is set; `verge net up --app` sets it).
+	DefaultApp string
+	// DeployWait bounds how long a starting PoP waits for the centre to
+	// say which app versions it serves (default 10 s; without an answer it
+	// serves what it served before).
+	DeployWait time.Duration
 	// CacheDir is the compilation cache ("" the user's cache, "-" none).
 	CacheDir string
 	// Layer is this PoP's side of the emulated WAN: mesh connections and
@@ -109,11 +118,16 @@ type PoP struct {
 	Stock    *stock.Stock
 	stopSpot func()
 	eng      *wasm.Engine
-	app      *app.App
-	http     *http.Server
-	admin    *http.Server
-	httpL    net.Listener
-	admL     net.Listener
+	apps     apps
+	stats    *deploy.Stats
+	agent    *deploy.Agent
+	// Deploys is the centre's controller of versions and rollouts (nil at
+	// an edge PoP).
+	Deploys *deploy.Controller
+	http    *http.Server
+	admin   *http.Server
+	httpL   net.Listener
+	admL    net.Listener
 	// forwarding carries requests forwarded to other PoPs' gateways,
 	// through the emulated WAN when there is one.
 	forwarding *http.Transport
@@ -125,9 +139,11 @@ type PoP struct {
 	// data directory was empty.
 	Rebuilt int
 
-	store0 atomic.Pointer[store.Store] // for the incarnation handler, before Store is set
-	fresh  atomic.Bool                 // starting with an empty data directory: has seen nothing
-	repl0  atomic.Pointer[replicate.Replicator]
+	store0   atomic.Pointer[store.Store] // for the incarnation handler, before Store is set
+	fresh    atomic.Bool                 // starting with an empty data directory: has seen nothing
+	repl0    atomic.Pointer[replicate.Replicator]
+	agent0   atomic.Pointer[deploy.Agent]
+	deploys0 atomic.Pointer[deploy.Controller]
 
 	closeOnce sync.Once
 }
@@ -158,7 +174,14 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	if opts.CentralWait <= 0 {
 		opts.CentralWait = 30 * time.Second
 	}
-	p := &PoP{opts: opts, self: self, log: opts.Logger.With("pop", opts.Self)}
+	if opts.DeployWait <= 0 {
+		opts.DeployWait = 10 * time.Second
+	}
+	if opts.App != nil && opts.DefaultApp == "" {
+		opts.DefaultApp = opts.App.Name
+	}
+	p := &PoP{opts: opts, self: self, log: opts.Logger.With("pop", opts.Self), stats: deploy.NewStats()}
+	p.apps.init(opts.DefaultApp)
 	p.forwarding = http.DefaultTransport.(*http.Transport).Clone()
 	if opts.Layer != nil {
 		p.forwarding.DialContext = opts.Layer.DialContext
@@ -179,21 +202,32 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	if err := p.openData(inc); err != nil {
 		return nil, err
 	}
-	if err := p.startReplication(ctx, fresh); err != nil {
-		return nil, err
-	}
 	if err := p.startSpot(ctx); err != nil {
 		return nil, err
 	}
-	if opts.App != nil && len(opts.App.Functions) > 0 {
-		if err := p.serveApp(ctx); err != nil {
+	if err := p.startEngine(); err != nil {
+		return nil, err
+	}
+	// The apps before replication: a PoP rebuilding its data needs to know
+	// their collections, and it serves nothing before both are done.
+	if opts.App != nil {
+		if err := p.serveStatic(ctx, opts.App); err != nil {
 			return nil, err
 		}
+	}
+	if err := p.startDeploys(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.startReplication(ctx, fresh); err != nil {
+		return nil, err
 	}
 	if self.Central {
 		if err := p.Mesh.HandleRequests("invoke", p.handleInvoke); err != nil {
 			return nil, err
 		}
+	}
+	if err := p.serveHTTP(); err != nil {
+		return nil, err
 	}
 	if err := p.serveAdmin(); err != nil {
 		return nil, err
@@ -224,6 +258,14 @@ func (p *PoP) startMesh() error {
 			if r := p.repl0.Load(); r != nil {
 				r.PeerEvent(id, up)
 			}
+			if central, _ := p.opts.Network.Central(); up && id == central.ID {
+				if a := p.agent0.Load(); a != nil {
+					a.Resync() // deploys made while the link was down
+				}
+			}
+			if d := p.deploys0.Load(); up && d != nil {
+				d.PeerUp(id)
+			}
 		},
 	}
 	if p.opts.Layer != nil {
@@ -252,20 +294,13 @@ func (p *PoP) openData(inc uint16) error {
 	p.Docs = documents.New(p.Store, documents.Options{
 		Replica: crdt.ReplicaID(uint32(p.self.Number)<<16 | uint32(inc)),
 	})
-	if p.opts.App != nil {
-		p.Docs.SetApp(p.opts.App)
-	}
 	return nil
 }
 
 func (p *PoP) startReplication(ctx context.Context, fresh bool) error {
-	var apps []*verge.Manifest
-	if p.opts.App != nil {
-		apps = append(apps, p.opts.App)
-	}
 	var err error
 	p.Repl, err = replicate.New(replicate.Options{
-		Self: p.opts.Self, Network: &p.opts.Network, Mesh: p.Mesh, Store: p.Store, Docs: p.Docs, Apps: apps,
+		Self: p.opts.Self, Network: &p.opts.Network, Mesh: p.Mesh, Store: p.Store, Docs: p.Docs,
 		Window: p.opts.Window, AntiEntropy: p.opts.AntiEntropy, MaxLog: p.opts.MaxLog, Applied: p.opts.Applied,
 		Logger: p.log,
 	})
@@ -296,8 +331,9 @@ func (p *PoP) startReplication(ctx context.Context, fresh bool) error {
 	return nil
 }
 
-// serveApp loads the app with every host capability and serves HTTP.
-func (p *PoP) serveApp(ctx context.Context) error {
+// startEngine creates the engine every app is loaded into, with every host
+// capability.
+func (p *PoP) startEngine() error {
 	central, _ := p.opts.Network.Central()
 	follower := &host.Follower{
 		Self: p.opts.Self, Central: central.ID,
@@ -315,31 +351,84 @@ func (p *PoP) serveApp(ctx context.Context) error {
 	var err error
 	p.eng, err = wasm.NewEngine(wasm.Options{CacheDir: p.opts.CacheDir, Logger: p.log,
 		Capabilities: host.Capabilities(host.Services{Documents: p.Docs, Follower: follower, Spot: p.Spot, Invoker: invoker{p}})})
+	return err
+}
+
+// serveStatic serves an app from its directory (verge dev, tests).
+func (p *PoP) serveStatic(ctx context.Context, m *verge.Manifest) error {
+	if err := p.declare(m); err != nil {
+		return err
+	}
+	if err := p.serve(ctx, localVersion(m), m); err != nil {
+		return err
+	}
+	if h := p.apps.byName(m.Name); h != nil && h.app != nil {
+		h.app.Reloaded = func() {
+			v := localVersion(m)
+			h.version.Store(&v)
+		}
+	}
+	return nil
+}
+
+// startDeploys starts the deploy agent (and, at the centre, the
+// controller) and serves the versions this PoP is assigned.
+func (p *PoP) startDeploys(ctx context.Context) error {
+	var err error
+	dir := filepath.Join(p.opts.Data, "apps")
+	p.agent, err = deploy.NewAgent(deploy.AgentOptions{Self: p.opts.Self, Dir: dir, Host: deployHost{p}, Stats: p.stats, Probe: p.probe, Logger: p.log})
 	if err != nil {
 		return err
 	}
-	m := p.opts.App
-	if !p.self.Central {
-		m = edgeManifest(m)
+	var centre deploy.Centre
+	if p.self.Central {
+		reg, err := deploy.OpenRegistry(filepath.Join(p.opts.Data, "deploys"))
+		if err != nil {
+			return err
+		}
+		p.Deploys, err = deploy.NewController(deploy.ControllerOptions{Self: p.opts.Self, Network: &p.opts.Network, Mesh: p.Mesh,
+			Registry: reg, Local: p.agent, Validate: p.validate, Logger: p.log})
+		if err != nil {
+			return err
+		}
+		centre = p.Deploys
+		p.deploys0.Store(p.Deploys)
+	} else {
+		central, _ := p.opts.Network.Central()
+		centre = deploy.MeshCentre{Mesh: p.Mesh, Central: central.ID}
+		if err := p.agent.Handle(p.Mesh); err != nil {
+			return err
+		}
 	}
-	p.app, err = app.Load(ctx, p.eng, m, p.log)
+	p.agent0.Store(p.agent)
+	return p.agent.Start(ctx, centre, p.opts.DeployWait)
+}
+
+// validate loads an app version as this PoP would, and unloads it: the
+// centre refuses a bundle that does not load before any PoP sees it.
+func (p *PoP) validate(ctx context.Context, m *verge.Manifest) error {
+	if len(m.Functions) == 0 {
+		return nil
+	}
+	a, err := app.Load(ctx, p.eng, m, p.log.With("validating", m.Name))
 	if err != nil {
 		return err
 	}
+	a.Close()
+	return nil
+}
+
+// serveHTTP listens for the apps' requests.
+func (p *PoP) serveHTTP() error {
 	if p.self.HTTP == "" {
 		return nil
 	}
+	var err error
 	p.httpL, err = net.Listen("tcp", p.self.HTTP)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", p.self.HTTP, err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"pop":%q,"ok":true}`+"\n", p.opts.Self)
-	})
-	mux.Handle("/", p.appHandler(p.app.Gateway))
-	p.http = gateway.NewServer(mux, p.opts.Server, p.log)
+	p.http = gateway.NewServer(p.router(), p.opts.Server, p.log)
 	go p.http.Serve(p.httpL)
 	return nil
 }
@@ -360,14 +449,29 @@ func (p *PoP) serveAdmin() error {
 	if err != nil {
 		return fmt.Errorf("admin API: cannot listen on %s: %w", addr, err)
 	}
-	h := admin.NewHandler(p.Docs, admin.Options{Token: p.opts.AdminToken, Logger: p.log, Spot: p.Spot, Net: p.netControl()})
+	h := admin.NewHandler(p.Docs, admin.Options{Token: p.opts.AdminToken, Logger: p.log, Spot: p.Spot, Mount: func(mux *http.ServeMux) {
+		mux.Handle("/v1/net/", p.netControl())
+		p.deployAPI(mux)
+	}})
 	p.admin = gateway.NewServer(h, p.opts.Server, p.log)
 	go p.admin.Serve(p.admL)
 	return nil
 }
 
-// App is the app this PoP serves (nil: none), for `verge dev` to reload.
-func (p *PoP) App() *app.App { return p.app }
+// App is the app this PoP serves from its directory (Options.App; nil:
+// none), for `verge dev` to reload.
+func (p *PoP) App() *app.App {
+	if p.opts.App == nil {
+		return nil
+	}
+	if h := p.apps.byName(p.opts.App.Name); h != nil {
+		return h.app
+	}
+	return nil
+}
+
+// Serving returns what this PoP serves: app → version.
+func (p *PoP) Serving() map[string]string { return p.apps.serving() }
 
 // HTTPAddr and AdminAddr are the addresses actually listened on.
 func (p *PoP) HTTPAddr() string  { return addrOf(p.httpL) }
@@ -392,8 +496,16 @@ func (p *PoP) Close() {
 			p.admin.Shutdown(ctx)
 		}
 		p.forwarding.CloseIdleConnections()
-		if p.app != nil {
-			p.app.Close()
+		if p.Deploys != nil {
+			p.Deploys.Close()
+		}
+		if p.agent != nil {
+			p.agent.Close()
+		}
+		for name := range p.apps.serving() {
+			if h := p.apps.remove(name); h != nil && h.app != nil {
+				h.app.Close()
+			}
 		}
 		if p.eng != nil {
 			p.eng.Close(ctx)

@@ -56,8 +56,9 @@ func (r *Replicator) antiEntropyLoop(p *peerLink) {
 func (r *Replicator) RepairWith(ctx context.Context, peer string) (int, error) {
 	total := 0
 	self, _ := r.opts.Network.PoP(r.opts.Self)
-	for _, m := range r.opts.Apps {
-		for _, c := range m.Collections {
+	for _, app := range r.opts.Docs.Apps() {
+		colls, _ := r.opts.Docs.Collections(app)
+		for _, c := range colls {
 			var n int
 			var err error
 			switch {
@@ -65,19 +66,19 @@ func (r *Replicator) RepairWith(ctx context.Context, peer string) (int, error) {
 				if !self.Central || !r.opts.Network.Allowed(peer, c) || !r.opts.Network.Allowed(r.opts.Self, c) {
 					continue
 				}
-				n, err = r.pull(ctx, peer, m.Name, c, keysAll, 0, ^uint64(0))
+				n, err = r.pull(ctx, peer, app, c, keysAll, 0, ^uint64(0))
 			default:
 				if !r.opts.Network.Replicates(r.opts.Self, c) || !r.opts.Network.Replicates(peer, c) {
 					continue
 				}
 				var differ uint64
-				if differ, err = r.compareDigests(ctx, peer, m.Name, c); err == nil && differ != 0 {
-					n, err = r.pull(ctx, peer, m.Name, c, keysInBuckets, 0, differ)
+				if differ, err = r.compareDigests(ctx, peer, app, c); err == nil && differ != 0 {
+					n, err = r.pull(ctx, peer, app, c, keysInBuckets, 0, differ)
 				}
 			}
 			total += n
 			if err != nil {
-				return total, fmt.Errorf("%s/%s: %w", m.Name, c.Name, err)
+				return total, fmt.Errorf("%s/%s: %w", app, c.Name, err)
 			}
 		}
 	}
@@ -93,12 +94,13 @@ func (r *Replicator) Rebuild(ctx context.Context) (int, error) {
 	total := 0
 	var errs []error
 	if !self.Central {
-		for _, m := range r.opts.Apps {
-			for _, c := range m.Collections {
+		for _, app := range r.opts.Docs.Apps() {
+			colls, _ := r.opts.Docs.Collections(app)
+			for _, c := range colls {
 				if c.Scope.Kind != verge.ScopeLocal || !r.opts.Network.Allowed(r.opts.Self, c) {
 					continue
 				}
-				n, err := r.pull(ctx, central.ID, m.Name, c, keysTouchedBy, uint64(self.Number), ^uint64(0))
+				n, err := r.pull(ctx, central.ID, app, c, keysTouchedBy, uint64(self.Number), ^uint64(0))
 				total += n
 				if err != nil {
 					errs = append(errs, err)

@@ -53,8 +53,6 @@ type Options struct {
 	// merges what arrives and knows each app's collections.
 	Store *store.Store
 	Docs  *documents.Service
-	// Apps are the apps this PoP runs, for anti-entropy.
-	Apps []*verge.Manifest
 	// Window is the batch window (default 50 ms).
 	Window time.Duration
 	// AntiEntropy is the period of the digest comparison with every peer

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -62,8 +63,8 @@ type Options struct {
 // Stock takes from bounded stocks, locally while they are plentiful.
 type Stock struct {
 	opts     Options
+	mu       sync.Mutex // guards counters and escrows (not the escrows' fields)
 	counters map[[2]string]verge.Counter
-	mu       sync.Mutex
 	escrows  map[[2]string]*escrow
 	stop     chan struct{}
 	done     chan struct{}
@@ -113,21 +114,50 @@ func New(opts Options) (*Stock, error) {
 	s := &Stock{opts: opts, counters: map[[2]string]verge.Counter{}, escrows: map[[2]string]*escrow{},
 		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	for _, m := range opts.Apps {
-		if opts.AtCentre {
-			break
-		}
-		for _, c := range m.Counters {
-			k := [2]string{m.Name, c.Name}
-			s.counters[k] = c
-			units, err := s.load(k)
-			if err != nil {
-				return nil, err
-			}
-			s.escrows[k] = &escrow{units: units, grant: c.Grant, low: (c.Grant + 1) / 2}
+		if err := s.SetApp(m); err != nil {
+			return nil, err
 		}
 	}
 	go s.rebalanceLoop()
 	return s, nil
+}
+
+// SetApp declares m's counters: from now on takes of them at this PoP go
+// through escrows (none at the centre). A declaration a later version of the
+// app drops stays: its escrow keeps being rebalanced, so units held here go
+// back to the centre rather than being stranded.
+func (s *Stock) SetApp(m *verge.Manifest) error {
+	if s.opts.AtCentre {
+		return nil
+	}
+	for _, c := range m.Counters {
+		k := [2]string{m.Name, c.Name}
+		s.mu.Lock()
+		s.counters[k] = c
+		_, known := s.escrows[k]
+		s.mu.Unlock()
+		if known {
+			continue
+		}
+		units, err := s.load(k)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if _, known := s.escrows[k]; !known {
+			s.escrows[k] = &escrow{units: units, grant: c.Grant, low: (c.Grant + 1) / 2}
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// declared returns the declaration and escrow of a stock, if declared.
+func (s *Stock) declared(k [2]string) (verge.Counter, *escrow, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.counters[k]
+	return c, s.escrows[k], ok
 }
 
 // Close stops rebalancing. Escrowed units stay in the store for the next start.
@@ -170,8 +200,8 @@ func (e *escrow) unitsNow() int64 {
 
 // Escrowed returns the units this PoP holds of a stock.
 func (s *Stock) Escrowed(app, counter string) int64 {
-	e := s.escrows[[2]string{app, counter}]
-	if e == nil {
+	_, e, ok := s.declared([2]string{app, counter})
+	if !ok {
 		return 0
 	}
 	e.mu.Lock()
@@ -191,11 +221,10 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (spot.Ta
 		return spot.Take{}, fmt.Errorf("%w: take %d: n must be > 0", spot.ErrInvalid, n)
 	}
 	k := [2]string{app, counter}
-	c, declared := s.counters[k]
+	c, e, declared := s.declared(k)
 	if !declared {
 		return s.opts.Central.Take(ctx, app, counter, n)
 	}
-	e := s.escrows[k]
 	for attempt := range 4 { // bounded: each retry follows a grant
 		if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
 			t.Local = attempt == 0 // after a grant: waited on the WAN
@@ -371,7 +400,7 @@ func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
 // Restock adds n units at the centre.
 func (s *Stock) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
 	rem, err := s.opts.Central.Restock(ctx, app, counter, n)
-	if e := s.escrows[[2]string{app, counter}]; e != nil && err == nil {
+	if _, e, ok := s.declared([2]string{app, counter}); ok && err == nil {
 		e.mu.Lock()
 		e.central, e.seen = rem, true
 		e.mu.Unlock()
@@ -412,7 +441,10 @@ func (s *Stock) rebalanceLoop() {
 		case <-t.C:
 		case <-s.kick:
 		}
-		for k, c := range s.counters {
+		s.mu.Lock()
+		counters := maps.Clone(s.counters)
+		s.mu.Unlock()
+		for k, c := range counters {
 			s.rebalance(k, c)
 		}
 	}
@@ -427,7 +459,7 @@ func (s *Stock) rebalance(k [2]string, c verge.Counter) {
 	if err != nil {
 		return
 	}
-	e := s.escrows[k]
+	_, e, _ := s.declared(k)
 	e.mu.Lock()
 	e.central, e.seen = rem, true
 	units := e.units

@@ -59,6 +59,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad signature", fixture("bad_signature.wasm"), verge.ExecutorVerge, "imports verge.log with signature (i32, i32) -> i32, but the host defines (i32, i32, i32) -> i32"},
 		{"abi in wagi", fixture("hello.wasm"), verge.ExecutorWAGI, "the verge host ABI is only available to executor = \"verge\""},
 		{"no handler", fixture("wagi_loop.wasm"), verge.ExecutorVerge, "exports no verge_handle"},
+		{"initialisation traps", fixture("init_trap.wasm"), verge.ExecutorVerge, "initialisation failed: the guest trapped"},
 		// 15 bytes claiming 2^28 exports: wazero alone would allocate for minutes.
 		{"inflated count", write("inflated.wasm", []byte("\x00asm\x01\x00\x00\x00\x07\x05\x80\x80\x80\x80\x01")), verge.ExecutorVerge, "invalid WebAssembly"},
 	}

@@ -255,12 +255,12 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		// One instance now, so that a module whose _initialize traps fails
 		// to load instead of failing its first request.
 		if err := f.pool.warm(ctx, 1); err != nil {
-			return nil, lerr("initialisation failed: "+err.Error(), err)
+			return nil, lerr("initialisation failed: "+AsError(err).Msg, err)
 		}
 	} else if fn.Executor == verge.ExecutorVerge {
 		inst, err := f.newInstance(ctx)
 		if err != nil {
-			return nil, lerr("initialisation failed: "+err.Error(), err)
+			return nil, lerr("initialisation failed: "+AsError(err).Msg, err)
 		}
 		inst.close(ctx)
 	}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+
+	"github.com/verge-edge/verge/internal/deploy"
+)
+
+func runVersions(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("versions", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := addTargetFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: verge versions [--net DIR | --to URL --token T] APP\n\nThe app's versions, oldest first; * marks the current one.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return &usageError{"expected one app name"}
+	}
+	op, err := target.operator()
+	if err != nil {
+		return err
+	}
+	var rec deploy.AppRecord
+	if err := op.getJSON("/v1/apps/"+url.PathEscape(pos[0])+"/versions", &rec); err != nil {
+		return err
+	}
+	for _, v := range rec.Versions {
+		mark := " "
+		if v.ID == rec.Current {
+			mark = "*"
+		}
+		line := fmt.Sprintf("%s %s  uploaded %s  %d bytes", mark, v.ID, v.Uploaded.Format("2006-01-02 15:04:05"), v.Bytes)
+		if !v.Deployed.IsZero() {
+			line += "  deployed " + v.Deployed.Format("2006-01-02 15:04:05")
+		}
+		if v.Failed != "" {
+			line += "  rolled back: " + v.Failed
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	return nil
+}

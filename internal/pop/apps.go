@@ -1,0 +1,290 @@
+package pop
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/bundle"
+	"github.com/verge-edge/verge/internal/jsonapi"
+)
+
+// Many apps per PoP. Each app a PoP serves is one hosted version: its
+// functions loaded into the PoP's one engine, behind its own gateway. A
+// request reaches an app by its Host header: NAME.localhost (any port), or
+// one of the names its manifest lists in `domains`; a Host that names no
+// app (other than NAME.localhost) reaches the default app if the PoP has one
+// (verge dev's app, or the app `verge net up --app` deployed), else gets a
+// 404 naming the host.
+
+// VersionHeader names, on every response an app gives, the version of the
+// app that answered.
+const VersionHeader = "Verge-Version"
+
+// hosted is one version of an app served at this PoP.
+type hosted struct {
+	name    string
+	version atomic.Pointer[string] // changes when verge dev reloads a module
+	full    *verge.Manifest        // the whole manifest (central routes)
+	app     *app.App               // the functions loaded here; nil: none
+	handler http.Handler
+}
+
+func (h *hosted) Version() string { return *h.version.Load() }
+
+// routing is the PoP's table of apps, replaced whole on every change.
+type routing struct {
+	byName map[string]*hosted
+	byHost map[string]*hosted // lower-case host names (domains)
+	def    *hosted
+}
+
+// apps is the set of apps a PoP serves.
+type apps struct {
+	mu      sync.Mutex // serialises changes; readers load table
+	table   atomic.Pointer[routing]
+	defName string // the default app's name, when it is served
+}
+
+func (a *apps) init(def string) {
+	a.defName = def
+	a.table.Store(&routing{byName: map[string]*hosted{}, byHost: map[string]*hosted{}})
+}
+
+// set serves h in place of its app's current version and returns the
+// version it replaced (nil: none).
+func (a *apps) set(h *hosted) *hosted {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.table.Load()
+	prev := old.byName[h.name]
+	t := &routing{byName: map[string]*hosted{}, byHost: map[string]*hosted{}}
+	for name, x := range old.byName {
+		if name != h.name {
+			t.byName[name] = x
+		}
+	}
+	t.byName[h.name] = h
+	t.index(a.defName)
+	a.table.Store(t)
+	return prev
+}
+
+// remove stops routing to app and returns what served it.
+func (a *apps) remove(name string) *hosted {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.table.Load()
+	prev := old.byName[name]
+	if prev == nil {
+		return nil
+	}
+	t := &routing{byName: map[string]*hosted{}, byHost: map[string]*hosted{}}
+	for n, x := range old.byName {
+		if n != name {
+			t.byName[n] = x
+		}
+	}
+	t.index(a.defName)
+	a.table.Store(t)
+	return prev
+}
+
+func (t *routing) index(def string) {
+	for _, h := range t.byName {
+		t.byHost[strings.ToLower(h.name)+".localhost"] = h
+		for _, d := range h.full.Domains {
+			t.byHost[d] = h
+		}
+	}
+	t.def = t.byName[def]
+}
+
+// byName returns the version of app served here.
+func (a *apps) byName(name string) *hosted { return a.table.Load().byName[name] }
+
+// route finds the app a Host header names (named), or the default app.
+func (a *apps) route(hostport string) (h *hosted, host string, named bool) {
+	host = strings.ToLower(hostport)
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		host = hh
+	}
+	t := a.table.Load()
+	if h := t.byHost[host]; h != nil {
+		return h, host, true
+	}
+	if strings.HasSuffix(host, ".localhost") {
+		return nil, host, true // names an app, which is not here
+	}
+	return t.def, host, false
+}
+
+// serving returns app → version of everything served here.
+func (a *apps) serving() map[string]string {
+	out := map[string]string{}
+	for name, h := range a.table.Load().byName {
+		out[name] = h.Version()
+	}
+	return out
+}
+
+// ---- loading ----
+
+// localVersion is the version id of an app served from its directory (verge
+// dev, `app` in tests): the id its bundle would have.
+func localVersion(m *verge.Manifest) string {
+	if _, id, err := bundle.Pack(m, bundle.Meta{Placement: placementMeta(m)}); err == nil {
+		return id
+	}
+	return "local"
+}
+
+// placementMeta keeps a manifest's placement in the id when it is not the
+// default, as a deploy would carry it.
+func placementMeta(m *verge.Manifest) verge.Placement {
+	if m.Placement == verge.PlacementCentral {
+		return m.Placement
+	}
+	return ""
+}
+
+// declare registers an app's data with the services that need it before
+// any version serves: documents (collections) and stocks (counters).
+func (p *PoP) declare(m *verge.Manifest) error {
+	p.Docs.SetApp(m)
+	return p.Stock.SetApp(m)
+}
+
+// load compiles a version of an app (an edge PoP leaves out its central
+// functions) and builds its handler. Nothing serves it yet.
+func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hosted, error) {
+	h := &hosted{name: m.Name, full: m}
+	h.version.Store(&version)
+	if len(m.Functions) > 0 {
+		lm := m
+		if !p.self.Central {
+			lm = edgeManifest(m)
+		}
+		a, err := app.Load(ctx, p.eng, lm, p.log.With("app", m.Name))
+		if err != nil {
+			return nil, err
+		}
+		h.app = a
+	}
+	h.handler = p.appHandler(h)
+	return h, nil
+}
+
+// serve loads a version and swaps it in; the version it replaces finishes
+// its requests in flight, then closes.
+func (p *PoP) serve(ctx context.Context, version string, m *verge.Manifest) error {
+	h, err := p.load(ctx, version, m)
+	if err != nil {
+		return err
+	}
+	if old := p.apps.set(h); old != nil && old.app != nil {
+		go old.app.Close()
+	}
+	p.log.Info("serving", "app", m.Name, "version", version)
+	return nil
+}
+
+// remove stops serving an app.
+func (p *PoP) remove(name string) {
+	if old := p.apps.remove(name); old != nil && old.app != nil {
+		go old.app.Close()
+	}
+}
+
+// deployHost is the PoP as the deploy agent drives it.
+type deployHost struct{ p *PoP }
+
+func (d deployHost) Declare(m *verge.Manifest) error { return d.p.declare(m) }
+func (d deployHost) Serve(ctx context.Context, version string, m *verge.Manifest) error {
+	return d.p.serve(ctx, version, m)
+}
+func (d deployHost) Remove(app string) { d.p.remove(app) }
+
+// probe calls an app's route at this PoP as a client would (the deploy
+// gate's health checks).
+func (p *PoP) probe(ctx context.Context, app, path string) (int, error) {
+	h := p.apps.byName(app)
+	if h == nil {
+		return 0, fmt.Errorf("app %s is not served here", app)
+	}
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	r.Host = app + ".localhost"
+	w := httptest.NewRecorder()
+	h.handler.ServeHTTP(w, r)
+	return w.Code, nil
+}
+
+// ---- HTTP ----
+
+// router serves the PoP's HTTP listener: every app by Host, and the PoP's
+// own GET /healthz for hosts that name no app (clients' routers probe it by
+// address; an app's own /healthz stays its own).
+func (p *PoP) router() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, host, named := p.apps.route(r.Host)
+		if !named && r.URL.Path == "/healthz" && r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"pop":%q,"ok":true}`+"\n", p.opts.Self)
+			return
+		}
+		if h == nil {
+			jsonapi.WriteValue(w, http.StatusNotFound, struct {
+				jsonapi.ErrorBody
+				Host string `json:"host"`
+			}{jsonapi.ErrorBody{Error: fmt.Sprintf("no app serves host %q at PoP %s; an app answers NAME.localhost and the domains its verge.toml lists", host, p.opts.Self), Kind: "not_found"}, host})
+			return
+		}
+		h.handler.ServeHTTP(w, r)
+	})
+}
+
+// statusWriter remembers the status a handler answered, for the stats.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// serveLocal runs a request through the app's gateway here, naming the
+// version and counting the request for the deploy gate.
+func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
+	version := h.Version()
+	w.Header().Set(VersionHeader, version)
+	if h.app == nil {
+		jsonapi.Error(w, http.StatusNotFound, "not_found", fmt.Sprintf("app %s serves no function here", h.name))
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	h.app.Gateway.ServeHTTP(sw, r)
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	p.stats.Record(h.name, version, sw.status, time.Since(start))
+}
