@@ -179,4 +179,3 @@ func TestIncrementReplicaTotalRefused(t *testing.T) {
 		t.Fatalf("float counter: %v", v)
 	}
 }
-

@@ -270,8 +270,8 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 			ID: p.ID, Data: "data", CacheDir: filepath.Join(absDir, "cache"), AdminToken: token,
 			BatchWindow: window.String(), AntiEntropy: ae.String(), SpotTimeout: spotTimeout.String(), NoSync: *noSync,
 			DefaultApp: defaultApp,
-			WAN:  pop.WANConfig{Scale: *scale, Base: base.String(), Jitter: jitter.String(), Loss: *loss},
-			PoPs: t.PoPs, Groups: t.Groups,
+			WAN:        pop.WANConfig{Scale: *scale, Base: base.String(), Jitter: jitter.String(), Loss: *loss},
+			PoPs:       t.PoPs, Groups: t.Groups,
 		}
 		if p.Central {
 			cfg.Spot = spotCfg

@@ -84,7 +84,6 @@ func (h *handler) spotFail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-
 type ownerBody struct {
 	Owner string `json:"owner"`
 }

@@ -28,7 +28,7 @@ type AgentOptions struct {
 	Self string
 	// Dir keeps the last assignment and the bundles this PoP was given, so
 	// that a restart without the centre still serves them.
-	Dir    string
+	Dir   string
 	Host  Host
 	Stats *Stats
 	// Probe calls an app's health route at this PoP, as a client would,
@@ -77,7 +77,7 @@ func NewAgent(opts AgentOptions) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, log: opts.Logger, have: map[string]Status{}, health: map[string]string{}, kick: make(chan struct{}, 1),
 		reportKick: make(chan struct{}, 1),
-		want: Assignment{Apps: map[string]string{}}}
+		want:       Assignment{Apps: map[string]string{}}}
 	b, err := os.ReadFile(a.assignmentPath())
 	if err == nil {
 		if err := json.Unmarshal(b, &a.want); err != nil {
