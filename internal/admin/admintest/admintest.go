@@ -15,7 +15,7 @@ import (
 type Endpoint struct{ Method, Path string }
 
 // Endpoints are every endpoint of a PoP's admin API: documents, the SPOT,
-// the network controls, and a path that serves nothing.
+// deploys, the network controls, and a path that serves nothing.
 var Endpoints = []Endpoint{
 	{"GET", "/v1/apps/shop/collections"},
 	{"GET", "/v1/apps/shop/collections/carts/docs"},
@@ -30,6 +30,13 @@ var Endpoints = []Endpoint{
 	{"GET", "/v1/apps/shop/spot/counters/brush"},
 	{"GET", "/v1/apps/shop/spot/docs/cfg"},
 	{"POST", "/v1/apps/shop/spot/docs/cfg"},
+	{"GET", "/v1/apps"},
+	{"GET", "/v1/apps/shop/versions"},
+	{"PUT", "/v1/apps/shop/versions/0123456789abcdef0123456789abcdef"},
+	{"POST", "/v1/apps/shop/rollouts"},
+	{"GET", "/v1/apps/shop/rollouts"},
+	{"POST", "/v1/apps/shop/rollback"},
+	{"DELETE", "/v1/apps/shop"},
 	{"GET", "/v1/net/links"},
 	{"POST", "/v1/net/partition?peer=all"},
 	{"POST", "/v1/net/heal?peer=all"},
