@@ -84,6 +84,17 @@ func Load(ctx context.Context, eng *wasm.Engine, m *verge.Manifest, log *slog.Lo
 	return a, nil
 }
 
+// Warm fills every function's pool of warm instances now (WarmUp does it in
+// the background): a version about to replace a serving one.
+func (a *App) Warm(ctx context.Context) error {
+	for _, v := range a.Gateway.Functions() {
+		if err := v.Warm(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Close stops every function after its requests in flight finish.
 func (a *App) Close() { a.Gateway.Close() }
 

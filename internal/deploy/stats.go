@@ -82,7 +82,9 @@ type Figures struct {
 	P99Ms    float64 `json:"p99_ms"`
 }
 
-// Query sums the version's seconds in [from, to).
+// Query sums the version's seconds from the one holding from to the one
+// holding to: figures are kept per second, so a window's edges are rounded
+// out to whole seconds.
 func (s *Stats) Query(app, version string, from, to time.Time) Figures {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,7 +96,7 @@ func (s *Stats) Query(app, version string, from, to time.Time) Figures {
 	var lat [latBuckets]uint64
 	for i := range w.secs {
 		sec := &w.secs[i]
-		if sec.requests == 0 || sec.unix < from.Unix() || sec.unix >= to.Unix() {
+		if sec.requests == 0 || sec.unix < from.Unix() || sec.unix > to.Unix() {
 			continue
 		}
 		f.Requests += sec.requests

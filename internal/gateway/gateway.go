@@ -104,6 +104,16 @@ func (g *Gateway) Set(fn *wasm.Function) {
 	}
 }
 
+// Functions returns the functions routed now.
+func (g *Gateway) Functions() []*wasm.Function {
+	t := g.table.Load()
+	out := make([]*wasm.Function, 0, len(t.versions))
+	for _, v := range t.versions {
+		out = append(out, v.fn)
+	}
+	return out
+}
+
 // Close retires every function, waiting for requests in flight.
 func (g *Gateway) Close() {
 	t := g.table.Swap(&table{versions: map[string]*version{}})

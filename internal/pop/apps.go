@@ -52,10 +52,22 @@ type apps struct {
 	mu      sync.Mutex // serialises changes; readers load table
 	table   atomic.Pointer[routing]
 	defName string // the default app's name, when it is served
+	// standby keeps, per app, the version the last swap replaced, loaded,
+	// for standbyFor: a rollback to it is a swap, not a compile.
+	standby map[string]*standbyVersion
 }
+
+type standbyVersion struct {
+	h     *hosted
+	timer *time.Timer
+}
+
+// standbyFor is how long a replaced version stays loaded for a rollback.
+const standbyFor = 10 * time.Minute
 
 func (a *apps) init(def string) {
 	a.defName = def
+	a.standby = map[string]*standbyVersion{}
 	a.table.Store(&routing{byName: map[string]*hosted{}, byHost: map[string]*hosted{}})
 }
 
@@ -177,30 +189,101 @@ func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hos
 		if err != nil {
 			return nil, err
 		}
+		if p.apps.byName(m.Name) != nil {
+			// It replaces a serving version: warm before the swap, so that
+			// its first requests do not queue behind instance starts.
+			if err := a.Warm(ctx); err != nil {
+				a.Close()
+				return nil, err
+			}
+		}
 		h.app = a
 	}
 	h.handler = p.appHandler(h)
 	return h, nil
 }
 
-// serve loads a version and swaps it in; the version it replaces finishes
-// its requests in flight, then closes.
+// serve loads a version (or takes it from standby) and swaps it in; the
+// version it replaces finishes its requests in flight and stays loaded on
+// standby for a while.
 func (p *PoP) serve(ctx context.Context, version string, m *verge.Manifest) error {
-	h, err := p.load(ctx, version, m)
-	if err != nil {
-		return err
+	h := p.apps.takeStandby(m.Name, version)
+	if h != nil && h.app != nil {
+		if err := h.app.Warm(ctx); err != nil {
+			h.app.Close()
+			h = nil
+		}
 	}
-	if old := p.apps.set(h); old != nil && old.app != nil {
-		go old.app.Close()
+	if h == nil {
+		var err error
+		if h, err = p.load(ctx, version, m); err != nil {
+			return err
+		}
 	}
+	p.apps.putStandby(p.apps.set(h))
 	p.log.Info("serving", "app", m.Name, "version", version)
 	return nil
 }
 
 // remove stops serving an app.
 func (p *PoP) remove(name string) {
+	p.apps.dropStandby(name)
 	if old := p.apps.remove(name); old != nil && old.app != nil {
 		go old.app.Close()
+	}
+}
+
+// putStandby keeps a replaced version loaded for standbyFor, closing the
+// one it replaces there.
+func (a *apps) putStandby(h *hosted) {
+	if h == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old := a.standby[h.name]; old != nil {
+		old.timer.Stop()
+		closeHosted(old.h)
+	}
+	sv := &standbyVersion{h: h}
+	sv.timer = time.AfterFunc(standbyFor, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.standby[h.name] == sv {
+			delete(a.standby, h.name)
+			closeHosted(h)
+		}
+	})
+	a.standby[h.name] = sv
+}
+
+// takeStandby returns the app's standby version if it is version.
+func (a *apps) takeStandby(app, version string) *hosted {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sv := a.standby[app]
+	if sv == nil || sv.h.Version() != version {
+		return nil
+	}
+	sv.timer.Stop()
+	delete(a.standby, app)
+	return sv.h
+}
+
+func (a *apps) dropStandby(app string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if sv := a.standby[app]; sv != nil {
+		sv.timer.Stop()
+		delete(a.standby, app)
+		closeHosted(sv.h)
+	}
+}
+
+// closeHosted closes a version once its requests in flight are done.
+func closeHosted(h *hosted) {
+	if h.app != nil {
+		go h.app.Close()
 	}
 }
 

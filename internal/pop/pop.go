@@ -503,6 +503,7 @@ func (p *PoP) Close() {
 			p.agent.Close()
 		}
 		for name := range p.apps.serving() {
+			p.apps.dropStandby(name)
 			if h := p.apps.remove(name); h != nil && h.app != nil {
 				h.app.Close()
 			}

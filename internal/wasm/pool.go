@@ -90,6 +90,15 @@ func (p *pool) warm(ctx context.Context, n int) error {
 	return nil
 }
 
+// Warm fills the pool to its target now: a version about to take traffic
+// from another should not make its first requests wait for instances.
+func (f *Function) Warm(ctx context.Context) error {
+	if f.pool == nil {
+		return nil
+	}
+	return f.pool.warm(ctx, f.pool.target)
+}
+
 // WarmUp fills the pool in the background so that the first burst of
 // requests finds instances ready.
 func (f *Function) WarmUp() {
