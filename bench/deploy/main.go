@@ -6,13 +6,14 @@
 //     canary gate; the time from `verge rollback` to every PoP serving the
 //     previous version; and the errors a client sees while sending
 //     -rate requests a second to every PoP during all of it.
+//
 //   - density: -apps distinct apps (hello-go under as many names) deployed to
 //     one PoP: the time it takes, the PoP's resident memory per idle app, and
 //     one app's throughput with every app loaded against with it alone.
 //
-//	go run ./bench/deploy [-verge bin/verge] [-scenario all|rollout|density]
-//	                      [-pops 5] [-latency-scale 1] [-rounds 5] [-rate 500]
-//	                      [-apps 200] [-d 5s] [-c 32] [-quick]
+//     go run ./bench/deploy [-verge bin/verge] [-scenario all|rollout|density]
+//     [-pops 5] [-latency-scale 1] [-rounds 5] [-rate 500]
+//     [-apps 200] [-d 5s] [-c 32] [-quick]
 //
 // It prints one JSON object per scenario on stdout, then one summary line
 // each on stderr. Build first: `make build examples`.
