@@ -33,6 +33,9 @@ func runDeploy(args []string, stdout, stderr io.Writer) error {
 	gate := fs.Duration("gate", 10*time.Second, "how long each stage is watched before the next (0: no gates)")
 	placement := fs.String("placement", "", "run the app at every PoP (edge) or only at the central PoP (central); default: its verge.toml's")
 	asJSON := fs.Bool("json", false, "print the rollout's events as JSON lines")
+	maxErr := fs.Float64("max-5xx-increase", 0, "gate: how much the 5xx share may rise over the previous version's, e.g. 0.01 for one point (default 0.01)")
+	p99Ratio := fs.Float64("max-p99-ratio", 0, "gate: p99 may be at most this times the previous version's, plus --p99-slack (default 1.5)")
+	p99Slack := fs.Duration("p99-slack", 0, "gate: see --max-p99-ratio (default 10ms)")
 	noBuild := fs.Bool("no-build", false, "do not run the functions' build commands")
 	cacheDir := fs.String("cache-dir", "", "compilation cache for checking the app here (default: the user cache dir; \"-\" disables it)")
 	fs.Usage = func() {
@@ -79,7 +82,9 @@ flags:`)
 			return err
 		}
 	}
-	return deployApp(ctx, op, m, meta, rolloutSpec{Canary: *canary, Waves: plan, Gate: gate.String()}, *cacheDir, stdout, stderr, *asJSON)
+	spec := rolloutSpec{Canary: *canary, Waves: plan, Gate: gate.String(),
+		Thresholds: deploy.Thresholds{MaxErrorIncrease: *maxErr, MaxP99Ratio: *p99Ratio, P99Slack: *p99Slack}}
+	return deployApp(ctx, op, m, meta, spec, *cacheDir, stdout, stderr, *asJSON)
 }
 
 // rolloutSpec is the body of a rollout request.
@@ -88,6 +93,8 @@ type rolloutSpec struct {
 	Canary  string `json:"canary,omitempty"`
 	Waves   []int  `json:"waves,omitempty"`
 	Gate    string `json:"gate"`
+	// Thresholds: zero fields keep the centre's defaults.
+	Thresholds deploy.Thresholds `json:"thresholds"`
 }
 
 // deployApp checks that m (built) loads, uploads it and rolls it out,

@@ -152,7 +152,8 @@ func TestNetDeploy(t *testing.T) {
 	// A good version passes its canary gate under traffic.
 	v2dir := watApp(t, "site", "bye.wasm", "")
 	stop := n.traffic("site")
-	code, out = vergeCmd(t, "deploy", "--net", dir, "--gate", "2s", "--canary", "sfo", v2dir)
+	// Latency is not judged here: on a shared test machine it is noise.
+	code, out = vergeCmd(t, "deploy", "--net", dir, "--gate", "2s", "--canary", "sfo", "--p99-slack", "1m", v2dir)
 	sent, failed := stop()
 	if code != 0 || !strings.Contains(out, "stage 1 sfo: passed") || !strings.Contains(out, "judged by requests") {
 		t.Fatalf("a canary rollout: %d\n%s", code, out)
@@ -170,7 +171,7 @@ func TestNetDeploy(t *testing.T) {
 	// A broken version fails its canary's gate and is rolled back; verge
 	// deploy says where and by how much.
 	stop = n.traffic("site")
-	code, out = vergeCmd(t, "deploy", "--net", dir, "--gate", "2s", "--canary", "sfo", watApp(t, "site", "trap.wasm", ""))
+	code, out = vergeCmd(t, "deploy", "--net", dir, "--gate", "2s", "--canary", "sfo", "--p99-slack", "1m", watApp(t, "site", "trap.wasm", ""))
 	stop()
 	if code != 1 || !strings.Contains(out, "was rolled back: stage 1 gate failed at sfo: 5xx share") {
 		t.Fatalf("a broken version: %d\n%s", code, out)
@@ -210,7 +211,7 @@ func TestNetDeploy(t *testing.T) {
 	if code, out := vergeCmd(t, "deploy", "--net", dir, missing); code != 1 || !strings.Contains(out, "cannot read module") {
 		t.Fatalf("deploying a missing module: %d %s", code, out)
 	}
-	slow := exec.Command(vergeBin, "deploy", "--net", dir, "--gate", "4s", v2dir)
+	slow := exec.Command(vergeBin, "deploy", "--net", dir, "--gate", "4s", "--p99-slack", "1m", v2dir)
 	var slowOut bytes.Buffer
 	slow.Stdout, slow.Stderr = &slowOut, &slowOut
 	if err := slow.Start(); err != nil {
@@ -265,7 +266,7 @@ func TestNetDeployFaults(t *testing.T) {
 	n := startNetApp(t, watApp(t, "site", "hello.wasm", ""), 3) // ord (central), sfo, iad
 	v2dir := watApp(t, "site", "bye.wasm", "")
 	v2 := versionOf(t, v2dir)
-	deploy := exec.Command(vergeBin, "deploy", "--net", n.dir, "--gate", "3s", "--canary", "sfo", v2dir)
+	deploy := exec.Command(vergeBin, "deploy", "--net", n.dir, "--gate", "3s", "--canary", "sfo", "--p99-slack", "1m", v2dir)
 	var out bytes.Buffer
 	deploy.Stdout, deploy.Stderr = &out, &out
 	if err := deploy.Start(); err != nil {
