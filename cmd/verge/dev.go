@@ -16,6 +16,7 @@ import (
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/pop"
 )
 
@@ -32,6 +33,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	noBuild := fs.Bool("no-build", false, "do not run the functions' build commands")
 	watch := fs.Duration("watch", 250*time.Millisecond, "how often to check module files for changes (0 disables reloading)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text, or json (JSON lines with the trace of each request)")
 	debugAddr := fs.String("debug-listen", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	adminAddr := fs.String("admin", defaultAdminAddr, "address of the admin API (\"\" disables it); beyond loopback it requires a token")
 	adminTok := fs.String("admin-token", "", "bearer token the admin API requires (default $VERGE_ADMIN_TOKEN)")
@@ -51,7 +53,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if len(pos) == 1 {
 		dir = pos[0]
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}
@@ -73,6 +75,11 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopTracing, err := obs.SetupTracing(ctx, obs.TraceOptions{PoP: devPoP})
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.Background())
 	if !*noBuild {
 		if err := app.Build(ctx, m, stderr, stderr); err != nil {
 			return err

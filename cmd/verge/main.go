@@ -10,6 +10,8 @@ package main
 
 import (
 	"errors"
+
+	"github.com/verge-edge/verge/internal/obs"
 	"flag"
 	"fmt"
 	"io"
@@ -39,6 +41,7 @@ func commands() []command {
 		{"versions", "an app's versions", runVersions},
 		{"rollback", "make an app's previous (or given) version current everywhere", runRollback},
 		{"undeploy", "stop serving an app everywhere", runUndeploy},
+		{"logs", "every PoP's log of a network, merged in time order", runLogs},
 		{"data", "read and write an app's documents through the admin API", runData},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "verge", version)
@@ -122,10 +125,20 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger logs at level in format ("text" for people, "json" for JSON
+// lines that `verge logs` merges), with the trace of the request a line is
+// about.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, &usageError{fmt.Sprintf("--log-level %q: expected debug, info, warn or error", level)}
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(obs.LogHandler(slog.NewTextHandler(w, opts))), nil
+	case "json":
+		return slog.New(obs.LogHandler(slog.NewJSONHandler(w, opts))), nil
+	}
+	return nil, &usageError{fmt.Sprintf("--log-format %q: expected text or json", format)}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/pop"
 )
 
@@ -19,6 +20,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	config := fs.String("config", "", "the PoP's configuration file (see docs/network.md)")
 	build := fs.Bool("build", false, "run the app's build commands first")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "json", "json (JSON lines, which verge logs merges) or text")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: verge serve --config FILE\n\nRuns one PoP of a network.\n\nflags:")
 		fs.PrintDefaults()
@@ -30,7 +32,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if *config == "" || len(pos) > 0 {
 		return &usageError{"expected --config FILE and no arguments"}
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}
@@ -57,6 +59,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.App = m
 	}
+	stopTracing, err := obs.SetupTracing(ctx, obs.TraceOptions{PoP: cfg.ID, Endpoint: cfg.Trace.Endpoint})
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.Background())
 	p, err := pop.Start(ctx, opts)
 	if err != nil {
 		return err

@@ -53,6 +53,10 @@ type Options struct {
 	Replica crdt.ReplicaID
 	// MaxDocBytes bounds a document's encoded state (default DefaultMaxDocBytes).
 	MaxDocBytes int
+	// Written, if set, is told of every durable write: the context it was
+	// made in and its entry in the store's log (replication follows the
+	// write's trace with it).
+	Written func(ctx context.Context, k store.Key, seq uint64)
 }
 
 // Service is the document service of one PoP. Its methods are safe for
@@ -61,6 +65,7 @@ type Service struct {
 	st      *store.Store
 	replica crdt.ReplicaID
 	maxDoc  int
+	written func(ctx context.Context, k store.Key, seq uint64)
 
 	mu   sync.RWMutex
 	apps map[string]map[string]verge.Collection
@@ -73,7 +78,7 @@ func New(st *store.Store, opts Options) *Service {
 	if opts.MaxDocBytes <= 0 {
 		opts.MaxDocBytes = DefaultMaxDocBytes
 	}
-	return &Service{st: st, replica: opts.Replica, maxDoc: opts.MaxDocBytes, apps: make(map[string]map[string]verge.Collection)}
+	return &Service{st: st, replica: opts.Replica, maxDoc: opts.MaxDocBytes, written: opts.Written, apps: make(map[string]map[string]verge.Collection)}
 }
 
 // StoreValueBytes is the store's per-value bound that documents of up to
@@ -214,7 +219,7 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 		return nil, fmt.Errorf("%w: no operations", ErrInvalid)
 	}
 	var out []byte
-	_, err = s.st.Update(ctx, k, func(state []byte) ([]byte, []byte, error) {
+	entry, err := s.st.Update(ctx, k, func(state []byte) ([]byte, []byte, error) {
 		d := crdt.NewDoc()
 		if state != nil {
 			var err error
@@ -262,6 +267,9 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.written != nil {
+		s.written(ctx, k, entry.Seq)
 	}
 	return out, nil
 }

@@ -17,12 +17,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/verge-edge/verge/internal/jsonapi"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/wasm"
 )
 
 // RequestIDHeader carries the request id on every response.
 const RequestIDHeader = "X-Verge-Request-Id"
+
+// Observer is told of every request a gateway served: the function, the
+// HTTP status, the time since the request reached the gateway, the guest's
+// CPU time, and the limit it hit ("" none).
+type Observer func(function string, status int, elapsed, cpu time.Duration, limit string)
 
 // Gateway is an http.Handler serving one app's functions.
 type Gateway struct {
@@ -30,6 +40,8 @@ type Gateway struct {
 	log    *slog.Logger
 	prefix string
 	seq    atomic.Uint64
+	// Observe, if set, is called after every request (metrics).
+	Observe Observer
 	// acquired, if set, is called once a request holds its version (tests:
 	// to know requests are in flight before swapping the version).
 	acquired func()
@@ -184,7 +196,7 @@ func (g *Gateway) Call(ctx context.Context, fn string, req *wasm.Request) *wasm.
 	defer v.mu.RUnlock()
 	req.Route = rt.pattern
 	start := time.Now()
-	resp, err := v.fn.Serve(ctx, req)
+	resp, err := g.serve(ctx, v.fn, req, start)
 	if err != nil {
 		e := g.logFailure(v.fn, req.ID, err, start)
 		resp = e.Response(req.ID)
@@ -229,7 +241,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Body:       body,
 		Route:      rt.pattern,
 	}
-	resp, err := fn.Serve(r.Context(), req)
+	resp, err := g.serve(r.Context(), fn, req, start)
 	if err != nil {
 		g.fail(w, id, fn, err, start)
 		return
@@ -241,6 +253,35 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
 	w.Write(resp.Body)
+}
+
+// serve runs the guest for req, in a span of its own when the request is
+// traced, and tells the observer.
+func (g *Gateway) serve(ctx context.Context, fn *wasm.Function, req *wasm.Request, start time.Time) (*wasm.Response, error) {
+	ctx, span := obs.Child(ctx, "guest "+fn.Spec.Name, attribute.String("verge.function", fn.Spec.Name), attribute.String("verge.route", req.Route))
+	resp, err := fn.Serve(ctx, req)
+	var status int
+	var cpu time.Duration
+	var limit string
+	if err != nil {
+		e := wasm.AsError(err)
+		status, cpu = e.Status, e.CPU
+		if e.IsLimit() {
+			limit = e.Kind
+		}
+		span.SetStatus(codes.Error, e.Kind)
+		span.SetAttributes(attribute.String("verge.error", e.Kind))
+	} else {
+		status, cpu = resp.Status, resp.CPU
+		span.SetAttributes(attribute.Bool("verge.fresh_instance", resp.Fresh))
+	}
+	span.SetAttributes(attribute.Int64("verge.cpu_time_us", cpu.Microseconds()), attribute.Int("http.response.status_code", status))
+	span.End()
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("verge.function", fn.Spec.Name))
+	if g.Observe != nil {
+		g.Observe(fn.Spec.Name, status, time.Since(start), cpu, limit)
+	}
+	return resp, err
 }
 
 // readBody reads the request body, refusing more than limit bytes.

@@ -9,8 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/documents"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/wasm"
 )
 
@@ -110,11 +115,21 @@ func (h *docCalls) update(ctx context.Context, c *wasm.Call, a []uint64) uint32 
 	if err := h.follow.fetch(ctx, c.App(), coll, key); err != nil {
 		return fail(c, err)
 	}
-	wasm.Blocking(ctx, func(ctx context.Context) { _, err = h.docs.Update(ctx, c.App(), coll, key, ops) })
+	sctx, span := obs.Child(ctx, "doc_update", attribute.String("verge.collection", coll))
+	wasm.Blocking(sctx, func(ctx context.Context) { _, err = h.docs.Update(ctx, c.App(), coll, key, ops) })
+	endSpan(span, err)
 	if err != nil {
 		return fail(c, err)
 	}
 	return wasm.StatusOK
+}
+
+// endSpan ends a host call's span, marking it failed with err.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // doc_delete(coll, coll_len, key, key_len): durable; NOT_FOUND if absent.
@@ -128,7 +143,9 @@ func (h *docCalls) delete(ctx context.Context, c *wasm.Call, a []uint64) uint32 
 	}
 	var found bool
 	var err error
-	wasm.Blocking(ctx, func(ctx context.Context) { found, err = h.docs.Delete(ctx, c.App(), coll, key) })
+	sctx, span := obs.Child(ctx, "doc_delete", attribute.String("verge.collection", coll))
+	wasm.Blocking(sctx, func(ctx context.Context) { found, err = h.docs.Delete(ctx, c.App(), coll, key) })
+	endSpan(span, err)
 	if err != nil {
 		return fail(c, err)
 	}

@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/wasm"
 )
 
@@ -117,7 +120,9 @@ func (h invokeCalls) invoke(ctx context.Context, c *wasm.Call, a []uint64) uint3
 	name := string(fn)
 	var resp *wasm.Response
 	var err error
-	wasm.Blocking(ctx, func(ctx context.Context) { resp, err = h.invoker.Invoke(ctx, c.App(), name, req) })
+	sctx, span := obs.Child(ctx, "invoke "+name, attribute.String("verge.function", name), attribute.String("url.path", req.Path))
+	wasm.Blocking(sctx, func(ctx context.Context) { resp, err = h.invoker.Invoke(ctx, c.App(), name, req) })
+	endSpan(span, err)
 	var fe *wasm.Error
 	switch {
 	case err == nil && resp == nil:

@@ -36,6 +36,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Peer is another PoP: its id and the address of its NATS server.
@@ -306,7 +307,7 @@ func (m *Mesh) Request(ctx context.Context, peer, kind string, data []byte) ([]b
 	if !nc.IsConnected() {
 		return nil, fmt.Errorf("mesh: %s -> %s: %w (the link is down)", m.opts.ID, peer, ErrUnreachable)
 	}
-	msg, err := nc.RequestWithContext(ctx, "verge.at."+peer+"."+kind, data)
+	msg, err := nc.RequestMsgWithContext(ctx, outgoing(ctx, "verge.at."+peer+"."+kind, data))
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) {
 			return nil, fmt.Errorf("mesh: %s -> %s %s: %w (%v)", m.opts.ID, peer, kind, ErrUnreachable, err)
@@ -319,7 +320,7 @@ func (m *Mesh) Request(ctx context.Context, peer, kind string, data []byte) ([]b
 // Push sends data to peer on subject verge.to.<peer>.<kind> through this
 // PoP's own server and waits for the peer's reply. ctx bounds the wait.
 func (m *Mesh) Push(ctx context.Context, peer, kind string, data []byte) ([]byte, error) {
-	msg, err := m.local.RequestWithContext(ctx, "verge.to."+peer+"."+kind, data)
+	msg, err := m.local.RequestMsgWithContext(ctx, outgoing(ctx, "verge.to."+peer+"."+kind, data))
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return nil, fmt.Errorf("mesh: %s -> %s %s: %w (not subscribed: the link is down)", m.opts.ID, peer, kind, ErrUnreachable)
@@ -350,10 +351,69 @@ func (e *RemoteError) Error() string { return "peer: " + e.Msg }
 // payload must say who asks if it matters.
 type Handler func(from string, data []byte) ([]byte, error)
 
+// HandlerCtx is a Handler that also gets the message's context: the trace
+// it belongs to (obs.Extract) and the headers the sender added (Header).
+type HandlerCtx func(ctx context.Context, from string, data []byte) ([]byte, error)
+
+// Message headers travel beside the payload: the W3C trace context of the
+// sender's ctx (so one trace follows a request across PoPs), and whatever
+// the sender put in its ctx with WithHeader.
+
+type headersKey struct{}
+
+// WithHeader returns ctx with a header to send on the mesh messages made
+// under it.
+func WithHeader(ctx context.Context, key, value string) context.Context {
+	old, _ := ctx.Value(headersKey{}).(map[string]string)
+	h := make(map[string]string, len(old)+1)
+	for k, v := range old {
+		h[k] = v
+	}
+	h[key] = value
+	return context.WithValue(ctx, headersKey{}, h)
+}
+
+// Header returns a header of the message a HandlerCtx is answering.
+func Header(ctx context.Context, key string) string {
+	h, _ := ctx.Value(headersKey{}).(map[string]string)
+	return h[key]
+}
+
+func outgoing(ctx context.Context, subject string, data []byte) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	h, _ := ctx.Value(headersKey{}).(map[string]string)
+	for k, v := range h {
+		msg.Header.Set(k, v)
+	}
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(msg.Header))
+	return msg
+}
+
+// incoming is the context of a received message: its headers and trace.
+func incoming(msg *nats.Msg) context.Context {
+	ctx := context.Background()
+	if len(msg.Header) == 0 {
+		return ctx
+	}
+	h := make(map[string]string, len(msg.Header))
+	for k := range msg.Header {
+		h[k] = msg.Header.Get(k)
+	}
+	ctx = context.WithValue(ctx, headersKey{}, h)
+	return propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(msg.Header))
+}
+
 // HandleRequests answers requests of kind addressed to this PoP.
 func (m *Mesh) HandleRequests(kind string, h Handler) error {
+	return m.HandleRequestsCtx(kind, func(_ context.Context, from string, data []byte) ([]byte, error) { return h(from, data) })
+}
+
+// HandleRequestsCtx answers requests of kind addressed to this PoP, with
+// their context.
+func (m *Mesh) HandleRequestsCtx(kind string, h HandlerCtx) error {
 	sub, err := m.local.Subscribe("verge.at."+m.opts.ID+"."+kind, func(msg *nats.Msg) {
-		out, err := h("", msg.Data)
+		out, err := h(incoming(msg), "", msg.Data)
 		respond(msg, out, err)
 	})
 	if err != nil {
@@ -374,11 +434,17 @@ func (m *Mesh) HandleRequests(kind string, h Handler) error {
 // HandlePushes answers pushes of kind from every peer. Pushes from one peer
 // are handled one at a time, in the order sent.
 func (m *Mesh) HandlePushes(kind string, h Handler) error {
+	return m.HandlePushesCtx(kind, func(_ context.Context, from string, data []byte) ([]byte, error) { return h(from, data) })
+}
+
+// HandlePushesCtx answers pushes of kind from every peer, with their
+// context.
+func (m *Mesh) HandlePushesCtx(kind string, h HandlerCtx) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, nc := range m.peers {
 		sub, err := nc.Subscribe("verge.to."+m.opts.ID+"."+kind, func(msg *nats.Msg) {
-			out, err := h(id, msg.Data)
+			out, err := h(incoming(msg), id, msg.Data)
 			respond(msg, out, err)
 		})
 		if err != nil {

@@ -15,6 +15,11 @@ import (
 	"github.com/verge-edge/verge/internal/app"
 	"github.com/verge-edge/verge/internal/bundle"
 	"github.com/verge-edge/verge/internal/jsonapi"
+	"github.com/verge-edge/verge/internal/obs"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Many apps per PoP. Each app a PoP serves is one hosted version: its
@@ -189,6 +194,13 @@ func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hos
 		if err != nil {
 			return nil, err
 		}
+		a.Gateway.Observe = func(function string, status int, elapsed, cpu time.Duration, limit string) {
+			p.metrics.Request(m.Name, function, status, elapsed)
+			p.metrics.GuestCPU.WithLabelValues(m.Name, function).Add(cpu.Seconds())
+			if limit != "" {
+				p.metrics.LimitHits.WithLabelValues(m.Name, function, limit).Inc()
+			}
+		}
 		if p.apps.byName(m.Name) != nil {
 			// It replaces a serving version: warm before the swap, so that
 			// its first requests do not queue behind instance starts.
@@ -330,7 +342,23 @@ func (p *PoP) router() http.Handler {
 			}{jsonapi.ErrorBody{Error: fmt.Sprintf("no app serves host %q at PoP %s; an app answers NAME.localhost and the domains its verge.toml lists", host, p.opts.Self), Kind: "not_found"}, host})
 			return
 		}
-		h.handler.ServeHTTP(w, r)
+		// The request's trace: continued from the client's traceparent,
+		// or begun here (the sampler decides; off without an endpoint).
+		ctx := obs.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := obs.Tracer().Start(ctx, r.Method+" "+h.name, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
+				attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+		if !span.IsRecording() {
+			h.handler.ServeHTTP(w, r.WithContext(ctx))
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		h.handler.ServeHTTP(sw, r.WithContext(ctx))
+		span.SetAttributes(attribute.Int("http.response.status_code", sw.code()), attribute.String("verge.version", w.Header().Get(VersionHeader)))
+		if sw.code() >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.code()))
+		}
+		span.End()
 	})
 }
 
@@ -346,6 +374,23 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Flush keeps streaming responses streaming.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
@@ -366,8 +411,5 @@ func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	h.app.Gateway.ServeHTTP(sw, r)
-	if sw.status == 0 {
-		sw.status = http.StatusOK
-	}
-	p.stats.Record(h.name, version, sw.status, time.Since(start))
+	p.stats.Record(h.name, version, sw.code(), time.Since(start))
 }

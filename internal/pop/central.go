@@ -2,6 +2,10 @@ package pop
 
 import (
 	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +19,7 @@ import (
 	"github.com/verge-edge/verge/internal/host"
 	"github.com/verge-edge/verge/internal/jsonapi"
 	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
 	"github.com/verge-edge/verge/internal/wasm"
@@ -47,7 +52,7 @@ func (p *PoP) startSpot(ctx context.Context) error {
 	}
 	var err error
 	p.Stock, err = stock.New(stock.Options{Central: engine, Store: p.Store, AtCentre: p.self.Central, Logger: p.log})
-	p.Spot = p.Stock
+	p.Spot = meteredSpot{p.Stock, p.metrics}
 	return err
 }
 
@@ -218,8 +223,9 @@ func (p *PoP) invokeCentral(ctx context.Context, inv invocation) (*invocationRes
 	return &res, nil
 }
 
-// handleInvoke runs an invocation from another PoP at the centre.
-func (p *PoP) handleInvoke(_ string, data []byte) ([]byte, error) {
+// handleInvoke runs an invocation from another PoP at the centre, in the
+// trace of the request that made it.
+func (p *PoP) handleInvoke(ctx context.Context, _ string, data []byte) ([]byte, error) {
 	var inv invocation
 	if err := json.Unmarshal(data, &inv); err != nil {
 		return nil, fmt.Errorf("malformed invocation: %w", err)
@@ -235,6 +241,10 @@ func (p *PoP) handleInvoke(_ string, data []byte) ([]byte, error) {
 		Proto: "HTTP/1.1", Header: inv.Header, Body: inv.Body}
 	// The invocation's own deadline is the caller's; the centre bounds it
 	// by the function's wall time.
-	resp := p.callCentral(context.Background(), inv.App, inv.Fn, req)
+	ctx, span := obs.Tracer().Start(ctx, "invoke "+inv.App, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("verge.app", inv.App), attribute.String("verge.pop", p.opts.Self), attribute.String("url.path", req.Path)))
+	resp := p.callCentral(ctx, inv.App, inv.Fn, req)
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.Status))
+	span.End()
 	return json.Marshal(invocationResult{Status: resp.Status, Header: resp.Header, Body: resp.Body})
 }

@@ -38,6 +38,7 @@ type Config struct {
 	NoSync bool `toml:"no_sync"`
 
 	WAN    WANConfig           `toml:"wan"`
+	Trace  TraceConfig         `toml:"trace"`
 	Spot   *SpotConfig         `toml:"spot"`
 	TLS    *TLSConfig          `toml:"tls"`
 	PoPs   []verge.PoP         `toml:"pop"` // every PoP of the network, with its addresses
@@ -52,6 +53,13 @@ type WANConfig struct {
 	Base   string  `toml:"base"`   // fixed one-way delay per link, e.g. "2ms"
 	Jitter string  `toml:"jitter"` // up to this much extra per chunk
 	Loss   float64 `toml:"loss"`   // probability that a chunk waits for a retransmission
+}
+
+// TraceConfig sets what the OTEL_* environment would: the environment
+// wins where both say.
+type TraceConfig struct {
+	// Endpoint is an OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318.
+	Endpoint string `toml:"endpoint"`
 }
 
 // SpotConfig, on the central PoP, replicates the SPOT over three central

@@ -12,6 +12,8 @@ import (
 	"github.com/verge-edge/verge/internal/host"
 	"github.com/verge-edge/verge/internal/jsonapi"
 	"github.com/verge-edge/verge/internal/netsim"
+	"github.com/verge-edge/verge/internal/obs"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Data that follows its user.
@@ -136,6 +138,7 @@ func (p *PoP) proxy(w http.ResponseWriter, r *http.Request, target string) {
 	rp.Director = func(req *http.Request) {
 		director(req)
 		req.Header.Set(forwardedHeader, p.opts.Self)
+		obs.Propagator.Inject(req.Context(), propagation.HeaderCarrier(req.Header)) // one trace across the hop
 	}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		p.log.Warn("forwarding failed", "to", target, "err", err)

@@ -34,6 +34,7 @@ import (
 	"github.com/verge-edge/verge/internal/host"
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/netsim"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/replicate"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
@@ -120,6 +121,7 @@ type PoP struct {
 	eng      *wasm.Engine
 	apps     apps
 	stats    *deploy.Stats
+	metrics  *obs.Metrics
 	agent    *deploy.Agent
 	// Deploys is the centre's controller of versions and rollouts (nil at
 	// an edge PoP).
@@ -180,7 +182,8 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	if opts.App != nil && opts.DefaultApp == "" {
 		opts.DefaultApp = opts.App.Name
 	}
-	p := &PoP{opts: opts, self: self, log: opts.Logger.With("pop", opts.Self), stats: deploy.NewStats()}
+	p := &PoP{opts: opts, self: self, log: opts.Logger.With("pop", opts.Self), stats: deploy.NewStats(), metrics: obs.NewMetrics(opts.Self)}
+	p.collectMetrics()
 	p.apps.init(opts.DefaultApp)
 	p.forwarding = http.DefaultTransport.(*http.Transport).Clone()
 	if opts.Layer != nil {
@@ -222,7 +225,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 		return nil, err
 	}
 	if self.Central {
-		if err := p.Mesh.HandleRequests("invoke", p.handleInvoke); err != nil {
+		if err := p.Mesh.HandleRequestsCtx("invoke", p.handleInvoke); err != nil {
 			return nil, err
 		}
 	}
@@ -286,6 +289,7 @@ func (p *PoP) openData(inc uint16) error {
 		Origin:        p.opts.Self + "." + strconv.Itoa(int(inc)),
 		NoSync:        p.opts.NoSync,
 		MaxValueBytes: documents.StoreValueBytes(documents.DefaultMaxDocBytes),
+		Committed:     func(took time.Duration, _ int) { p.metrics.StoreCommit.Observe(took.Seconds()) },
 	})
 	if err != nil {
 		return err
@@ -293,6 +297,11 @@ func (p *PoP) openData(inc uint16) error {
 	p.store0.Store(p.Store)
 	p.Docs = documents.New(p.Store, documents.Options{
 		Replica: crdt.ReplicaID(uint32(p.self.Number)<<16 | uint32(inc)),
+		Written: func(ctx context.Context, _ store.Key, seq uint64) {
+			if r := p.repl0.Load(); r != nil {
+				r.Traced(ctx, seq)
+			}
+		},
 	})
 	return nil
 }
@@ -451,6 +460,7 @@ func (p *PoP) serveAdmin() error {
 	}
 	h := admin.NewHandler(p.Docs, admin.Options{Token: p.opts.AdminToken, Logger: p.log, Spot: p.Spot, Mount: func(mux *http.ServeMux) {
 		mux.Handle("/v1/net/", p.netControl())
+		mux.Handle("GET /metrics", p.metrics.Handler())
 		p.deployAPI(mux)
 	}})
 	p.admin = gateway.NewServer(h, p.opts.Server, p.log)

@@ -119,7 +119,7 @@ func TestConvergesUnderReorderAndDuplicates(t *testing.T) {
 						break
 					}
 					mm := sent[rng.IntN(len(sent))]
-					if _, err := rs[mm.to].handleBatch(mm.from, mm.data); err != nil {
+					if _, err := rs[mm.to].handleBatch(context.Background(), mm.from, mm.data); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -135,7 +135,7 @@ func TestConvergesUnderReorderAndDuplicates(t *testing.T) {
 						wm := rs[to].st.Seqs()[rs[from].origin]
 						if b := batchFor(t, rs[from], to, wm); b != nil {
 							behind = true
-							out, err := rs[to].handleBatch(from, b)
+							out, err := rs[to].handleBatch(context.Background(), from, b)
 							if err != nil {
 								t.Fatal(err)
 							}
@@ -176,13 +176,13 @@ func TestBatchFromWrongPeerOrCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := batchFor(t, a, "b", 0)
-	if _, err := b.handleBatch("c", msg); err == nil {
+	if _, err := b.handleBatch(context.Background(), "c", msg); err == nil {
 		t.Fatal("b accepted a's log from another PoP")
 	}
 	for i := range msg {
 		bad := bytes.Clone(msg)
 		bad[i] ^= 0x01
-		if _, err := b.handleBatch("a", bad); err == nil {
+		if _, err := b.handleBatch(context.Background(), "a", bad); err == nil {
 			t.Fatalf("a batch with byte %d flipped was accepted", i)
 		}
 		if _, err := wire.DecodeBatch(msg[:i]); err == nil {

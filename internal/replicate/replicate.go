@@ -87,6 +87,8 @@ type Replicator struct {
 	truncMu sync.Mutex // one truncation at a time (every sender calls truncate)
 
 	repaired atomic.Uint64 // documents merged by anti-entropy
+
+	traces traced // span contexts of recent traced writes (trace.go)
 }
 
 // peerLink is the sending side towards one peer.
@@ -117,6 +119,9 @@ type LinkStats struct {
 	// since its link came up.
 	Unacked uint64
 	Known   bool
+	// Lag is how long the peer has had entries to acknowledge without
+	// acknowledging (0 when it is up to date).
+	Lag time.Duration
 }
 
 // New creates a Replicator; Start runs it.
@@ -165,7 +170,7 @@ func (r *Replicator) Start() error {
 			return err
 		}
 	}
-	if err := m.HandlePushes("batch", r.handleBatch); err != nil {
+	if err := m.HandlePushesCtx("batch", r.handleBatch); err != nil {
 		return err
 	}
 	for _, p := range r.peers {
@@ -219,6 +224,9 @@ func (r *Replicator) Links() map[string]LinkStats {
 		st.Known = p.known
 		if p.known && head > p.acked {
 			st.Unacked = head - p.acked
+			if !p.lastAck.IsZero() {
+				st.Lag = time.Since(p.lastAck)
+			}
 		}
 		p.mu.Unlock()
 		out[id] = st
@@ -335,7 +343,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 		return
 	}
 	b.To = b.From - 1
-	r.coalesce(p.id, b, entries)
+	seqs := r.coalesce(p.id, b, entries)
 	p.mu.Lock()
 	if len(b.Items) == 0 && time.Since(p.lastPush) < emptyBatchEvery && !b.Reset {
 		p.mu.Unlock()
@@ -355,7 +363,7 @@ func (r *Replicator) sendBatch(p *peerLink) {
 		defer r.wg.Done()
 		ctx, cancel := context.WithTimeout(r.ctx, r.opts.AckTimeout)
 		defer cancel()
-		out, err := r.opts.Mesh.Push(ctx, p.id, "batch", msg)
+		out, err := r.opts.Mesh.Push(r.batchContext(ctx, seqs), p.id, "batch", msg)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.inflight--
@@ -389,7 +397,8 @@ func (r *Replicator) sendBatch(p *peerLink) {
 
 // coalesce fills b with the entries that concern peer, one item per
 // document: its deltas in order, or its current state when that is smaller.
-func (r *Replicator) coalesce(peer string, b *wire.Batch, entries []store.Entry) {
+// It returns the sequence numbers of the entries it took.
+func (r *Replicator) coalesce(peer string, b *wire.Batch, entries []store.Entry) (seqs []uint64) {
 	type doc struct {
 		k      store.Key
 		deltas [][]byte
@@ -407,6 +416,7 @@ func (r *Replicator) coalesce(peer string, b *wire.Batch, entries []store.Entry)
 		if !ok || !r.sendsTo(peer, c) {
 			continue
 		}
+		seqs = append(seqs, e.Seq)
 		d := byKey[e.Key]
 		if d == nil {
 			d = &doc{k: e.Key}
@@ -431,6 +441,7 @@ func (r *Replicator) coalesce(peer string, b *wire.Batch, entries []store.Entry)
 			b.Items = append(b.Items, wire.Item{Key: wire.Key(d.k), Delta: x})
 		}
 	}
+	return seqs
 }
 
 // sendsTo reports whether writes of c made here go to peer.
@@ -498,7 +509,8 @@ func originPoP(origin string) string {
 	return origin
 }
 
-func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
+func (r *Replicator) handleBatch(ctx context.Context, from string, data []byte) ([]byte, error) {
+	start := time.Now()
 	b, err := wire.DecodeBatch(data)
 	if err != nil {
 		return nil, err
@@ -528,6 +540,7 @@ func (r *Replicator) handleBatch(from string, data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.appliedSpans(ctx, from, b.Origin, b.From, b.To, len(items), start)
 	if r.opts.Applied != nil && len(items) > 0 {
 		keys := make([]store.Key, len(items))
 		for i, it := range items {

@@ -198,6 +198,23 @@ func (e *escrow) unitsNow() int64 {
 	return e.units
 }
 
+// EscrowUnits is one stock's escrow at this PoP.
+type EscrowUnits struct {
+	App, Counter string
+	Units        int64
+}
+
+// Escrows returns every declared stock's escrow at this PoP.
+func (s *Stock) Escrows() []EscrowUnits {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]EscrowUnits, 0, len(s.escrows))
+	for k, e := range s.escrows {
+		out = append(out, EscrowUnits{App: k[0], Counter: k[1], Units: e.unitsNow()})
+	}
+	return out
+}
+
 // Escrowed returns the units this PoP holds of a stock.
 func (s *Stock) Escrowed(app, counter string) int64 {
 	_, e, ok := s.declared([2]string{app, counter})

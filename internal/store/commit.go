@@ -393,6 +393,9 @@ func (s *Store) commitLoop() {
 		s.commits.Add(1)
 		s.writes.Add(uint64(g.n))
 		s.commitNanos.Add(uint64(took))
+		if s.opts.Committed != nil {
+			s.opts.Committed(took, g.n)
+		}
 		returning = g.n
 		window = min(took/4, maxGatherWindow)
 		if window < minGatherWindow {

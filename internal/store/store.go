@@ -116,6 +116,9 @@ type Options struct {
 	MaxValueBytes int
 	// CacheBytes is the size of Pebble's block cache (default DefaultCacheBytes).
 	CacheBytes int64
+	// Committed, if set, is called after every group commit with the time
+	// it took to write and sync and the number of writes (metrics).
+	Committed func(took time.Duration, writes int)
 
 	fs vfs.FS // tests: wraps the OS filesystem to observe or stall syncs
 }

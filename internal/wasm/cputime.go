@@ -102,8 +102,10 @@ func (r *run) resume() {
 // deadline (zero: none) or ctx's end. call is what host ABI calls see, env the
 // guest's environment variables. When the
 // guest is stopped, the error is the cause (errCPUTime, errWallTime or the
-// context's), whatever trap it surfaced as.
-func limited(ctx context.Context, limit time.Duration, deadline time.Time, call *Call, env []string, fn func(context.Context) error) error {
+// context's), whatever trap it surfaced as. cpu is the CPU time the guest
+// used: the thread's clock once measuring began (see stop), the wall time in
+// the guest for a request too short to have been measured.
+func limited(ctx context.Context, limit time.Duration, deadline time.Time, call *Call, env []string, fn func(context.Context) error) (cpu time.Duration, err error) {
 	slots := guestSlots()
 	select {
 	case slots <- struct{}{}:
@@ -117,20 +119,26 @@ func limited(ctx context.Context, limit time.Duration, deadline time.Time, call 
 		select {
 		case slots <- struct{}{}:
 		case <-expired:
-			return &stopped{cause: errWallTime, err: errWallTime}
+			return 0, &stopped{cause: errWallTime, err: errWallTime}
 		case <-ctx.Done():
-			return &stopped{cause: context.Cause(ctx), err: ctx.Err()}
+			return 0, &stopped{cause: context.Cause(ctx), err: ctx.Err()}
 		}
 	}
 	defer func() { <-slots }()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	r := &run{ctx: ctx, call: call, env: env, limit: limit, deadline: deadline}
-	err := fn(context.WithValue(ctx, runKey{}, r))
-	if err != nil && r.cause != nil {
-		return &stopped{cause: r.cause, err: err}
+	start := time.Now()
+	err = fn(context.WithValue(ctx, runKey{}, r))
+	if r.cpuKnown {
+		cpu = r.spent + ThreadCPUTime() - r.cpuBase
+	} else {
+		cpu = time.Since(start)
 	}
-	return err
+	if err != nil && r.cause != nil {
+		return cpu, &stopped{cause: r.cause, err: err}
+	}
+	return cpu, err
 }
 
 // blocking runs fn, a host call's wait for I/O (a durable write), without

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -53,6 +54,10 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// CPU is the CPU time the guest used for it (see limited); Fresh says
+	// that its instance was started for it rather than warm.
+	CPU   time.Duration
+	Fresh bool
 }
 
 // Options configure an Engine.
@@ -170,6 +175,7 @@ type Function struct {
 	log      *slog.Logger
 	pool     *pool // verge executor, pooled isolation
 	sem      chan struct{}
+	starts   atomic.Uint64
 
 	closeOnce sync.Once
 	cfgOnce   sync.Once

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/verge-edge/verge/internal/jsonapi"
 )
@@ -31,6 +32,17 @@ type Error struct {
 	Status int
 	Msg    string
 	Err    error
+	// CPU is the CPU time the guest used before it failed.
+	CPU time.Duration
+}
+
+// withCPU records the guest's CPU time on a request's error.
+func withCPU(err error, cpu time.Duration) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.CPU = cpu
+	}
+	return err
 }
 
 func (e *Error) Error() string {

@@ -34,10 +34,11 @@ func (i *instance) close(ctx context.Context) {
 // reactor's runtime start) under the request limits, so that a guest whose
 // initialisation loops or allocates without end is stopped too.
 func (f *Function) newInstance(ctx context.Context) (*instance, error) {
+	f.starts.Add(1)
 	ctx = context.WithoutCancel(ctx)
 	mem := f.newMemory()
 	var mod api.Module
-	err := limited(ctx, max(f.Limits.CPUTime, initCPUTime), time.Now().Add(f.Limits.WallTime), nil, f.env(), func(ctx context.Context) error {
+	_, err := limited(ctx, max(f.Limits.CPUTime, initCPUTime), time.Now().Add(f.Limits.WallTime), nil, f.env(), func(ctx context.Context) error {
 		var err error
 		mod, err = f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, f.moduleConfig())
 		if err != nil {
@@ -88,6 +89,22 @@ func (p *pool) warm(ctx context.Context, n int) error {
 		p.put(inst)
 	}
 	return nil
+}
+
+// FunctionStats are what a function's instances are doing.
+type FunctionStats struct {
+	Idle   int    // warm in the pool
+	Busy   int    // serving a request
+	Starts uint64 // instances started since the function was loaded
+}
+
+// Stats returns the function's instance figures.
+func (f *Function) Stats() FunctionStats {
+	st := FunctionStats{Busy: len(f.sem), Starts: f.starts.Load()}
+	if f.pool != nil {
+		st.Idle = len(f.pool.idle)
+	}
+	return st
 }
 
 // Warm fills the pool to its target now: a version about to take traffic
@@ -174,14 +191,15 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	}
 	cs := &inst.cs
 	cs.reset(req, f.Spec.App, f.Limits.ResponseBody, f.log)
-	err = limited(ctx, f.Limits.CPUTime, deadline, cs, f.env(), func(ctx context.Context) error {
+	fresh := inst.served == 0
+	cpu, err := limited(ctx, f.Limits.CPUTime, deadline, cs, f.env(), func(ctx context.Context) error {
 		inst.stack[0], inst.stack[1] = handleRequest, handleResponse
 		return inst.handle.CallWithStack(ctx, inst.stack[:])
 	})
 	inst.served++
 	rc := uint32(inst.stack[0])
 	healthy := err == nil && inst.served < f.Limits.RecycleAfter && inst.mem.size.Load() <= f.Limits.MemoryHighWater
-	resp := &Response{Status: cs.status, Header: cs.header, Body: cs.body}
+	resp := &Response{Status: cs.status, Header: cs.header, Body: cs.body, CPU: cpu, Fresh: fresh}
 	overflow := cs.overflow
 	cs.reset(nil, "", 0, nil)
 	switch {
@@ -193,14 +211,14 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 		f.pool.discard(inst)
 	}
 	if err != nil {
-		return nil, f.runError(ctx, inst.mem, err)
+		return nil, withCPU(f.runError(ctx, inst.mem, err), cpu)
 	}
 	if overflow {
-		return nil, limitError(KindResponseBody, http.StatusInternalServerError,
-			"the response body exceeds the function's limit of %d bytes (limits.response_body)", f.Limits.ResponseBody)
+		return nil, withCPU(limitError(KindResponseBody, http.StatusInternalServerError,
+			"the response body exceeds the function's limit of %d bytes (limits.response_body)", f.Limits.ResponseBody), cpu)
 	}
 	if rc != 0 {
-		return nil, &Error{Kind: KindGuestError, Status: http.StatusInternalServerError, Msg: fmt.Sprintf("%s returned error code %d", HandleExport, rc)}
+		return nil, withCPU(&Error{Kind: KindGuestError, Status: http.StatusInternalServerError, Msg: fmt.Sprintf("%s returned error code %d", HandleExport, rc)}, cpu)
 	}
 	if resp.Status == 0 {
 		resp.Status = http.StatusOK

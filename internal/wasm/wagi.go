@@ -32,7 +32,7 @@ func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Reque
 		WithStderr(stderr)
 	mem := f.newMemory()
 	env := append(cgiEnv(req), f.env()...)
-	err := limited(ctx, f.Limits.CPUTime, deadline, nil, env, func(ctx context.Context) error {
+	cpu, err := limited(ctx, f.Limits.CPUTime, deadline, nil, env, func(ctx context.Context) error {
 		mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, cfg.WithStartFunctions("_start"))
 		if mod != nil {
 			mod.Close(context.WithoutCancel(ctx))
@@ -45,16 +45,21 @@ func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Reque
 		if errors.As(err, &exit) && exit.ExitCode() == 0 {
 			err = nil
 		} else if errors.As(err, &exit) && ctx.Err() == nil && !mem.exceeded.Load() {
-			return nil, &Error{Kind: KindExit, Status: http.StatusBadGateway, Msg: fmt.Sprintf("the program exited with code %d", exit.ExitCode())}
+			return nil, withCPU(&Error{Kind: KindExit, Status: http.StatusBadGateway, Msg: fmt.Sprintf("the program exited with code %d", exit.ExitCode())}, cpu)
 		} else {
-			return nil, f.runError(ctx, mem, err)
+			return nil, withCPU(f.runError(ctx, mem, err), cpu)
 		}
 	}
 	if stdout.overflow {
-		return nil, limitError(KindResponseBody, http.StatusInternalServerError,
-			"the response body exceeds the function's limit of %d bytes (limits.response_body)", f.Limits.ResponseBody)
+		return nil, withCPU(limitError(KindResponseBody, http.StatusInternalServerError,
+			"the response body exceeds the function's limit of %d bytes (limits.response_body)", f.Limits.ResponseBody), cpu)
 	}
-	return parseCGI(stdout.Bytes())
+	resp, err := parseCGI(stdout.Bytes())
+	if err != nil {
+		return nil, withCPU(err, cpu)
+	}
+	resp.CPU, resp.Fresh = cpu, true
+	return resp, nil
 }
 
 // cgiEnv builds the CGI/1.1 meta-variables (RFC 3875) plus WAGI's X_ extras,

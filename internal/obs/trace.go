@@ -1,0 +1,102 @@
+// Package obs is how a PoP is observed: OpenTelemetry traces exported over
+// OTLP (configured by the standard OTEL_* environment), Prometheus metrics,
+// and structured logs that carry the trace of the request that caused them.
+// It is the one package that imports OpenTelemetry's SDK and Prometheus'
+// client; the rest of the code starts spans through Tracer and records
+// through a *Metrics.
+package obs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// instrumentation names Verge's spans.
+const instrumentation = "github.com/verge-edge/verge"
+
+// Tracer is the tracer every span of Verge starts from. Without Setup (or
+// without an OTLP endpoint in the environment) it is OpenTelemetry's no-op,
+// which costs a few nanoseconds a span.
+func Tracer() trace.Tracer { return otel.Tracer(instrumentation) }
+
+// Propagator carries trace context in W3C traceparent/tracestate headers
+// (HTTP from clients and between PoPs, NATS message headers on the mesh).
+var Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// TraceOptions configure tracing.
+type TraceOptions struct {
+	// PoP names the process in every span (verge.pop).
+	PoP string
+	// Endpoint overrides OTEL_EXPORTER_OTLP_ENDPOINT (a config file's
+	// [trace] section); "" keeps the environment's.
+	Endpoint string
+}
+
+// Enabled reports whether the environment or o asks for traces.
+func (o TraceOptions) Enabled() bool {
+	return o.Endpoint != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" ||
+		os.Getenv("OTEL_TRACES_EXPORTER") == "otlp"
+}
+
+// SetupTracing installs the process's tracer provider: spans batched and
+// exported over OTLP/HTTP, sampled as OTEL_TRACES_SAMPLER(_ARG) say
+// (default: parent-based, always), batched as OTEL_BSP_* say, named by
+// OTEL_SERVICE_NAME (default "verge"). Without an endpoint it installs
+// nothing: tracing is off. The returned function flushes and stops it.
+func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) error, error) {
+	otel.SetTextMapPropagator(Propagator)
+	if !o.Enabled() {
+		return func(context.Context) error { return nil }, nil
+	}
+	var opts []otlptracehttp.Option
+	if o.Endpoint != "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimRight(o.Endpoint, "/")+"/v1/traces"))
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: the OTLP exporter: %w", err)
+	}
+	name := os.Getenv("OTEL_SERVICE_NAME")
+	if name == "" {
+		name = "verge"
+	}
+	res, err := resource.New(ctx, resource.WithFromEnv(), resource.WithTelemetrySDK(),
+		resource.WithAttributes(attribute.String("service.name", name), attribute.String("verge.pop", o.PoP)))
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	otel.SetTracerProvider(tp)
+	return tp.Shutdown, nil
+}
+
+// Inject writes ctx's trace context into h (a mesh message's headers).
+func Inject(ctx context.Context, h map[string]string) {
+	Propagator.Inject(ctx, propagation.MapCarrier(h))
+}
+
+// Extract returns ctx with the trace context h carries.
+func Extract(ctx context.Context, h map[string]string) context.Context {
+	return Propagator.Extract(ctx, propagation.MapCarrier(h))
+}
+
+// Child starts a span under ctx's span only if that one is recording: on
+// the request path, an unsampled request (or tracing off) then pays one
+// interface call per would-be span, nothing more.
+func Child(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.IsRecording() {
+		return ctx, parent
+	}
+	return Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
+}
