@@ -11,9 +11,9 @@ package main
 import (
 	"errors"
 
-	"github.com/verge-edge/verge/internal/obs"
 	"flag"
 	"fmt"
+	"github.com/verge-edge/verge/internal/obs"
 	"io"
 	"log/slog"
 	"os"
