@@ -146,8 +146,8 @@ type Cache struct {
 
 // appIndex is one app's entries.
 type appIndex struct {
-	slots  map[string]*slot                // primary key (host + path?query) → variants
-	byPath map[string]map[string]struct{}  // path?query → primary keys, for purges by path
+	slots  map[string]*slot               // primary key (host + path?query) → variants
+	byPath map[string]map[string]struct{} // path?query → primary keys, for purges by path
 	tags   map[string]map[*entry]struct{} // Surrogate-Key → entries
 }
 
@@ -516,9 +516,9 @@ type served struct {
 	e           *entry
 	label       string
 	age         time.Duration
-	notModified bool            // answer the client's conditional request with 304
-	body        *bodyReader     // nil for HEAD and 304
-	resp        *http.Response  // passed through: not from an entry
+	notModified bool           // answer the client's conditional request with 304
+	body        *bodyReader    // nil for HEAD and 304
+	resp        *http.Response // passed through: not from an entry
 }
 
 // serveLocked prepares the answer from e, reading its body with r (a
@@ -617,10 +617,10 @@ func (c *Cache) Do(ctx context.Context, app string, req *http.Request, origin Or
 type verdict int
 
 const (
-	useFresh    verdict = iota
-	useStale            // stale but acceptable as is (the request's max-stale)
-	useSWR              // stale: serve it and revalidate in the background
-	mustValidate        // ask the origin (conditionally when it has validators)
+	useFresh     verdict = iota
+	useStale             // stale but acceptable as is (the request's max-stale)
+	useSWR               // stale: serve it and revalidate in the background
+	mustValidate         // ask the origin (conditionally when it has validators)
 )
 
 func judge(e *entry, now time.Time, rq directives) verdict {

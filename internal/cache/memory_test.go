@@ -26,7 +26,7 @@ func TestLRUEvictionByBytes(t *testing.T) {
 		t.Fatalf("after 4 objects: %+v", s)
 	}
 	expect(t, do(t, c, o, "/a"), Hit, strings.Repeat("a", 10<<10), o, 4) // /a is now the most recent
-	do(t, c, o, "/e")                                                   // evicts /b, the least recently used
+	do(t, c, o, "/e")                                                    // evicts /b, the least recently used
 	s := c.Stats()
 	if s.Evictions != 1 || s.Entries != 4 || s.MemoryBytes > 48<<10 {
 		t.Fatalf("after the fifth: %+v", s)
