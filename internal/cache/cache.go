@@ -277,11 +277,22 @@ func Open(opts Options) (*Cache, error) {
 	return c, nil
 }
 
-// Close stops the disk tier's writer. Responses being read stay valid.
+// Close stops the disk tier's writer after writing to it what memory holds
+// that it has not (within its budget), so that a restart finds it.
+// Responses being read stay valid.
 func (c *Cache) Close() error {
-	if c.disk != nil {
-		c.disk.close()
+	if c.disk == nil {
+		return nil
 	}
+	c.mu.Lock()
+	var items []spillItem
+	for el := c.lru.Back(); el != nil; el = el.Prev() { // least recent first: the most recent end up first in the disk's LRU
+		if e := el.Value.(*entry); e.disk == nil && e.size <= c.disk.maxObject {
+			items = append(items, spillItem{e, e.body, metaOf(e), 0})
+		}
+	}
+	c.unlock()
+	c.disk.close(items)
 	return nil
 }
 
@@ -500,8 +511,13 @@ func (c *Cache) accountLocked(e *entry) {
 		switch {
 		case v.disk != nil:
 			v.body = nil // the disk copy stays
-		case c.disk != nil && v.size <= c.disk.maxObject:
-			c.spill = append(c.spill, spillItem{v, v.body, metaOf(v)}) // written after the lock; served from memory until then
+		case c.disk != nil && v.size <= c.disk.maxObject && c.disk.pendingBytes+v.cost <= max(c.opts.MemoryBytes/8, v.cost):
+			// Written after the lock, and served from memory until then.
+			// What waits for the disk is bounded (an eighth of the budget,
+			// or one entry), so a slow disk costs entries, not memory.
+			c.disk.pendingBytes += v.cost
+			c.disk.pending++
+			c.spill = append(c.spill, spillItem{v, v.body, metaOf(v), v.cost})
 		default:
 			c.removeLocked(v)
 		}

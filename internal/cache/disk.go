@@ -57,12 +57,18 @@ type diskTier struct {
 	maxObject int64
 	seq       atomic.Uint64
 	// under c.mu:
-	used int64
-	lru  list.List // entries with a file, most recently used first
+	used         int64
+	lru          list.List // entries with a file, most recently used first
+	pendingBytes int64     // memory of the entries waiting to be written
+	pending      int
 
 	queue chan spillItem
 	wg    sync.WaitGroup
 	once  sync.Once
+	// qmu guards sending on queue against closing it: a cache used after
+	// Close drops what it would spill.
+	qmu    sync.RWMutex
+	closed bool
 }
 
 type diskFile struct {
@@ -77,6 +83,7 @@ type spillItem struct {
 	e    *entry
 	body *body
 	meta diskMeta
+	cost int64 // counted in pendingBytes
 }
 
 // diskMeta is what a file records of its entry.
@@ -195,9 +202,16 @@ func requestHeaderOf(e *entry) http.Header {
 	return h
 }
 
-func (d *diskTier) close() {
+// close writes the last items, then stops the writer.
+func (d *diskTier) close(last []spillItem) {
 	d.once.Do(func() {
+		for _, it := range last {
+			d.queue <- it
+		}
+		d.qmu.Lock()
+		d.closed = true
 		close(d.queue)
+		d.qmu.Unlock()
 		d.wg.Wait()
 	})
 }
@@ -209,15 +223,21 @@ func (d *diskTier) handle(trash []string, spill []spillItem) {
 	for _, p := range trash {
 		os.Remove(p)
 	}
+	d.qmu.RLock()
+	defer d.qmu.RUnlock()
 	for i, it := range spill {
-		select {
-		case d.queue <- it:
-			continue
-		default:
+		if !d.closed {
+			select {
+			case d.queue <- it:
+				continue
+			default:
+			}
 		}
 		c := d.c
 		c.mu.Lock()
 		for _, it := range spill[i:] {
+			d.pendingBytes -= it.cost
+			d.pending--
 			if it.e.indexed && it.e.lru == nil && it.e.disk == nil {
 				c.removeLocked(it.e)
 			}
@@ -239,6 +259,10 @@ func (d *diskTier) writer() {
 		name, size, err := d.write(it)
 		c := d.c
 		c.mu.Lock()
+		if it.cost > 0 {
+			d.pendingBytes -= it.cost
+			d.pending--
+		}
 		e := it.e
 		switch {
 		case err != nil:
