@@ -40,6 +40,7 @@ type body struct {
 	limit   int64 // bytes kept before passing through
 	window  int64
 	readers []*bodyReader
+	free    [][]byte // chunks dropped while passing through, for reuse
 	// onEnd is called once, without b.mu, when it is known whether the body
 	// is kept: at the end of a complete fill (true), or when it fails or
 	// starts passing through (false).
@@ -164,6 +165,12 @@ func (b *body) tailLocked() []byte {
 		// At least one byte, to see the end (or a body longer than declared).
 		size = min(size, max(b.length-b.n, 1))
 	}
+	if k := len(b.free); k > 0 && size == chunkSize {
+		c := b.free[k-1][:0]
+		b.free = b.free[:k-1]
+		b.chunks = append(b.chunks, c)
+		return c
+	}
 	c := make([]byte, 0, size)
 	b.chunks = append(b.chunks, c)
 	return c
@@ -182,6 +189,9 @@ func (b *body) dropLocked() {
 	m := b.minOffsetLocked()
 	k := 0
 	for k < len(b.chunks)-1 && b.first+int64(k+1)*chunkSize <= m {
+		if c := b.chunks[k]; cap(c) == chunkSize && len(b.free) < 4 {
+			b.free = append(b.free, c) // reused by the filler: no garbage per chunk
+		}
 		b.chunks[k] = nil
 		k++
 	}

@@ -86,6 +86,10 @@ type Options struct {
 	// PassWindow is how far ahead of its slowest reader a body that passes
 	// through may be read from the origin (default 1 MiB).
 	PassWindow int64
+	// OriginTimeout bounds an origin exchange the cache makes on behalf of
+	// several requests (a collapsed miss, a background revalidation), head
+	// and body, since no single client's deadline applies (default 2 min).
+	OriginTimeout time.Duration
 	// StaleOnOpen marks every entry found on disk at Open as purged softly:
 	// it is revalidated before it is served. A PoP that cannot know which
 	// purges it missed while it was down sets it.
@@ -115,6 +119,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HeuristicMax == 0 {
 		o.HeuristicMax = 24 * time.Hour
+	}
+	if o.OriginTimeout <= 0 {
+		o.OriginTimeout = 2 * time.Minute
 	}
 	if o.PassWindow <= 0 {
 		o.PassWindow = 1 << 20
@@ -914,7 +921,7 @@ func (b *cancelOnClose) Close() error {
 // response still fills the cache. The origin's own timeouts bound it.
 func (c *Cache) fetch(f *flight, fk, app, primary, path string, req *http.Request, rq directives, stale *entry, origin Origin) {
 	resolved := false
-	ctx, cancel := context.WithCancel(req.Context())
+	ctx, cancel := context.WithTimeout(req.Context(), c.opts.OriginTimeout)
 	defer func() {
 		if !resolved {
 			// The origin panicked: nobody may wait forever.
