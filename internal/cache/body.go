@@ -227,16 +227,22 @@ func (b *body) reader(ctx context.Context) (*bodyReader, error) {
 		return nil, ErrBodyGone
 	}
 	r := &bodyReader{b: b, ctx: ctx}
+	if b.done && b.err == nil && !b.pass {
+		// A complete body: nobody needs to know where this reader is.
+		return r, nil
+	}
+	r.registered = true
 	b.readers = append(b.readers, r)
 	return r, nil
 }
 
 // bodyReader is one client's position in a body; it is an io.ReadCloser.
 type bodyReader struct {
-	b      *body
-	ctx    context.Context
-	off    int64
-	closed bool
+	b          *body
+	ctx        context.Context
+	off        int64
+	closed     bool
+	registered bool // in b.readers: the body was still filling
 }
 
 func (r *bodyReader) Read(p []byte) (int, error) {
@@ -325,6 +331,10 @@ func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (r *bodyReader) Close() error {
+	if !r.registered {
+		r.closed = true
+		return nil
+	}
 	b := r.b
 	b.mu.Lock()
 	defer b.mu.Unlock()

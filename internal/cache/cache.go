@@ -54,6 +54,10 @@ const (
 	Pass         = "PASS"           // not cacheable: straight from the origin, not stored
 )
 
+// labelHdr is the X-Cache value of each label, made once (never modified).
+var labelHdr = map[string][]string{Hit: {Hit}, Miss: {Miss}, Stale: {Stale}, Revalidated: {Revalidated},
+	StaleIfError: {StaleIfError}, Pass: {Pass}}
+
 // Origin is where a miss goes: it sends req and returns the response, whose
 // body the cache reads and closes. It must honour ctx. Requests for the same
 // key may reach it concurrently only after a purge or for different variants.
@@ -181,6 +185,10 @@ type entry struct {
 
 	body    *body // nil when only on disk
 	size    int64 // body bytes, once complete
+	// Header values made once, so that a hit allocates none (under c.mu).
+	lengthHdr []string // Content-Length, once complete
+	ageHdr    []string // the last Age served
+	ageSecs   int64
 	cost    int64 // counted in memUsed while in the LRU
 	lru     *list.Element
 	indexed bool
@@ -336,13 +344,16 @@ func (c *Cache) unlock() {
 }
 
 // keyOf is a request's primary key (host and path?query: the target URI
-// without its scheme) and its path?query alone.
-func keyOf(req *http.Request) (primary, path string) {
+// without its scheme) and its path?query alone. It appends to buf, so that
+// a lookup allocates nothing: a map index by string(buf) does not copy.
+func keyOf(buf []byte, req *http.Request) (primary []byte, path string) {
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
-	return hostKey(host) + pathOf(req), pathOf(req)
+	path = pathOf(req)
+	buf = appendHostKey(buf, host)
+	return append(buf, path...), path
 }
 
 func pathOf(req *http.Request) string {
@@ -359,16 +370,17 @@ func pathOf(req *http.Request) string {
 	return p
 }
 
-// hostKey lower-cases a host and drops a default port, so that
-// "Example.com:443" and "example.com" are one key.
-func hostKey(h string) string {
+// appendHostKey appends hostKey(h) without allocating.
+func appendHostKey(dst []byte, h string) []byte {
 	h = strings.TrimSuffix(strings.TrimSuffix(h, ":80"), ":443")
 	for i := 0; i < len(h); i++ {
-		if c := h[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(h)
+		c := h[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
 		}
+		dst = append(dst, c)
 	}
-	return h
+	return dst
 }
 
 // ---- the index ----
@@ -383,12 +395,12 @@ func (c *Cache) appLocked(app string) *appIndex {
 }
 
 // lookupLocked finds the stored variant the request selects.
-func (c *Cache) lookupLocked(app, primary string, h http.Header, auth bool) *entry {
+func (c *Cache) lookupLocked(app string, primary []byte, h http.Header, auth bool) *entry {
 	a := c.apps[app]
 	if a == nil {
 		return nil
 	}
-	s := a.slots[primary]
+	s := a.slots[string(primary)]
 	if s == nil {
 		return nil
 	}
@@ -507,6 +519,7 @@ func (c *Cache) accountLocked(e *entry) {
 		return
 	}
 	e.cost = e.size + e.headerCost()
+	e.lengthHdr = []string{strconv.FormatInt(e.size, 10)}
 	c.memUsed += e.cost
 	e.lru = c.lru.PushFront(e)
 	for c.memUsed > c.opts.MemoryBytes && c.lru.Len() > 1 {
@@ -540,7 +553,10 @@ type served struct {
 	label       string
 	age         time.Duration
 	notModified bool           // answer the client's conditional request with 304
-	body        *bodyReader    // nil for HEAD and 304
+	body        *bodyReader    // nil for HEAD and 304, and when chunks are set
+	chunks      [][]byte       // a complete body, for writing without a reader
+	lengthHdr   []string       // Content-Length, when known
+	ageHdr      []string
 	resp        *http.Response // passed through: not from an entry
 }
 
@@ -548,7 +564,7 @@ type served struct {
 // reader attached for a collapsed request) or a new reader. ok is false
 // when e's body is not in memory (on disk) or its beginning is gone (it
 // passes through); r is closed then, and whenever it is not needed.
-func (c *Cache) serveLocked(ctx context.Context, req *http.Request, e *entry, now time.Time, label string, r *bodyReader) (served, bool) {
+func (c *Cache) serveLocked(ctx context.Context, req *http.Request, e *entry, now time.Time, label string, r *bodyReader, direct bool) (served, bool) {
 	if e.body == nil {
 		closeReader(r)
 		return served{}, false
@@ -560,9 +576,18 @@ func (c *Cache) serveLocked(ctx context.Context, req *http.Request, e *entry, no
 		// Evicted but still queued for the disk: it is back in use.
 		c.accountLocked(e)
 	}
+	if secs := int64(s.age / time.Second); e.ageHdr == nil || secs != e.ageSecs {
+		e.ageHdr, e.ageSecs = []string{strconv.FormatInt(secs, 10)}, secs
+	}
+	s.ageHdr, s.lengthHdr = e.ageHdr, e.lengthHdr
 	if e.status == http.StatusOK && notModified(req.Header, e.etag, e.lastModified) || req.Method == http.MethodHead {
 		s.notModified = req.Method != http.MethodHead
 		closeReader(r)
+		return s, true
+	}
+	if direct && r == nil && e.lru != nil {
+		// Complete and accounted: its chunks never change again.
+		s.chunks = e.body.chunks
 		return s, true
 	}
 	if r == nil {
@@ -582,21 +607,25 @@ func closeReader(r *bodyReader) {
 	}
 }
 
-// header is the header of an answer from an entry.
+// header is the header of an answer from an entry. Its value slices may
+// be shared with the entry, capped so that an append copies.
 func (s served) header() http.Header {
 	var h http.Header
 	if s.notModified {
 		h = notModifiedHeader(s.e.header)
 	} else {
 		h = s.e.header.Clone()
-		if n := s.e.body.knownLength(); n >= 0 {
+		switch n := s.e.body.knownLength(); {
+		case s.lengthHdr != nil:
+			h["Content-Length"] = s.lengthHdr[:1:1]
+		case n >= 0:
 			h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
-		} else {
+		default:
 			delete(h, "Content-Length")
 		}
 	}
-	h["Age"] = []string{strconv.FormatInt(int64(s.age/time.Second), 10)}
-	h[HeaderXCache] = []string{s.label}
+	h["Age"] = s.ageHdr[:1:1]
+	h[HeaderXCache] = labelHdr[s.label][:1:1]
 	return h
 }
 
@@ -614,7 +643,7 @@ func (s served) status() int {
 // for what it needs. Methods other than GET and HEAD go to the origin, and
 // a successful unsafe one (POST, PUT, DELETE...) invalidates the URL.
 func (c *Cache) Do(ctx context.Context, app string, req *http.Request, origin Origin) (*http.Response, error) {
-	s, err := c.get(ctx, app, req, origin, true)
+	s, err := c.get(ctx, app, req, origin, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -623,7 +652,7 @@ func (c *Cache) Do(ctx context.Context, app string, req *http.Request, origin Or
 	}
 	code := s.status()
 	resp := &http.Response{
-		Status: fmt.Sprintf("%d %s", code, http.StatusText(code)), StatusCode: code,
+		Status: statusLine(code), StatusCode: code,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: s.header(), Body: http.NoBody, ContentLength: 0, Request: req,
 	}
@@ -634,6 +663,21 @@ func (c *Cache) Do(ctx context.Context, app string, req *http.Request, origin Or
 		resp.ContentLength = s.e.body.knownLength()
 	}
 	return resp, nil
+}
+
+// statusLines are "200 OK" and the like, made once.
+var statusLines = func() (out [600]string) {
+	for i := range out {
+		out[i] = fmt.Sprintf("%d %s", i, http.StatusText(i))
+	}
+	return out
+}()
+
+func statusLine(code int) string {
+	if code >= 0 && code < len(statusLines) {
+		return statusLines[code]
+	}
+	return fmt.Sprintf("%d %s", code, http.StatusText(code))
 }
 
 // verdict is what a stored entry can do for a request.
@@ -678,24 +722,25 @@ func staleIfError(e *entry, now time.Time, rq directives) bool {
 // get decides how to answer req. honor says whether the request's own
 // Cache-Control counts (a function's fetch) or not (the public's requests
 // to the gateway, which must not be able to empty the cache).
-func (c *Cache) get(ctx context.Context, app string, req *http.Request, origin Origin, honor bool) (served, error) {
+func (c *Cache) get(ctx context.Context, app string, req *http.Request, origin Origin, honor, direct bool) (served, error) {
 	switch {
 	case req.Method != http.MethodGet && req.Method != http.MethodHead:
 		return c.unsafe(ctx, app, req, origin)
-	case req.Header.Get("Range") != "" || req.Header.Get("If-Range") != "":
+	case len(req.Header["Range"]) > 0 || len(req.Header["If-Range"]) > 0:
 		return c.pass(ctx, req, origin)
 	}
 	rq := noDirectives()
 	if honor {
 		rq = requestDirectives(req.Header)
 	}
-	primary, path := keyOf(req)
-	fk := app + "\x00" + primary
-	auth := req.Header.Get("Authorization") != ""
+	var kb [256]byte
+	pk, path := keyOf(kb[:0], req)
+	auth := len(req.Header["Authorization"]) > 0
+	var primary, fk string // made on a miss only: a hit allocates no key
 	for attempt := 0; attempt < 4; attempt++ {
 		now := c.now()
 		c.mu.Lock()
-		e := c.lookupLocked(app, primary, req.Header, auth)
+		e := c.lookupLocked(app, pk, req.Header, auth)
 		var stale *entry
 		if e != nil && e.body == nil && e.disk != nil {
 			c.unlock()
@@ -710,12 +755,14 @@ func (c *Cache) get(ctx context.Context, app string, req *http.Request, origin O
 				label = Stale
 			case useSWR:
 				label = Stale
+				primary = string(pk)
+				fk = app + "\x00" + primary
 				c.revalidateLocked(fk, app, primary, path, req, e, origin)
 			case mustValidate:
 				stale = e
 			}
 			if v != mustValidate {
-				if s, ok := c.serveLocked(ctx, req, e, now, label, nil); ok {
+				if s, ok := c.serveLocked(ctx, req, e, now, label, nil, direct); ok {
 					c.unlock()
 					c.count(label)
 					return s, nil
@@ -733,6 +780,10 @@ func (c *Cache) get(ctx context.Context, app string, req *http.Request, origin O
 			// store it would cost the origin a GET nobody asked for.
 			c.unlock()
 			return c.pass(ctx, req, origin)
+		}
+		if fk == "" {
+			primary = string(pk)
+			fk = app + "\x00" + primary
 		}
 		f := c.flights[fk]
 		if f != nil && f.waiters >= c.opts.MaxWaiters {
@@ -819,7 +870,7 @@ func (c *Cache) await(ctx context.Context, f *flight, req *http.Request, leader,
 		c.stats.collapsed.Add(1)
 	}
 	c.mu.Lock()
-	s, ok := c.serveLocked(ctx, req, e, c.now(), label, r)
+	s, ok := c.serveLocked(ctx, req, e, c.now(), label, r, false)
 	c.unlock()
 	if !ok {
 		return served{}, true, nil
@@ -1142,12 +1193,13 @@ func (c *Cache) unsafe(ctx context.Context, app string, req *http.Request, origi
 	if err != nil || req.Method == http.MethodOptions || req.Method == http.MethodTrace || s.resp.StatusCode >= 400 {
 		return s, err
 	}
-	primary, _ := keyOf(req)
+	pk, _ := keyOf(nil, req)
+	primary := string(pk)
 	keys := []string{primary}
 	host := primary[:len(primary)-len(pathOf(req))]
 	for _, f := range []string{"Location", "Content-Location"} {
 		if l := s.resp.Header.Get(f); l != "" {
-			if u, err := req.URL.Parse(l); err == nil && (u.Host == "" || hostKey(u.Host) == host) {
+			if u, err := req.URL.Parse(l); err == nil && (u.Host == "" || string(appendHostKey(nil, u.Host)) == host) {
 				keys = append(keys, host+pathOfURL(u))
 			}
 		}

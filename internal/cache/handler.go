@@ -30,7 +30,7 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s, err := h.c.get(r.Context(), h.app, r, h.origin, false)
+	s, err := h.c.get(r.Context(), h.app, r, h.origin, false, true)
 	if err != nil {
 		if !isContextErr(err) {
 			http.Error(w, "cache: "+err.Error(), http.StatusBadGateway)
@@ -52,16 +52,26 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		hdr[k] = v[:len(v):len(v)] // shared with the entry: an append must copy
 	}
-	if s.notModified {
+	switch {
+	case s.notModified:
 		delete(hdr, "Content-Length")
-	} else if n := s.e.body.knownLength(); n >= 0 {
-		hdr["Content-Length"] = []string{strconv.FormatInt(n, 10)}
-	} else {
-		delete(hdr, "Content-Length")
+	case s.lengthHdr != nil:
+		hdr["Content-Length"] = s.lengthHdr[:1:1]
+	default:
+		if n := s.e.body.knownLength(); n >= 0 {
+			hdr["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+		} else {
+			delete(hdr, "Content-Length")
+		}
 	}
-	hdr["Age"] = []string{strconv.FormatInt(int64(s.age.Seconds()), 10)}
-	hdr[HeaderXCache] = []string{s.label}
+	hdr["Age"] = s.ageHdr[:1:1]
+	hdr[HeaderXCache] = labelHdr[s.label][:1:1]
 	w.WriteHeader(s.status())
+	for _, c := range s.chunks {
+		if _, err := w.Write(c); err != nil {
+			return
+		}
+	}
 	if s.body != nil {
 		s.body.WriteTo(w)
 		s.body.Close()

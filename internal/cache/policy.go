@@ -338,7 +338,7 @@ func etagsMatch(a, b string) bool {
 // notModified evaluates a client's If-None-Match and If-Modified-Since
 // against a stored 200 (RFC 9110 13.2.2): true means answer 304.
 func notModified(req http.Header, etag, lastModified string) bool {
-	if inm := req.Values("If-None-Match"); len(inm) > 0 {
+	if inm := req["If-None-Match"]; len(inm) > 0 {
 		if etag == "" {
 			return false
 		}
@@ -352,7 +352,11 @@ func notModified(req http.Header, etag, lastModified string) bool {
 		}
 		return false // If-Modified-Since is ignored when If-None-Match is present
 	}
-	ims, err := http.ParseTime(req.Get("If-Modified-Since"))
+	v := req["If-Modified-Since"]
+	if len(v) == 0 || lastModified == "" {
+		return false // the common case: no date to parse
+	}
+	ims, err := http.ParseTime(v[0])
 	if err != nil {
 		return false
 	}

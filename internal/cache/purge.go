@@ -109,5 +109,5 @@ func purgeKey(s string) (primary, path string) {
 	if err != nil || u.Host == "" {
 		return "", s // matches nothing
 	}
-	return hostKey(u.Host) + pathOfURL(u), ""
+	return string(appendHostKey(nil, u.Host)) + pathOfURL(u), ""
 }
