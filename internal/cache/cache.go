@@ -183,16 +183,16 @@ type entry struct {
 	etag, lastModified string
 	purgedAge          time.Duration // -1; else the age at which a soft purge made it stale
 
-	body    *body // nil when only on disk
-	size    int64 // body bytes, once complete
+	body *body // nil when only on disk
+	size int64 // body bytes, once complete
 	// Header values made once, so that a hit allocates none (under c.mu).
 	lengthHdr []string // Content-Length, once complete
 	ageHdr    []string // the last Age served
 	ageSecs   int64
-	cost    int64 // counted in memUsed while in the LRU
-	lru     *list.Element
-	indexed bool
-	disk    *diskFile // a copy on disk
+	cost      int64 // counted in memUsed while in the LRU
+	lru       *list.Element
+	indexed   bool
+	disk      *diskFile // a copy on disk
 }
 
 // perEntry approximates the memory an entry costs beside its body and
@@ -552,10 +552,10 @@ type served struct {
 	e           *entry
 	label       string
 	age         time.Duration
-	notModified bool           // answer the client's conditional request with 304
-	body        *bodyReader    // nil for HEAD and 304, and when chunks are set
-	chunks      [][]byte       // a complete body, for writing without a reader
-	lengthHdr   []string       // Content-Length, when known
+	notModified bool        // answer the client's conditional request with 304
+	body        *bodyReader // nil for HEAD and 304, and when chunks are set
+	chunks      [][]byte    // a complete body, for writing without a reader
+	lengthHdr   []string    // Content-Length, when known
 	ageHdr      []string
 	resp        *http.Response // passed through: not from an entry
 }
