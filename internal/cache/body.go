@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // chunkSize is the unit a body is kept in: every chunk but the last holds
@@ -241,8 +242,8 @@ type bodyReader struct {
 	b          *body
 	ctx        context.Context
 	off        int64
-	closed     bool
-	registered bool // in b.readers: the body was still filling
+	closed     atomic.Bool // Close may come from another goroutine than Read's
+	registered bool        // in b.readers: the body was still filling
 }
 
 func (r *bodyReader) Read(p []byte) (int, error) {
@@ -252,7 +253,7 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	b := r.b
 	b.mu.Lock()
 	for {
-		if r.closed {
+		if r.closed.Load() {
 			b.mu.Unlock()
 			return 0, errors.New("cache: read from a closed body")
 		}
@@ -332,16 +333,15 @@ func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
 
 func (r *bodyReader) Close() error {
 	if !r.registered {
-		r.closed = true
+		r.closed.Store(true)
 		return nil
 	}
 	b := r.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if r.closed {
+	if r.closed.Swap(true) {
 		return nil
 	}
-	r.closed = true
 	for i, o := range b.readers {
 		if o == r {
 			b.readers = append(b.readers[:i], b.readers[i+1:]...)

@@ -519,6 +519,10 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		if len(refused) == 0 {
 			return nil, errorf(ErrUnavailable, nil, "backend %q: %s has no address", d.backend, host)
 		}
+		if len(ips) == 1 && ips[0].String() == host {
+			return nil, errorf(ErrForbiddenAddress, nil, "backend %q: %s is %s; a backend reaches public addresses only unless it sets allow_private = true",
+				d.backend, host, verge.ForbiddenAddress(ips[0]))
+		}
 		return nil, errorf(ErrForbiddenAddress, nil, "backend %q: %s resolves to %s; a backend reaches public addresses only unless it sets allow_private = true",
 			d.backend, host, strings.Join(refused, ", "))
 	}

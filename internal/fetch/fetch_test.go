@@ -183,7 +183,7 @@ func TestSSRF(t *testing.T) {
 	t.Run("loopback literal without allow_private", func(t *testing.T) {
 		s := newService(t, []verge.Backend{{Name: "b", URL: secret.URL}}, Options{})
 		_, err := get(t, s.Session(), "b", "/")
-		mustFail(t, err, ErrForbiddenAddress, "127.0.0.1 (a loopback address)")
+		mustFail(t, err, ErrForbiddenAddress, `backend "b": 127.0.0.1 is a loopback address; a backend reaches public addresses only unless it sets allow_private = true`)
 	})
 	t.Run("a name resolving to loopback", func(t *testing.T) {
 		res := loopback("evil.example")
