@@ -36,6 +36,8 @@ type Manifest struct {
 	Functions   []Function
 	Collections []Collection
 	Counters    []Counter
+	// Backends are the origins its functions may fetch from (backend.go).
+	Backends []Backend
 }
 
 // Placement is where an app's requests run.
@@ -235,6 +237,7 @@ type rawManifest struct {
 	Function   []rawFunction   `toml:"function"`
 	Collection []rawCollection `toml:"collection"`
 	Counter    []rawCounter    `toml:"counter"`
+	Backend    []rawBackend    `toml:"backend"`
 }
 
 type rawCounter struct {
@@ -467,6 +470,9 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 			return nil, bad(at("grant"), "missing or %d: the units a PoP holds in escrow at a time, > 0", rc.Grant)
 		}
 		m.Counters = append(m.Counters, Counter{Name: rc.Name, Threshold: rc.Threshold, Grant: rc.Grant})
+	}
+	if m.Backends, err = parseBackends(raw.Backend, m.Dir, bad); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -2,6 +2,7 @@ package verge
 
 import (
 	"errors"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,6 +133,114 @@ func TestParseSize(t *testing.T) {
 	for _, in := range []string{"", "MiB", "12XB", "-1", "9999999999999MiB"} {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) succeeded", in)
+		}
+	}
+}
+
+func TestBackends(t *testing.T) {
+	t.Parallel()
+	fn := "[[function]]\nname = \"f\"\nmodule = \"f.wasm\"\nexecutor = \"verge\"\nroutes = [\"/\"]\n"
+	m, err := ParseManifest("/x/verge.toml", []byte("name = \"a\"\n"+fn+`
+[[backend]]
+name = "origin"
+url = "HTTPS://API.Example.com/"
+connect_timeout = "500ms"
+first_byte_timeout = "5s"
+timeout = "30s"
+ca_file = "certs/ca.pem"
+sni = "Origin.Example.com"
+max_body = "64MiB"
+
+[[backend]]
+name = "local"
+url = "http://127.0.0.1:8081"
+allow_private = true
+
+[[backend]]
+name = "v6"
+url = "http://[2606:4700::1111]:8080"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Backend{
+		{Name: "origin", URL: "https://api.example.com", ConnectTimeout: 500 * time.Millisecond, FirstByteTimeout: 5 * time.Second,
+			Timeout: 30 * time.Second, CAFile: filepath.FromSlash("/x/certs/ca.pem"), SNI: "origin.example.com", MaxBody: 64 << 20},
+		{Name: "local", URL: "http://127.0.0.1:8081", AllowPrivate: true},
+		{Name: "v6", URL: "http://[2606:4700::1111]:8080"},
+	}
+	if len(m.Backends) != len(want) {
+		t.Fatalf("backends: %+v", m.Backends)
+	}
+	for i := range want {
+		if m.Backends[i] != want[i] {
+			t.Errorf("backend[%d] = %+v, want %+v", i, m.Backends[i], want[i])
+		}
+	}
+	if m, err := ParseManifest("/x/verge.toml", []byte("name = \"a\"\n"+fn)); err != nil || m.Backends != nil {
+		t.Fatalf("no backends: %+v %v", m, err)
+	}
+}
+
+func TestBackendErrors(t *testing.T) {
+	t.Parallel()
+	app := "name = \"a\"\n[[function]]\nname = \"f\"\nmodule = \"f.wasm\"\nexecutor = \"verge\"\nroutes = [\"/\"]\n"
+	be := func(fields string) string { return app + "[[backend]]\nname = \"o\"\n" + fields }
+	cases := []struct{ name, toml, want string }{
+		{"no name", app + "[[backend]]\nurl = \"https://a.example\"\n", `backend[0].name: "" is not a valid backend name`},
+		{"twice", be("url = \"https://a.example\"\n") + "[[backend]]\nname = \"o\"\nurl = \"https://b.example\"\n", `backend[1].name: backend "o" is defined twice`},
+		{"no url", be(""), "backend[0].url: missing"},
+		{"scheme", be("url = \"ftp://a.example\"\n"), "the scheme must be http or https"},
+		{"no host", be("url = \"https://\"\n"), "has no host"},
+		{"credentials", be("url = \"https://u:p@a.example\"\n"), "holds credentials"},
+		{"path", be("url = \"https://a.example/api\"\n"), "a backend is an origin"},
+		{"query", be("url = \"https://a.example?x=1\"\n"), "a backend is an origin"},
+		{"port", be("url = \"https://a.example:99999\"\n"), `port "99999" is not 1-65535`},
+		{"bad host", be("url = \"https://a b.example\"\n"), "is not a URL"},
+		{"loopback", be("url = \"http://127.0.0.1:8080\"\n"), `backend[0].url: "127.0.0.1" is a loopback address; a backend reaches public addresses only unless it sets allow_private = true`},
+		{"localhost", be("url = \"http://localhost:8080\"\n"), `"localhost" is a loopback name`},
+		{"private", be("url = \"http://10.1.2.3\"\n"), "a private address"},
+		{"link-local", be("url = \"http://169.254.169.254\"\n"), "a link-local address"},
+		{"cgnat", be("url = \"http://100.64.0.1\"\n"), "carrier-grade NAT"},
+		{"v6 loopback", be("url = \"http://[::1]:80\"\n"), "a loopback address"},
+		{"mapped", be("url = \"http://[::ffff:10.0.0.1]\"\n"), "a private address"},
+		{"timeout", be("url = \"https://a.example\"\ntimeout = \"soon\"\n"), `backend[0].timeout: "soon" is not a positive duration`},
+		{"negative", be("url = \"https://a.example\"\nconnect_timeout = \"-1s\"\n"), `backend[0].connect_timeout: "-1s" is not a positive duration`},
+		{"max_body", be("url = \"https://a.example\"\nmax_body = \"big\"\n"), `backend[0].max_body: "big" is not a positive size`},
+		{"ca over http", be("url = \"http://a.example\"\nca_file = \"ca.pem\"\n"), "backend[0].ca_file: only applies to an https backend"},
+		{"sni over http", be("url = \"http://a.example\"\nsni = \"a.example\"\n"), "backend[0].sni: only applies to an https backend"},
+		{"sni ip", be("url = \"https://a.example\"\nsni = \"1.2.3.4\"\n"), `backend[0].sni: "1.2.3.4" is not a host name`},
+		{"unknown field", be("url = \"https://a.example\"\nretries = 3\n"), "backend.retries: unknown field"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseManifest("/x/verge.toml", []byte(c.toml))
+			var me *ManifestError
+			if !errors.As(err, &me) {
+				t.Fatalf("got %v, want a *ManifestError", err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q should contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestForbiddenAddress(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"0.0.0.0", "0.1.2.3", "127.0.0.1", "127.255.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1",
+		"169.254.169.254", "100.64.0.1", "100.127.255.254", "192.0.0.8", "192.0.2.1", "198.18.0.1", "198.51.100.7",
+		"203.0.113.9", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255",
+		"::", "::1", "::ffff:127.0.0.1", "::ffff:192.168.0.1", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
+		"2001:db8::1", "2001::1", "2002:7f00:1::1", "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::1", "fec0::1", "100::1"} {
+		if ForbiddenAddress(netip.MustParseAddr(s)) == "" {
+			t.Errorf("%s is allowed, want forbidden", s)
+		}
+	}
+	for _, s := range []string{"1.1.1.1", "8.8.8.8", "93.184.216.34", "100.63.255.255", "100.128.0.1", "172.32.0.1",
+		"2606:4700::1111", "2a00:1450:4001::200e", "64:ff9b::808:808", "::ffff:8.8.8.8"} {
+		if why := ForbiddenAddress(netip.MustParseAddr(s)); why != "" {
+			t.Errorf("%s is forbidden (%s), want allowed", s, why)
 		}
 	}
 }

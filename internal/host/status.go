@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/verge-edge/verge/internal/documents"
+	"github.com/verge-edge/verge/internal/fetch"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/wasm"
 )
@@ -34,6 +35,14 @@ var statuses = []struct {
 	{spot.ErrUnavailable, wasm.StatusUnavailable},
 	// central functions
 	{ErrNoFunction, wasm.StatusNotFound},
+	// outbound fetch: a timeout is the backend not answering in time
+	{fetch.ErrNotDeclared, wasm.StatusNotFound},
+	{fetch.ErrForbiddenAddress, wasm.StatusInvalid},
+	{fetch.ErrInvalid, wasm.StatusInvalid},
+	{fetch.ErrTooLarge, wasm.StatusLimit},
+	{fetch.ErrTooManyFetches, wasm.StatusLimit},
+	{fetch.ErrTimeout, wasm.StatusUnavailable},
+	{fetch.ErrUnavailable, wasm.StatusUnavailable},
 	// the request's own end: its deadline, or the client gone
 	{context.DeadlineExceeded, wasm.StatusUnavailable},
 	{context.Canceled, wasm.StatusUnavailable},

@@ -1,0 +1,350 @@
+// Command cache measures the HTTP cache and outbound fetch side by side with
+// a plain Go net/http server, in one run:
+//
+//	go run ./bench/cache [-scenario all|hit|miss] [-size 1024] [-d 5s] [-c 32] [-runs 3]
+//	    [-origin-latency 0s,20ms] [-n 300]
+//
+// The proxy is what examples/proxy will be, with its function written in Go
+// instead of Wasm: the cache's Handler (a function's cacheable responses are
+// served without running it) in front of a handler that fetches the
+// request's path and query from the backend "origin" through internal/fetch
+// (and the cache), adds a header and returns the response. The PoP does not
+// register fetch yet, so the Wasm version cannot run; on a cache hit the
+// function does not run at all, so the hit figure is the same path.
+//
+// Scenarios:
+//
+//   - hit: wrk against a plain net/http server writing -size bytes, and
+//     against the proxy in front of it with every request a cache hit,
+//     alternated -runs times; requests/s of each, the server process's CPU
+//     time per request, and the ratios (goal ≥ 0.8). On a shared machine
+//     the CPU ratio is the figure to trust: wall-clock throughput moves
+//     with whatever else runs.
+//   - miss: -n sequential requests to unique URLs, alternately straight to
+//     the origin and through the proxy (every one a miss, stored), for each
+//     -origin-latency; p50/p99 of each and what the proxy adds (goal ≤ 1 ms).
+//
+// Each scenario's JSON object goes to stdout; a summary line per scenario
+// to stderr at the end.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/bench/internal/harness"
+	"github.com/verge-edge/verge/internal/cache"
+	"github.com/verge-edge/verge/internal/fetch"
+)
+
+var cmd = &harness.Command{Name: "bench/cache", Scenarios: []string{"hit", "miss"}}
+
+func main() {
+	scenario := cmd.ScenarioFlag()
+	size := flag.Int("size", 1024, "response body bytes")
+	dur := flag.Duration("d", 5*time.Second, "hit: duration of each wrk run")
+	conns := flag.Int("c", 32, "hit: wrk connections")
+	runs := flag.Int("runs", 3, "hit: runs of each server, alternated")
+	latencies := flag.String("origin-latency", "0s,20ms", "miss: the origin's own latencies, comma-separated")
+	n := flag.Int("n", 300, "miss: requests of each kind per latency")
+	cmd.Parse()
+	var lats []time.Duration
+	for f := range strings.SplitSeq(*latencies, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d < 0 {
+			cmd.Fatalf("-origin-latency %q: want durations like 0s,20ms", *latencies)
+		}
+		lats = append(lats, d)
+	}
+	if _, err := exec.LookPath("wrk"); err != nil && slices.Contains(cmd.Select(*scenario), "hit") {
+		cmd.Fatalf("the hit scenario needs wrk (scripts/setup.sh installs it)")
+	}
+	cmd.Run(cmd.Select(*scenario), func(ctx context.Context, s string) (harness.Result, error) {
+		switch s {
+		case "hit":
+			return hit(ctx, *size, *dur, *conns, *runs)
+		default:
+			return miss(ctx, *size, lats, *n)
+		}
+	})
+}
+
+// servers are an origin and the proxy in front of it.
+type servers struct {
+	origin, proxy string
+	close         func()
+}
+
+func start(size int, latency time.Duration) (*servers, error) {
+	body := []byte(strings.Repeat("x", size))
+	origin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if latency > 0 {
+			time.Sleep(latency) // the origin's own latency, what a miss waits for
+		}
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(body)
+	})
+	ol, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	osrv := &http.Server{Handler: origin}
+	go osrv.Serve(ol)
+	c := cache.New(cache.Options{})
+	svc, err := fetch.New("proxy", []verge.Backend{{Name: "origin", URL: "http://" + ol.Addr().String(), AllowPrivate: true}}, fetch.Options{Cache: c})
+	if err != nil {
+		return nil, err
+	}
+	fn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ss := svc.Session()
+		defer ss.Close()
+		req, _ := http.NewRequest("GET", r.URL.RequestURI(), nil)
+		resp, err := ss.Do(r.Context(), req, fetch.Params{Backend: "origin"})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, vs := range resp.Header {
+			w.Header()[k] = vs
+		}
+		w.Header().Set("X-Proxied-By", "verge")
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	psrv := &http.Server{Handler: c.Handler("proxy", fn)}
+	go psrv.Serve(pl)
+	return &servers{origin: "http://" + ol.Addr().String(), proxy: "http://" + pl.Addr().String(), close: func() {
+		psrv.Close()
+		osrv.Close()
+		svc.Close()
+	}}, nil
+}
+
+type hitResult struct {
+	Scenario   string    `json:"scenario"`
+	Size       int       `json:"size"`
+	Conns      int       `json:"connections"`
+	PlainRPS   []float64 `json:"plain_rps"`
+	ProxyRPS   []float64 `json:"proxy_rps"`
+	PlainP99ms []float64 `json:"plain_p99_ms"`
+	ProxyP99ms []float64 `json:"proxy_p99_ms"`
+	// CPU µs of this process (the server) per request: robust to other
+	// work on the machine, which wall-clock throughput is not.
+	PlainCPUus []float64 `json:"plain_cpu_us_per_req"`
+	ProxyCPUus []float64 `json:"proxy_cpu_us_per_req"`
+	Ratio      float64   `json:"ratio"`     // median proxy / median plain requests/s
+	CPURatio   float64   `json:"cpu_ratio"` // median plain / median proxy CPU per request: throughput on equal CPU
+}
+
+func (r hitResult) SummaryLine() string {
+	return fmt.Sprintf("hit: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU each), proxy (cache hit) %.0f req/s (%.1f µs): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s)",
+		r.Size, r.Conns, median(r.PlainRPS), median(r.PlainCPUus), median(r.ProxyRPS), median(r.ProxyCPUus), r.Ratio, r.CPURatio,
+		harness.MetWord(r.CPURatio >= 0.8))
+}
+
+func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harness.Result, error) {
+	s, err := start(size, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	// Fill the cache, and check what a hit answers.
+	resp, err := http.Get(s.proxy + "/page")
+	if err != nil {
+		return nil, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	resp, err = http.Get(s.proxy + "/page")
+	if err != nil {
+		return nil, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("X-Cache") != cache.Hit || len(b) != size || resp.Header.Get("X-Proxied-By") != "verge" {
+		return nil, fmt.Errorf("the proxy's second answer is %s with %d bytes, not a hit of %d", resp.Header.Get("X-Cache"), len(b), size)
+	}
+	r := hitResult{Scenario: "hit", Size: size, Conns: conns}
+	for i := 0; i < runs; i++ {
+		for _, target := range []string{s.origin, s.proxy} {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			cmd.Progress("run %d/%d: wrk %s", i+1, runs, target)
+			w, err := runWrk(ctx, target+"/page", d, conns)
+			if err != nil {
+				return nil, err
+			}
+			if target == s.origin {
+				r.PlainRPS, r.PlainP99ms, r.PlainCPUus = append(r.PlainRPS, w.rps), append(r.PlainP99ms, w.p99), append(r.PlainCPUus, w.cpuUs)
+			} else {
+				r.ProxyRPS, r.ProxyP99ms, r.ProxyCPUus = append(r.ProxyRPS, w.rps), append(r.ProxyP99ms, w.p99), append(r.ProxyCPUus, w.cpuUs)
+			}
+		}
+	}
+	r.Ratio = harness.Round(median(r.ProxyRPS)/median(r.PlainRPS), 3)
+	r.CPURatio = harness.Round(median(r.PlainCPUus)/median(r.ProxyCPUus), 3)
+	return r, nil
+}
+
+type wrkRun struct {
+	rps, p99 float64
+	requests int64
+	cpuUs    float64 // this process's CPU time per request (the servers'; wrk is another process)
+}
+
+// cpuTime is this process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runWrk runs wrk with one thread (the servers need the other cores).
+func runWrk(ctx context.Context, url string, d time.Duration, conns int) (wrkRun, error) {
+	cpu0 := cpuTime()
+	out, err := exec.CommandContext(ctx, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+d.String(), "--latency", url).CombinedOutput()
+	cpu := cpuTime() - cpu0
+	if err != nil {
+		return wrkRun{}, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	var r wrkRun
+	var haveRPS, haveP99 bool
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 2 && f[0] == "Requests/sec:":
+			r.rps, err = strconv.ParseFloat(f[1], 64)
+			haveRPS = err == nil
+		case len(f) == 2 && f[0] == "99%":
+			r.p99, haveP99 = wrkMs(f[1])
+		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
+			r.requests, _ = strconv.ParseInt(f[0], 10, 64)
+		case strings.Contains(sc.Text(), "Non-2xx or 3xx responses:"):
+			return r, fmt.Errorf("wrk saw errors: %s", sc.Text())
+		}
+	}
+	if !haveRPS || !haveP99 || r.requests == 0 {
+		return r, fmt.Errorf("unexpected wrk output:\n%s", out)
+	}
+	r.cpuUs = harness.Round(float64(cpu.Microseconds())/float64(r.requests), 2)
+	return r, nil
+}
+
+// wrkMs parses wrk's "620.00us", "1.20ms", "2.00s" into milliseconds.
+func wrkMs(s string) (float64, bool) {
+	for _, u := range []struct {
+		suffix string
+		ms     float64
+	}{{"us", 1e-3}, {"ms", 1}, {"s", 1e3}} {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f * u.ms, err == nil
+		}
+	}
+	return 0, false
+}
+
+type missRow struct {
+	OriginLatencyMs float64 `json:"origin_latency_ms"`
+	DirectP50ms     float64 `json:"direct_p50_ms"`
+	DirectP99ms     float64 `json:"direct_p99_ms"`
+	ProxyP50ms      float64 `json:"proxy_p50_ms"`
+	ProxyP99ms      float64 `json:"proxy_p99_ms"`
+	AddedP50ms      float64 `json:"added_p50_ms"`
+}
+
+type missResult struct {
+	Scenario string    `json:"scenario"`
+	Size     int       `json:"size"`
+	N        int       `json:"n"`
+	Rows     []missRow `json:"rows"`
+}
+
+func (r missResult) SummaryLine() string {
+	var parts []string
+	worst := 0.0
+	for _, row := range r.Rows {
+		parts = append(parts, fmt.Sprintf("origin %gms: direct p50 %.3fms, through a miss %.3fms (+%.3fms)",
+			row.OriginLatencyMs, row.DirectP50ms, row.ProxyP50ms, row.AddedP50ms))
+		worst = max(worst, row.AddedP50ms)
+	}
+	return "miss: " + strings.Join(parts, "; ") + fmt.Sprintf(" (goal ≤ +1 ms: %s)", harness.MetWord(worst <= 1))
+}
+
+func miss(ctx context.Context, size int, lats []time.Duration, n int) (harness.Result, error) {
+	r := missResult{Scenario: "miss", Size: size, N: n}
+	for _, lat := range lats {
+		s, err := start(size, lat)
+		if err != nil {
+			return nil, err
+		}
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+		var direct, proxied []time.Duration
+		for i := 0; i < n+10 && ctx.Err() == nil; i++ { // the first 10 warm the connections
+			for _, base := range []string{s.origin, s.proxy} {
+				start := time.Now()
+				resp, err := client.Get(fmt.Sprintf("%s/m/%d", base, i))
+				if err != nil {
+					s.close()
+					return nil, err
+				}
+				k, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				took := time.Since(start)
+				if int(k) != size || base == s.proxy && resp.Header.Get("X-Cache") != cache.Miss {
+					s.close()
+					return nil, fmt.Errorf("%s/m/%d: %d bytes, X-Cache %q", base, i, k, resp.Header.Get("X-Cache"))
+				}
+				if i < 10 {
+					continue
+				}
+				if base == s.origin {
+					direct = append(direct, took)
+				} else {
+					proxied = append(proxied, took)
+				}
+			}
+		}
+		s.close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		slices.Sort(direct)
+		slices.Sort(proxied)
+		row := missRow{OriginLatencyMs: harness.Ms(lat),
+			DirectP50ms: harness.Ms(harness.Percentile(direct, 0.5)), DirectP99ms: harness.Ms(harness.Percentile(direct, 0.99)),
+			ProxyP50ms: harness.Ms(harness.Percentile(proxied, 0.5)), ProxyP99ms: harness.Ms(harness.Percentile(proxied, 0.99))}
+		row.AddedP50ms = harness.Round(row.ProxyP50ms-row.DirectP50ms, 3)
+		r.Rows = append(r.Rows, row)
+	}
+	return r, nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}

@@ -1,0 +1,136 @@
+package cache
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// A function's own responses, served through Handler: cacheable ones are
+// served without running the function again.
+func TestHandler(t *testing.T) {
+	clk := newClock()
+	c := newCache(t, clk, Options{})
+	var runs atomic.Int64
+	fn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		switch r.URL.Path {
+		case "/cacheable":
+			w.Header().Set("Cache-Control", "public, max-age=60")
+			w.Header().Set("Surrogate-Key", "page home")
+			w.Header().Set("Date", clk.Now().UTC().Format(http.TimeFormat))
+			w.Write([]byte("page"))
+		case "/panic":
+			panic("boom")
+		default:
+			w.Write([]byte("dynamic"))
+		}
+	})
+	srv := httptest.NewServer(c.Handler("app", fn))
+	defer srv.Close()
+	get := func(path string, kv ...string) result {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		for i := 0; i+1 < len(kv); i += 2 {
+			req.Header.Set(kv[i], kv[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return result{resp.StatusCode, resp.Header, string(b)}
+	}
+	r := get("/cacheable")
+	if r.label() != Miss || r.body != "page" || r.header.Get(HeaderSurrogateKey) != "" || runs.Load() != 1 {
+		t.Fatalf("first: %s %q %v after %d runs", r.label(), r.body, r.header, runs.Load())
+	}
+	clk.Advance(7e9)
+	// A client's no-cache does not reach past the edge cache.
+	r = get("/cacheable", "Cache-Control", "no-cache", "Pragma", "no-cache")
+	if r.label() != Hit || r.age() != 7 || r.body != "page" || r.header.Get(HeaderSurrogateKey) != "" ||
+		r.header.Get("Content-Length") != "4" || runs.Load() != 1 {
+		t.Fatalf("second: %s Age %d %q %v after %d runs", r.label(), r.age(), r.body, r.header, runs.Load())
+	}
+	if n := c.Purge("app", Purge{Keys: []string{"home"}}); n != 1 {
+		t.Fatalf("purged %d", n)
+	}
+	if r = get("/cacheable"); r.label() != Miss || runs.Load() != 2 {
+		t.Fatalf("after the purge: %s after %d runs", r.label(), runs.Load())
+	}
+	// Responses that do not say they are cacheable run the function every time.
+	for i := 3; i <= 4; i++ {
+		if r = get("/dynamic"); r.label() != Pass || r.body != "dynamic" || runs.Load() != int64(i) {
+			t.Fatalf("dynamic: %s %q after %d runs", r.label(), r.body, runs.Load())
+		}
+	}
+	if r = get("/panic"); r.status != http.StatusBadGateway {
+		t.Fatalf("a panicking function: %d", r.status)
+	}
+	// A client's conditional request is answered from the cache.
+	if r = get("/cacheable", "If-Modified-Since", clk.Now().UTC().Format(http.TimeFormat)); r.status != 200 {
+		t.Fatalf("no Last-Modified, so If-Modified-Since is ignored: %d", r.status)
+	}
+}
+
+func TestHandlerCollapsesAndStreams(t *testing.T) {
+	c := newCache(t, nil, Options{})
+	var runs atomic.Int64
+	first, rest := make(chan struct{}), make(chan struct{})
+	fn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write([]byte("head\n"))
+		w.(http.Flusher).Flush()
+		close(first)
+		<-rest
+		w.Write([]byte("tail\n"))
+	})
+	srv := httptest.NewServer(c.Handler("app", fn))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "head\n" {
+		t.Fatalf("the first piece before the function finished: %q %v", line, err)
+	}
+	<-first
+	var wg sync.WaitGroup
+	bodies := make([]string, 10)
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(srv.URL + "/s")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			bodies[i] = string(b)
+		}()
+	}
+	close(rest)
+	wg.Wait()
+	tail, _ := io.ReadAll(br)
+	if string(tail) != "tail\n" {
+		t.Fatalf("tail %q", tail)
+	}
+	for _, b := range bodies {
+		if b != "head\ntail\n" {
+			t.Fatalf("a concurrent client got %q", b)
+		}
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("the function ran %d times", runs.Load())
+	}
+}
