@@ -42,6 +42,7 @@ func commands() []command {
 		{"rollback", "make an app's previous (or given) version current everywhere", runRollback},
 		{"undeploy", "stop serving an app everywhere", runUndeploy},
 		{"logs", "every PoP's log of a network, merged in time order", runLogs},
+		{"dashboard", "a live page of a network: PoPs, links, versions, rates, slow requests", runDashboard},
 		{"data", "read and write an app's documents through the admin API", runData},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "verge", version)

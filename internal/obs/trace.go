@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -99,4 +101,49 @@ func Child(ctx context.Context, name string, attrs ...attribute.KeyValue) (conte
 		return ctx, parent
 	}
 	return Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
+}
+
+// Slow is a request that took long, with its trace when it was traced.
+type Slow struct {
+	At      time.Time `json:"at"`
+	App     string    `json:"app"`
+	Path    string    `json:"path"`
+	Status  int       `json:"status"`
+	Ms      float64   `json:"ms"`
+	TraceID string    `json:"trace_id,omitempty"`
+}
+
+// SlowLog keeps the slowest recent requests: the last few that took more
+// than a threshold, for the dashboard's "why was this slow?".
+type SlowLog struct {
+	mu        sync.Mutex
+	Threshold time.Duration
+	ring      [32]Slow
+	n         int
+}
+
+// Note records a request if it was slow.
+func (l *SlowLog) Note(ctx context.Context, app, path string, status int, d time.Duration) {
+	if d < l.Threshold {
+		return
+	}
+	s := Slow{At: time.Now().UTC(), App: app, Path: path, Status: status, Ms: float64(d.Microseconds()) / 1000}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		s.TraceID = sc.TraceID().String()
+	}
+	l.mu.Lock()
+	l.ring[l.n%len(l.ring)] = s
+	l.n++
+	l.mu.Unlock()
+}
+
+// Recent returns the slow requests kept, newest first.
+func (l *SlowLog) Recent() []Slow {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := []Slow{}
+	for i := 1; i <= min(l.n, len(l.ring)); i++ {
+		out = append(out, l.ring[(l.n-i)%len(l.ring)])
+	}
+	return out
 }

@@ -348,12 +348,13 @@ func (p *PoP) router() http.Handler {
 		ctx, span := obs.Tracer().Start(ctx, r.Method+" "+h.name, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
 				attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
-		if !span.IsRecording() {
-			h.handler.ServeHTTP(w, r.WithContext(ctx))
-			return
-		}
+		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		h.handler.ServeHTTP(sw, r.WithContext(ctx))
+		p.slow.Note(ctx, h.name, r.URL.Path, sw.code(), time.Since(start))
+		if !span.IsRecording() {
+			return
+		}
 		span.SetAttributes(attribute.Int("http.response.status_code", sw.code()), attribute.String("verge.version", w.Header().Get(VersionHeader)))
 		if sw.code() >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(sw.code()))

@@ -32,6 +32,7 @@ import (
 	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/gateway"
 	"github.com/verge-edge/verge/internal/host"
+	"github.com/verge-edge/verge/internal/jsonapi"
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/obs"
@@ -122,6 +123,7 @@ type PoP struct {
 	apps     apps
 	stats    *deploy.Stats
 	metrics  *obs.Metrics
+	slow     obs.SlowLog
 	agent    *deploy.Agent
 	// Deploys is the centre's controller of versions and rollouts (nil at
 	// an edge PoP).
@@ -184,6 +186,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	}
 	p := &PoP{opts: opts, self: self, log: opts.Logger.With("pop", opts.Self), stats: deploy.NewStats(), metrics: obs.NewMetrics(opts.Self)}
 	p.collectMetrics()
+	p.slow.Threshold = 100 * time.Millisecond
 	p.apps.init(opts.DefaultApp)
 	p.forwarding = http.DefaultTransport.(*http.Transport).Clone()
 	if opts.Layer != nil {
@@ -461,6 +464,9 @@ func (p *PoP) serveAdmin() error {
 	h := admin.NewHandler(p.Docs, admin.Options{Token: p.opts.AdminToken, Logger: p.log, Spot: p.Spot, Mount: func(mux *http.ServeMux) {
 		mux.Handle("/v1/net/", p.netControl())
 		mux.Handle("GET /metrics", p.metrics.Handler())
+		mux.HandleFunc("GET /v1/slow", func(w http.ResponseWriter, r *http.Request) {
+			jsonapi.WriteValue(w, http.StatusOK, map[string]any{"pop": p.opts.Self, "slow": p.slow.Recent()})
+		})
 		p.deployAPI(mux)
 	}})
 	p.admin = gateway.NewServer(h, p.opts.Server, p.log)

@@ -38,6 +38,8 @@ var Endpoints = []Endpoint{
 	{"POST", "/v1/apps/shop/rollback"},
 	{"DELETE", "/v1/apps/shop"},
 	{"GET", "/v1/net/links"},
+	{"GET", "/metrics"},
+	{"GET", "/v1/slow"},
 	{"POST", "/v1/net/partition?peer=all"},
 	{"POST", "/v1/net/heal?peer=all"},
 	{"GET", "/v1/nothing/here"},

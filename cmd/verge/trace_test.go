@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verge-edge/verge/internal/freeport"
+)
+
+// startJaeger runs Jaeger (the go tool this module pins) with an in-memory
+// store, an OTLP/HTTP receiver and its query API on free loopback ports,
+// and returns both addresses.
+func startJaeger(t *testing.T) (otlp, query string) {
+	t.Helper()
+	ports := make([]string, 3)
+	for i := range ports {
+		a, err := freeport.Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = a
+	}
+	otlp, query = ports[0], ports[1]
+	cfg := fmt.Sprintf(`service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  jaeger_query:
+    storage:
+      traces: mem
+    http:
+      endpoint: %s
+    grpc:
+      endpoint: %s
+  jaeger_storage:
+    backends:
+      mem:
+        memory:
+          max_traces: 10000
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: %s
+processors:
+  batch:
+    timeout: 100ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: mem
+`, query, ports[2], otlp)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "jaeger.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// go tool builds Jaeger once (cached), then runs it.
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "go", "tool", "jaeger", "--config", path)
+	cmd.Dir = filepath.Join("..", "..")
+	log, _ := os.Create(filepath.Join(dir, "log"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		log.Close()
+	})
+	deadline := time.Now().Add(15 * time.Minute) // the first run builds it
+	for {
+		resp, err := http.Get("http://" + query + "/api/services")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return otlp, query
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "log"))
+			t.Fatalf("Jaeger did not start:\n%s", b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// jaegerTrace is what Jaeger's query API answers for a trace.
+type jaegerTrace struct {
+	Data []struct {
+		Spans []struct {
+			SpanID        string `json:"spanID"`
+			OperationName string `json:"operationName"`
+			ProcessID     string `json:"processID"`
+			References    []struct {
+				RefType string `json:"refType"`
+				SpanID  string `json:"spanID"`
+			} `json:"references"`
+		} `json:"spans"`
+		Processes map[string]struct {
+			ServiceName string `json:"serviceName"`
+			Tags        []struct {
+				Key   string `json:"key"`
+				Value any    `json:"value"`
+			} `json:"tags"`
+		} `json:"processes"`
+	} `json:"data"`
+}
+
+// TestTraceAcrossPoPs: one request with a client's traceparent, sent to an
+// edge PoP, writes a global document and invokes a central function; Jaeger
+// then holds one trace with spans from the edge, from the centre, and from
+// every peer that applied the write.
+func TestTraceAcrossPoPs(t *testing.T) {
+	e2e(t)
+	t.Parallel()
+	otlp, query := startJaeger(t)
+	dir := t.TempDir()
+	up := exec.Command(vergeBin, "net", "up", "--dir", dir, "--pops", "3", "--latency-scale", "0", "--app", filepath.Join("testdata", "traced"))
+	up.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlp, "OTEL_BSP_SCHEDULE_DELAY=100", "OTEL_SERVICE_NAME=verge-test")
+	if out, err := up.CombinedOutput(); err != nil {
+		t.Fatalf("verge net up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(vergeBin, "net", "down", "--dir", dir).Run() })
+	nf, err := readNet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNet{t: t, dir: dir, nf: nf}
+
+	var tid [16]byte
+	rand.Read(tid[:])
+	traceID := hex.EncodeToString(tid[:])
+	req, _ := http.NewRequest("POST", "http://"+n.pop("sfo").HTTP+"/t/1", nil)
+	req.Host = "traced.localhost"
+	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "truecentral") {
+		t.Fatalf("the traced request: %d %s", resp.StatusCode, b)
+	}
+
+	// Spans arrive in batches from three processes: wait for all of them.
+	want := []string{"sfo: POST traced", "sfo: guest edge", "sfo: doc_update", "sfo: invoke central",
+		"ord: invoke traced", "ord: guest central", "ord: spot claim", "ord: replicate apply", "iad: replicate apply"}
+	var got map[string]bool
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got = map[string]bool{}
+		resp, err := http.Get("http://" + query + "/api/traces/" + traceID)
+		if err == nil {
+			var tr jaegerTrace
+			json.NewDecoder(resp.Body).Decode(&tr)
+			resp.Body.Close()
+			for _, d := range tr.Data {
+				for _, s := range d.Spans {
+					pop := ""
+					for _, tag := range d.Processes[s.ProcessID].Tags {
+						if tag.Key == "verge.pop" {
+							pop = fmt.Sprint(tag.Value)
+						}
+					}
+					got[pop+": "+s.OperationName] = true
+				}
+			}
+		}
+		missing := []string{}
+		for _, w := range want {
+			if !got[w] {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace %s lacks %v; it has %v", traceID, missing, got)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
