@@ -165,7 +165,7 @@ func TestTraceAcrossPoPs(t *testing.T) {
 	}
 
 	// Spans arrive in batches from three processes: wait for all of them.
-	want := []string{"sfo: POST traced", "sfo: guest edge", "sfo: doc_update", "sfo: invoke central",
+	want := []string{"sfo: POST traced", "sfo: guest edge", "sfo: pricing <- guest edge", "sfo: doc_update", "sfo: invoke central",
 		"ord: invoke traced", "ord: guest central", "ord: spot claim", "ord: replicate apply", "iad: replicate apply"}
 	var got map[string]bool
 	deadline := time.Now().Add(60 * time.Second)
@@ -177,6 +177,10 @@ func TestTraceAcrossPoPs(t *testing.T) {
 			json.NewDecoder(resp.Body).Decode(&tr)
 			resp.Body.Close()
 			for _, d := range tr.Data {
+				names := map[string]string{}
+				for _, s := range d.Spans {
+					names[s.SpanID] = s.OperationName
+				}
 				for _, s := range d.Spans {
 					pop := ""
 					for _, tag := range d.Processes[s.ProcessID].Tags {
@@ -185,6 +189,11 @@ func TestTraceAcrossPoPs(t *testing.T) {
 						}
 					}
 					got[pop+": "+s.OperationName] = true
+					for _, r := range s.References { // the guest's own span, under its execution
+						if r.RefType == "CHILD_OF" && names[r.SpanID] != "" {
+							got[pop+": "+s.OperationName+" <- "+names[r.SpanID]] = true
+						}
+					}
 				}
 			}
 		}

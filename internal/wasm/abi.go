@@ -65,9 +65,18 @@ type Call struct {
 	log       *slog.Logger
 	lastErr   string
 	kept      *keptResult // see Call.Deliver
+	// values hold capabilities' per-request state, ends their clean-up at
+	// the end of the request (see Call.Value, Call.OnEnd).
+	values map[any]any
+	ends   []func()
 }
 
 func (c *Call) reset(req *Request, app string, bodyLimit int64, log *slog.Logger) {
+	for i := len(c.ends) - 1; i >= 0; i-- {
+		c.ends[i]()
+	}
+	c.ends = c.ends[:0]
+	clear(c.values)
 	c.mem = nil
 	c.lastErr = ""
 	c.kept = nil

@@ -73,6 +73,22 @@ func (c *Call) App() string { return c.app }
 // Request is the request being served.
 func (c *Call) Request() *Request { return c.req }
 
+// Value returns the request's state kept under key by a capability (nil:
+// none yet); SetValue keeps it. State lives until the request ends.
+func (c *Call) Value(key any) any { return c.values[key] }
+
+// SetValue keeps v under key for the rest of the request.
+func (c *Call) SetValue(key, v any) {
+	if c.values == nil {
+		c.values = map[any]any{}
+	}
+	c.values[key] = v
+}
+
+// OnEnd runs fn when the request ends (in the reverse order of the calls),
+// whatever way it ends: a capability closes what the guest left open.
+func (c *Call) OnEnd(fn func()) { c.ends = append(c.ends, fn) }
+
 // BodyLimit is the function's response body limit, which also bounds what a
 // function sends out through a host call.
 func (c *Call) BodyLimit() int64 { return c.bodyLimit }

@@ -118,3 +118,32 @@ func sysSpotDocUpdate(key string, rev uint64, ops, buf []byte) (uint32, uint64, 
 func sysInvoke(fn, method, path string, body, buf []byte) (uint32, uint32, uint32) {
 	return central().Invoke(fn, method, path, body, buf)
 }
+
+// TraceHost is the part of the host ABI for the guest's own spans. A fake
+// Host implements it to see them; without it, spans record nothing.
+type TraceHost interface {
+	SpanStart(parent uint32, name string) (h uint32, status uint32)
+	SpanEnd(h uint32) uint32
+	SpanAttr(h uint32, key, value string) uint32
+}
+
+func sysSpanStart(parent uint32, name string) (uint32, uint32) {
+	if t, ok := host.(TraceHost); ok {
+		return t.SpanStart(parent, name)
+	}
+	return 0, statusUnsupported
+}
+
+func sysSpanEnd(h uint32) uint32 {
+	if t, ok := host.(TraceHost); ok {
+		return t.SpanEnd(h)
+	}
+	return statusUnsupported
+}
+
+func sysSpanAttr(h uint32, k, v string) uint32 {
+	if t, ok := host.(TraceHost); ok {
+		return t.SpanAttr(h, k, v)
+	}
+	return statusUnsupported
+}

@@ -162,3 +162,23 @@ func sysInvoke(fn, method, path string, body, buf []byte) (n uint32, httpStatus 
 	status = hostInvoke(sptr(fn), uint32(len(fn)), sptr(method), uint32(len(method)), sptr(path), uint32(len(path)), ptr(body), uint32(len(body)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n), unsafe.Pointer(&httpStatus))
 	return n, httpStatus, status
 }
+
+//go:wasmimport verge trace_span_start
+func hostSpanStart(parent uint32, name unsafe.Pointer, n uint32, hOut unsafe.Pointer) uint32
+
+//go:wasmimport verge trace_span_end
+func hostSpanEnd(h uint32) uint32
+
+//go:wasmimport verge trace_span_attr
+func hostSpanAttr(h uint32, k unsafe.Pointer, kn uint32, v unsafe.Pointer, vn uint32) uint32
+
+func sysSpanStart(parent uint32, name string) (h uint32, status uint32) {
+	status = hostSpanStart(parent, sptr(name), uint32(len(name)), unsafe.Pointer(&h))
+	return h, status
+}
+
+func sysSpanEnd(h uint32) uint32 { return hostSpanEnd(h) }
+
+func sysSpanAttr(h uint32, k, v string) uint32 {
+	return hostSpanAttr(h, sptr(k), uint32(len(k)), sptr(v), uint32(len(v)))
+}

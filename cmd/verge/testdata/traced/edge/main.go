@@ -9,6 +9,9 @@ import (
 
 func init() {
 	verge.HandleFunc(func(w verge.ResponseWriter, r *verge.Request) {
+		span := verge.StartSpan("pricing") // the guest's own span
+		span.SetAttribute("sku", r.URL.Path)
+		span.End()
 		if err := verge.Documents("stats").Update("hits", verge.Increment("n", 1)); err != nil {
 			w.WriteHeader(500)
 			fmt.Fprint(w, err)
