@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"testing"
-
 )
 
 // The guest's span handles are checked: ending 0 or an unknown handle, and
