@@ -12,6 +12,11 @@
 // stock is never oversold, whatever the interleaving, partition or crash.
 // Losing units to a crash undersells by at most one grant per PoP per crash.
 //
+// Stocks are declared in the manifest by name or by pattern ("stock-*": one
+// declaration for a whole catalogue). A PoP creates the escrow of a stock
+// declared by a pattern lazily, on its first take there, and finds those
+// it holds in its store at start.
+//
 // Stock is itself a spot.Engine: it decorates the centre's engine (or the
 // client of it at an edge PoP), taking declared stocks through escrows and
 // passing everything else through, so that a PoP's functions and its admin
@@ -29,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,14 +67,18 @@ type Options struct {
 
 // Stock takes from bounded stocks, locally while they are plentiful.
 type Stock struct {
-	opts     Options
-	counters map[[2]string]verge.Counter
-	mu       sync.Mutex
-	escrows  map[[2]string]*escrow
-	stop     chan struct{}
-	done     chan struct{}
-	once     sync.Once
-	kick     chan struct{} // capacity 1: an escrow ran low, rebalance now
+	opts Options
+	apps map[string]*verge.Manifest // by name: their [[counter]] declarations
+	// mu guards escrows: one per declared stock this PoP has an escrow
+	// for. A stock declared by its exact name has one from the start; one
+	// declared by a pattern ("stock-*") gets one lazily, on its first take
+	// here (or at start, if the store holds units of it).
+	mu      sync.Mutex
+	escrows map[[2]string]*escrow
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	bg      sync.WaitGroup // background refills
 }
 
 // escrow is one stock's units at this PoP. mu guards the fields and is never
@@ -78,6 +88,7 @@ type Stock struct {
 // after a write staged after its decrement is durable, so after a crash the
 // escrow never holds a unit already sold (it may have lost some: undersold).
 type escrow struct {
+	c         verge.Counter // its declaration (a pattern's, for a matching stock)
 	mu        sync.Mutex
 	units     int64 // held here
 	central   int64 // the centre's stock when last seen
@@ -98,9 +109,27 @@ type escrow struct {
 	// second; low (half of it) is where a background refill starts.
 	grant, low int64
 	granted    bool // a grant has arrived since start
+	// nextPoll is when the rebalancer next reads the centre's stock
+	// (guarded by Stock.mu, not e.mu: only the rebalancer uses it).
+	nextPoll time.Time
 }
 
 const maxGrowth = 64
+
+// The rebalancer reads the centre's stock of each escrow to give the escrow
+// back once the stock is low. A PoP may hold escrows of thousands of stocks
+// (a pattern per product), so the reads are spread out: an escrow whose
+// stock was last seen within nearGrants grants of its threshold is read
+// every Rebalance period, one further away at most pollRate times a second
+// in all (and at least every farPoll), a few at a time (pollConcurrency),
+// since each read is a round trip to the centre. Refills do not wait for
+// the rebalancer: a take that leaves an escrow low starts one at once.
+const (
+	nearGrants      = 8
+	pollRate        = 25
+	farPoll         = 2 * time.Second
+	pollConcurrency = 8
+)
 
 // New loads the escrows from the store and starts rebalancing.
 func New(opts Options) (*Stock, error) {
@@ -110,30 +139,97 @@ func New(opts Options) (*Stock, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Stock{opts: opts, counters: map[[2]string]verge.Counter{}, escrows: map[[2]string]*escrow{},
-		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	s := &Stock{opts: opts, apps: map[string]*verge.Manifest{}, escrows: map[[2]string]*escrow{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, m := range opts.Apps {
 		if opts.AtCentre {
 			break
 		}
+		s.apps[m.Name] = m
 		for _, c := range m.Counters {
-			k := [2]string{m.Name, c.Name}
-			s.counters[k] = c
-			units, err := s.load(k)
-			if err != nil {
+			if c.Pattern() {
+				continue
+			}
+			if _, err := s.escrowFor([2]string{m.Name, c.Name}, c); err != nil {
 				return nil, err
 			}
-			s.escrows[k] = &escrow{units: units, grant: c.Grant, low: (c.Grant + 1) / 2}
 		}
+	}
+	// Units escrowed under a pattern before a restart: find them now, so
+	// that they go back to the centre when the stock runs low even if
+	// nobody buys here again.
+	if err := s.loadPatternEscrows(); err != nil {
+		return nil, err
 	}
 	go s.rebalanceLoop()
 	return s, nil
 }
 
-// Close stops rebalancing. Escrowed units stay in the store for the next start.
+// declared returns the declaration of a stock this PoP holds escrows of.
+func (s *Stock) declared(app, counter string) (verge.Counter, bool) {
+	m := s.apps[app] // read-only after New
+	if m == nil {
+		return verge.Counter{}, false
+	}
+	return m.Counter(counter)
+}
+
+// escrowFor returns the escrow of k, loading it from the store the first
+// time.
+func (s *Stock) escrowFor(k [2]string, c verge.Counter) (*escrow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.escrows[k]; e != nil {
+		return e, nil
+	}
+	units, err := s.load(k)
+	if err != nil {
+		return nil, err
+	}
+	e := &escrow{c: c, units: units, grant: c.Grant, low: (c.Grant + 1) / 2}
+	s.escrows[k] = e
+	return e, nil
+}
+
+// loadPatternEscrows creates the escrows of stocks declared by a pattern
+// that the store holds.
+func (s *Stock) loadPatternEscrows() error {
+	for after := ""; ; {
+		keys, next, err := s.opts.Store.List(escrowApp, escrowColl, after, store.MaxListLimit)
+		if err != nil {
+			return err
+		}
+		for _, key := range keys {
+			app, counter, ok := strings.Cut(key, "\x00")
+			if !ok {
+				continue
+			}
+			if c, ok := s.declared(app, counter); ok && c.Pattern() {
+				if _, err := s.escrowFor([2]string{app, counter}, c); err != nil {
+					return err
+				}
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		after = next
+	}
+}
+
+// escrow returns the escrow of a stock if there is one (no I/O).
+func (s *Stock) escrow(k [2]string) *escrow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.escrows[k]
+}
+
+// Close stops rebalancing and background refills. Escrowed units stay in
+// the store for the next start.
 func (s *Stock) Close() {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
+	s.bg.Wait()
 }
 
 func escrowKey(k [2]string) store.Key {
@@ -170,7 +266,7 @@ func (e *escrow) unitsNow() int64 {
 
 // Escrowed returns the units this PoP holds of a stock.
 func (s *Stock) Escrowed(app, counter string) int64 {
-	e := s.escrows[[2]string{app, counter}]
+	e := s.escrow([2]string{app, counter})
 	if e == nil {
 		return 0
 	}
@@ -191,11 +287,14 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (spot.Ta
 		return spot.Take{}, fmt.Errorf("%w: take %d: n must be > 0", spot.ErrInvalid, n)
 	}
 	k := [2]string{app, counter}
-	c, declared := s.counters[k]
+	c, declared := s.declared(app, counter)
 	if !declared {
 		return s.opts.Central.Take(ctx, app, counter, n)
 	}
-	e := s.escrows[k]
+	e, err := s.escrowFor(k, c)
+	if err != nil {
+		return spot.Take{}, err
+	}
 	for attempt := range 4 { // bounded: each retry follows a grant
 		if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
 			t.Local = attempt == 0 // after a grant: waited on the WAN
@@ -227,18 +326,40 @@ func (s *Stock) takeLocal(ctx context.Context, k [2]string, e *escrow, n int64) 
 	}
 	e.units -= n
 	rem := e.central + e.units
-	if e.units < e.low && !e.refilling {
-		select { // refill ahead of need, off this request's path
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
+	low := e.units < e.low && !e.refilling
 	e.mu.Unlock()
+	if low {
+		s.refillSoon(k, e)
+	}
 	if err := s.persist(ctx, k, e); err != nil {
 		// Not acknowledged; the units stay out of the escrow (undersold).
 		return spot.Take{}, false, err
 	}
 	return spot.Take{OK: true, Remaining: rem}, true, nil
+}
+
+// refillSoon refills the escrow in the background, off the path of the
+// take that left it low.
+func (s *Stock) refillSoon(k [2]string, e *escrow) {
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		s.refill(ctx, k, e.c, e, 0)
+	}()
 }
 
 // refill takes a grant from the centre into the escrow if the centre is (as
@@ -371,7 +492,7 @@ func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
 // Restock adds n units at the centre.
 func (s *Stock) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
 	rem, err := s.opts.Central.Restock(ctx, app, counter, n)
-	if e := s.escrows[[2]string{app, counter}]; e != nil && err == nil {
+	if e := s.escrow([2]string{app, counter}); e != nil && err == nil {
 		e.mu.Lock()
 		e.central, e.seen = rem, true
 		e.mu.Unlock()
@@ -410,34 +531,70 @@ func (s *Stock) rebalanceLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-		case <-s.kick:
 		}
-		for k, c := range s.counters {
-			s.rebalance(k, c)
-		}
+		s.rebalanceDue(time.Now())
 	}
 }
 
+// rebalanceDue rebalances the escrows whose poll is due, pollConcurrency at
+// a time, and schedules their next poll.
+func (s *Stock) rebalanceDue(now time.Time) {
+	s.mu.Lock()
+	var due [][2]string
+	for k, e := range s.escrows {
+		if !e.nextPoll.After(now) {
+			due = append(due, k)
+		}
+	}
+	// Far stocks share pollRate reads a second: with n escrows, each is
+	// read every n/pollRate seconds at most (never less often than farPoll).
+	far := max(farPoll, time.Duration(len(s.escrows))*time.Second/pollRate)
+	s.mu.Unlock()
+	sem := make(chan struct{}, pollConcurrency)
+	var wg sync.WaitGroup
+	for _, k := range due {
+		select {
+		case <-s.stop:
+		case sem <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-sem }()
+				e := s.escrow(k)
+				next := s.opts.Rebalance
+				if !s.rebalance(k, e) {
+					next = far
+				}
+				s.mu.Lock()
+				e.nextPoll = time.Now().Add(next)
+				s.mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+}
+
 // rebalance refreshes what the centre holds, refills an escrow running low
-// while the stock is plentiful, and gives it back once it is not.
-func (s *Stock) rebalance(k [2]string, c verge.Counter) {
+// while the stock is plentiful, and gives it back once it is not. It
+// reports whether the stock is near its threshold (or unknown), to be
+// watched closely.
+func (s *Stock) rebalance(k [2]string, e *escrow) (near bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rem, err := s.opts.Central.Counter(ctx, k[0], k[1])
 	if err != nil {
-		return
+		return true
 	}
-	e := s.escrows[k]
+	c := e.c
 	e.mu.Lock()
 	e.central, e.seen = rem, true
-	units := e.units
+	units, grant, low := e.units, e.grant, e.low
 	e.mu.Unlock()
 	switch {
 	case rem <= c.Threshold:
 		if err := s.giveBack(ctx, k, e); err != nil && !errors.Is(err, spot.ErrUnavailable) {
 			s.opts.Logger.Warn("stock: returning an escrow", "app", k[0], "counter", k[1], "err", err)
 		}
-	case units < e.low:
+	case units < low:
 		s.refill(ctx, k, c, e, 0)
 	}
+	return rem-c.Threshold <= nearGrants*grant
 }
