@@ -35,6 +35,14 @@ const (
 	fetchTimeout    = 3 * time.Second
 )
 
+// popHeader names, on every response of an app, the PoP that served it;
+// viaHeader the PoP that forwarded it there (placement "central", regions),
+// so a client can tell where its request ran.
+const (
+	popHeader = "Verge-PoP"
+	viaHeader = "Verge-Via"
+)
+
 // appHandler wraps the app's gateway with residency forwarding and the
 // home cookie.
 func (p *PoP) appHandler(next http.Handler) http.Handler {
@@ -69,6 +77,7 @@ func (p *PoP) appHandler(next http.Handler) http.Handler {
 			p.forward(w, r, home, restricted)
 			return
 		}
+		w.Header().Set(popHeader, p.opts.Self)
 		if !atCentre {
 			if _, ok := centralRoute(m, r.URL.Path); ok {
 				p.forwardCentral(w, r)
@@ -136,6 +145,10 @@ func (p *PoP) proxy(w http.ResponseWriter, r *http.Request, target string) {
 	rp.Director = func(req *http.Request) {
 		director(req)
 		req.Header.Set(forwardedHeader, p.opts.Self)
+	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		resp.Header.Set(viaHeader, p.opts.Self)
+		return nil
 	}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		p.log.Warn("forwarding failed", "to", target, "err", err)
