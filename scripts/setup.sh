@@ -8,7 +8,8 @@ set -eu
 # clang lld wasi-libc libclang-rt-dev-wasm32: the C example (wasm32-wasi).
 # rustc libstd-rust-dev-wasm32: the Rust example (/usr/bin/rustc, no cargo).
 # wrk: the HTTP benchmark (bench/http). make: the Makefile (gcc does not pull it in).
-PACKAGES="make wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32 wrk"
+# chromium: headless, for the shop page's test (cmd/verge TestShopPageInChromium).
+PACKAGES="make wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32 wrk chromium"
 
 die() {
 	echo "setup.sh: $*" >&2
@@ -43,7 +44,7 @@ fi
 # Check the toolchains themselves, so a package renamed or laid out
 # differently in another Debian release fails here, with its name, rather than
 # halfway through the test suite.
-for tool in make wat2wasm wasm-opt clang wasm-ld /usr/bin/rustc wrk; do
+for tool in make wat2wasm wasm-opt clang wasm-ld /usr/bin/rustc wrk chromium; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is missing although its package is installed"
 done
 tmp=$(mktemp -d)
