@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -42,6 +41,8 @@ func adminProduct(x *reply, r *verge.Request, _ string) {
 		x.fail(400, "id: 1 to 64 lowercase letters, digits, - or _")
 	case req.Name == "" || len(req.Name) > 200 || req.Category == "" || len(req.Category) > 100 || req.Brand == "" || len(req.Brand) > 100:
 		x.fail(400, "name (up to 200 bytes), category and brand (up to 100) are required")
+	case !plain(req.Name) || !plain(req.Category) || !plain(req.Brand):
+		x.fail(400, "name, category and brand: no \"|\" and no control characters")
 	case req.Price == nil || *req.Price < 0 || *req.Price > 1e9:
 		x.fail(400, "price: a number from 0 to 1e9")
 	case req.Stock == nil || *req.Stock < 0 || *req.Stock > 1e12:
@@ -53,8 +54,7 @@ func adminProduct(x *reply, r *verge.Request, _ string) {
 			return
 		}
 		p := product{ID: req.ID, Name: req.Name, Category: req.Category, Brand: req.Brand, Cents: int64(math.Round(*req.Price * 100))}
-		text, _ := json.Marshal(p)
-		if err := catalogue.Update("products", verge.Set(req.ID, string(text))); err != nil {
+		if err := catalogue.Update("products", verge.Set(req.ID, formatProduct(&p))); err != nil {
 			x.fail(500, "storing the product: "+err.Error())
 			return
 		}
@@ -95,4 +95,14 @@ func setStock(counter string, want int64) (changed int64, err error) {
 		}
 	}
 	return changed, errors.New("the stock kept changing while being set; retry")
+}
+
+// plain reports whether s can be a field of a stored product.
+func plain(s string) bool {
+	for _, r := range s {
+		if r == '|' || r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -63,7 +63,9 @@ func register(x *reply, r *verge.Request, _ string) {
 		x.fail(500, "hashing the password: "+err.Error())
 		return
 	}
-	claimed, owner, err := verge.Claim("users", c.Username, string(hash))
+	var claimed bool
+	var owner string
+	x.atCentre(func() { claimed, owner, err = verge.Claim("users", c.Username, string(hash)) })
 	if err != nil {
 		x.hostFailed("claiming the username", err)
 		return

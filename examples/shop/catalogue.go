@@ -6,25 +6,23 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/verge-edge/verge/sdk/go/verge"
 )
 
-// The catalogue is two global documents: "products", {id: product as a JSON
-// string}, written by the admin endpoint, and "levels", {id: units}, an
-// estimate of each
+// The catalogue is two global documents: "products", {id: "name|category|
+// brand|cents"}, written by the admin endpoint, and "levels", {id: units},
+// an estimate of each
 // product's stock that every PoP keeps current as it sells (a set when the
 // admin sets the stock, an increment of -qty per sale, merged across PoPs).
 // The stock itself is the bounded counter stock-ID at the centre; reading it
 // would cost a WAN round trip per page, the estimate none.
 
-// product is a product as stored: its price in cents, kept exact.
+// product is a product: its price in cents, kept exact.
 type product struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Category string `json:"category"`
-	Brand    string `json:"brand"`
-	Cents    int64  `json:"price_cents"`
+	ID, Name, Category, Brand string
+	Cents                     int64
 }
 
 // price is the price as the API shows it, in currency units.
@@ -34,9 +32,11 @@ func (p *product) price() float64 { return float64(p.Cents) / 100 }
 // products of a large catalogue costs milliseconds in a guest, so an
 // instance keeps the decoded form and each product's JSON (without its
 // stock) until the document changes. Each product is stored as one string
-// rather than an object of five fields: a PoP renders the document as JSON
-// on every read, and 240 strings render in a seventh of the time of 240
-// objects (0.4 ms against 3.2 ms here).
+// of fields separated by "|" rather than as an object: a PoP renders the
+// document as JSON on every read, and 240 strings render in a seventh of
+// the time of 240 objects (0.4 ms against 3.2 ms here); and a guest splits
+// them at a fifth of the cost of decoding 240 JSON objects, which in a
+// fresh instance came close to the 50 ms CPU limit.
 type view struct {
 	raw      []byte
 	byID     map[string]*product
@@ -72,23 +72,20 @@ func loadView() (*view, error) {
 		v := view{raw: bytes.Clone(raw), byID: make(map[string]*product, len(texts)), head: map[string][]byte{}}
 		cats, brands := map[string]int{}, map[string]int{}
 		for id, text := range texts {
-			p := &product{}
-			if err := json.Unmarshal([]byte(text), p); err != nil {
-				return nil, fmt.Errorf("product %s: %w", id, err)
+			p, err := parseProduct(id, text)
+			if err != nil {
+				return nil, err
 			}
-			p.ID = id
 			v.byID[id] = p
 			v.sorted = append(v.sorted, p)
 			cats[p.Category]++
 			brands[p.Brand]++
-			b, _ := json.Marshal(struct {
-				ID       string  `json:"id"`
-				Name     string  `json:"name"`
-				Category string  `json:"category"`
-				Brand    string  `json:"brand"`
-				Price    float64 `json:"price"`
-			}{p.ID, p.Name, p.Category, p.Brand, p.price()})
-			v.head[id] = append(b[:len(b)-1], `,"stock":`...)
+			b := append([]byte(`{"id":`), quote(p.ID)...)
+			b = append(append(b, `,"name":`...), quote(p.Name)...)
+			b = append(append(b, `,"category":`...), quote(p.Category)...)
+			b = append(append(b, `,"brand":`...), quote(p.Brand)...)
+			b = strconv.AppendFloat(append(b, `,"price":`...), p.price(), 'f', -1, 64)
+			v.head[id] = append(b, `,"stock":`...)
 		}
 		slices.SortFunc(v.sorted, func(a, b *product) int {
 			if c := cmpStr(a.Category, b.Category); c != 0 {
@@ -119,6 +116,31 @@ func loadView() (*view, error) {
 		cached.levelRaw, cached.levels = bytes.Clone(lraw), levels
 	}
 	return &cached, nil
+}
+
+// formatProduct is the stored form of a product: its fields separated by
+// "|", which the admin endpoint refuses inside them.
+func formatProduct(p *product) string {
+	return p.Name + "|" + p.Category + "|" + p.Brand + "|" + strconv.FormatInt(p.Cents, 10)
+}
+
+func parseProduct(id, text string) (*product, error) {
+	f := strings.Split(text, "|")
+	if len(f) != 4 {
+		return nil, fmt.Errorf("product %s: %q is not name|category|brand|cents", id, text)
+	}
+	cents, err := strconv.ParseInt(f[3], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("product %s: price %q: %w", id, f[3], err)
+	}
+	return &product{ID: id, Name: f[0], Category: f[1], Brand: f[2], Cents: cents}, nil
+}
+
+// quote encodes s as a JSON string (the catalogue's texts are valid UTF-8:
+// the documents refuse anything else).
+func quote(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
 }
 
 func cmpStr(a, b string) int {

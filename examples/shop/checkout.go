@@ -197,7 +197,10 @@ func (c *checkoutRun) atCentre() {
 		req.Items = append(req.Items, wanted{it.Product, it.Qty})
 	}
 	body, _ := json.Marshal(req)
-	status, resp, err := verge.Invoke("backoffice", "POST", "/api/internal/checkout", body)
+	var status int
+	var resp []byte
+	var err error
+	c.x.atCentre(func() { status, resp, err = verge.Invoke("backoffice", "POST", "/api/internal/checkout", body) })
 	if err != nil {
 		// Unknown outcome: a retry with the same id gets the centre's
 		// recorded answer instead of taking again.
