@@ -295,6 +295,9 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (spot.Ta
 	if err != nil {
 		return spot.Take{}, err
 	}
+	if t, ok, err := s.takeFirst(ctx, k, c, e, n); ok {
+		return t, err
+	}
 	for attempt := range 4 { // bounded: each retry follows a grant
 		if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
 			t.Local = attempt == 0 // after a grant: waited on the WAN
@@ -315,6 +318,36 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (spot.Ta
 		e.mu.Unlock()
 	}
 	return t, err
+}
+
+// takeFirst serves a take this PoP cannot serve from its escrow while it
+// does not know the centre's stock (the first take of a stock here, or the
+// first since a restart): it takes the n units at the centre, one round
+// trip, which is what a take costs when the stock is low, and learns the
+// centre's stock from the answer; when that is plentiful, the escrow is
+// filled in the background for the next takes. Refilling first would cost
+// two round trips (a read of the centre's stock to stay above the
+// threshold, then the grant) before this take is served. ok is false when
+// the take is not this case.
+func (s *Stock) takeFirst(ctx context.Context, k [2]string, c verge.Counter, e *escrow, n int64) (t spot.Take, ok bool, err error) {
+	e.mu.Lock()
+	first := !e.seen && e.units < n && !e.refilling && e.returnDone == nil
+	e.mu.Unlock()
+	if !first {
+		return t, false, nil
+	}
+	t, err = s.opts.Central.Take(ctx, k[0], k[1], n)
+	if err != nil {
+		return t, true, err
+	}
+	e.mu.Lock()
+	e.central, e.seen = t.Remaining, true
+	plenty := t.Remaining-c.Threshold >= e.grant
+	e.mu.Unlock()
+	if plenty {
+		s.refillSoon(k, e)
+	}
+	return t, true, nil
 }
 
 // takeLocal takes n from the escrow if it holds them, durably.

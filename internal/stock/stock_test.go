@@ -155,25 +155,27 @@ func TestEscrowPersistsAndReturns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first take waits for a grant from the centre; the next is local.
-	if tk, err := s.Take(ctx, "shop", "brush", 1); err != nil || !tk.OK || tk.Local {
-		t.Fatalf("first take: %+v, %v; want OK after waiting for a grant", tk, err)
+	// The first take is at the centre, one round trip, and the escrow
+	// fills behind it; the next is local.
+	if tk, err := s.Take(ctx, "shop", "brush", 1); err != nil || !tk.OK || tk.Local || tk.Remaining != 99 {
+		t.Fatalf("first take: %+v, %v; want OK at the centre, 99 left there", tk, err)
 	}
+	waitEscrow(t, s, "brush", 30)
 	if tk, err := s.Take(ctx, "shop", "brush", 1); err != nil || !tk.OK || !tk.Local {
 		t.Fatalf("second take: %+v, %v; want a local take", tk, err)
 	}
-	if got := s.Escrowed("shop", "brush"); got != 28 {
-		t.Fatalf("escrow after two takes of a 30-unit grant: %d", got)
+	if got := s.Escrowed("shop", "brush"); got != 29 {
+		t.Fatalf("escrow after a take from a 30-unit grant: %d", got)
 	}
 	s.Close()
 	st.Close()
 
 	s2 := newStock(t, client(), m, dir)
-	if got := s2.Escrowed("shop", "brush"); got != 28 {
-		t.Fatalf("escrow after a restart: %d, want 28", got)
+	if got := s2.Escrowed("shop", "brush"); got != 29 {
+		t.Fatalf("escrow after a restart: %d, want 29", got)
 	}
 	// Sell the centre down to the threshold: the escrow goes back.
-	if tk, err := direct.Take(ctx, "shop", "brush", 65); err != nil || !tk.OK || tk.Remaining != 5 {
+	if tk, err := direct.Take(ctx, "shop", "brush", 65); err != nil || !tk.OK || tk.Remaining != 4 {
 		t.Fatalf("direct take: %+v, %v", tk, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -190,6 +192,16 @@ func TestEscrowPersistsAndReturns(t *testing.T) {
 	// Undeclared stocks are always central.
 	if tk, err := s2.Take(ctx, "shop", "other", 1); err != nil || tk.OK || tk.Local {
 		t.Fatalf("take of an undeclared empty stock: %+v, %v", tk, err)
+	}
+}
+
+// waitEscrow waits (bounded) until the PoP holds units of counter.
+func waitEscrow(t *testing.T, s *Stock, counter string, units int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); s.Escrowed("shop", counter) != units; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("escrow of %s: %d, want %d", counter, s.Escrowed("shop", counter), units)
+		}
 	}
 }
 
@@ -223,13 +235,14 @@ func TestPatternEscrowIsLazyPersistsAndReturns(t *testing.T) {
 		t.Fatalf("escrow of stock-a before any take: %d", got)
 	}
 	if tk, err := s.Take(ctx, "shop", "stock-a", 1); err != nil || !tk.OK || tk.Local {
-		t.Fatalf("first take of stock-a: %+v, %v; want OK after waiting for a grant", tk, err)
+		t.Fatalf("first take of stock-a: %+v, %v; want OK at the centre", tk, err)
 	}
+	waitEscrow(t, s, "stock-a", 30)
 	if tk, err := s.Take(ctx, "shop", "stock-a", 1); err != nil || !tk.OK || !tk.Local {
 		t.Fatalf("second take of stock-a: %+v, %v; want a local take", tk, err)
 	}
-	if got := s.Escrowed("shop", "stock-a"); got != 28 {
-		t.Fatalf("escrow of stock-a after two takes of a 30-unit grant: %d", got)
+	if got := s.Escrowed("shop", "stock-a"); got != 29 {
+		t.Fatalf("escrow of stock-a after a take from a 30-unit grant: %d", got)
 	}
 	// Each stock of the pattern has its own escrow, and a name outside
 	// the pattern is taken at the centre.
@@ -244,12 +257,12 @@ func TestPatternEscrowIsLazyPersistsAndReturns(t *testing.T) {
 	st.Close()
 
 	s2 := newStock(t, client(), m, dir)
-	if got := s2.Escrowed("shop", "stock-a"); got != 28 {
-		t.Fatalf("escrow of stock-a after a restart, before any take: %d, want 28", got)
+	if got := s2.Escrowed("shop", "stock-a"); got != 29 {
+		t.Fatalf("escrow of stock-a after a restart, before any take: %d, want 29", got)
 	}
 	// Sell the centre down to the threshold: the escrow goes back although
 	// nobody takes stock-a at this PoP again.
-	if tk, err := direct.Take(ctx, "shop", "stock-a", 65); err != nil || !tk.OK || tk.Remaining != 5 {
+	if tk, err := direct.Take(ctx, "shop", "stock-a", 65); err != nil || !tk.OK || tk.Remaining != 4 {
 		t.Fatalf("direct take: %+v, %v", tk, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -337,4 +350,48 @@ func TestPatternFlashSaleManyStocks(t *testing.T) {
 		t.Error("no take was local")
 	}
 	t.Logf("%d stocks of %d units sold out, %d takes local", stocks, units, local.Load())
+}
+
+// recording is an engine that records the stock calls made to it.
+type recording struct {
+	spot.Engine
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recording) add(call string) {
+	r.mu.Lock()
+	r.calls = append(r.calls, call)
+	r.mu.Unlock()
+}
+
+func (r *recording) Take(ctx context.Context, app, counter string, n int64) (spot.Take, error) {
+	r.add(fmt.Sprintf("take %d", n))
+	return r.Engine.Take(ctx, app, counter, n)
+}
+
+func (r *recording) Counter(ctx context.Context, app, counter string) (int64, error) {
+	r.add("counter")
+	return r.Engine.Counter(ctx, app, counter)
+}
+
+// The first take of a stock at a PoP costs one round trip to the centre,
+// not a read of its stock and a grant before the take.
+func TestFirstTakeIsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	direct, client := centre(t)
+	ctx := context.Background()
+	direct.Restock(ctx, "shop", "brush", 100)
+	rec := &recording{Engine: client()}
+	s := newStock(t, rec, manifest(10, 30), t.TempDir())
+	if tk, err := s.Take(ctx, "shop", "brush", 2); err != nil || !tk.OK || tk.Remaining != 98 {
+		t.Fatalf("first take: %+v, %v", tk, err)
+	}
+	rec.mu.Lock()
+	first := rec.calls[0]
+	rec.mu.Unlock()
+	if first != "take 2" {
+		t.Fatalf("calls to the centre: %v; want the take first", rec.calls)
+	}
+	waitEscrow(t, s, "brush", 30) // the grant follows, in the background
 }
