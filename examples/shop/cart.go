@@ -38,7 +38,7 @@ func readCart(user string, v *view) (map[string]int64, cartView, error) {
 			continue
 		}
 		l := line{Product: id, Qty: n, Name: id}
-		if p := v.byID[id]; p != nil {
+		if p := v.product(id); p != nil {
 			l.Name, l.Price = p.Name, p.price()
 			total += p.Cents * n
 		}
@@ -97,7 +97,7 @@ func addToCart(x *reply, r *verge.Request, _ string) {
 		x.fail(500, "reading the catalogue: "+err.Error())
 		return
 	}
-	if v.byID[req.Product] == nil {
+	if v.product(req.Product) == nil {
 		x.fail(404, "no product "+strconv.Quote(req.Product))
 		return
 	}

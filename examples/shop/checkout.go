@@ -122,7 +122,7 @@ func checkout(x *reply, r *verge.Request, _ string) {
 	}
 	var gone []string
 	for _, it := range c.items {
-		if v.byID[it.Product] == nil {
+		if v.product(it.Product) == nil {
 			gone = append(gone, it.Product)
 		}
 	}
