@@ -120,14 +120,15 @@ const maxGrowth = 64
 // back once the stock is low. A PoP may hold escrows of thousands of stocks
 // (a pattern per product), so the reads are spread out: an escrow whose
 // stock was last seen within nearGrants grants of its threshold is read
-// every Rebalance period, one further away at most pollRate times a second
-// in all (and at least every farPoll), a few at a time (pollConcurrency),
-// since each read is a round trip to the centre. Refills do not wait for
-// the rebalancer: a take that leaves an escrow low starts one at once.
+// every Rebalance period; one further away every farPoll, or less often
+// when there are many, so that they cost at most pollRate reads a second
+// in all; a few at a time (pollConcurrency), since each read is a round
+// trip to the centre. Refills do not wait for the rebalancer: a take that
+// leaves an escrow low starts one at once.
 const (
 	nearGrants      = 8
-	pollRate        = 25
-	farPoll         = 2 * time.Second
+	pollRate        = 5
+	farPoll         = 5 * time.Second
 	pollConcurrency = 8
 )
 
@@ -580,7 +581,7 @@ func (s *Stock) rebalanceDue(now time.Time) {
 		}
 	}
 	// Far stocks share pollRate reads a second: with n escrows, each is
-	// read every n/pollRate seconds at most (never less often than farPoll).
+	// read every n/pollRate seconds, and never more often than farPoll.
 	far := max(farPoll, time.Duration(len(s.escrows))*time.Second/pollRate)
 	s.mu.Unlock()
 	sem := make(chan struct{}, pollConcurrency)
