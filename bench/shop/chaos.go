@@ -16,8 +16,11 @@ type chaosResult struct {
 	Env      env    `json:"env"`
 	*shoppers.ChaosResult
 	Summary struct {
-		Line         string `json:"line"`
-		InvariantsOK bool   `json:"invariants_ok"`
+		Line string `json:"line"`
+		// InvariantsOK: no order lost, nothing oversold, no name owned
+		// twice; Conserved: and no unit stranded (see shoppers.Invariants).
+		InvariantsOK bool `json:"invariants_ok"`
+		Conserved    bool `json:"units_conserved"`
 	} `json:"summary"`
 }
 
@@ -39,7 +42,7 @@ func runChaos(ctx context.Context, cfg config, b *bin, dir string) (*chaosResult
 	progress("starting the edge network (%d PoPs)", cfg.pops)
 	// Repair every second, so that the checks after the heal wait less.
 	n, err := b.netUp(ctx, "edge", filepath.Join(dir, "chaos"), app, cache, cfg.pops, true,
-		"--latency-scale", fmt.Sprint(cfg.scale), "--anti-entropy", "1s")
+		"--latency-scale", fmt.Sprint(cfg.scale), "--anti-entropy", "1s", "--spot-timeout", spotTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +79,7 @@ func runChaos(ctx context.Context, cfg config, b *bin, dir string) (*chaosResult
 		return nil, err
 	}
 	inv := cr.Invariants
-	res.Summary.InvariantsOK = inv.OK
+	res.Summary.InvariantsOK, res.Summary.Conserved = inv.OK, inv.Conserved
 	errs := 0
 	for _, ph := range cr.Phases {
 		for st, c := range ph.Statuses {
@@ -87,9 +90,10 @@ func runChaos(ctx context.Context, cfg config, b *bin, dir string) (*chaosResult
 	}
 	res.Summary.Line = fmt.Sprintf("bench/shop chaos: %d journeys, %d raced names; kill -9 %s, partition %s %v, kill -9 + restart %s; "+
 		"%d answers were errors (by phase in the JSON); after the heal: %d orders (%d acknowledged, none lost: %v), units %d added = %d sold + %d held + %d at the centre + %d escrowed + %d stranded, "+
-		"oversold %d, names owned twice %d: invariants %s",
+		"oversold %d, names owned twice %d: invariants %s, units %s",
 		cr.Journeys, cr.Races, plan.Victim, plan.Partitioned, plan.PartitionFor, n.Central().ID, errs,
 		inv.Orders, inv.Acked, len(inv.Lost) == 0, inv.Units.Added, inv.Units.Sold, inv.Units.Held, inv.Units.AtCentre, inv.Units.Escrowed, inv.Units.Stranded,
-		len(inv.Oversold), len(inv.OwnedTwice), map[bool]string{true: "kept", false: "BROKEN"}[inv.OK])
+		len(inv.Oversold), len(inv.OwnedTwice), map[bool]string{true: "kept", false: "BROKEN"}[inv.OK],
+		map[bool]string{true: "conserved", false: fmt.Sprintf("%d stranded by crashes (undersold)", inv.Units.Stranded)}[inv.Conserved])
 	return res, nil
 }

@@ -5,7 +5,7 @@
 // single-region deployment would serve the same clients).
 //
 //	go run ./bench/shop [-quick] [-scenario all|compare|chaos] [-chaos] [-pops 10] [-journeys 6]
-//	    [-warmup 1] [-think 200ms] [-last-mile 2ms] [-scale 1] [-keep] [-v]
+//	    [-warmup 1] [-prefill 60] [-think 500ms] [-last-mile 2ms] [-scale 1] [-keep] [-v]
 //
 // Scenarios:
 //
@@ -70,7 +70,7 @@ type config struct {
 }
 
 func defaultConfig() config {
-	return config{pops: 10, journeys: 6, warmup: 1, think: 200 * time.Millisecond, lastMile: 2 * time.Millisecond,
+	return config{pops: 10, journeys: 6, warmup: 1, think: 500 * time.Millisecond, lastMile: 2 * time.Millisecond,
 		scale: 1, stock: 100000, scarce: 35, prefill: 60}
 }
 
@@ -141,6 +141,8 @@ type env struct {
 	CPUs         int          `json:"cpus"`
 	LoadAvgStart float64      `json:"load_avg_start"`
 	LoadAvgEnd   float64      `json:"load_avg_end"`
+	GoMaxProcs   int          `json:"pop_gomaxprocs"`
+	SpotTimeout  string       `json:"spot_timeout"`
 	PoPs         []popInfo    `json:"pops"`
 	LatencyScale float64      `json:"latency_scale"`
 	WANBaseMs    float64      `json:"wan_base_ms"`
@@ -178,7 +180,7 @@ const clientLeg = "each city dials the PoPs through its own netsim.Layer at the 
 	"in both directions, plus a round trip per new connection; a city keeps its connections across journeys, as a browser does"
 
 func newEnv(cfg config, n *shoppers.Net, clients []*shoppers.Client) env {
-	e := env{Go: runtime.Version(), CPUs: runtime.NumCPU(), LatencyScale: cfg.scale, WANBaseMs: 2 * cfg.scale,
+	e := env{Go: runtime.Version(), CPUs: runtime.NumCPU(), GoMaxProcs: gomaxprocs, SpotTimeout: spotTimeout, LatencyScale: cfg.scale, WANBaseMs: 2 * cfg.scale,
 		LastMileMs: harness.Ms(cfg.lastMile), ClientLeg: clientLeg, ThinkMs: harness.Ms(cfg.think),
 		Catalogue: fmt.Sprintf("%d products in %d categories from %d brands (%d units each) and 10 clearance products (%d units each)",
 			len(catalogue.Products(0)), len(catalogue.Categories), len(catalogue.Brands), cfg.stock, cfg.scarce),

@@ -31,8 +31,27 @@ func buildVerge(ctx context.Context, dir string) (*bin, error) {
 	return &bin{path}, nil
 }
 
+// gomaxprocs is the GOMAXPROCS of every PoP of the run. A PoP runs guests
+// on GOMAXPROCS-1 threads (verge's default is the CPUs + 1: two here), so
+// under the central placement the one PoP that runs the shop for every
+// city would queue everybody's requests behind a few bcrypt hashes, a
+// limit of this machine's process, not of a region. Eight threads per PoP,
+// the same in both networks, leave the two placements to share the CPUs
+// and differ only by where the work runs.
+const gomaxprocs = 8
+
+// spotTimeout is how long an edge PoP waits for the centre before a SPOT
+// call fails. The default, 2 s, is a lot for a WAN round trip, but not for
+// this shared machine under a run's load: a call that times out after it
+// was sent has an unknown outcome, which a checkout must treat as "maybe
+// taken" (a unit stranded: undersold). Faults still fail at once: a
+// link that is down answers unavailable without waiting.
+const spotTimeout = "10s"
+
 func (b *bin) run(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, b.path, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, b.path, args...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", gomaxprocs)) // inherited by the PoPs net up starts
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("verge %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -114,6 +114,9 @@ func TestNetShopChaos(t *testing.T) {
 	if res.Journeys < 2*len(clients) || inv.Acked < len(clients) || answered < 100 {
 		t.Errorf("%d journeys, %d orders acknowledged, %d actions answered: the shoppers did not get through", res.Journeys, inv.Acked, answered)
 	}
+	if !inv.OK {
+		t.Errorf("invariants broken: %+v", inv)
+	}
 	if len(inv.Lost) > 0 || len(inv.Unexpected) > 0 {
 		t.Errorf("orders lost %v, placed without a checkout %v", inv.Lost, inv.Unexpected)
 	}

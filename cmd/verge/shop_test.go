@@ -242,7 +242,7 @@ func TestNetShop(t *testing.T) {
 	url := func(id string) string { return "http://" + n.pop(id).HTTP }
 	pops := []string{"ord", "sfo", "iad"}
 	products := catalogue.Products(1000)[:6]
-	products[0].Stock = 10 // the last 10 units
+	products[0].Stock = 10                // the last 10 units
 	loadProducts(t, url("sfo"), products) // a central function, forwarded from an edge
 	last := products[len(products)-1].ID
 	for _, id := range pops {

@@ -55,11 +55,11 @@ func adminProduct(x *reply, r *verge.Request, _ string) {
 		}
 		p := product{ID: req.ID, Name: req.Name, Category: req.Category, Brand: req.Brand, Cents: int64(math.Round(*req.Price * 100))}
 		if err := catalogue.Update("products", verge.Set(req.ID, formatProduct(&p))); err != nil {
-			x.fail(500, "storing the product: "+err.Error())
+			x.hostFailed("storing the product", err)
 			return
 		}
 		if err := catalogue.Update("levels", verge.Set(req.ID, *req.Stock)); err != nil {
-			x.fail(500, "storing the stock estimate: "+err.Error())
+			x.hostFailed("storing the stock estimate", err)
 			return
 		}
 		x.json(200, map[string]any{"product": map[string]any{"id": p.ID, "name": p.Name, "category": p.Category,

@@ -78,7 +78,7 @@ func register(x *reply, r *verge.Request, _ string) {
 		hash = []byte(owner) // an earlier attempt of this registration won
 	}
 	if err := accounts.Put(c.Username, account{Hash: string(hash), Created: now()}); err != nil {
-		x.fail(500, "storing the account: "+err.Error())
+		x.hostFailed("storing the account", err)
 		return
 	}
 	x.json(201, map[string]string{"username": c.Username})
@@ -100,7 +100,7 @@ func login(x *reply, r *verge.Request, _ string) {
 	var a account
 	found, err := accounts.Get(c.Username, &a)
 	if err != nil {
-		x.fail(500, "reading the account: "+err.Error())
+		x.hostFailed("reading the account", err)
 		return
 	}
 	hash := dummyHash
@@ -115,7 +115,7 @@ func login(x *reply, r *verge.Request, _ string) {
 	rand.Read(b[:])
 	sid := hex.EncodeToString(b[:])
 	if err := sessions.Put(sid, map[string]string{"user": c.Username, "created": now()}); err != nil {
-		x.fail(500, "opening the session: "+err.Error())
+		x.hostFailed("opening the session", err)
 		return
 	}
 	x.w.Header().Add("Set-Cookie", sessionCookie+"="+sid+"; Path=/; Max-Age=604800; HttpOnly; SameSite=Lax")
@@ -125,7 +125,7 @@ func login(x *reply, r *verge.Request, _ string) {
 func logout(x *reply, r *verge.Request, _ string) {
 	if sid := cookie(r, sessionCookie); validSession(sid) {
 		if _, err := sessions.Delete(sid); err != nil {
-			x.fail(500, "closing the session: "+err.Error())
+			x.hostFailed("closing the session", err)
 			return
 		}
 	}
@@ -154,7 +154,7 @@ func session(x *reply, r *verge.Request) (string, bool) {
 	found, err := sessions.Get(sid, &s)
 	switch {
 	case err != nil:
-		x.fail(500, "reading the session: "+err.Error())
+		x.hostFailed("reading the session", err)
 		return "", false
 	case !found || s.User == "":
 		x.fail(401, "the session has ended; log in again")

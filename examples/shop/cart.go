@@ -60,12 +60,12 @@ func getCart(x *reply, r *verge.Request, _ string) {
 func showCart(x *reply, user string) {
 	v, err := loadView()
 	if err != nil {
-		x.fail(500, "reading the catalogue: "+err.Error())
+		x.hostFailed("reading the catalogue", err)
 		return
 	}
 	_, c, err := readCart(user, v)
 	if err != nil {
-		x.fail(500, "reading the cart: "+err.Error())
+		x.hostFailed("reading the cart", err)
 		return
 	}
 	x.json(200, c)
@@ -94,7 +94,7 @@ func addToCart(x *reply, r *verge.Request, _ string) {
 	}
 	v, err := loadView()
 	if err != nil {
-		x.fail(500, "reading the catalogue: "+err.Error())
+		x.hostFailed("reading the catalogue", err)
 		return
 	}
 	if v.product(req.Product) == nil {
@@ -102,7 +102,7 @@ func addToCart(x *reply, r *verge.Request, _ string) {
 		return
 	}
 	if err := carts.Update(user, verge.Increment(req.Product, qty)); err != nil {
-		x.fail(500, "updating the cart: "+err.Error())
+		x.hostFailed("updating the cart", err)
 		return
 	}
 	showCart(x, user)
@@ -115,12 +115,12 @@ func removeFromCart(x *reply, r *verge.Request, product string) {
 	}
 	qty := map[string]int64{}
 	if _, err := carts.Get(user, &qty); err != nil {
-		x.fail(500, "reading the cart: "+err.Error())
+		x.hostFailed("reading the cart", err)
 		return
 	}
 	if _, in := qty[product]; in {
 		if err := carts.Update(user, verge.Remove(product)); err != nil {
-			x.fail(500, "updating the cart: "+err.Error())
+			x.hostFailed("updating the cart", err)
 			return
 		}
 	}

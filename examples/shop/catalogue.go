@@ -215,7 +215,7 @@ func (v *view) appendProduct(b []byte, head []byte, p *product) []byte {
 func getProducts(x *reply, r *verge.Request, _ string) {
 	v, err := loadView()
 	if err != nil {
-		x.fail(500, "reading the catalogue: "+err.Error())
+		x.hostFailed("reading the catalogue", err)
 		return
 	}
 	q := r.URL.Query()
@@ -239,7 +239,7 @@ func getProducts(x *reply, r *verge.Request, _ string) {
 func getProduct(x *reply, _ *verge.Request, id string) {
 	v, err := loadView()
 	if err != nil {
-		x.fail(500, "reading the catalogue: "+err.Error())
+		x.hostFailed("reading the catalogue", err)
 		return
 	}
 	p := v.product(id)
@@ -253,7 +253,7 @@ func getProduct(x *reply, _ *verge.Request, id string) {
 func getCategories(x *reply, _ *verge.Request, _ string) {
 	v, err := loadView()
 	if err != nil {
-		x.fail(500, "reading the catalogue: "+err.Error())
+		x.hostFailed("reading the catalogue", err)
 		return
 	}
 	x.json(200, map[string]any{"categories": v.listing().cats})
@@ -262,7 +262,7 @@ func getCategories(x *reply, _ *verge.Request, _ string) {
 func getBrands(x *reply, _ *verge.Request, _ string) {
 	v, err := loadView()
 	if err != nil {
-		x.fail(500, "reading the catalogue: "+err.Error())
+		x.hostFailed("reading the catalogue", err)
 		return
 	}
 	x.json(200, map[string]any{"brands": v.listing().brands})

@@ -85,7 +85,7 @@ func checkout(x *reply, r *verge.Request, _ string) {
 	}
 	all := map[string]*order{}
 	if _, err := orders.Get(user, &all); err != nil {
-		x.fail(500, "reading the orders: "+err.Error())
+		x.hostFailed("reading the orders", err)
 		return
 	}
 	rec := all[req.ID]
@@ -95,7 +95,7 @@ func checkout(x *reply, r *verge.Request, _ string) {
 	}
 	v, err := loadView()
 	if err != nil {
-		x.fail(500, "reading the catalogue: "+err.Error())
+		x.hostFailed("reading the catalogue", err)
 		return
 	}
 	c := &checkoutRun{x: x, user: user, id: req.ID, rec: rec, taken: map[string]int64{}}
@@ -111,7 +111,7 @@ func checkout(x *reply, r *verge.Request, _ string) {
 	} else {
 		_, cv, err := readCart(user, v)
 		if err != nil {
-			x.fail(500, "reading the cart: "+err.Error())
+			x.hostFailed("reading the cart", err)
 			return
 		}
 		if len(cv.Items) == 0 {
@@ -241,7 +241,7 @@ func (c *checkoutRun) giveBack(out []string) {
 	}
 	if c.rec != nil {
 		if err := orders.Update(c.user, verge.Remove(c.id)); err != nil {
-			c.x.fail(500, "clearing the checkout: "+err.Error())
+			c.x.hostFailed("clearing the checkout", err)
 			return
 		}
 	}
@@ -264,7 +264,7 @@ func (c *checkoutRun) record(status string, out []string) bool {
 func (c *checkoutRun) recordRec(status string, out []string) *order {
 	o := &order{ID: c.id, Status: status, Items: c.items, At: now(), Taken: c.taken, Out: out}
 	if err := orders.Update(c.user, verge.Set(c.id, o)); err != nil {
-		c.x.fail(500, "recording the checkout: "+err.Error())
+		c.x.hostFailed("recording the checkout", err)
 		return nil
 	}
 	return o
@@ -280,7 +280,7 @@ func (c *checkoutRun) place(where string) {
 	}
 	o.Total = float64(total) / 100
 	if err := orders.Update(c.user, verge.Set(c.id, o)); err != nil {
-		c.x.fail(500, "storing the order (retry with the same id): "+err.Error())
+		c.x.hostFailed("storing the order (retry with the same id)", err)
 		return
 	}
 	// The order stands; the rest is bookkeeping that a failure must not
@@ -320,7 +320,7 @@ func getOrders(x *reply, r *verge.Request, _ string) {
 	}
 	all := map[string]*order{}
 	if _, err := orders.Get(user, &all); err != nil {
-		x.fail(500, "reading the orders: "+err.Error())
+		x.hostFailed("reading the orders", err)
 		return
 	}
 	list := []*order{}

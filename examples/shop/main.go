@@ -156,9 +156,10 @@ func (x *reply) json(code int, v any) {
 
 func (x *reply) fail(code int, msg string) { x.json(code, map[string]string{"error": msg}) }
 
-// hostFailed answers a failed host call: the central PoP unreachable (503:
-// nothing happened, retry), no answer in time (504: it may have happened),
-// or anything else (500).
+// hostFailed answers a failed host call: the central PoP (or the PoP a
+// user's document must come from) unreachable (503: nothing happened,
+// retry), no answer in time (504: it may have happened), or anything else
+// (500).
 func (x *reply) hostFailed(what string, err error) {
 	switch {
 	case errors.Is(err, verge.ErrUnknownOutcome):
