@@ -400,6 +400,9 @@ func serverP50(ss []shoppers.Sample) float64 {
 // wanOneWay is the emulated one-way latency between two PoPs (verge net
 // up's default base of 2 ms, at the run's scale).
 func wanOneWay(cfg config, a, b shoppers.PoP) time.Duration {
+	if a.ID == b.ID {
+		return 0 // no link: the centre serves its own city
+	}
 	return netsim.Model{Base: 2 * time.Millisecond, Scale: cfg.scale}.OneWay(a.At(), b.At())
 }
 
