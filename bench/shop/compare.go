@@ -213,6 +213,19 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 			}
 		}
 	}
+	// Every city browses each network once first, unmeasured: its
+	// connections open, and the PoPs it reaches start the shop's instances.
+	for _, pl := range placements {
+		for _, cl := range clients[pl] {
+			wg.Go(func() {
+				s := cl.NewShopper()
+				for _, path := range []string{"/", "/api/categories", "/api/products/" + shop.Products[0]} {
+					s.Do(ctx, "warm", "GET", path, nil)
+				}
+			})
+		}
+	}
+	wg.Wait()
 	progress("shoppers in %d cities: %d warm-up and %d measured journeys each on each network", len(shoppers.Cities), cfg.warmup, cfg.journeys)
 	for ci := range shoppers.Cities {
 		wg.Go(func() {

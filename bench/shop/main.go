@@ -87,7 +87,7 @@ func main() {
 	cfg := defaultConfig()
 	scenario := flag.String("scenario", "compare", "compare, chaos or all")
 	chaos := flag.Bool("chaos", false, "also run the chaos scenario")
-	flag.BoolVar(&cfg.quick, "quick", false, "a smaller compare that runs in under a minute: 6 PoPs, one measured journey per city and network")
+	flag.BoolVar(&cfg.quick, "quick", false, "a smaller compare that runs in about a minute: 6 PoPs, one warm-up and one measured journey per city and network, no thinking")
 	flag.IntVar(&cfg.pops, "pops", cfg.pops, "PoPs per network (6..10, the first of pop.Sites; ord is central)")
 	flag.IntVar(&cfg.journeys, "journeys", cfg.journeys, "compare: measured journeys per city and network")
 	flag.IntVar(&cfg.warmup, "warmup", cfg.warmup, "compare: unmeasured journeys per city and network first")
@@ -99,7 +99,7 @@ func main() {
 	flag.BoolVar(&cfg.verbose, "v", false, "report every journey that stopped early")
 	bench.Parse()
 	if cfg.quick {
-		cfg.pops, cfg.journeys, cfg.warmup, cfg.think, cfg.prefill = 6, 1, 1, 50*time.Millisecond, 10
+		cfg.pops, cfg.journeys, cfg.warmup, cfg.think, cfg.prefill = 6, 1, 1, 0, 10
 	}
 	if cfg.pops < 6 || cfg.pops > len(pop.Sites) {
 		bench.Fatalf("-pops %d: want 6..%d", cfg.pops, len(pop.Sites))
