@@ -58,7 +58,7 @@ func getCart(x *reply, r *verge.Request, _ string) {
 }
 
 func showCart(x *reply, user string) {
-	v, err := loadView()
+	v, err := loadView(false)
 	if err != nil {
 		x.hostFailed("reading the catalogue", err)
 		return
@@ -92,7 +92,7 @@ func addToCart(x *reply, r *verge.Request, _ string) {
 		x.fail(400, "qty: 1 to 99")
 		return
 	}
-	v, err := loadView()
+	v, err := loadView(false)
 	if err != nil {
 		x.hostFailed("reading the catalogue", err)
 		return

@@ -93,7 +93,7 @@ func checkout(x *reply, r *verge.Request, _ string) {
 		x.json(200, map[string]any{"order": rec}) // a retry of a checkout that went through
 		return
 	}
-	v, err := loadView()
+	v, err := loadView(true)
 	if err != nil {
 		x.hostFailed("reading the catalogue", err)
 		return
