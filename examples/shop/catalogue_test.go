@@ -8,8 +8,8 @@ import (
 func TestParseLevels(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]map[string]int64{
-		``:   {},
-		`{}`: {},
+		``:                                    {},
+		`{}`:                                  {},
 		`{"p001":100,"p002":-3, "p003" : 0 }`: {"p001": 100, "p002": -3, "p003": 0},
 		`{"c001":1.8446744073709552e+19}`:     {"c001": 1<<63 - 1}, // past int64 after a merge: read as the nearest
 	} {
