@@ -62,10 +62,47 @@ func ParsePlacement(s string) (Placement, error) {
 // the centre, each PoP holds up to Grant units in escrow and takes from them
 // locally, with no WAN round trip; at or below it every take goes to the
 // centre. A stock that is not declared is taken at the centre every time.
+//
+// A Name ending in "*" is a pattern: it declares every stock whose name
+// starts with what precedes the "*" ("stock-*": "stock-p1", "stock-p2",
+// ...), all with the same threshold and grant, so that a catalogue of
+// thousands of products needs one declaration.
 type Counter struct {
 	Name      string
 	Threshold int64 // ≥ 0
 	Grant     int64 // units a PoP holds in escrow at a time; > 0
+}
+
+// Pattern reports whether c declares every stock whose name starts with
+// Prefix() rather than one stock.
+func (c Counter) Pattern() bool { return strings.HasSuffix(c.Name, "*") }
+
+// Prefix is the part of a pattern's name before the "*" (a plain name for
+// a counter that is not a pattern).
+func (c Counter) Prefix() string { return strings.TrimSuffix(c.Name, "*") }
+
+// Matches reports whether the stock called name is declared by c.
+func (c Counter) Matches(name string) bool {
+	if c.Pattern() {
+		return len(name) > len(c.Prefix()) && strings.HasPrefix(name, c.Prefix())
+	}
+	return name == c.Name
+}
+
+// Counter returns the declaration of the stock called name: the counter
+// declared with exactly that name, else the pattern with the longest prefix
+// that matches it. ok is false for a stock that is not declared.
+func (m *Manifest) Counter(name string) (c Counter, ok bool) {
+	for _, d := range m.Counters {
+		switch {
+		case !d.Matches(name):
+		case !d.Pattern():
+			return d, true
+		case !ok || len(d.Prefix()) > len(c.Prefix()):
+			c, ok = d, true
+		}
+	}
+	return c, ok
 }
 
 // Executor selects how a function's module is run.
@@ -276,8 +313,10 @@ type rawCollection struct {
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
-	domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$`)
+	// counterPrefixRE: what precedes the "*" of a counter pattern.
+	counterPrefixRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,61}$`)
+	domainRE        = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
 )
 
 // LoadManifest reads and validates the manifest at path, which is either a
@@ -456,8 +495,12 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 	counters := map[string]bool{}
 	for i, rc := range raw.Counter {
 		at := func(f string) string { return fmt.Sprintf("counter[%d].%s", i, f) }
-		if !nameRE.MatchString(rc.Name) {
-			return nil, bad(at("name"), "%q is not a valid counter name; expected 1-63 letters, digits, - or _", rc.Name)
+		if prefix, pattern := strings.CutSuffix(rc.Name, "*"); pattern {
+			if !counterPrefixRE.MatchString(prefix) {
+				return nil, bad(at("name"), "%q is not a valid counter pattern; expected 1-62 letters, digits, - or _ followed by one \"*\" (e.g. \"stock-*\")", rc.Name)
+			}
+		} else if !nameRE.MatchString(rc.Name) {
+			return nil, bad(at("name"), "%q is not a valid counter name; expected 1-63 letters, digits, - or _, or a prefix and \"*\" for a pattern", rc.Name)
 		}
 		if counters[rc.Name] {
 			return nil, bad(at("name"), "counter %q is defined twice", rc.Name)

@@ -84,6 +84,10 @@ func TestManifestErrors(t *testing.T) {
 		{"bad isolation", "name = \"a\"\n" + fn + "isolation = \"loose\"\n", `function[0].isolation: "loose" is not an isolation mode`},
 		{"not implemented kind", "name = \"a\"\n" + fn + "kind = \"room\"\n", `function[0].kind: kind "room" is not implemented yet`},
 		{"bad counter grant", "name = \"a\"\n" + fn + "[[counter]]\nname = \"s\"\n", `counter[0].grant: missing or 0`},
+		{"bare star counter", "name = \"a\"\n" + fn + "[[counter]]\nname = \"*\"\ngrant = 1\n", `counter[0].name: "*" is not a valid counter pattern`},
+		{"star inside counter", "name = \"a\"\n" + fn + "[[counter]]\nname = \"a*b\"\ngrant = 1\n", `counter[0].name: "a*b" is not a valid counter name`},
+		{"two stars", "name = \"a\"\n" + fn + "[[counter]]\nname = \"a**\"\ngrant = 1\n", `counter[0].name: "a**" is not a valid counter pattern`},
+		{"pattern twice", "name = \"a\"\n" + fn + "[[counter]]\nname = \"s-*\"\ngrant = 1\n[[counter]]\nname = \"s-*\"\ngrant = 2\n", `counter[1].name: counter "s-*" is defined twice`},
 		{"negative threshold", "name = \"a\"\n" + fn + "[[counter]]\nname = \"s\"\ngrant = 1\nthreshold = -1\n", `counter[0].threshold: -1: must be ≥ 0`},
 		{"bad duration", "name = \"a\"\n" + fn + "[function.limits]\ncpu_time = \"fast\"\n", `function[0].limits.cpu_time: "fast" is not a positive duration`},
 		{"bad size", "name = \"a\"\n" + fn + "[function.limits]\nmemory = \"lots\"\n", `function[0].limits.memory: "lots" is not a positive size`},
@@ -120,6 +124,47 @@ func TestAppPlacementDomainsHealth(t *testing.T) {
 	m, err = ParseManifest("/x/verge.toml", []byte("name = \"a\"\nplacement = \"central\"\ndomains = [\"Shop.Example.com\"]\nhealth = \"/healthz\"\n"+fn))
 	if err != nil || m.Placement != PlacementCentral || len(m.Domains) != 1 || m.Domains[0] != "shop.example.com" || m.Health != "/healthz" {
 		t.Fatalf("set: %+v %v", m, err)
+	}
+}
+
+// A counter pattern declares every stock whose name starts with its prefix;
+// a counter declared by its exact name wins over a pattern, and the longest
+// matching prefix over a shorter one.
+func TestCounterPatterns(t *testing.T) {
+	t.Parallel()
+	m, err := ParseManifest("/x/verge.toml", []byte(`name = "a"
+[[function]]
+name = "f"
+module = "f.wasm"
+executor = "verge"
+routes = ["/"]
+[[counter]]
+name = "stock-*"
+threshold = 20
+grant = 10
+[[counter]]
+name = "stock-vip-*"
+threshold = 2
+grant = 1
+[[counter]]
+name = "stock-gold"
+grant = 5
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"stock-p1": "stock-*", "stock-vip-7": "stock-vip-*", "stock-gold": "stock-gold",
+		"stock-golden": "stock-*", "stock-vip-": "stock-*",
+		"stock-": "", "stock": "", "other": "", "Stock-p1": "",
+	} {
+		c, ok := m.Counter(name)
+		if ok != (want != "") || c.Name != want {
+			t.Errorf("Counter(%q) = %q, %v; want %q", name, c.Name, ok, want)
+		}
+	}
+	if c, _ := m.Counter("stock-p1"); !c.Pattern() || c.Prefix() != "stock-" || c.Threshold != 20 || c.Grant != 10 {
+		t.Errorf("stock-p1 is declared by %+v", c)
 	}
 }
 

@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,110 +277,6 @@ func TestNetFollowsUser(t *testing.T) {
 	}
 }
 
-// TestNetShop: unique usernames and a flash sale across five PoPs, with the
-// centre killed (-9) and restarted in the middle of the sale.
-func TestNetShop(t *testing.T) {
-	e2e(t)
-	t.Parallel()
-	app := filepath.Join("..", "..", "examples", "shop")
-	if _, err := os.Stat(filepath.Join(app, "edge", "shop.wasm")); err != nil {
-		t.Fatalf("examples/shop is not built (%v): run make examples", err)
-	}
-	n := startNetApp(t, app, 5) // ord (central), sfo, iad, fra, sin
-	edges := []string{"sfo", "iad", "fra", "sin"}
-	post := func(id, path string) (int, string) {
-		resp, err := http.Post("http://"+n.pop(id).HTTP+path, "", nil)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	// Restock through the central function: a route forwarded from an
-	// edge PoP, and an edge function invoking it.
-	const units = 300
-	if code, body := post("sfo", fmt.Sprintf("/backoffice/restock/toothbrush?n=%d", units-100)); code != 200 || !strings.Contains(body, fmt.Sprintf(`"remaining":%d`, units-100)) {
-		t.Fatalf("restock through the forwarded route: %d %s", code, body)
-	}
-	// Between the two restocks the edge PoPs may already have taken their
-	// first grant (10 each) into escrow: the centre's remaining excludes it.
-	code, body := post("fra", "/restock/toothbrush?n=100")
-	var restocked struct{ Remaining int }
-	if code != 200 || json.Unmarshal([]byte(body), &restocked) != nil ||
-		restocked.Remaining > units || restocked.Remaining < units-len(edges)*10 {
-		t.Fatalf("restock through verge.Invoke: %d %s (want remaining %d less at most one grant per edge PoP)", code, body, units)
-	}
-
-	// Two PoPs race for each of 20 usernames: one winner each.
-	var wg sync.WaitGroup
-	wins := make([][2]int, 20)
-	for side, id := range []string{"sfo", "fra"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range wins {
-				wins[i][side], _ = post(id, fmt.Sprintf("/signup/user%d?owner=%s", i, id))
-			}
-		}()
-	}
-	wg.Wait()
-	for i, w := range wins {
-		if !(w == [2]int{200, 409} || w == [2]int{409, 200}) {
-			t.Fatalf("user%d: statuses %v, want exactly one 200 and one 409", i, w)
-		}
-	}
-
-	// The flash sale: 4 buyers per edge PoP until sold out; the centre is
-	// killed and restarted while they buy.
-	var sold, unavailable atomic.Int64
-	stop := make(chan struct{})
-	for _, id := range edges {
-		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < 2000; i++ { // bounded
-					code, body := post(id, "/buy/toothbrush")
-					switch code {
-					case 200:
-						sold.Add(1)
-					case 409:
-						return // sold out
-					case 503, 504: // not applied; applied or not
-						unavailable.Add(1)
-						select {
-						case <-stop:
-							return
-						case <-time.After(20 * time.Millisecond):
-						}
-					default:
-						t.Errorf("buy at %s: %d %s", id, code, body)
-						return
-					}
-				}
-			}()
-		}
-	}
-	if os.Getenv("NOKILL") == "" {
-		time.Sleep(100 * time.Millisecond)
-		netCmd(t, "kill", "--dir", n.dir, "ord")
-		time.Sleep(300 * time.Millisecond)
-		netCmd(t, "restart", "--dir", n.dir, "ord")
-	}
-	wg.Wait()
-	close(stop)
-	if sold.Load() > units {
-		t.Fatalf("oversold: %d sold of %d", sold.Load(), units)
-	}
-	// A crash can strand units (a grant taken at the centre but not yet
-	// recorded at the PoP): never more than one grant per edge PoP.
-	if sold.Load() < units-int64(len(edges))*10 {
-		t.Fatalf("sold %d of %d: more units lost than one grant per PoP", sold.Load(), units)
-	}
-	t.Logf("sold %d of %d; %d answers were 503 or 504 while the centre was down", sold.Load(), units, unavailable.Load())
-}
-
 // TestNetTopology: named PoPs from a topology file.
 func TestNetTopology(t *testing.T) {
 	e2e(t)
@@ -415,74 +309,5 @@ eu = ["par"]
 	n.waitDoc("stats", "pages", `{"cart":1}`, "cen")
 	if out := netCmd(t, "route", "--dir", n.dir, "--at", "51.5,-0.1"); !strings.HasPrefix(out, "par ") {
 		t.Fatalf("route from London: %s", out)
-	}
-}
-
-// TestNetSpotReplicated: the SPOT replicated over three central servers
-// keeps its data and keeps answering when any one of them is killed.
-func TestNetSpotReplicated(t *testing.T) {
-	e2e(t)
-	t.Parallel()
-	app := filepath.Join("..", "..", "examples", "shop")
-	if _, err := os.Stat(filepath.Join(app, "edge", "shop.wasm")); err != nil {
-		t.Fatalf("examples/shop is not built (%v): run make examples", err)
-	}
-	n := startNetApp(t, app, 2, "--spot-replicas", "3") // ord (central) + ord-spot1, ord-spot2; sfo
-	if len(n.nf.SpotServers) != 2 {
-		t.Fatalf("net.json spot servers: %+v", n.nf.SpotServers)
-	}
-	post := func(path string) (int, string) {
-		resp, err := http.Post("http://"+n.pop("sfo").HTTP+path, "", nil)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	// retry: while the streams whose leader died elect another, SPOT calls
-	// answer 503 (nothing applied) or 504 (an outcome the next call reads
-	// back).
-	retry := func(path string, ok func(int, string) bool) string {
-		t.Helper()
-		var code int
-		var body string
-		eventually(t, "POST "+path, func() bool {
-			code, body = post(path)
-			return code != 503 && code != 504
-		})
-		if !ok(code, body) {
-			t.Fatalf("POST %s: %d %s", path, code, body)
-		}
-		return body
-	}
-	retry("/restock/toothbrush?n=10", func(c int, b string) bool { return c == 200 && strings.Contains(b, `"remaining":10`) })
-	retry("/signup/joe?owner=a", func(c int, b string) bool { return c == 200 })
-	remaining := 10
-	for _, victim := range []string{"ord-spot1", "ord-spot2"} {
-		netCmd(t, "kill", "--dir", n.dir, victim)
-		retry("/signup/joe?owner=b", func(c int, b string) bool { return c == 409 && strings.Contains(b, `"owner":"a"`) })
-		// At or below its threshold every take of the stock is at the
-		// centre. A 504 may hide a take that was applied (an unknown
-		// outcome): each one may cost a unit, never more; a 503 costs none.
-		unknown := 0
-		var code int
-		var body string
-		eventually(t, "a buy", func() bool {
-			switch code, body = post("/buy/toothbrush"); code {
-			case 504:
-				unknown++
-				return false
-			case 503:
-				return false
-			}
-			return true
-		})
-		var got struct{ Remaining int }
-		if code != 200 || json.Unmarshal([]byte(body), &got) != nil || got.Remaining > remaining-1 || got.Remaining < remaining-1-unknown {
-			t.Fatalf("buy with %s down: %d %s; want remaining %d (up to %d fewer after %d unknown outcomes)", victim, code, body, remaining-1, unknown, unknown)
-		}
-		remaining = got.Remaining
-		netCmd(t, "restart", "--dir", n.dir, victim)
 	}
 }

@@ -134,7 +134,7 @@ func TestNetSpotLinearizable(t *testing.T) {
 	e2e(t)
 	t.Parallel()
 	app := filepath.Join("..", "..", "examples", "shop")
-	if _, err := os.Stat(filepath.Join(app, "edge", "shop.wasm")); err != nil {
+	if _, err := os.Stat(filepath.Join(app, "shop.wasm")); err != nil {
 		t.Fatalf("examples/shop is not built (%v): run make examples", err)
 	}
 	n := startNetApp(t, app, 5, "--latency-scale", "0.2", "--loss", "0.01", "--spot-timeout", "1s")

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/documents"
+	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/store"
 )
 
@@ -412,5 +414,21 @@ func TestListLimitAboveMaximum(t *testing.T) {
 	}
 	if r := do(t, srv, "GET", list+"?limit=1000", ""); r.status != 200 {
 		t.Fatalf("limit=1000: %d %s", r.status, r.body)
+	}
+}
+
+// escrowEngine is a SPOT engine whose PoP holds units of stocks in escrow.
+type escrowEngine struct{ spot.Engine }
+
+func (escrowEngine) Counter(context.Context, string, string) (int64, error) { return 7, nil }
+func (escrowEngine) Escrowed(app, counter string) int64                     { return int64(len(app + counter)) }
+
+// A counter's answer says what the centre holds and what this PoP holds in
+// escrow, when its engine keeps escrows.
+func TestCounterShowsEscrow(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, Options{Spot: escrowEngine{}}, true)
+	if r := do(t, srv, "GET", "/v1/apps/a/spot/counters/stock-1", ""); r.status != 200 || strings.TrimSpace(r.body) != `{"escrowed":8,"remaining":7}` {
+		t.Fatalf("counter: %d %s", r.status, r.body)
 	}
 }

@@ -18,7 +18,7 @@ import (
 //	POST /v1/apps/{app}/spot/claims/{namespace}/{key}/release  {"owner": "..."} → 200 {"released": bool}
 //	POST /v1/apps/{app}/spot/counters/{name}/take              {"n": 1} → 200 / 409 insufficient
 //	POST /v1/apps/{app}/spot/counters/{name}/restock           {"n": 10} → 200
-//	GET  /v1/apps/{app}/spot/counters/{name}                   → {"remaining": N}
+//	GET  /v1/apps/{app}/spot/counters/{name}                   → {"remaining": N, "escrowed": E}
 //	GET  /v1/apps/{app}/spot/docs/{key}                        → {"doc": {...}, "rev": R}
 //	POST /v1/apps/{app}/spot/docs/{key}                        {"rev": R, "ops": [...]} → 200 / 409 conflict
 //
@@ -177,7 +177,19 @@ func (h *handler) counter(w http.ResponseWriter, r *http.Request) {
 		h.spotFail(w, r, err)
 		return
 	}
-	jsonapi.WriteValue(w, http.StatusOK, map[string]any{"remaining": rem})
+	out := map[string]any{"remaining": rem}
+	// The units this PoP holds in escrow are not at the centre: a stock is
+	// the centre's remaining plus every PoP's escrow.
+	if e, ok := h.spot.(escrower); ok {
+		out["escrowed"] = e.Escrowed(app, r.PathValue("name"))
+	}
+	jsonapi.WriteValue(w, http.StatusOK, out)
+}
+
+// escrower is an engine that holds units of stocks in escrow at this PoP
+// (package stock).
+type escrower interface {
+	Escrowed(app, counter string) int64
 }
 
 func (h *handler) spotDoc(w http.ResponseWriter, r *http.Request) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/obs"
+	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/wasm"
 )
 
@@ -246,12 +246,14 @@ func (f *Follower) pull(ctx context.Context, home, app, coll, key string) error 
 	}
 	ctx, cancel = context.WithTimeout(ctx, f.CentralTimeout)
 	defer cancel()
+	// Unavailable, whatever the fetch's own error: the document is
+	// elsewhere and nothing here changed, so the guest may retry later.
 	if home == f.Central || f.Central == f.Self {
-		return fmt.Errorf("document %q of %s follows its user from PoP %s, which does not answer: %w", key, coll, home, err)
+		return Errorf(spot.ErrUnavailable, "document %q of %s follows its user from PoP %s, which does not answer: %v", key, coll, home, err)
 	}
 	f.Log.Info("home PoP unreachable; fetching from the centre", "home", home, "coll", coll, "err", err)
 	if err2 := f.Fetch(ctx, f.Central, app, coll, key); err2 != nil {
-		return fmt.Errorf("document %q of %s follows its user, but neither its home PoP %s (%v) nor the centre %s (%v) answers",
+		return Errorf(spot.ErrUnavailable, "document %q of %s follows its user, but neither its home PoP %s (%v) nor the centre %s (%v) answers",
 			key, coll, home, err, f.Central, err2)
 	}
 	return nil

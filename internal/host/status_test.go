@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/spot"
@@ -42,6 +45,23 @@ func TestStatus(t *testing.T) {
 	for _, c := range cases {
 		if got := Status(c.err); got != c.want {
 			t.Errorf("Status(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}
+
+// A document that must come from its user's home PoP, when neither the
+// home nor the centre answers, is unavailable (retry later), not an
+// internal error: nothing here changed.
+func TestFollowerUnreachableIsUnavailable(t *testing.T) {
+	t.Parallel()
+	down := errors.New("connection refused")
+	for _, home := range []string{"b", "c"} { // another edge, then the centre itself
+		f := &Follower{Self: "a", Central: "c", Local: func(string, string) bool { return true },
+			Fetch:       func(context.Context, string, string, string, string) error { return down },
+			HomeTimeout: time.Second, CentralTimeout: time.Second, Log: slog.New(slog.DiscardHandler)}
+		err := f.pull(context.Background(), home, "shop", "carts", "ada")
+		if err == nil || Status(err) != wasm.StatusUnavailable || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("home %s: %v (status %d), want UNAVAILABLE naming the cause", home, err, Status(err))
 		}
 	}
 }

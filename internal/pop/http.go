@@ -37,6 +37,14 @@ const (
 	fetchTimeout    = 3 * time.Second
 )
 
+// popHeader names, on every response of an app, the PoP that served it;
+// viaHeader the PoP that forwarded it there (placement "central", regions),
+// so a client can tell where its request ran.
+const (
+	popHeader = "Verge-PoP"
+	viaHeader = "Verge-Via"
+)
+
 // appHandler serves a hosted app: residency and placement forwarding,
 // central routes, the home cookie, then the app's gateway here.
 func (p *PoP) appHandler(h *hosted) http.Handler {
@@ -71,6 +79,7 @@ func (p *PoP) appHandler(h *hosted) http.Handler {
 			p.forward(w, r, home, restricted)
 			return
 		}
+		w.Header().Set(popHeader, p.opts.Self)
 		if !atCentre {
 			if _, ok := centralRoute(m, r.URL.Path); ok {
 				p.forwardCentral(w, r, m.Name)
@@ -139,6 +148,10 @@ func (p *PoP) proxy(w http.ResponseWriter, r *http.Request, target string) {
 		director(req)
 		req.Header.Set(forwardedHeader, p.opts.Self)
 		obs.Propagator.Inject(req.Context(), propagation.HeaderCarrier(req.Header)) // one trace across the hop
+	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		resp.Header.Set(viaHeader, p.opts.Self)
+		return nil
 	}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		p.log.Warn("forwarding failed", "to", target, "err", err)

@@ -55,6 +55,18 @@ scope = "local"
 	if resp.StatusCode != 200 || string(b) != "<nil>" {
 		t.Fatalf("write through the edge: %d %s", resp.StatusCode, b)
 	}
+	// The response says where the request ran, and through which PoP.
+	if got, via := resp.Header.Values("Verge-PoP"), resp.Header.Get("Verge-Via"); len(got) != 1 || got[0] != "c" || via != "a" {
+		t.Fatalf("Verge-PoP %q, Verge-Via %q; want the centre, via the edge", got, via)
+	}
+	direct, err := http.Get("http://" + pops["c"].HTTPAddr() + "/get?user=u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct.Body.Close()
+	if got := direct.Header.Get("Verge-PoP"); got != "c" || direct.Header.Get("Verge-Via") != "" {
+		t.Fatalf("served at the centre: Verge-PoP %q, Verge-Via %q", got, direct.Header.Get("Verge-Via"))
+	}
 	if doc, found, _ := pops["c"].Docs.Get("shop", "carts", "u1"); !found || string(doc) != `{"items":1}` {
 		t.Fatalf("the centre holds %s (found %v), want the cart written through the edge", doc, found)
 	}

@@ -12,6 +12,11 @@
 // stock is never oversold, whatever the interleaving, partition or crash.
 // Losing units to a crash undersells by at most one grant per PoP per crash.
 //
+// Stocks are declared in the manifest by name or by pattern ("stock-*": one
+// declaration for a whole catalogue). A PoP creates the escrow of a stock
+// declared by a pattern lazily, on its first take there, and finds those
+// it holds in its store at start.
+//
 // Stock is itself a spot.Engine: it decorates the centre's engine (or the
 // client of it at an edge PoP), taking declared stocks through escrows and
 // passing everything else through, so that a PoP's functions and its admin
@@ -29,7 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,14 +67,18 @@ type Options struct {
 
 // Stock takes from bounded stocks, locally while they are plentiful.
 type Stock struct {
-	opts     Options
-	mu       sync.Mutex // guards counters and escrows (not the escrows' fields)
-	counters map[[2]string]verge.Counter
-	escrows  map[[2]string]*escrow
-	stop     chan struct{}
-	done     chan struct{}
-	once     sync.Once
-	kick     chan struct{} // capacity 1: an escrow ran low, rebalance now
+	opts Options
+	apps map[string]*verge.Manifest // by name: their [[counter]] declarations
+	// mu guards escrows: one per declared stock this PoP has an escrow
+	// for. A stock declared by its exact name has one from the start; one
+	// declared by a pattern ("stock-*") gets one lazily, on its first take
+	// here (or at start, if the store holds units of it).
+	mu      sync.Mutex
+	escrows map[[2]string]*escrow
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	bg      sync.WaitGroup // background refills
 }
 
 // escrow is one stock's units at this PoP. mu guards the fields and is never
@@ -79,6 +88,7 @@ type Stock struct {
 // after a write staged after its decrement is durable, so after a crash the
 // escrow never holds a unit already sold (it may have lost some: undersold).
 type escrow struct {
+	c         verge.Counter // its declaration (a pattern's, for a matching stock)
 	mu        sync.Mutex
 	units     int64 // held here
 	central   int64 // the centre's stock when last seen
@@ -99,9 +109,28 @@ type escrow struct {
 	// second; low (half of it) is where a background refill starts.
 	grant, low int64
 	granted    bool // a grant has arrived since start
+	// nextPoll is when the rebalancer next reads the centre's stock
+	// (guarded by Stock.mu, not e.mu: only the rebalancer uses it).
+	nextPoll time.Time
 }
 
 const maxGrowth = 64
+
+// The rebalancer reads the centre's stock of each escrow to give the escrow
+// back once the stock is low. A PoP may hold escrows of thousands of stocks
+// (a pattern per product), so the reads are spread out: an escrow whose
+// stock was last seen within nearGrants grants of its threshold is read
+// every Rebalance period; one further away every farPoll, or less often
+// when there are many, so that they cost at most pollRate reads a second
+// in all; a few at a time (pollConcurrency), since each read is a round
+// trip to the centre. Refills do not wait for the rebalancer: a take that
+// leaves an escrow low starts one at once.
+const (
+	nearGrants      = 8
+	pollRate        = 5
+	farPoll         = 5 * time.Second
+	pollConcurrency = 8
+)
 
 // New loads the escrows from the store and starts rebalancing.
 func New(opts Options) (*Stock, error) {
@@ -111,12 +140,18 @@ func New(opts Options) (*Stock, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Stock{opts: opts, counters: map[[2]string]verge.Counter{}, escrows: map[[2]string]*escrow{},
-		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	s := &Stock{opts: opts, apps: map[string]*verge.Manifest{}, escrows: map[[2]string]*escrow{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, m := range opts.Apps {
 		if err := s.SetApp(m); err != nil {
 			return nil, err
 		}
+	}
+	// Units escrowed under a pattern before a restart: find them now, so
+	// that they go back to the centre when the stock runs low even if
+	// nobody buys here again.
+	if err := s.loadPatternEscrows(); err != nil {
+		return nil, err
 	}
 	go s.rebalanceLoop()
 	return s, nil
@@ -124,46 +159,93 @@ func New(opts Options) (*Stock, error) {
 
 // SetApp declares m's counters: from now on takes of them at this PoP go
 // through escrows (none at the centre). A declaration a later version of the
-// app drops stays: its escrow keeps being rebalanced, so units held here go
-// back to the centre rather than being stranded.
+// app drops keeps its escrow: it goes on being rebalanced, so units held
+// here go back to the centre rather than being stranded.
 func (s *Stock) SetApp(m *verge.Manifest) error {
 	if s.opts.AtCentre {
 		return nil
 	}
+	s.mu.Lock()
+	s.apps[m.Name] = m
+	s.mu.Unlock()
 	for _, c := range m.Counters {
-		k := [2]string{m.Name, c.Name}
-		s.mu.Lock()
-		s.counters[k] = c
-		_, known := s.escrows[k]
-		s.mu.Unlock()
-		if known {
+		if c.Pattern() {
 			continue
 		}
-		units, err := s.load(k)
-		if err != nil {
+		if _, err := s.escrowFor([2]string{m.Name, c.Name}, c); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		if _, known := s.escrows[k]; !known {
-			s.escrows[k] = &escrow{units: units, grant: c.Grant, low: (c.Grant + 1) / 2}
-		}
-		s.mu.Unlock()
 	}
 	return nil
 }
 
-// declared returns the declaration and escrow of a stock, if declared.
-func (s *Stock) declared(k [2]string) (verge.Counter, *escrow, bool) {
+// declared returns the declaration of a stock this PoP holds escrows of.
+func (s *Stock) declared(app, counter string) (verge.Counter, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.counters[k]
-	return c, s.escrows[k], ok
+	m := s.apps[app]
+	s.mu.Unlock()
+	if m == nil {
+		return verge.Counter{}, false
+	}
+	return m.Counter(counter)
 }
 
-// Close stops rebalancing. Escrowed units stay in the store for the next start.
+// escrowFor returns the escrow of k, loading it from the store the first
+// time.
+func (s *Stock) escrowFor(k [2]string, c verge.Counter) (*escrow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.escrows[k]; e != nil {
+		return e, nil
+	}
+	units, err := s.load(k)
+	if err != nil {
+		return nil, err
+	}
+	e := &escrow{c: c, units: units, grant: c.Grant, low: (c.Grant + 1) / 2}
+	s.escrows[k] = e
+	return e, nil
+}
+
+// loadPatternEscrows creates the escrows of stocks declared by a pattern
+// that the store holds.
+func (s *Stock) loadPatternEscrows() error {
+	for after := ""; ; {
+		keys, next, err := s.opts.Store.List(escrowApp, escrowColl, after, store.MaxListLimit)
+		if err != nil {
+			return err
+		}
+		for _, key := range keys {
+			app, counter, ok := strings.Cut(key, "\x00")
+			if !ok {
+				continue
+			}
+			if c, ok := s.declared(app, counter); ok && c.Pattern() {
+				if _, err := s.escrowFor([2]string{app, counter}, c); err != nil {
+					return err
+				}
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		after = next
+	}
+}
+
+// escrow returns the escrow of a stock if there is one (no I/O).
+func (s *Stock) escrow(k [2]string) *escrow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.escrows[k]
+}
+
+// Close stops rebalancing and background refills. Escrowed units stay in
+// the store for the next start.
 func (s *Stock) Close() {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
+	s.bg.Wait()
 }
 
 func escrowKey(k [2]string) store.Key {
@@ -198,32 +280,38 @@ func (e *escrow) unitsNow() int64 {
 	return e.units
 }
 
+// Escrowed returns the units this PoP holds of a stock.
+func (s *Stock) Escrowed(app, counter string) int64 {
+	e := s.escrow([2]string{app, counter})
+	if e == nil {
+		return 0
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.units
+}
+
 // EscrowUnits is one stock's escrow at this PoP.
 type EscrowUnits struct {
 	App, Counter string
 	Units        int64
 }
 
-// Escrows returns every declared stock's escrow at this PoP.
+// Escrows returns every stock's escrow at this PoP.
 func (s *Stock) Escrows() []EscrowUnits {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]EscrowUnits, 0, len(s.escrows))
+	es := make(map[[2]string]*escrow, len(s.escrows))
 	for k, e := range s.escrows {
-		out = append(out, EscrowUnits{App: k[0], Counter: k[1], Units: e.unitsNow()})
+		es[k] = e
+	}
+	s.mu.Unlock()
+	out := make([]EscrowUnits, 0, len(es))
+	for k, e := range es {
+		e.mu.Lock()
+		out = append(out, EscrowUnits{App: k[0], Counter: k[1], Units: e.units})
+		e.mu.Unlock()
 	}
 	return out
-}
-
-// Escrowed returns the units this PoP holds of a stock.
-func (s *Stock) Escrowed(app, counter string) int64 {
-	_, e, ok := s.declared([2]string{app, counter})
-	if !ok {
-		return 0
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.units
 }
 
 var _ spot.Engine = (*Stock)(nil)
@@ -238,9 +326,16 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (spot.Ta
 		return spot.Take{}, fmt.Errorf("%w: take %d: n must be > 0", spot.ErrInvalid, n)
 	}
 	k := [2]string{app, counter}
-	c, e, declared := s.declared(k)
+	c, declared := s.declared(app, counter)
 	if !declared {
 		return s.opts.Central.Take(ctx, app, counter, n)
+	}
+	e, err := s.escrowFor(k, c)
+	if err != nil {
+		return spot.Take{}, err
+	}
+	if t, ok, err := s.takeFirst(ctx, k, c, e, n); ok {
+		return t, err
 	}
 	for attempt := range 4 { // bounded: each retry follows a grant
 		if t, ok, err := s.takeLocal(ctx, k, e, n); ok || err != nil {
@@ -264,6 +359,36 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (spot.Ta
 	return t, err
 }
 
+// takeFirst serves a take this PoP cannot serve from its escrow while it
+// does not know the centre's stock (the first take of a stock here, or the
+// first since a restart): it takes the n units at the centre, one round
+// trip, which is what a take costs when the stock is low, and learns the
+// centre's stock from the answer; when that is plentiful, the escrow is
+// filled in the background for the next takes. Refilling first would cost
+// two round trips (a read of the centre's stock to stay above the
+// threshold, then the grant) before this take is served. ok is false when
+// the take is not this case.
+func (s *Stock) takeFirst(ctx context.Context, k [2]string, c verge.Counter, e *escrow, n int64) (t spot.Take, ok bool, err error) {
+	e.mu.Lock()
+	first := !e.seen && e.units < n && !e.refilling && e.returnDone == nil
+	e.mu.Unlock()
+	if !first {
+		return t, false, nil
+	}
+	t, err = s.opts.Central.Take(ctx, k[0], k[1], n)
+	if err != nil {
+		return t, true, err
+	}
+	e.mu.Lock()
+	e.central, e.seen = t.Remaining, true
+	plenty := t.Remaining-c.Threshold >= e.grant
+	e.mu.Unlock()
+	if plenty {
+		s.refillSoon(k, e)
+	}
+	return t, true, nil
+}
+
 // takeLocal takes n from the escrow if it holds them, durably.
 func (s *Stock) takeLocal(ctx context.Context, k [2]string, e *escrow, n int64) (spot.Take, bool, error) {
 	e.mu.Lock()
@@ -273,18 +398,40 @@ func (s *Stock) takeLocal(ctx context.Context, k [2]string, e *escrow, n int64) 
 	}
 	e.units -= n
 	rem := e.central + e.units
-	if e.units < e.low && !e.refilling {
-		select { // refill ahead of need, off this request's path
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
+	low := e.units < e.low && !e.refilling
 	e.mu.Unlock()
+	if low {
+		s.refillSoon(k, e)
+	}
 	if err := s.persist(ctx, k, e); err != nil {
 		// Not acknowledged; the units stay out of the escrow (undersold).
 		return spot.Take{}, false, err
 	}
 	return spot.Take{OK: true, Remaining: rem}, true, nil
+}
+
+// refillSoon refills the escrow in the background, off the path of the
+// take that left it low.
+func (s *Stock) refillSoon(k [2]string, e *escrow) {
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		s.refill(ctx, k, e.c, e, 0)
+	}()
 }
 
 // refill takes a grant from the centre into the escrow if the centre is (as
@@ -417,7 +564,7 @@ func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
 // Restock adds n units at the centre.
 func (s *Stock) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
 	rem, err := s.opts.Central.Restock(ctx, app, counter, n)
-	if _, e, ok := s.declared([2]string{app, counter}); ok && err == nil {
+	if e := s.escrow([2]string{app, counter}); e != nil && err == nil {
 		e.mu.Lock()
 		e.central, e.seen = rem, true
 		e.mu.Unlock()
@@ -456,37 +603,70 @@ func (s *Stock) rebalanceLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-		case <-s.kick:
 		}
-		s.mu.Lock()
-		counters := maps.Clone(s.counters)
-		s.mu.Unlock()
-		for k, c := range counters {
-			s.rebalance(k, c)
-		}
+		s.rebalanceDue(time.Now())
 	}
 }
 
+// rebalanceDue rebalances the escrows whose poll is due, pollConcurrency at
+// a time, and schedules their next poll.
+func (s *Stock) rebalanceDue(now time.Time) {
+	s.mu.Lock()
+	var due [][2]string
+	for k, e := range s.escrows {
+		if !e.nextPoll.After(now) {
+			due = append(due, k)
+		}
+	}
+	// Far stocks share pollRate reads a second: with n escrows, each is
+	// read every n/pollRate seconds, and never more often than farPoll.
+	far := max(farPoll, time.Duration(len(s.escrows))*time.Second/pollRate)
+	s.mu.Unlock()
+	sem := make(chan struct{}, pollConcurrency)
+	var wg sync.WaitGroup
+	for _, k := range due {
+		select {
+		case <-s.stop:
+		case sem <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-sem }()
+				e := s.escrow(k)
+				next := s.opts.Rebalance
+				if !s.rebalance(k, e) {
+					next = far
+				}
+				s.mu.Lock()
+				e.nextPoll = time.Now().Add(next)
+				s.mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+}
+
 // rebalance refreshes what the centre holds, refills an escrow running low
-// while the stock is plentiful, and gives it back once it is not.
-func (s *Stock) rebalance(k [2]string, c verge.Counter) {
+// while the stock is plentiful, and gives it back once it is not. It
+// reports whether the stock is near its threshold (or unknown), to be
+// watched closely.
+func (s *Stock) rebalance(k [2]string, e *escrow) (near bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rem, err := s.opts.Central.Counter(ctx, k[0], k[1])
 	if err != nil {
-		return
+		return true
 	}
-	_, e, _ := s.declared(k)
+	c := e.c
 	e.mu.Lock()
 	e.central, e.seen = rem, true
-	units := e.units
+	units, grant, low := e.units, e.grant, e.low
 	e.mu.Unlock()
 	switch {
 	case rem <= c.Threshold:
 		if err := s.giveBack(ctx, k, e); err != nil && !errors.Is(err, spot.ErrUnavailable) {
 			s.opts.Logger.Warn("stock: returning an escrow", "app", k[0], "counter", k[1], "err", err)
 		}
-	case units < e.low:
+	case units < low:
 		s.refill(ctx, k, c, e, 0)
 	}
+	return rem-c.Threshold <= nearGrants*grant
 }

@@ -2,8 +2,10 @@ package stock
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,25 +155,27 @@ func TestEscrowPersistsAndReturns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first take waits for a grant from the centre; the next is local.
-	if tk, err := s.Take(ctx, "shop", "brush", 1); err != nil || !tk.OK || tk.Local {
-		t.Fatalf("first take: %+v, %v; want OK after waiting for a grant", tk, err)
+	// The first take is at the centre, one round trip, and the escrow
+	// fills behind it; the next is local.
+	if tk, err := s.Take(ctx, "shop", "brush", 1); err != nil || !tk.OK || tk.Local || tk.Remaining != 99 {
+		t.Fatalf("first take: %+v, %v; want OK at the centre, 99 left there", tk, err)
 	}
+	waitEscrow(t, s, "brush", 30)
 	if tk, err := s.Take(ctx, "shop", "brush", 1); err != nil || !tk.OK || !tk.Local {
 		t.Fatalf("second take: %+v, %v; want a local take", tk, err)
 	}
-	if got := s.Escrowed("shop", "brush"); got != 28 {
-		t.Fatalf("escrow after two takes of a 30-unit grant: %d", got)
+	if got := s.Escrowed("shop", "brush"); got != 29 {
+		t.Fatalf("escrow after a take from a 30-unit grant: %d", got)
 	}
 	s.Close()
 	st.Close()
 
 	s2 := newStock(t, client(), m, dir)
-	if got := s2.Escrowed("shop", "brush"); got != 28 {
-		t.Fatalf("escrow after a restart: %d, want 28", got)
+	if got := s2.Escrowed("shop", "brush"); got != 29 {
+		t.Fatalf("escrow after a restart: %d, want 29", got)
 	}
 	// Sell the centre down to the threshold: the escrow goes back.
-	if tk, err := direct.Take(ctx, "shop", "brush", 65); err != nil || !tk.OK || tk.Remaining != 5 {
+	if tk, err := direct.Take(ctx, "shop", "brush", 65); err != nil || !tk.OK || tk.Remaining != 4 {
 		t.Fatalf("direct take: %+v, %v", tk, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -189,4 +193,205 @@ func TestEscrowPersistsAndReturns(t *testing.T) {
 	if tk, err := s2.Take(ctx, "shop", "other", 1); err != nil || tk.OK || tk.Local {
 		t.Fatalf("take of an undeclared empty stock: %+v, %v", tk, err)
 	}
+}
+
+// waitEscrow waits (bounded) until the PoP holds units of counter.
+func waitEscrow(t *testing.T, s *Stock, counter string, units int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); s.Escrowed("shop", counter) != units; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("escrow of %s: %d, want %d", counter, s.Escrowed("shop", counter), units)
+		}
+	}
+}
+
+func patternManifest(threshold, grant int64) *verge.Manifest {
+	return &verge.Manifest{Name: "shop", Counters: []verge.Counter{{Name: "stock-*", Threshold: threshold, Grant: grant}}}
+}
+
+// A stock declared by a pattern gets its escrow on its first take at a
+// PoP, keeps it across a restart (found in the store at start, before any
+// take), and gives it back once the centre is at the threshold.
+func TestPatternEscrowIsLazyPersistsAndReturns(t *testing.T) {
+	t.Parallel()
+	direct, client := centre(t)
+	ctx := context.Background()
+	for _, name := range []string{"stock-a", "stock-b"} {
+		if _, err := direct.Restock(ctx, "shop", name, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := patternManifest(10, 30)
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{Origin: "pop", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Central: client(), Store: st, Apps: []*verge.Manifest{m}, Rebalance: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Escrowed("shop", "stock-a"); got != 0 {
+		t.Fatalf("escrow of stock-a before any take: %d", got)
+	}
+	if tk, err := s.Take(ctx, "shop", "stock-a", 1); err != nil || !tk.OK || tk.Local {
+		t.Fatalf("first take of stock-a: %+v, %v; want OK at the centre", tk, err)
+	}
+	waitEscrow(t, s, "stock-a", 30)
+	if tk, err := s.Take(ctx, "shop", "stock-a", 1); err != nil || !tk.OK || !tk.Local {
+		t.Fatalf("second take of stock-a: %+v, %v; want a local take", tk, err)
+	}
+	if got := s.Escrowed("shop", "stock-a"); got != 29 {
+		t.Fatalf("escrow of stock-a after a take from a 30-unit grant: %d", got)
+	}
+	// Each stock of the pattern has its own escrow, and a name outside
+	// the pattern is taken at the centre.
+	if got := s.Escrowed("shop", "stock-b"); got != 0 {
+		t.Fatalf("escrow of stock-b, never taken here: %d", got)
+	}
+	direct.Restock(ctx, "shop", "other", 1)
+	if tk, err := s.Take(ctx, "shop", "other", 1); err != nil || !tk.OK || tk.Local || s.Escrowed("shop", "other") != 0 {
+		t.Fatalf("take of an undeclared stock: %+v, %v, escrow %d", tk, err, s.Escrowed("shop", "other"))
+	}
+	s.Close()
+	st.Close()
+
+	s2 := newStock(t, client(), m, dir)
+	if got := s2.Escrowed("shop", "stock-a"); got != 29 {
+		t.Fatalf("escrow of stock-a after a restart, before any take: %d, want 29", got)
+	}
+	// Sell the centre down to the threshold: the escrow goes back although
+	// nobody takes stock-a at this PoP again.
+	if tk, err := direct.Take(ctx, "shop", "stock-a", 65); err != nil || !tk.OK || tk.Remaining != 4 {
+		t.Fatalf("direct take: %+v, %v", tk, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rem, _ := direct.Counter(ctx, "shop", "stock-a")
+		if s2.Escrowed("shop", "stock-a") == 0 && rem == 33 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("below the threshold: escrow %d, centre %d; want 0 and 33", s2.Escrowed("shop", "stock-a"), rem)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A flash sale of many stocks declared by one pattern, from three PoPs:
+// none is oversold, every unit is accounted for, and each is sold out.
+func TestPatternFlashSaleManyStocks(t *testing.T) {
+	t.Parallel()
+	direct, client := centre(t)
+	ctx := context.Background()
+	const stocks, units = 40, 60
+	for i := range stocks {
+		if _, err := direct.Restock(ctx, "shop", fmt.Sprintf("stock-%d", i), units); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := patternManifest(10, 5)
+	var pops []*Stock
+	for range 3 {
+		pops = append(pops, newStock(t, client(), m, t.TempDir()))
+	}
+	var sold [stocks]atomic.Int64
+	var local atomic.Int64
+	var wg sync.WaitGroup
+	for i, p := range pops {
+		for w := range 4 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(i), uint64(w)))
+				out := map[int]bool{}
+				for range 4000 { // bounded: more than every stock together
+					if len(out) == stocks {
+						return
+					}
+					j := rng.IntN(stocks)
+					if out[j] {
+						continue
+					}
+					tk, err := p.Take(ctx, "shop", fmt.Sprintf("stock-%d", j), 1)
+					if err != nil {
+						t.Errorf("pop %d: %v", i, err)
+						return
+					}
+					if !tk.OK {
+						out[j] = true
+						continue
+					}
+					sold[j].Add(1)
+					if tk.Local {
+						local.Add(1)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, p := range pops {
+		p.Close()
+	}
+	for j := range stocks {
+		name := fmt.Sprintf("stock-%d", j)
+		rem, err := direct.Counter(ctx, "shop", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var escrowed int64
+		for _, p := range pops {
+			escrowed += p.Escrowed("shop", name)
+		}
+		if n := sold[j].Load(); n+rem+escrowed != units || n != units {
+			t.Errorf("%s: sold %d + at the centre %d + in escrow %d; want all %d sold", name, n, rem, escrowed, units)
+		}
+	}
+	if local.Load() == 0 {
+		t.Error("no take was local")
+	}
+	t.Logf("%d stocks of %d units sold out, %d takes local", stocks, units, local.Load())
+}
+
+// recording is an engine that records the stock calls made to it.
+type recording struct {
+	spot.Engine
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recording) add(call string) {
+	r.mu.Lock()
+	r.calls = append(r.calls, call)
+	r.mu.Unlock()
+}
+
+func (r *recording) Take(ctx context.Context, app, counter string, n int64) (spot.Take, error) {
+	r.add(fmt.Sprintf("take %d", n))
+	return r.Engine.Take(ctx, app, counter, n)
+}
+
+func (r *recording) Counter(ctx context.Context, app, counter string) (int64, error) {
+	r.add("counter")
+	return r.Engine.Counter(ctx, app, counter)
+}
+
+// The first take of a stock at a PoP costs one round trip to the centre,
+// not a read of its stock and a grant before the take.
+func TestFirstTakeIsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	direct, client := centre(t)
+	ctx := context.Background()
+	direct.Restock(ctx, "shop", "brush", 100)
+	rec := &recording{Engine: client()}
+	s := newStock(t, rec, manifest(10, 30), t.TempDir())
+	if tk, err := s.Take(ctx, "shop", "brush", 2); err != nil || !tk.OK || tk.Remaining != 98 {
+		t.Fatalf("first take: %+v, %v", tk, err)
+	}
+	rec.mu.Lock()
+	first := rec.calls[0]
+	rec.mu.Unlock()
+	if first != "take 2" {
+		t.Fatalf("calls to the centre: %v; want the take first", rec.calls)
+	}
+	waitEscrow(t, s, "brush", 30) // the grant follows, in the background
 }

@@ -79,9 +79,18 @@ func explained(call string, st uint32) error {
 	return e
 }
 
+// sizeHint is, per collection (64 at most), the size of the last document
+// that did not fit the first buffer of a read, up to 64 KiB: a read that
+// starts with a buffer too small costs a second host call, and the host
+// renders the document again for it. An instance serves one request at a
+// time: no lock.
+var sizeHint = map[string]int{}
+
+const maxSizeHint = 64 << 10
+
 // GetJSON returns the document's JSON; found is false if it does not exist.
 func (c Collection) GetJSON(key string) (doc []byte, found bool, err error) {
-	buf := make([]byte, 1024)
+	buf := make([]byte, max(1024, sizeHint[c.name]))
 	for i := 0; i < 4; i++ { // the document may grow between calls
 		n, st := sysDocGet(c.name, key, buf)
 		switch st {
@@ -89,6 +98,9 @@ func (c Collection) GetJSON(key string) (doc []byte, found bool, err error) {
 			return buf[:n], true, nil
 		case statusTooSmall:
 			buf = make([]byte, n)
+			if _, known := sizeHint[c.name]; known || len(sizeHint) < 64 {
+				sizeHint[c.name] = min(int(n), maxSizeHint)
+			}
 			continue
 		case statusNotFound:
 			return nil, false, nil

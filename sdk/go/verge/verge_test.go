@@ -25,6 +25,7 @@ type fakeHost struct {
 	docs    map[string]string // "coll/key" -> JSON
 	lastOps string
 	lastErr string
+	docGets int
 }
 
 func str(b []byte, s string) []byte {
@@ -68,6 +69,7 @@ func (f *fakeHost) LastError(buf []byte) (uint32, uint32) {
 	return uint32(copy(buf, f.lastErr)), 0
 }
 func (f *fakeHost) DocGet(coll, key string, buf []byte) (uint32, uint32) {
+	f.docGets++
 	doc, ok := f.docs[coll+"/"+key]
 	if !ok {
 		return 0, 5
@@ -116,6 +118,12 @@ func TestDocuments(t *testing.T) {
 	}
 	if found, err := carts.Get("u2", &cart); found || err != nil {
 		t.Fatalf("Get of a missing document: %v %v", found, err)
+	}
+	// A collection's documents too large for the first buffer are read in
+	// one call once one of them has been: the SDK remembers the size.
+	host.docGets = 0
+	if doc, found, err := carts.GetJSON("u1"); !found || err != nil || len(doc) != 2023 || host.docGets != 1 {
+		t.Fatalf("GetJSON again: %d bytes, %v %v, %d host calls; want one", len(doc), found, err, host.docGets)
 	}
 	if err := carts.Update("u1", verge.Prepend("items", 42), verge.Insert("items", 1, "x"), verge.Increment("count", -2), verge.Remove("old")); err != nil {
 		t.Fatal(err)
