@@ -38,5 +38,6 @@ func Capabilities(s Services) []wasm.Capability {
 		documentsCapability(s.Documents, s.Follower),
 		spotCapability(s.Spot),
 		invokeCapability(s.Invoker),
+		roomsCapability(),
 	}
 }

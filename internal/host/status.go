@@ -34,6 +34,12 @@ var statuses = []struct {
 	{spot.ErrUnavailable, wasm.StatusUnavailable},
 	// central functions
 	{ErrNoFunction, wasm.StatusNotFound},
+	// rooms
+	{ErrNoConnection, wasm.StatusNotFound},
+	{ErrNoAlarm, wasm.StatusNotFound},
+	{ErrRoomInvalid, wasm.StatusInvalid},
+	{ErrRoomLimit, wasm.StatusLimit},
+	{ErrNotOwner, wasm.StatusUnavailable},
 	// the request's own end: its deadline, or the client gone
 	{context.DeadlineExceeded, wasm.StatusUnavailable},
 	{context.Canceled, wasm.StatusUnavailable},
