@@ -87,7 +87,9 @@ func sysRoomConns(tag string, buf []byte) (n uint32, status uint32) {
 	return n, status
 }
 
-func sysRoomSetTags(conn uint32, b []byte) uint32 { return hostRoomSetTags(conn, ptr(b), uint32(len(b))) }
+func sysRoomSetTags(conn uint32, b []byte) uint32 {
+	return hostRoomSetTags(conn, ptr(b), uint32(len(b)))
+}
 
 func sysRoomGet(key string, buf []byte) (n uint32, status uint32) {
 	status = hostRoomGet(sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
@@ -109,7 +111,9 @@ func sysRoomAlarmSet(name string, at int64) uint32 {
 	return hostRoomAlarmSet(sptr(name), uint32(len(name)), at)
 }
 
-func sysRoomAlarmCancel(name string) uint32 { return hostRoomAlarmCancel(sptr(name), uint32(len(name))) }
+func sysRoomAlarmCancel(name string) uint32 {
+	return hostRoomAlarmCancel(sptr(name), uint32(len(name)))
+}
 
 func sysRoomAlarms(buf []byte) (n uint32, status uint32) {
 	status = hostRoomAlarms(ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
