@@ -40,6 +40,7 @@ func commands() []command {
 		{"rollback", "make an app's previous (or given) version current everywhere", runRollback},
 		{"undeploy", "stop serving an app everywhere", runUndeploy},
 		{"data", "read and write an app's documents through the admin API", runData},
+		{"rooms", "list an app's live rooms, or move one to another PoP", runRooms},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "verge", version)
 			return nil
