@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func newRoomNet(t *testing.T, app *verge.Manifest, ids ...string) *roomNet {
 func (n *roomNet) start(id string) *PoP {
 	n.t.Helper()
 	p, err := Start(context.Background(), Options{Self: id, Network: n.net, Data: n.dirs[id], CacheDir: "-", App: n.app,
-		AdminToken: "tok", RoomLeaseTTL: n.ttl, Logger: slog.New(slog.DiscardHandler)})
+		AdminToken: "tok", RoomLeaseTTL: n.ttl, Logger: testLogger()})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -284,3 +285,10 @@ func TestChatThreePoPs(t *testing.T) {
 }
 
 func roomsKey(room string) rooms.Key { return rooms.Key{App: "chat", Fn: "chat", Room: room} }
+
+func testLogger() *slog.Logger {
+	if os.Getenv("VERGE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
