@@ -352,3 +352,92 @@ func TestRoomsChromium(t *testing.T) {
 		t.Fatalf("history after the browsers chatted: %v", h)
 	}
 }
+
+// rssKiB is a process's resident memory.
+func rssKiB(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
+}
+
+// TestRoomsIdleSockets: `verge dev` holds 10,000 idle sockets in one room
+// (each got its greeting on connect) and a broadcast still reaches them
+// all; the PoP's memory per idle socket is logged.
+func TestRoomsIdleSockets(t *testing.T) {
+	e2e(t)
+	const conns = 10000
+	dir := t.TempDir()
+	out := filepath.Join(dir, "g.wasm")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./internal/pop/testdata/roomguest")
+	build.Dir = filepath.Join("..", "..")
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the guest: %v\n%s", err, b)
+	}
+	os.WriteFile(filepath.Join(dir, "verge.toml"), []byte("name = \"idle\"\n[[function]]\nname = \"g\"\nmodule = \"g.wasm\"\nexecutor = \"verge\"\nkind = \"room\"\nroutes = [\"/r/*\"]\n"+
+		"[function.room]\nmax_connections = 10000\nhibernate_after = \"1s\"\n"), 0o644)
+	p := startDev(t, dir)
+	base := "ws" + strings.TrimPrefix(p.url, "http")
+	before := rssKiB(t, p.cmd.Process.Pid)
+	type client struct {
+		c   *room.Client
+		got chan string
+	}
+	clients := make([]*room.Client, 0, conns)
+	received := make(chan struct{}, conns)
+	var mu sync.Mutex
+	greeted := 0
+	t.Cleanup(func() {
+		for _, c := range clients {
+			go c.Close()
+		}
+	})
+	for i := 0; i < conns; i++ {
+		c, err := room.Dial(context.Background(), []string{base}, "/r/idle", room.Options{NoReconnect: true})
+		if err != nil {
+			t.Fatalf("socket %d: %v", i, err)
+		}
+		clients = append(clients, c)
+		go func() {
+			for m := range c.Messages() {
+				switch s := string(m.Data); {
+				case strings.HasPrefix(s, "hi "):
+					mu.Lock()
+					greeted++
+					mu.Unlock()
+				case s == "to everyone":
+					received <- struct{}{}
+				}
+			}
+		}()
+	}
+	eventually(t, "every socket greeted", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return greeted == conns
+	})
+	time.Sleep(2 * time.Second) // the room hibernates; the sockets stay
+	after := rssKiB(t, p.cmd.Process.Pid)
+	t.Logf("%d idle sockets: %d KiB more resident memory, %.1f KiB per socket", conns, after-before, float64(after-before)/conns)
+	if err := clients[0].SendText("to everyone"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(60 * time.Second)
+	for i := 0; i < conns; i++ {
+		select {
+		case <-received:
+		case <-deadline:
+			t.Fatalf("the broadcast reached %d of %d sockets", i, conns)
+		}
+	}
+}

@@ -232,15 +232,22 @@ func (s *Service) serveSocket(w http.ResponseWriter, r *http.Request, k Key, opt
 	s.wsMu.Lock()
 	s.ws[c] = struct{}{}
 	s.wsMu.Unlock()
-	defer func() {
-		s.wsMu.Lock()
-		delete(s.ws, c)
-		s.wsMu.Unlock()
-		s.countConn(k, -1, 0)
-		ws.Close()
-	}()
 	req := requestOf(r, nil)
-	s.connect(c, k, opts, req)
+	// The socket gets a goroutine of its own and the HTTP server's
+	// goroutine returns: its deep stack and the server's buffers would
+	// otherwise stay with every idle socket.
+	s.sockets.Add(1)
+	go func() {
+		defer s.sockets.Done()
+		defer func() {
+			s.wsMu.Lock()
+			delete(s.ws, c)
+			s.wsMu.Unlock()
+			s.countConn(k, -1, 0)
+			ws.Close()
+		}()
+		s.connect(c, k, opts, req)
+	}()
 }
 
 // connect attaches a socket to its room: at this PoP if it owns the room

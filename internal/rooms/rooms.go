@@ -109,8 +109,9 @@ type Service struct {
 	sessionGood atomic.Int64 // Unix nanos until which this PoP's session is surely valid
 	nextRID     atomic.Uint64
 
-	wsMu sync.Mutex
-	ws   map[*wsConn]struct{}
+	wsMu    sync.Mutex
+	ws      map[*wsConn]struct{}
+	sockets sync.WaitGroup // the sockets' goroutines
 }
 
 type starting struct {
@@ -196,6 +197,20 @@ func (s *Service) Close() {
 	}
 	wg.Wait()
 	s.wg.Wait()
+	// Sockets still waiting for their room (a failover in progress) give
+	// up once the context is done; those closed above finish their close
+	// handshake. Wait a little for them, not for a client that never answers.
+	s.wsMu.Lock()
+	for c := range s.ws {
+		c.close(CloseRestart, "this PoP is shutting down; reconnect")
+	}
+	s.wsMu.Unlock()
+	done := make(chan struct{})
+	go func() { s.sockets.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+	}
 }
 
 // ---- sessions ----
