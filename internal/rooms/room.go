@@ -317,7 +317,7 @@ func (r *room) wake(f *wasm.Function) error {
 		r.actor = nil
 	}
 	if r.actor == nil {
-		a, err := f.NewActor(context.Background())
+		a, err := r.s.actorFor(f)
 		if err != nil {
 			return err
 		}

@@ -109,6 +109,9 @@ type Service struct {
 	sessionGood atomic.Int64 // Unix nanos until which this PoP's session is surely valid
 	nextRID     atomic.Uint64
 
+	spareMu sync.Mutex
+	spares  map[string]*spare // app/fn → an instance started ahead of need
+
 	wsMu    sync.Mutex
 	ws      map[*wsConn]struct{}
 	sockets sync.WaitGroup // the sockets' goroutines
@@ -135,7 +138,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{opts: opts, log: opts.Logger.With("service", "rooms"), central: central.ID,
 		rooms: map[Key]*room{}, starting: map[Key]*starting{}, relayed: map[uint64]*relayConn{},
-		openConns: map[string]int{}, pendingUp: map[remoteID]*pendingOpen{}, ws: map[*wsConn]struct{}{},
+		openConns: map[string]int{}, spares: map[string]*spare{}, pendingUp: map[remoteID]*pendingOpen{}, ws: map[*wsConn]struct{}{},
 		sessionID: uint64(time.Now().UnixNano())}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if central.ID == opts.Self {
@@ -197,6 +200,7 @@ func (s *Service) Close() {
 	}
 	wg.Wait()
 	s.wg.Wait()
+	s.closeSpares()
 	// Sockets still waiting for their room (a failover in progress) give
 	// up once the context is done; those closed above finish their close
 	// handshake. Wait a little for them, not for a client that never answers.
@@ -488,6 +492,72 @@ func (s *Service) countConn(k Key, delta, limit int) bool {
 	}
 	s.openConns[name] += delta
 	return true
+}
+
+// ---- instances ----
+
+// spare is an instance of a room function started ahead of need: waking a
+// room takes it (a channel receive) instead of starting a Go runtime.
+type spare struct {
+	f       *wasm.Function
+	a       *wasm.Actor
+	filling bool
+}
+
+// actorFor returns a fresh instance of f for a room that wakes, and starts
+// the next one in the background.
+func (s *Service) actorFor(f *wasm.Function) (*wasm.Actor, error) {
+	name := f.Spec.App + "/" + f.Spec.Name
+	s.spareMu.Lock()
+	sp := s.spares[name]
+	if sp != nil && sp.f != f {
+		// A new version: the old one's spare is of no use.
+		if sp.a != nil {
+			sp.a.Close()
+		}
+		sp = nil
+	}
+	if sp == nil {
+		sp = &spare{f: f}
+		s.spares[name] = sp
+	}
+	a := sp.a
+	sp.a = nil
+	if !sp.filling && s.ctx.Err() == nil {
+		sp.filling = true
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			na, err := f.NewActor(context.Background())
+			s.spareMu.Lock()
+			defer s.spareMu.Unlock()
+			sp.filling = false
+			if err != nil || s.spares[name] != sp || s.ctx.Err() != nil {
+				if na != nil {
+					na.Close()
+				}
+				return
+			}
+			sp.a = na
+		}()
+	}
+	s.spareMu.Unlock()
+	if a != nil {
+		return a, nil
+	}
+	return f.NewActor(context.Background())
+}
+
+// closeSpares frees the spare instances.
+func (s *Service) closeSpares() {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	for name, sp := range s.spares {
+		if sp.a != nil {
+			sp.a.Close()
+		}
+		delete(s.spares, name)
+	}
 }
 
 // ---- HTTP ----
