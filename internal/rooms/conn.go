@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -48,6 +49,7 @@ func headerHas(h http.Header, name, token string) bool {
 type wsConn struct {
 	s      *Service
 	ws     *websocket.Conn
+	bc     *batchConn // ws's connection; nil: writes go straight out
 	opts   verge.RoomOptions
 	mu     sync.Mutex
 	queue  []outMsg
@@ -116,10 +118,15 @@ func (c *wsConn) writer() {
 		c.queue = nil
 		c.bytes = 0
 		c.mu.Unlock()
+		// What was queued meanwhile leaves in one write: gorilla frames
+		// each message into the batch, and the batch costs one system call
+		// however many messages it holds.
+		c.bc.begin()
 		for _, m := range q {
 			c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			if m.close {
 				c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(m.code, m.reason))
+				c.bc.flush()
 				// Let the client answer the close; the reader ends then,
 				// or at this deadline.
 				c.ws.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -130,16 +137,89 @@ func (c *wsConn) writer() {
 				return
 			}
 			if err := c.ws.WritePreparedMessage(m.pm); err != nil {
-				c.mu.Lock()
-				c.closed = true
-				c.queue = nil
-				c.active = false
-				c.mu.Unlock()
-				c.ws.Close()
+				c.fail()
 				return
 			}
 		}
+		c.ws.UnderlyingConn().SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := c.bc.flush(); err != nil {
+			c.fail()
+			return
+		}
 	}
+}
+
+// fail ends a socket whose writes fail.
+func (c *wsConn) fail() {
+	c.bc.flush()
+	c.mu.Lock()
+	c.closed = true
+	c.queue = nil
+	c.active = false
+	c.mu.Unlock()
+	c.ws.Close()
+}
+
+// batchConn is a socket's connection, under gorilla: between begin and
+// flush its writes gather in a buffer and leave in one write.
+type batchConn struct {
+	net.Conn
+	mu       sync.Mutex
+	batching bool
+	buf      []byte
+}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.batching {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	return b.Conn.Write(p)
+}
+
+func (b *batchConn) begin() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.batching = true
+	b.mu.Unlock()
+}
+
+func (b *batchConn) flush() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.Conn.Write(b.buf)
+	if cap(b.buf) > 64<<10 {
+		b.buf = nil // an idle socket keeps no large buffer
+	} else {
+		b.buf = b.buf[:0]
+	}
+	return err
+}
+
+// hijacker hands gorilla the connection wrapped in bc.
+type hijacker struct {
+	http.ResponseWriter
+	bc *batchConn
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := h.ResponseWriter.(http.Hijacker).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.bc.Conn = c
+	return h.bc, rw, nil
 }
 
 // readLoop reads the socket until it closes, passing each message to
@@ -223,12 +303,13 @@ func (s *Service) serveSocket(w http.ResponseWriter, r *http.Request, k Key, opt
 		http.Error(w, "too many connections to this app's rooms at this PoP (max_app_connections)", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
+	bc := &batchConn{}
+	ws, err := upgrader.Upgrade(hijacker{w, bc}, r, nil)
 	if err != nil {
 		s.countConn(k, -1, 0)
 		return // the upgrader answered
 	}
-	c := &wsConn{s: s, ws: ws, opts: opts, ping: time.Now()}
+	c := &wsConn{s: s, ws: ws, bc: bc, opts: opts, ping: time.Now()}
 	s.wsMu.Lock()
 	s.ws[c] = struct{}{}
 	s.wsMu.Unlock()
@@ -305,7 +386,6 @@ func requestOf(r *http.Request, body []byte) *wasm.Request {
 		Host: r.Host, RemoteAddr: r.RemoteAddr, Header: r.Header.Clone(), Body: body}
 }
 
-var _ net.Conn = nil
 
 func newPrepared(binary bool, data []byte) (*websocket.PreparedMessage, error) {
 	return websocket.NewPreparedMessage(msgType(binary), data)
