@@ -72,7 +72,7 @@ func memory(ctx context.Context, cfg config) (harness.Result, error) {
 		return nil, err
 	}
 	defer p.Close()
-	const n = 5000
+	const n = 2000
 	base := "http://" + p.HTTPAddr() + "/chat/"
 	// One room first, so that the function's instances exist before the
 	// measurement.
@@ -90,10 +90,15 @@ func memory(ctx context.Context, cfg config) (harness.Result, error) {
 	}
 	time.Sleep(time.Second)
 	before := heap()
-	for i := 0; i < n; i++ {
-		if err := get(fmt.Sprintf("room-%d", i)); err != nil {
-			return nil, err
+	if err := harness.Workers(ctx, 4, func(ctx context.Context, w int) error {
+		for i := w; i < n; i += 4 {
+			if err := get(fmt.Sprintf("room-%d", i)); err != nil {
+				return err
+			}
 		}
+		return nil
+	}); err != nil && ctx.Err() == nil && err != context.Canceled {
+		return nil, err
 	}
 	// Every room hibernates; none is evicted yet (30 s with nobody).
 	if err := waitHibernating(p, n+1, 20*time.Second); err != nil {

@@ -590,17 +590,29 @@ func (r *room) sweep(now time.Time) {
 		r.mu.Unlock()
 		return
 	}
-	if r.actor != nil || r.cache != nil {
-		if r.actor != nil {
-			r.actor.Close()
-		}
-		r.actor, r.cache = nil, nil
-	}
+	r.hibernateLocked()
 	evict := len(r.conns) == 0 && len(r.alarms) == 0 && idleFor >= r.opts.HibernateAfter+evictAfter
 	r.mu.Unlock()
 	if evict {
 		r.stop(CloseGoingAway, "", true)
 	}
+}
+
+// hibernate gives the room's instance back if nothing runs.
+func (r *room) hibernate() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running || r.committing || len(r.out) > 0 || len(r.batches) > 0 {
+		return
+	}
+	r.hibernateLocked()
+}
+
+func (r *room) hibernateLocked() {
+	if r.actor != nil {
+		r.actor.Close()
+	}
+	r.actor, r.cache = nil, nil
 }
 
 // evictAfter is how long a room nobody is connected to keeps its lease

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -315,10 +316,39 @@ func (s *Service) sweeper() {
 		for _, r := range rooms {
 			r.sweep(now)
 		}
+		s.capLive(rooms)
 		if n++; s.centre != nil && n%5 == 0 {
 			for _, k := range s.centre.Orphans(now.Add(time.Second)) {
 				go s.wakeOrphan(k)
 			}
+		}
+	}
+}
+
+// capLive hibernates the least recently used idle rooms of a function
+// whose live rooms hold more instances than its limits.max_instances: many
+// rooms waking at once must not each keep an instance until their
+// hibernate_after.
+func (s *Service) capLive(rooms []*room) {
+	type liveRoom struct {
+		r    *room
+		last time.Time
+	}
+	live := map[*wasm.Function][]liveRoom{}
+	for _, r := range rooms {
+		r.mu.Lock()
+		if r.actor != nil && !r.running && !r.committing && len(r.out) == 0 && len(r.batches) == 0 && !r.stopped {
+			live[r.fn] = append(live[r.fn], liveRoom{r, r.last})
+		}
+		r.mu.Unlock()
+	}
+	for f, rs := range live {
+		if len(rs) <= f.Limits.MaxInstances {
+			continue
+		}
+		sort.Slice(rs, func(i, j int) bool { return rs[i].last.Before(rs[j].last) })
+		for _, lr := range rs[:len(rs)-f.Limits.MaxInstances] {
+			lr.r.hibernate()
 		}
 	}
 }
