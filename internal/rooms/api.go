@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/verge-edge/verge/internal/mesh"
@@ -394,4 +395,43 @@ func (s *Service) serveOwner() error {
 		}
 		respond(nil, s.handOver(k, to))
 	})
+}
+
+// eventStats keeps the durations of the last events, those that woke their
+// room apart.
+type eventStats struct {
+	mu          sync.Mutex
+	live, woken []time.Duration
+	nl, nw      int
+}
+
+const statsKept = 256
+
+func (st *eventStats) event(d time.Duration, woke bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if woke {
+		st.woken = ring(st.woken, &st.nw, d)
+	} else {
+		st.live = ring(st.live, &st.nl, d)
+	}
+}
+
+func ring(v []time.Duration, n *int, d time.Duration) []time.Duration {
+	if len(v) < statsKept {
+		v = append(v, d)
+	} else {
+		v[*n%statsKept] = d
+	}
+	*n++
+	return v
+}
+
+// EventTimes returns how long the last events took at this PoP (up to 256
+// of each): on a live room, and on a hibernated room they woke (a fresh
+// instance, the room's storage read, then the event).
+func (s *Service) EventTimes() (live, woken []time.Duration) {
+	s.stats.mu.Lock()
+	defer s.stats.mu.Unlock()
+	return append([]time.Duration(nil), s.stats.live...), append([]time.Duration(nil), s.stats.woken...)
 }

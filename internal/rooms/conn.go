@@ -386,7 +386,6 @@ func requestOf(r *http.Request, body []byte) *wasm.Request {
 		Host: r.Host, RemoteAddr: r.RemoteAddr, Header: r.Header.Clone(), Body: body}
 }
 
-
 func newPrepared(binary bool, data []byte) (*websocket.PreparedMessage, error) {
 	return websocket.NewPreparedMessage(msgType(binary), data)
 }

@@ -207,6 +207,8 @@ func (r *room) run() {
 
 // handle runs one event in the room's instance.
 func (r *room) handle(ev *event) {
+	start, woke := time.Now(), r.actor == nil || r.cache == nil
+	defer func() { r.s.stats.event(time.Since(start), woke) }()
 	f, release, ok := r.s.opts.Function(r.key.App, r.key.Fn)
 	if !ok || f.Spec.Kind != verge.KindRoom {
 		r.fail(ev, nil)

@@ -110,6 +110,8 @@ type Service struct {
 	sessionGood atomic.Int64 // Unix nanos until which this PoP's session is surely valid
 	nextRID     atomic.Uint64
 
+	stats eventStats
+
 	spareMu sync.Mutex
 	spares  map[string]*spare // app/fn → an instance started ahead of need
 
@@ -556,7 +558,10 @@ func (s *Service) actorFor(f *wasm.Function) (*wasm.Actor, error) {
 	if !sp.filling && s.ctx.Err() == nil {
 		sp.filling = true
 		s.wg.Add(1)
-		go func() {
+		// Not now: starting an instance holds a guest slot for a
+		// millisecond or two, which the room that just woke needs for its
+		// event. Soon after it.
+		time.AfterFunc(spareDelay, func() {
 			defer s.wg.Done()
 			na, err := f.NewActor(context.Background())
 			s.spareMu.Lock()
@@ -569,7 +574,7 @@ func (s *Service) actorFor(f *wasm.Function) (*wasm.Actor, error) {
 				return
 			}
 			sp.a = na
-		}()
+		})
 	}
 	s.spareMu.Unlock()
 	if a != nil {
@@ -577,6 +582,10 @@ func (s *Service) actorFor(f *wasm.Function) (*wasm.Actor, error) {
 	}
 	return f.NewActor(context.Background())
 }
+
+// spareDelay is how long after a room takes the spare instance the next
+// one is started.
+const spareDelay = 20 * time.Millisecond
 
 // closeSpares frees the spare instances.
 func (s *Service) closeSpares() {
