@@ -316,14 +316,18 @@ func (r *room) fail(ev *event, err error) {
 func (r *room) wake(f *wasm.Function) error {
 	if r.actor != nil && r.fn != f {
 		r.actor.Close()
+		r.mu.Lock()
 		r.actor = nil
+		r.mu.Unlock()
 	}
 	if r.actor == nil {
 		a, err := r.s.actorFor(f)
 		if err != nil {
 			return err
 		}
+		r.mu.Lock()
 		r.actor, r.fn = a, f
+		r.mu.Unlock()
 	}
 	if r.cache == nil {
 		state, err := scanRoom(r.s.opts.Store, r.key)
@@ -336,7 +340,9 @@ func (r *room) wake(f *wasm.Function) error {
 				cache[x.k] = x.v
 			}
 		}
+		r.mu.Lock()
 		r.cache = cache
+		r.mu.Unlock()
 	}
 	return nil
 }
@@ -862,8 +868,10 @@ func (e *eventCtx) Put(key string, value []byte) error {
 		return host.Errorf(host.ErrRoomLimit, "the room would store %d bytes; the limit is %d", size, MaxRoomStorage)
 	}
 	e.undoLog = append(e.undoLog, undoEntry{key: key, val: old, had: had})
+	e.r.mu.Lock()
 	e.r.cache[key] = value
 	e.r.size = size
+	e.r.mu.Unlock()
 	e.puts = append(e.puts, kv{k: key, v: value})
 	return nil
 }
@@ -877,8 +885,10 @@ func (e *eventCtx) Delete(key string) error {
 		return nil
 	}
 	e.undoLog = append(e.undoLog, undoEntry{key: key, val: old, had: true})
+	e.r.mu.Lock()
 	delete(e.r.cache, key)
 	e.r.size -= len(key) + len(old)
+	e.r.mu.Unlock()
 	e.puts = append(e.puts, kv{k: key})
 	return nil
 }
@@ -913,7 +923,9 @@ func (e *eventCtx) SetAlarm(name string, at time.Time) error {
 	}
 	e.undoLog = append(e.undoLog, undoEntry{key: name, alarm: true, had: had, alarmAt: old})
 	ms := at.UnixMilli()
+	e.r.mu.Lock()
 	e.r.alarms[name] = ms
+	e.r.mu.Unlock()
 	e.puts = append(e.puts, kv{k: alarmKey + name, v: binary.BigEndian.AppendUint64(nil, uint64(ms))})
 	e.alarmsChanged = true
 	return nil
@@ -925,7 +937,9 @@ func (e *eventCtx) CancelAlarm(name string) error {
 		return host.Errorf(host.ErrNoAlarm, "no alarm %q is set", name)
 	}
 	e.undoLog = append(e.undoLog, undoEntry{key: name, alarm: true, had: true, alarmAt: old})
+	e.r.mu.Lock()
 	delete(e.r.alarms, name)
+	e.r.mu.Unlock()
 	e.puts = append(e.puts, kv{k: alarmKey + name})
 	e.alarmsChanged = true
 	return nil
@@ -943,6 +957,8 @@ func (e *eventCtx) Alarms() []host.RoomAlarm {
 // undo takes back a failed event's writes, newest first.
 func (e *eventCtx) undo() {
 	r := e.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for i := len(e.undoLog) - 1; i >= 0; i-- {
 		u := e.undoLog[i]
 		switch {
