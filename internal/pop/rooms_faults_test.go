@@ -72,6 +72,7 @@ func TestRoomGuestFaults(t *testing.T) {
 // rate while another is served promptly; a 100 MB frame closes its socket
 // with 1009 as soon as its header arrives, without the PoP reading it.
 func TestRoomAbusiveClients(t *testing.T) {
+	long(t)
 	n := newRoomNet(t, guestApp(t, "messages_per_second = 100\nmax_message = \"64KiB\"\n"), "c")
 	flood, calm := n.dial("c", "a"), n.dial("c", "a")
 	read(t, flood, 1)
@@ -156,6 +157,7 @@ func TestRoomAbusiveClients(t *testing.T) {
 // and survive a restart of the PoP (the centre wakes a room whose alarm is
 // due and that nobody owns).
 func TestRoomAlarms(t *testing.T) {
+	long(t)
 	m, err := verge.LoadManifest(filepath.Join(wasmtest.Root(t), "examples", "counter"))
 	if err != nil {
 		t.Fatal(err)
@@ -228,4 +230,44 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestRoomOutputGate: a room owned by an edge PoP broadcasts a stored
+// message only once the centre has its copy. With the centre gone, a
+// message is stored at the owner but never leaves; the owner gives the
+// room up (4002) when its session may have ended, and the room restarted
+// later holds exactly what clients saw.
+func TestRoomOutputGate(t *testing.T) {
+	long(t)
+	n := newRoomNet(t, chatApp(t, 0), "c", "a")
+	ws := n.dial("a", "gate")
+	n.say(ws, "seen")
+	if got := read(t, ws, 1); got[0] != "seen" {
+		t.Fatalf("before: %v", got)
+	}
+	n.pops["c"].Close()
+	delete(n.pops, "c")
+	n.say(ws, "never seen")
+	ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			ce, ok := err.(*websocket.CloseError)
+			if !ok || ce.Code != 4002 {
+				t.Fatalf("the room ended with %v, want close 4002", err)
+			}
+			break
+		}
+		t.Fatalf("a message left before the centre had its write: %q", b)
+	}
+	n.start("c")
+	n.waitLinks()
+	ws = n.dial("a", "gate")
+	got := read(t, ws, 1)
+	if got[0] != "seen" {
+		t.Fatalf("history after the centre came back: %v", got)
+	}
+	if h := n.history("a", "gate"); len(h) != 1 {
+		t.Fatalf("history %v: the unacknowledged message survived", h)
+	}
 }

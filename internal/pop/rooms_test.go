@@ -227,6 +227,7 @@ func (n *roomNet) owner(room string) string {
 }
 
 func TestChatThreePoPs(t *testing.T) {
+	long(t)
 	n := newRoomNet(t, chatApp(t, 0), "c", "a", "b")
 	ca := n.dial("a", "r1")
 	n.say(ca, "one")
@@ -291,4 +292,12 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// long skips a test of several PoPs or many seconds under -short.
+func long(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("several PoPs or seconds of waiting; run without -short")
+	}
 }
