@@ -132,9 +132,81 @@ const (
 	// KindCentral functions run only at the central PoP, next to the single
 	// point of truth; other PoPs forward their routes there.
 	KindCentral FunctionKind = "central"
-	// KindRoom functions are durable realtime rooms (not implemented yet).
+	// KindRoom functions are durable realtime rooms: one live instance per
+	// room id in the whole network, at the room's owner PoP, reached over
+	// WebSockets at every PoP (docs/rooms.md).
 	KindRoom FunctionKind = "room"
 )
+
+// RoomOptions are a room function's [function.room] settings. The zero
+// value of a field means its default (DefaultRoomOptions).
+type RoomOptions struct {
+	// HibernateAfter: a live room with no event for this long gives its
+	// Wasm instance back; its sockets stay open (default 10 s).
+	HibernateAfter time.Duration
+	// MaxConnections bounds the sockets of one room (default 10,000).
+	MaxConnections int
+	// MaxAppConnections bounds the sockets of all rooms of the function at
+	// one PoP (default 100,000).
+	MaxAppConnections int
+	// MaxMessage is the largest message a client may send (default 1 MiB);
+	// a larger frame closes its socket with code 1009.
+	MaxMessage int64
+	// MessagesPerSecond is how many messages one socket may send per second
+	// (default 1,000, bursts of as many): past it the PoP stops reading
+	// from the socket until the rate allows.
+	MessagesPerSecond int
+	// IdleTimeout closes a socket that sent nothing, not even a pong, for
+	// this long (default 60 s); PingInterval is how often the PoP pings
+	// (default 20 s).
+	IdleTimeout, PingInterval time.Duration
+	// Placement is where a room is placed when it is first used:
+	// "first-client" (default: the PoP of its first client), "central" (the
+	// central PoP), or a region name (a PoP of that region).
+	Placement string
+}
+
+// DefaultRoomOptions are the settings of a room function that sets none.
+var DefaultRoomOptions = RoomOptions{
+	HibernateAfter:    10 * time.Second,
+	MaxConnections:    10_000,
+	MaxAppConnections: 100_000,
+	MaxMessage:        1 << 20,
+	MessagesPerSecond: 1000,
+	IdleTimeout:       60 * time.Second,
+	PingInterval:      20 * time.Second,
+	Placement:         "first-client",
+}
+
+// WithDefaults returns o with every zero field set from DefaultRoomOptions.
+func (o RoomOptions) WithDefaults() RoomOptions {
+	d := DefaultRoomOptions
+	if o.HibernateAfter == 0 {
+		o.HibernateAfter = d.HibernateAfter
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = d.MaxConnections
+	}
+	if o.MaxAppConnections == 0 {
+		o.MaxAppConnections = d.MaxAppConnections
+	}
+	if o.MaxMessage == 0 {
+		o.MaxMessage = d.MaxMessage
+	}
+	if o.MessagesPerSecond == 0 {
+		o.MessagesPerSecond = d.MessagesPerSecond
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = d.IdleTimeout
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = d.PingInterval
+	}
+	if o.Placement == "" {
+		o.Placement = d.Placement
+	}
+	return o
+}
 
 // Function is one [[function]] of a manifest.
 type Function struct {
@@ -148,6 +220,8 @@ type Function struct {
 	Build     string // shell command run in Manifest.Dir before loading, may be empty
 	Env       map[string]string
 	Limits    Limits
+	// Room holds a room function's settings (Kind == KindRoom).
+	Room RoomOptions
 }
 
 // Limits bound what one request may use. The zero value of a field means
@@ -293,6 +367,18 @@ type rawFunction struct {
 	Build     string            `toml:"build"`
 	Env       map[string]string `toml:"env"`
 	Limits    rawLimits         `toml:"limits"`
+	Room      *rawRoom          `toml:"room"`
+}
+
+type rawRoom struct {
+	HibernateAfter    string `toml:"hibernate_after"`
+	MaxConnections    int    `toml:"max_connections"`
+	MaxAppConnections int    `toml:"max_app_connections"`
+	MaxMessage        string `toml:"max_message"`
+	MessagesPerSecond int    `toml:"messages_per_second"`
+	IdleTimeout       string `toml:"idle_timeout"`
+	PingInterval      string `toml:"ping_interval"`
+	Placement         string `toml:"placement"`
 }
 
 type rawLimits struct {
@@ -428,9 +514,30 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 		case KindCentral:
 			fn.Kind = KindCentral
 		case KindRoom:
-			return nil, bad(at("kind"), "kind %q is not implemented yet; \"http\" and \"central\" functions run today", rf.Kind)
+			fn.Kind = KindRoom
+			if Executor(rf.Executor) != ExecutorVerge {
+				return nil, bad(at("executor"), "a room function runs on the verge executor (its events are calls into a live instance); expected \"verge\"")
+			}
+			if rf.Isolation == string(IsolationStrict) {
+				return nil, bad(at("isolation"), "a room keeps one live instance; strict isolation does not apply to rooms")
+			}
+			for j, r := range rf.Routes {
+				if !strings.HasSuffix(r, "/*") {
+					return nil, bad(fmt.Sprintf("function[%d].routes[%d]", i, j), "%q: a room function's routes are prefixes ending in \"/*\"; the path segment after the prefix is the room id", r)
+				}
+			}
 		default:
-			return nil, bad(at("kind"), "%q is not a function kind; expected \"http\" or \"central\"", rf.Kind)
+			return nil, bad(at("kind"), "%q is not a function kind; expected \"http\", \"central\" or \"room\"", rf.Kind)
+		}
+		if rf.Room != nil && fn.Kind != KindRoom {
+			return nil, bad(at("room"), "[function.room] applies to kind = \"room\" functions only")
+		}
+		if fn.Kind == KindRoom {
+			ro, err := parseRoom(rf.Room, func(f string) string { return at("room." + f) }, bad)
+			if err != nil {
+				return nil, err
+			}
+			fn.Room = ro
 		}
 		switch Isolation(rf.Isolation) {
 		case "", IsolationPooled:
@@ -518,6 +625,56 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+func parseRoom(r *rawRoom, at func(string) string, bad func(string, string, ...any) error) (RoomOptions, error) {
+	var o RoomOptions
+	if r == nil {
+		return o.WithDefaults(), nil
+	}
+	dur := func(field, s string, dst *time.Duration) error {
+		if s == "" {
+			return nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return bad(at(field), "%q is not a positive duration; expected e.g. \"10s\"", s)
+		}
+		*dst = d
+		return nil
+	}
+	for _, e := range []error{
+		dur("hibernate_after", r.HibernateAfter, &o.HibernateAfter),
+		dur("idle_timeout", r.IdleTimeout, &o.IdleTimeout),
+		dur("ping_interval", r.PingInterval, &o.PingInterval),
+	} {
+		if e != nil {
+			return o, e
+		}
+	}
+	if r.MaxMessage != "" {
+		n, err := ParseSize(r.MaxMessage)
+		if err != nil || n == 0 || n > 64<<20 {
+			return o, bad(at("max_message"), "%q is not a size between 1 byte and 64MiB", r.MaxMessage)
+		}
+		o.MaxMessage = int64(n)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max_connections", r.MaxConnections}, {"max_app_connections", r.MaxAppConnections}, {"messages_per_second", r.MessagesPerSecond}} {
+		if f.v < 0 {
+			return o, bad(at(f.name), "%d: expected a positive number", f.v)
+		}
+	}
+	o.MaxConnections, o.MaxAppConnections, o.MessagesPerSecond = r.MaxConnections, r.MaxAppConnections, r.MessagesPerSecond
+	if r.Placement != "" {
+		if r.Placement != "first-client" && r.Placement != "central" && !nameRE.MatchString(r.Placement) {
+			return o, bad(at("placement"), "%q is not a placement; expected \"first-client\", \"central\" or a region name", r.Placement)
+		}
+		o.Placement = r.Placement
+	}
+	return o.WithDefaults(), nil
 }
 
 // checkRoute accepts "/exact" and "/prefix/*" routes; "*" only as the last segment.

@@ -65,6 +65,25 @@ func TestParseManifest(t *testing.T) {
 	}
 }
 
+func TestManifestRoom(t *testing.T) {
+	t.Parallel()
+	src := "name = \"chat\"\n[[function]]\nname = \"chat\"\nmodule = \"c.wasm\"\nexecutor = \"verge\"\nkind = \"room\"\nroutes = [\"/chat/*\"]\n" +
+		"[function.room]\nhibernate_after = \"2s\"\nmax_connections = 50\nmax_message = \"64KiB\"\nplacement = \"central\"\n"
+	m, err := ParseManifest("/x/verge.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.Functions[0].Room
+	if m.Functions[0].Kind != KindRoom || r.HibernateAfter != 2*time.Second || r.MaxConnections != 50 || r.MaxMessage != 64<<10 ||
+		r.Placement != "central" || r.MessagesPerSecond != DefaultRoomOptions.MessagesPerSecond || r.IdleTimeout != DefaultRoomOptions.IdleTimeout {
+		t.Fatalf("room options: %+v", r)
+	}
+	m, err = ParseManifest("/x/verge.toml", []byte(strings.SplitN(src, "[function.room]", 2)[0]))
+	if err != nil || m.Functions[0].Room != DefaultRoomOptions {
+		t.Fatalf("default room options: %+v %v", m.Functions[0].Room, err)
+	}
+}
+
 func TestManifestErrors(t *testing.T) {
 	t.Parallel()
 	fn := "[[function]]\nname = \"f\"\nmodule = \"f.wasm\"\nexecutor = \"verge\"\nroutes = [\"/\"]\n"
@@ -82,7 +101,11 @@ func TestManifestErrors(t *testing.T) {
 		{"wildcard inside", "name = \"a\"\n" + strings.Replace(fn, `["/"]`, `["/a/*/b"]`, 1), "a wildcard is only allowed as a final"},
 		{"duplicate route", "name = \"a\"\n" + fn + strings.Replace(fn, `"f"`, `"g"`, 1), `function[1].routes[0]: route "/" is already served by function "f"`},
 		{"bad isolation", "name = \"a\"\n" + fn + "isolation = \"loose\"\n", `function[0].isolation: "loose" is not an isolation mode`},
-		{"not implemented kind", "name = \"a\"\n" + fn + "kind = \"room\"\n", `function[0].kind: kind "room" is not implemented yet`},
+		{"room exact route", "name = \"a\"\n" + fn + "kind = \"room\"\n", `function[0].routes[0]: "/": a room function's routes are prefixes ending in "/*"`},
+		{"room on wagi", "name = \"a\"\n" + strings.Replace(strings.Replace(fn, `"verge"`, `"wagi"`, 1), `["/"]`, `["/r/*"]`, 1) + "kind = \"room\"\n", `function[0].executor: a room function runs on the verge executor`},
+		{"room options on http", "name = \"a\"\n" + fn + "[function.room]\nhibernate_after = \"1s\"\n", `function[0].room: [function.room] applies to kind = "room" functions only`},
+		{"room bad hibernate", "name = \"a\"\n" + strings.Replace(fn, `["/"]`, `["/r/*"]`, 1) + "kind = \"room\"\n[function.room]\nhibernate_after = \"soon\"\n", `function[0].room.hibernate_after: "soon" is not a positive duration`},
+		{"room bad placement", "name = \"a\"\n" + strings.Replace(fn, `["/"]`, `["/r/*"]`, 1) + "kind = \"room\"\n[function.room]\nplacement = \"a b\"\n", `function[0].room.placement: "a b" is not a placement`},
 		{"bad counter grant", "name = \"a\"\n" + fn + "[[counter]]\nname = \"s\"\n", `counter[0].grant: missing or 0`},
 		{"bare star counter", "name = \"a\"\n" + fn + "[[counter]]\nname = \"*\"\ngrant = 1\n", `counter[0].name: "*" is not a valid counter pattern`},
 		{"star inside counter", "name = \"a\"\n" + fn + "[[counter]]\nname = \"a*b\"\ngrant = 1\n", `counter[0].name: "a*b" is not a valid counter name`},

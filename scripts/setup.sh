@@ -8,8 +8,9 @@ set -eu
 # clang lld wasi-libc libclang-rt-dev-wasm32: the C example (wasm32-wasi).
 # rustc libstd-rust-dev-wasm32: the Rust example (/usr/bin/rustc, no cargo).
 # wrk: the HTTP benchmark (bench/http). make: the Makefile (gcc does not pull it in).
-# chromium: pages tested in a real browser (the dashboard, the shop, the chat).
-PACKAGES="make wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32 wrk chromium"
+# chromium nodejs (npm): the rooms' end-to-end tests run partysocket from Node
+# and the chat page in headless Chromium (tests/node).
+PACKAGES="make wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32 rustc libstd-rust-dev-wasm32 wrk chromium nodejs"
 
 die() {
 	echo "setup.sh: $*" >&2
@@ -28,6 +29,9 @@ for p in $PACKAGES; do
 	fi
 done
 
+# Debian packages npm apart from nodejs; NodeSource's nodejs ships it.
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
 if [ -n "$missing" ]; then
 	echo "setup.sh: installing:$missing"
 	SUDO=""
@@ -44,7 +48,7 @@ fi
 # Check the toolchains themselves, so a package renamed or laid out
 # differently in another Debian release fails here, with its name, rather than
 # halfway through the test suite.
-for tool in make wat2wasm wasm-opt clang wasm-ld /usr/bin/rustc wrk chromium; do
+for tool in make wat2wasm wasm-opt clang wasm-ld /usr/bin/rustc wrk node npm /usr/bin/chromium; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is missing although its package is installed"
 done
 tmp=$(mktemp -d)
@@ -55,4 +59,11 @@ clang --target=wasm32-wasi --sysroot=/usr -O2 -o "$tmp/t.wasm" "$tmp/t.c" ||
 printf 'fn main() { println!("ok"); }\n' >"$tmp/t.rs"
 /usr/bin/rustc --target wasm32-wasi -O -o "$tmp/t.wasm" "$tmp/t.rs" ||
 	die "/usr/bin/rustc cannot build for wasm32-wasi (packages: rustc libstd-rust-dev-wasm32)"
+# The Node clients of the rooms' tests (partysocket, ws, playwright-core
+# driving the system's Chromium), pinned by tests/node/package-lock.json.
+nodedir="$(dirname "$0")/../tests/node"
+if [ ! -d "$nodedir/node_modules/partysocket" ] || [ "$nodedir/package-lock.json" -nt "$nodedir/node_modules/.package-lock.json" ]; then
+	echo "setup.sh: npm ci in tests/node"
+	(cd "$nodedir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in tests/node failed"
+fi
 echo "setup.sh: ok"

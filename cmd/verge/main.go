@@ -44,6 +44,7 @@ func commands() []command {
 		{"logs", "every PoP's log of a network, merged in time order", runLogs},
 		{"dashboard", "a live page of a network: PoPs, links, versions, rates, slow requests", runDashboard},
 		{"data", "read and write an app's documents through the admin API", runData},
+		{"rooms", "list an app's live rooms, or move one to another PoP", runRooms},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "verge", version)
 			return nil

@@ -39,5 +39,6 @@ func Capabilities(s Services) []wasm.Capability {
 		spotCapability(s.Spot),
 		invokeCapability(s.Invoker),
 		traceCapability(),
+		roomsCapability(),
 	}
 }

@@ -43,6 +43,12 @@ var statuses = []struct {
 	{fetch.ErrTooManyFetches, wasm.StatusLimit},
 	{fetch.ErrTimeout, wasm.StatusUnavailable},
 	{fetch.ErrUnavailable, wasm.StatusUnavailable},
+	// rooms
+	{ErrNoConnection, wasm.StatusNotFound},
+	{ErrNoAlarm, wasm.StatusNotFound},
+	{ErrRoomInvalid, wasm.StatusInvalid},
+	{ErrRoomLimit, wasm.StatusLimit},
+	{ErrNotOwner, wasm.StatusUnavailable},
 	// the request's own end: its deadline, or the client gone
 	{context.DeadlineExceeded, wasm.StatusUnavailable},
 	{context.Canceled, wasm.StatusUnavailable},

@@ -82,6 +82,9 @@ func TestOperatorAPIRequiresToken(t *testing.T) {
 		{"GET", "/v1/apps/shop/spot/claims/users/ada", 405, "method_not_allowed"},
 		{"GET", "/v1/apps/shop/spot/counters/brush/take", 405, "method_not_allowed"},
 		{"POST", "/v1/apps/shop/collections", 405, "method_not_allowed"},
+		{"POST", "/v1/apps/shop/rooms", 405, "method_not_allowed"},
+		{"GET", "/v1/apps/shop/rooms/chat/lobby/move", 405, "method_not_allowed"},
+		{"POST", "/v1/apps/shop/rooms/chat/lobby/move", 400, "invalid"},
 	} {
 		code, body := admintest.Do(t, c.method, base+c.path, "s3cret", "")
 		var eb struct{ Error, Kind string }

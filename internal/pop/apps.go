@@ -1,6 +1,7 @@
 package pop
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -351,7 +352,9 @@ func (p *PoP) router() http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		h.handler.ServeHTTP(sw, r.WithContext(ctx))
-		p.slow.Note(ctx, h.name, r.URL.Path, sw.code(), time.Since(start))
+		if sw.code() != http.StatusSwitchingProtocols { // a socket's life is no request's latency
+			p.slow.Note(ctx, h.name, r.URL.Path, sw.code(), time.Since(start))
+		}
 		if !span.IsRecording() {
 			return
 		}
@@ -390,6 +393,16 @@ func (w *statusWriter) Flush() {
 	}
 }
 
+// Hijack hands a WebSocket upgrade the connection; the request counts as a
+// 101 (gorilla writes the status line on the raw connection).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
+}
+
 // Unwrap lets http.ResponseController reach the connection.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
@@ -412,5 +425,7 @@ func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	h.app.Gateway.ServeHTTP(sw, r)
-	p.stats.Record(h.name, version, sw.code(), time.Since(start))
+	if sw.code() != http.StatusSwitchingProtocols { // nor a deploy gate's
+		p.stats.Record(h.name, version, sw.code(), time.Since(start))
+	}
 }

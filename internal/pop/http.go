@@ -86,6 +86,9 @@ func (p *PoP) appHandler(h *hosted) http.Handler {
 				return
 			}
 		}
+		if p.serveRoom(h, w, r) {
+			return
+		}
 		if hasLocal {
 			http.SetCookie(w, &http.Cookie{Name: homeCookie, Value: p.opts.Self, Path: "/", MaxAge: 30 * 24 * 3600, SameSite: http.SameSiteLaxMode, HttpOnly: true})
 			if home != "" && home != p.opts.Self {

@@ -37,6 +37,7 @@ import (
 	"github.com/verge-edge/verge/internal/netsim"
 	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/replicate"
+	"github.com/verge-edge/verge/internal/rooms"
 	"github.com/verge-edge/verge/internal/spot"
 	"github.com/verge-edge/verge/internal/stock"
 	"github.com/verge-edge/verge/internal/store"
@@ -99,7 +100,9 @@ type Options struct {
 	// CentralWait bounds how long a PoP with an empty data directory waits
 	// for the central PoP to learn its incarnation (default 30 s).
 	CentralWait time.Duration
-	Logger      *slog.Logger
+	// RoomLeaseTTL is rooms.Options.LeaseTTL (0: its default).
+	RoomLeaseTTL time.Duration
+	Logger       *slog.Logger
 }
 
 // PoP is a running point of presence.
@@ -118,6 +121,7 @@ type PoP struct {
 	// decorator, for its escrows.
 	Spot     spot.Engine
 	Stock    *stock.Stock
+	Rooms    *rooms.Service // realtime rooms (docs/rooms.md)
 	stopSpot func()
 	eng      *wasm.Engine
 	apps     apps
@@ -148,6 +152,7 @@ type PoP struct {
 	repl0    atomic.Pointer[replicate.Replicator]
 	agent0   atomic.Pointer[deploy.Agent]
 	deploys0 atomic.Pointer[deploy.Controller]
+	rooms0   atomic.Pointer[rooms.Service]
 
 	closeOnce sync.Once
 }
@@ -232,6 +237,9 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 			return nil, err
 		}
 	}
+	if err := p.startRooms(); err != nil {
+		return nil, err
+	}
 	if err := p.serveHTTP(); err != nil {
 		return nil, err
 	}
@@ -271,6 +279,9 @@ func (p *PoP) startMesh() error {
 			}
 			if d := p.deploys0.Load(); up && d != nil {
 				d.PeerUp(id)
+			}
+			if r := p.rooms0.Load(); r != nil {
+				r.PeerEvent(id, up)
 			}
 		},
 	}
@@ -468,6 +479,7 @@ func (p *PoP) serveAdmin() error {
 			jsonapi.WriteValue(w, http.StatusOK, map[string]any{"pop": p.opts.Self, "slow": p.slow.Recent()})
 		})
 		p.deployAPI(mux)
+		p.roomsAPI(mux)
 	}})
 	p.admin = gateway.NewServer(h, p.opts.Server, p.log)
 	go p.admin.Serve(p.admL)
@@ -512,6 +524,9 @@ func (p *PoP) Close() {
 			p.admin.Shutdown(ctx)
 		}
 		p.forwarding.CloseIdleConnections()
+		if p.Rooms != nil {
+			p.Rooms.Close()
+		}
 		if p.Deploys != nil {
 			p.Deploys.Close()
 		}

@@ -29,7 +29,9 @@ type Options struct {
 	// Window, AntiEntropy: replication tuning (0: defaults).
 	Window, AntiEntropy time.Duration
 	NoSync              bool
-	Verbose             bool // PoPs' warnings on stderr
+	// HTTP gives every PoP an HTTP listener (Cluster.Net names it).
+	HTTP    bool
+	Verbose bool // PoPs' warnings on stderr
 	// Applied receives every PoP's replicate Applied calls: at applied a
 	// batch from peer from.
 	Applied func(at, from string, keys []store.Key)
@@ -104,6 +106,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		p.Number = uint16(i + 1)
 		if p.Mesh, err = freeport.Addr(); err != nil {
 			return nil, err
+		}
+		if o.HTTP {
+			if p.HTTP, err = freeport.Addr(); err != nil {
+				return nil, err
+			}
 		}
 		c.Net.PoPs = append(c.Net.PoPs, p)
 		c.IDs = append(c.IDs, p.ID)

@@ -37,6 +37,8 @@ var Endpoints = []Endpoint{
 	{"GET", "/v1/apps/shop/rollouts"},
 	{"POST", "/v1/apps/shop/rollback"},
 	{"DELETE", "/v1/apps/shop"},
+	{"GET", "/v1/apps/shop/rooms"},
+	{"POST", "/v1/apps/shop/rooms/chat/lobby/move"},
 	{"GET", "/v1/net/links"},
 	{"GET", "/metrics"},
 	{"GET", "/v1/slow"},

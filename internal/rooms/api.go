@@ -1,0 +1,437 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/verge-edge/verge/internal/mesh"
+	"github.com/verge-edge/verge/internal/replicate/wire"
+)
+
+// centreAPI is the centre as a PoP's rooms see it: in process at the
+// central PoP, over the mesh (one round trip) elsewhere.
+type centreAPI interface {
+	Heartbeat(ctx context.Context, pop string, session uint64) (bool, error)
+	Acquire(ctx context.Context, k Key, pop string, session uint64, placement string) (Grant, error)
+	Release(ctx context.Context, k Key, token uint64, to string) error
+	Backup(ctx context.Context, k Key, token uint64, puts []kv, nextAlarm int64) error
+	Load(ctx context.Context, k Key, token uint64) ([]kv, error)
+}
+
+type localCentre struct{ c *Centre }
+
+func (l localCentre) Heartbeat(_ context.Context, pop string, id uint64) (bool, error) {
+	return l.c.Heartbeat(pop, id), nil
+}
+func (l localCentre) Acquire(ctx context.Context, k Key, pop string, id uint64, placement string) (Grant, error) {
+	return l.c.Acquire(ctx, k, pop, id, placement)
+}
+func (l localCentre) Release(ctx context.Context, k Key, token uint64, to string) error {
+	return l.c.Release(ctx, k, token, to)
+}
+func (l localCentre) Backup(ctx context.Context, k Key, token uint64, puts []kv, next int64) error {
+	return l.c.Backup(ctx, k, token, puts, next)
+}
+func (l localCentre) Load(ctx context.Context, k Key, token uint64) ([]kv, error) {
+	return l.c.Load(ctx, k, token)
+}
+
+// The centre's requests, kind "rooms.c": an op, then its fields; the reply
+// is a status (0 ok, 1 fenced, 2 session ended) and the answer.
+const (
+	opHeartbeat = iota + 1
+	opAcquire
+	opRelease
+	opBackup
+	opLoad
+)
+
+const (
+	replyOK = iota
+	replyFenced
+	replySessionEnded
+)
+
+type meshCentre struct {
+	m       *mesh.Mesh
+	central string
+	timeout time.Duration
+}
+
+func (mc *meshCentre) call(ctx context.Context, w *wire.Writer) (*wire.Reader, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, mc.timeout)
+		defer cancel()
+	}
+	out, err := mc.m.Request(ctx, mc.central, "rooms.c", w.B)
+	if err != nil {
+		var re *mesh.RemoteError
+		if errors.As(err, &re) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	r := wire.NewReader(out)
+	switch r.U64() {
+	case replyOK:
+		return r, nil
+	case replyFenced:
+		return nil, ErrFenced
+	case replySessionEnded:
+		return nil, ErrSessionEnded
+	}
+	return nil, errors.New("rooms: bad reply from the centre")
+}
+
+func (mc *meshCentre) Heartbeat(ctx context.Context, pop string, id uint64) (bool, error) {
+	w := wire.NewWriter()
+	w.U64(opHeartbeat)
+	w.Str(pop)
+	w.U64(id)
+	r, err := mc.call(ctx, w)
+	if errors.Is(err, ErrSessionEnded) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, r.Done()
+}
+
+func (mc *meshCentre) Acquire(ctx context.Context, k Key, pop string, id uint64, placement string) (Grant, error) {
+	w := wire.NewWriter()
+	w.U64(opAcquire)
+	putKey(w, k)
+	w.Str(pop)
+	w.U64(id)
+	w.Str(placement)
+	r, err := mc.call(ctx, w)
+	if err != nil {
+		return Grant{}, err
+	}
+	g := Grant{Owner: r.Str(maxName), Token: r.U64()}
+	return g, r.Done()
+}
+
+func (mc *meshCentre) Release(ctx context.Context, k Key, token uint64, to string) error {
+	w := wire.NewWriter()
+	w.U64(opRelease)
+	putKey(w, k)
+	w.U64(token)
+	w.Str(to)
+	_, err := mc.call(ctx, w)
+	return err
+}
+
+func (mc *meshCentre) Backup(ctx context.Context, k Key, token uint64, puts []kv, next int64) error {
+	w := wire.NewWriter()
+	w.U64(opBackup)
+	putKey(w, k)
+	w.U64(token)
+	w.U64(uint64(next))
+	putKVs(w, puts)
+	_, err := mc.call(ctx, w)
+	return err
+}
+
+func (mc *meshCentre) Load(ctx context.Context, k Key, token uint64) ([]kv, error) {
+	w := wire.NewWriter()
+	w.U64(opLoad)
+	putKey(w, k)
+	w.U64(token)
+	r, err := mc.call(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	out := getKVs(r)
+	return out, r.Done()
+}
+
+func putKVs(w *wire.Writer, puts []kv) {
+	w.U64(uint64(len(puts)))
+	for _, p := range puts {
+		w.Str(p.k)
+		w.Bool(p.v != nil)
+		if p.v != nil {
+			w.Bytes(p.v)
+		}
+	}
+}
+
+func getKVs(r *wire.Reader) []kv {
+	n := r.Count(2)
+	out := make([]kv, 0, n)
+	for i := 0; i < n && r.Err == nil; i++ {
+		x := kv{k: r.Str(MaxStorageKey)}
+		if r.Bool() {
+			x.v = append([]byte{}, r.Bytes(MaxValue)...)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// serveCentre answers the other PoPs' requests to the centre.
+func (s *Service) serveCentre() error {
+	return s.opts.Mesh.HandleRequestsAsync("rooms.c", func(p []byte, respond func([]byte, error)) {
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		defer cancel()
+		r := wire.NewReader(p)
+		w := wire.NewWriter()
+		var err error
+		switch r.U64() {
+		case opHeartbeat:
+			pop, id := r.Str(maxName), r.U64()
+			if err = r.Done(); err == nil && !s.centre.Heartbeat(pop, id) {
+				err = ErrSessionEnded
+			}
+			w.U64(replyOK)
+		case opAcquire:
+			k, pop, id, placement := getKey(r), r.Str(maxName), r.U64(), r.Str(maxName)
+			if err = r.Done(); err == nil {
+				var g Grant
+				if g, err = s.centre.Acquire(ctx, k, pop, id, placement); err == nil {
+					w.U64(replyOK)
+					w.Str(g.Owner)
+					w.U64(g.Token)
+				}
+			}
+		case opRelease:
+			k, token, to := getKey(r), r.U64(), r.Str(maxName)
+			if err = r.Done(); err == nil {
+				err = s.centre.Release(ctx, k, token, to)
+				w.U64(replyOK)
+			}
+		case opBackup:
+			k, token, next := getKey(r), r.U64(), int64(r.U64())
+			puts := getKVs(r)
+			if err = r.Done(); err == nil {
+				err = s.centre.Backup(ctx, k, token, puts, next)
+				w.U64(replyOK)
+			}
+		case opLoad:
+			k, token := getKey(r), r.U64()
+			if err = r.Done(); err == nil {
+				var state []kv
+				if state, err = s.centre.Load(ctx, k, token); err == nil {
+					w.U64(replyOK)
+					putKVs(w, state)
+				}
+			}
+		default:
+			err = errors.New("rooms: unknown request")
+		}
+		switch {
+		case errors.Is(err, ErrFenced):
+			w = wire.NewWriter()
+			w.U64(replyFenced)
+			respond(w.B, nil)
+		case errors.Is(err, ErrSessionEnded):
+			w = wire.NewWriter()
+			w.U64(replySessionEnded)
+			respond(w.B, nil)
+		case err != nil:
+			respond(nil, err)
+		default:
+			respond(w.B, nil)
+		}
+	})
+}
+
+// ---- operators: list and move ----
+
+// RoomInfo describes one room for `verge rooms list`.
+type RoomInfo struct {
+	Function    string `json:"function"`
+	Room        string `json:"room"`
+	Owner       string `json:"owner"`
+	Connections int    `json:"connections"`
+	Hibernating bool   `json:"hibernating"`
+	Alarms      int    `json:"alarms"`
+	Token       uint64 `json:"token"`
+}
+
+// Local lists the rooms of app this PoP owns.
+func (s *Service) Local(app string) []RoomInfo {
+	s.mu.Lock()
+	rooms := make([]*room, 0)
+	for k, r := range s.rooms {
+		if k.App == app {
+			rooms = append(rooms, r)
+		}
+	}
+	s.mu.Unlock()
+	out := make([]RoomInfo, 0, len(rooms))
+	for _, r := range rooms {
+		r.mu.Lock()
+		out = append(out, RoomInfo{Function: r.key.Fn, Room: r.key.Room, Owner: s.opts.Self, Connections: len(r.conns),
+			Hibernating: r.cache == nil, Alarms: len(r.alarms), Token: r.token})
+		r.mu.Unlock()
+	}
+	return out
+}
+
+// ErrNotCentral: listing and moving rooms is the central PoP's.
+var ErrNotCentral = errors.New("rooms: ask the central PoP")
+
+// List lists every live room of app in the network (at the centre): the
+// lease table, with each owner's count of connections.
+func (s *Service) List(ctx context.Context, app string) ([]RoomInfo, error) {
+	if s.centre == nil {
+		return nil, ErrNotCentral
+	}
+	byOwner := map[string]map[Key]RoomInfo{}
+	var out []RoomInfo
+	for _, l := range s.centre.Leases(app) {
+		if !l.Valid {
+			continue
+		}
+		if byOwner[l.Owner] == nil {
+			byOwner[l.Owner] = map[Key]RoomInfo{}
+			var infos []RoomInfo
+			if l.Owner == s.opts.Self {
+				infos = s.Local(app)
+			} else {
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				p, err := s.opts.Mesh.Request(rctx, l.Owner, "rooms.stats", []byte(app))
+				cancel()
+				if err == nil {
+					json.Unmarshal(p, &infos)
+				}
+			}
+			for _, in := range infos {
+				byOwner[l.Owner][Key{app, in.Function, in.Room}] = in
+			}
+		}
+		in, ok := byOwner[l.Owner][l.Key]
+		if !ok {
+			in = RoomInfo{Function: l.Key.Fn, Room: l.Key.Room, Owner: l.Owner, Hibernating: true}
+		}
+		in.Token = l.Token
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Function != out[j].Function {
+			return out[i].Function < out[j].Function
+		}
+		return out[i].Room < out[j].Room
+	})
+	return out, nil
+}
+
+// Move hands room k over to PoP to with its state (at the centre): its
+// owner finishes what is running, makes every write durable, gives the
+// lease to `to` and closes its sockets with 4001; clients reconnect and
+// reach the room at `to`.
+func (s *Service) Move(ctx context.Context, k Key, to string) error {
+	if s.centre == nil {
+		return ErrNotCentral
+	}
+	if _, ok := s.opts.Network.PoP(to); !ok {
+		return fmt.Errorf("rooms: %q is not a PoP of the network", to)
+	}
+	l, ok := s.centre.Lease(k)
+	if !ok {
+		return fmt.Errorf("rooms: room %q of %s/%s is not live; it starts wherever its next client is", k.Room, k.App, k.Fn)
+	}
+	if l.Owner == to {
+		return nil
+	}
+	if l.Owner == s.opts.Self {
+		return s.handOver(k, to)
+	}
+	w := wire.NewWriter()
+	putKey(w, k)
+	w.Str(to)
+	_, err := s.opts.Mesh.Request(ctx, l.Owner, "rooms.move", w.B)
+	return err
+}
+
+// handOver moves a room owned here to PoP to.
+func (s *Service) handOver(k Key, to string) error {
+	r := s.owned(k)
+	if r == nil {
+		return fmt.Errorf("rooms: room %s is not owned here", k)
+	}
+	r.mu.Lock()
+	r.moving = true
+	r.mu.Unlock()
+	r.drain()
+	if err := s.release(k, r.token, to); err != nil {
+		r.mu.Lock()
+		r.moving = false
+		if len(r.queue) > 0 && !r.running {
+			r.running = true
+			go r.run()
+		}
+		r.mu.Unlock()
+		return err
+	}
+	s.log.Info("room moved", "room", k.String(), "to", to)
+	r.stop(CloseMoved, "the room moved to another PoP; reconnect", false)
+	return nil
+}
+
+// serveOwner answers the centre's questions to an owner.
+func (s *Service) serveOwner() error {
+	if err := s.opts.Mesh.HandleRequestsAsync("rooms.stats", func(p []byte, respond func([]byte, error)) {
+		b, err := json.Marshal(s.Local(string(p)))
+		respond(b, err)
+	}); err != nil {
+		return err
+	}
+	return s.opts.Mesh.HandleRequestsAsync("rooms.move", func(p []byte, respond func([]byte, error)) {
+		r := wire.NewReader(p)
+		k, to := getKey(r), r.Str(maxName)
+		if err := r.Done(); err != nil {
+			respond(nil, err)
+			return
+		}
+		respond(nil, s.handOver(k, to))
+	})
+}
+
+// eventStats keeps the durations of the last events, those that woke their
+// room apart.
+type eventStats struct {
+	mu          sync.Mutex
+	live, woken []time.Duration
+	nl, nw      int
+}
+
+const statsKept = 256
+
+func (st *eventStats) event(d time.Duration, woke bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if woke {
+		st.woken = ring(st.woken, &st.nw, d)
+	} else {
+		st.live = ring(st.live, &st.nl, d)
+	}
+}
+
+func ring(v []time.Duration, n *int, d time.Duration) []time.Duration {
+	if len(v) < statsKept {
+		v = append(v, d)
+	} else {
+		v[*n%statsKept] = d
+	}
+	*n++
+	return v
+}
+
+// EventTimes returns how long the last events took at this PoP (up to 256
+// of each): on a live room, and on a hibernated room they woke (a fresh
+// instance, the room's storage read, then the event).
+func (s *Service) EventTimes() (live, woken []time.Duration) {
+	s.stats.mu.Lock()
+	defer s.stats.mu.Unlock()
+	return append([]time.Duration(nil), s.stats.live...), append([]time.Duration(nil), s.stats.woken...)
+}
