@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Status codes of the host ABI (docs/abi.md).
@@ -208,14 +209,28 @@ func Log(level int, msg string) error { return hostErr("log", sysLog(uint32(leve
 // Logf formats and logs at info level.
 func Logf(format string, args ...any) { Log(LevelInfo, fmt.Sprintf(format, args...)) }
 
-// Per-instance buffers, reused across requests: an instance serves one
-// request at a time, and reuse keeps the warm path free of garbage.
+// Per-instance state, reused across requests: an instance serves one
+// request at a time, and every allocation costs about a microsecond in a Go
+// Wasm guest, several times a host call.
 var (
-	headBuf = make([]byte, 4096)
 	rw      responseWriter
 	curReq  Request
+	curURL  url.URL
 	curBody body
+	// hdrVals backs the request header's values: one slice element per
+	// header line instead of one allocation each.
+	hdrVals []string
+	// arena receives request heads. Every string of a request (method,
+	// path, header values...) points into it, so decoding allocates
+	// nothing; bytes the host wrote are never written again, so those
+	// strings stay valid (and immutable) even if a handler keeps one. A new
+	// arena is allocated when the free part is too small for a head.
+	arena []byte
 )
+
+// arenaChunk is the size of a head arena: some fifty heads of a typical
+// request, so the warm path allocates once every many requests.
+const arenaChunk = 4096
 
 func serve(reqH, respH uint32) (rc uint32) {
 	req, err := readRequest(reqH)
@@ -224,17 +239,8 @@ func serve(reqH, respH uint32) (rc uint32) {
 		return 1
 	}
 	rw.reset(respH)
-	defer func() {
-		if p := recover(); p != nil {
-			Log(LevelError, fmt.Sprintf("handler panicked: %v", p))
-			rc = 2
-		}
-	}()
-	if handler == nil {
-		rw.WriteHeader(500)
-		rw.Write([]byte("no handler registered: call verge.HandleFunc in an init function\n"))
-	} else {
-		handler.ServeHTTP(&rw, req)
+	if !runHandler(req) {
+		return 2
 	}
 	if err := rw.finish(); err != nil {
 		Log(LevelError, "verge sdk: "+err.Error())
@@ -243,19 +249,52 @@ func serve(reqH, respH uint32) (rc uint32) {
 	return 0
 }
 
-func readRequest(h uint32) (*Request, error) {
-	n, st := sysReqHead(h, headBuf)
+// runHandler runs the handler and reports false if it panicked.
+func runHandler(req *Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			Log(LevelError, fmt.Sprintf("handler panicked: %v", p))
+			ok = false
+		}
+	}()
+	if handler == nil {
+		rw.WriteHeader(500)
+		rw.WriteString("no handler registered: call verge.HandleFunc in an init function\n")
+	} else {
+		handler.ServeHTTP(&rw, req)
+	}
+	return true
+}
+
+// readHead fetches the request head into the arena and returns it as a
+// string that shares the arena's bytes.
+func readHead(h uint32) (string, error) {
+	if cap(arena)-len(arena) < 512 {
+		arena = make([]byte, 0, arenaChunk)
+	}
+	free := arena[len(arena):cap(arena)]
+	n, st := sysReqHead(h, free)
 	if st == statusTooSmall {
-		headBuf = make([]byte, n)
-		n, st = sysReqHead(h, headBuf)
+		arena = make([]byte, 0, max(int(n), arenaChunk))
+		free = arena[:cap(arena)]
+		n, st = sysReqHead(h, free)
 	}
 	if st != statusOK {
-		return nil, hostErr("http_req_head", st)
+		return "", hostErr("http_req_head", st)
 	}
-	// One string for the whole head: every field below is a substring of
-	// it, one allocation instead of two per header (each costs about a
-	// microsecond in a Wasm guest).
-	r := headReader{s: string(headBuf[:n])}
+	if n == 0 || int(n) > len(free) {
+		return "", errors.New("malformed request head")
+	}
+	arena = arena[:len(arena)+int(n)]
+	return unsafe.String(&free[0], int(n)), nil
+}
+
+func readRequest(h uint32) (*Request, error) {
+	head, err := readHead(h)
+	if err != nil {
+		return nil, err
+	}
+	r := headReader{s: head}
 	nf, ok := r.u32()
 	if !ok || nf < 5 {
 		return nil, errors.New("malformed request head")
@@ -277,8 +316,11 @@ func readRequest(h uint32) (*Request, error) {
 	hdr := curReq.Header
 	if hdr == nil || len(hdr) > 64 {
 		hdr = make(Header, nh)
-	} else {
+	} else if len(hdr) > 0 {
 		clear(hdr)
+	}
+	if uint32(cap(hdrVals)) < nh {
+		hdrVals = make([]string, nh)
 	}
 	for i := uint32(0); i < nh; i++ {
 		k, ok1 := r.str()
@@ -286,7 +328,14 @@ func readRequest(h uint32) (*Request, error) {
 		if !ok1 || !ok2 {
 			return nil, errors.New("malformed request headers")
 		}
-		hdr[k] = append(hdr[k], v)
+		if vs, dup := hdr[k]; dup {
+			hdr[k] = append(vs, v)
+			continue
+		}
+		// A one-element slice of hdrVals, capped so that an append by the
+		// handler copies instead of overwriting the next value.
+		hdrVals[i] = v
+		hdr[k] = hdrVals[i : i+1 : i+1]
 	}
 	curBody = body{h: h}
 	curReq = Request{Method: f[0], RequestURI: f[1], URL: parseURI(f[1]), Host: f[2], RemoteAddr: f[3], ID: f[4],
@@ -295,17 +344,17 @@ func readRequest(h uint32) (*Request, error) {
 }
 
 // parseURI splits a request URI without net/url's full parser when the path
-// holds no escapes, the common case; url.ParseRequestURI costs several
-// microseconds in Wasm.
+// holds no escapes, the common case (url.ParseRequestURI costs several
+// microseconds in Wasm), into the instance's url.URL.
 func parseURI(uri string) *url.URL {
 	path, query, _ := strings.Cut(uri, "?")
-	if strings.IndexByte(path, '%') < 0 && strings.HasPrefix(path, "/") {
-		return &url.URL{Path: path, RawQuery: query}
+	curURL = url.URL{Path: path, RawQuery: query}
+	if strings.IndexByte(path, '%') >= 0 || !strings.HasPrefix(path, "/") {
+		if u, err := url.ParseRequestURI(uri); err == nil {
+			curURL = *u
+		}
 	}
-	if u, err := url.ParseRequestURI(uri); err == nil {
-		return u
-	}
-	return &url.URL{Path: path, RawQuery: query}
+	return &curURL
 }
 
 // headReader decodes the request head's u32s and strings from one string.
@@ -420,6 +469,22 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	}
 	w.buf = append(w.buf, p...)
 	return len(p), nil
+}
+
+// WriteString writes s without converting it to a byte slice first
+// (io.WriteString and fmt use it).
+func (w *responseWriter) WriteString(s string) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(w.buf)+len(s) > flushAt {
+		return w.Write([]byte(s))
+	}
+	if w.status == 0 {
+		w.status = 200
+	}
+	w.buf = append(w.buf, s...)
+	return len(s), nil
 }
 
 func (w *responseWriter) sendHead() error {
