@@ -186,7 +186,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { _, err := f.Serve(context.Background(), get("/")); errc <- err }()
 	// Let the first request take the only instance (warm at load).
-	for deadline := time.Now().Add(10 * time.Second); len(f.pool.idle) > 0; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); f.pool.idleCount() > 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the first request never took the instance")
 		}
@@ -209,14 +209,14 @@ func TestRecycle(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		serveOK(t, f, "/", "hi")
 		// Requests run one at a time, so every instance is idle now.
-		for n := len(f.pool.idle); n > 0; n-- {
-			inst := <-f.pool.idle
+		f.pool.mu.Lock()
+		for _, inst := range f.pool.idle {
 			served[inst.mod] = inst.served
 			if inst.served >= 3 {
 				t.Fatalf("an idle instance has served %d requests; recycle_after is 3", inst.served)
 			}
-			f.pool.idle <- inst
 		}
+		f.pool.mu.Unlock()
 	}
 	if len(served) < 4 {
 		t.Fatalf("12 requests with recycle_after = 3 used %d instances, want at least 4", len(served))

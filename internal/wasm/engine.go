@@ -74,6 +74,9 @@ type Options struct {
 	// thousands, each initialised separately). It must return its input
 	// when it cannot improve it.
 	Prepare func([]byte) []byte
+	// IdleTimeout is how long an instance of a pooled function may stay
+	// idle before it is closed; 0 means DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // Engine compiles and runs functions. It is safe for concurrent use.

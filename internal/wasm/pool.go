@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
@@ -24,6 +23,7 @@ type instance struct {
 	cs     Call
 	stack  [2]uint64
 	served int
+	idle   time.Time // when it was put back in the pool
 }
 
 func (i *instance) close(ctx context.Context) {
@@ -61,37 +61,59 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 // runtime start costs a few milliseconds, more than a request's default.
 const initCPUTime = 2 * time.Second
 
+// DefaultIdleTimeout is how long an instance may stay idle in its pool
+// before it is closed (Options.IdleTimeout).
+const DefaultIdleTimeout = 30 * time.Second
+
 // pool keeps initialised instances of a pooled verge-executor function.
+//
+// Idle instances are a stack: the instance put back last is taken first, so
+// a lightly loaded function keeps running on one instance whose memory and
+// the code's data are still in the CPU caches, and the instances at the
+// bottom are the ones that have been idle longest. Those are closed after
+// the idle timeout, down to none: an idle function costs no instance memory,
+// and its next request instantiates one.
 type pool struct {
-	f      *Function
-	idle   chan *instance
-	target int // instances kept warm
-	closed atomic.Bool
+	f       *Function
+	target  int // instances WarmUp makes ready
+	timeout time.Duration
+
+	mu     sync.Mutex
+	idle   []*instance // a stack; idle[len-1] was put back last
+	closed bool
+	timer  *time.Timer // armed while some instance is idle
 	wg     sync.WaitGroup
 }
 
 func newPool(f *Function) *pool {
+	timeout := f.engine.opts.IdleTimeout
+	if timeout == 0 {
+		timeout = DefaultIdleTimeout
+	}
 	return &pool{
-		f:      f,
-		idle:   make(chan *instance, f.Limits.MaxInstances),
-		target: min(f.Limits.MaxInstances, 2*runtime.GOMAXPROCS(0)),
+		f:       f,
+		target:  min(f.Limits.MaxInstances, 2*runtime.GOMAXPROCS(0)),
+		timeout: timeout,
 	}
 }
 
 // warm creates instances until n are idle.
 func (p *pool) warm(ctx context.Context, n int) error {
-	for len(p.idle) < n && !p.closed.Load() {
+	for p.idleCount() < n {
 		inst, err := p.f.newInstance(ctx)
 		if err != nil {
 			return err
 		}
-		p.put(inst)
+		if !p.put(inst) {
+			return nil
+		}
 	}
 	return nil
 }
 
 // WarmUp fills the pool in the background so that the first burst of
-// requests finds instances ready.
+// requests finds instances ready; they are closed again if no request comes
+// within the idle timeout.
 func (f *Function) WarmUp() {
 	if f.pool != nil {
 		f.pool.refill()
@@ -99,7 +121,9 @@ func (f *Function) WarmUp() {
 }
 
 func (p *pool) refill() {
-	if p.closed.Load() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
 		return
 	}
 	p.wg.Add(1)
@@ -111,23 +135,71 @@ func (p *pool) refill() {
 	}()
 }
 
-func (p *pool) get(ctx context.Context) (*instance, error) {
-	select {
-	case inst := <-p.idle:
-		return inst, nil
-	default:
-		return p.f.newInstance(ctx)
-	}
+func (p *pool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
 }
 
-func (p *pool) put(inst *instance) {
-	if p.closed.Load() {
-		inst.close(context.Background())
-		return
+// take returns the instance put back last, or nil.
+func (p *pool) take() *instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.idle)
+	if n == 0 {
+		return nil
 	}
-	select {
-	case p.idle <- inst:
-	default:
+	inst := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	return inst
+}
+
+func (p *pool) get(ctx context.Context) (*instance, error) {
+	if inst := p.take(); inst != nil {
+		return inst, nil
+	}
+	return p.f.newInstance(ctx)
+}
+
+// put makes inst idle, or closes it if the pool is closed or full; it
+// reports whether inst was kept.
+func (p *pool) put(inst *instance) bool {
+	inst.idle = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.f.Limits.MaxInstances {
+		p.mu.Unlock()
+		inst.close(context.Background())
+		return false
+	}
+	p.idle = append(p.idle, inst)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(p.timeout, p.shrink)
+	}
+	p.mu.Unlock()
+	return true
+}
+
+// shrink closes the instances idle for longer than the timeout and, while
+// some remain idle, runs again when the oldest of them times out.
+func (p *pool) shrink() {
+	now := time.Now()
+	var expired []*instance
+	p.mu.Lock()
+	p.timer = nil
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].idle) >= p.timeout {
+		n++
+	}
+	expired = append(expired, p.idle[:n]...)
+	rest := copy(p.idle, p.idle[n:])
+	clear(p.idle[rest:])
+	p.idle = p.idle[:rest]
+	if len(p.idle) > 0 && !p.closed {
+		p.timer = time.AfterFunc(p.timeout-now.Sub(p.idle[0].idle), p.shrink)
+	}
+	p.mu.Unlock()
+	for _, inst := range expired {
 		inst.close(context.Background())
 	}
 }
@@ -136,19 +208,35 @@ func (p *pool) put(inst *instance) {
 // too large, and starts a replacement in the background.
 func (p *pool) discard(inst *instance) {
 	inst.close(context.Background())
-	p.refill()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if inst, err := p.f.newInstance(context.Background()); err == nil {
+			p.put(inst)
+		}
+	}()
 }
 
 func (p *pool) close(ctx context.Context) {
-	p.closed.Store(true)
+	p.mu.Lock()
+	p.closed = true
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	p.mu.Unlock()
 	p.wg.Wait()
-	for {
-		select {
-		case inst := <-p.idle:
-			inst.close(ctx)
-		default:
-			return
-		}
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, inst := range idle {
+		inst.close(ctx)
 	}
 }
 
