@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"log/slog"
@@ -65,6 +66,11 @@ type Call struct {
 	log       *slog.Logger
 	lastErr   string
 	kept      *keptResult // see Call.Deliver
+	// The last response header list the guest sent and its decoding, kept
+	// across requests: a function sends the same headers again and again,
+	// and decoding them is a map and two strings per header.
+	hdrRaw []byte
+	hdr    http.Header
 }
 
 func (c *Call) reset(req *Request, app string, bodyLimit int64, log *slog.Logger) {
@@ -197,13 +203,27 @@ func hostRespHead(_ context.Context, cs *Call, a []uint64) uint32 {
 	if !ok {
 		return StatusMemory
 	}
-	h, ok := decodeHeaders(buf)
+	h, ok := cs.decodeHeaders(buf)
 	if !ok {
 		return StatusInvalid
 	}
 	cs.status = int(status)
 	cs.header = h
 	return StatusOK
+}
+
+// decodeHeaders decodes a response header list, or returns the previous
+// decoding when the guest sent the same bytes as last time. The map is then
+// shared by several responses: Response.Header is read-only.
+func (cs *Call) decodeHeaders(buf []byte) (http.Header, bool) {
+	if cs.hdr != nil && bytes.Equal(buf, cs.hdrRaw) {
+		return cs.hdr, true
+	}
+	h, ok := decodeHeaders(buf)
+	if ok && h != nil {
+		cs.hdr, cs.hdrRaw = h, append(cs.hdrRaw[:0], buf...)
+	}
+	return h, ok
 }
 
 // body_write(h, ptr, len): appends to the response body, all or nothing.

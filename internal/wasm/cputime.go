@@ -40,11 +40,30 @@ type run struct {
 	cpuKnown bool          // false until the clock is first read in the request's first segment
 	deadline time.Time     // zero: none
 	cause    error         // why the guest was stopped
+	rc       runCtx        // the context guest code runs under
 }
 
 type runKey struct{}
 
+// runCtx is the request's context carrying its run, so that host functions
+// find the run without a context.WithValue allocation per request: a
+// pooled instance keeps its run, and the run its runCtx.
+type runCtx struct {
+	context.Context
+	r *run
+}
+
+func (c *runCtx) Value(key any) any {
+	if key == (runKey{}) {
+		return c.r
+	}
+	return c.Context.Value(key)
+}
+
 func runOf(ctx context.Context) *run {
+	if c, ok := ctx.(*runCtx); ok {
+		return c.r
+	}
 	r, _ := ctx.Value(runKey{}).(*run)
 	return r
 }
@@ -104,6 +123,13 @@ func (r *run) resume() {
 // guest is stopped, the error is the cause (errCPUTime, errWallTime or the
 // context's), whatever trap it surfaced as.
 func limited(ctx context.Context, limit time.Duration, deadline time.Time, call *Call, env []string, fn func(context.Context) error) error {
+	return limitedRun(ctx, &run{call: call, env: env, limit: limit, deadline: deadline}, fn)
+}
+
+// limitedRun is limited with the run's call, environment, limit and
+// deadline set by the caller, which may reuse r from request to request.
+func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) error {
+	deadline := r.deadline
 	slots := guestSlots()
 	select {
 	case slots <- struct{}{}:
@@ -125,8 +151,10 @@ func limited(ctx context.Context, limit time.Duration, deadline time.Time, call 
 	defer func() { <-slots }()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r := &run{ctx: ctx, call: call, env: env, limit: limit, deadline: deadline}
-	err := fn(context.WithValue(ctx, runKey{}, r))
+	r.ctx, r.spent, r.cpuKnown, r.cause = ctx, 0, false, nil
+	r.rc = runCtx{Context: ctx, r: r}
+	err := fn(&r.rc)
+	r.rc.Context = nil // keep nothing of the request
 	if err != nil && r.cause != nil {
 		return &stopped{cause: r.cause, err: err}
 	}
@@ -178,7 +206,7 @@ func instantiateYield(ctx context.Context, r wazero.Runtime) error {
 	_, err := r.NewHostModuleBuilder(wasmbin.YieldModule).
 		NewFunctionBuilder().
 		WithGoFunction(api.GoFunc(func(ctx context.Context, stack []uint64) {
-			r, _ := ctx.Value(runKey{}).(*run)
+			r := runOf(ctx)
 			if r != nil && r.stop() {
 				stack[0] = 1
 				return

@@ -48,7 +48,8 @@ type Request struct {
 	Route string
 }
 
-// Response is a function's complete response.
+// Response is a function's complete response. Its Header may be shared
+// with other responses of the same function: copy it, never modify it.
 type Response struct {
 	Status int
 	Header http.Header

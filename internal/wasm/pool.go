@@ -22,6 +22,9 @@ type instance struct {
 	mem    *guestMemory
 	cs     Call
 	stack  [2]uint64
+	run    run // reused by every request
+	// callHandle is callHandler as a func value made once, not per request.
+	callHandle func(context.Context) error
 	served int
 	idle   time.Time // when it was put back in the pool
 }
@@ -54,7 +57,15 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		}
 		return nil, f.runError(ctx, mem, err)
 	}
-	return &instance{mod: mod, handle: mod.ExportedFunction(HandleExport), mem: mem}, nil
+	inst := &instance{mod: mod, handle: mod.ExportedFunction(HandleExport), mem: mem}
+	inst.callHandle = inst.callHandler
+	return inst, nil
+}
+
+// callHandler runs verge_handle for the request in inst.cs.
+func (inst *instance) callHandler(ctx context.Context) error {
+	inst.stack[0], inst.stack[1] = handleRequest, handleResponse
+	return inst.handle.CallWithStack(ctx, inst.stack[:])
 }
 
 // initCPUTime is the CPU budget of a reactor's _initialize: a Go guest's
@@ -253,10 +264,10 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	}
 	cs := &inst.cs
 	cs.reset(req, f.Spec.App, f.Limits.ResponseBody, f.log)
-	err = limited(ctx, f.Limits.CPUTime, deadline, cs, f.env(), func(ctx context.Context) error {
-		inst.stack[0], inst.stack[1] = handleRequest, handleResponse
-		return inst.handle.CallWithStack(ctx, inst.stack[:])
-	})
+	r := &inst.run
+	r.call, r.env, r.limit, r.deadline = cs, f.env(), f.Limits.CPUTime, deadline
+	err = limitedRun(ctx, r, inst.callHandle)
+	r.call = nil
 	inst.served++
 	rc := uint32(inst.stack[0])
 	healthy := err == nil && inst.served < f.Limits.RecycleAfter && inst.mem.size.Load() <= f.Limits.MemoryHighWater
