@@ -111,6 +111,7 @@ var coreFunctions = Capability{Name: "core", Functions: []HostFunction{
 	{"http_resp_head", i32s(4), hostRespHead},
 	{"body_write", i32s(3), hostBodyWrite},
 	{"last_error", i32s(3), hostLastError},
+	{"http_resp", i32s(6), hostResp},
 }}
 
 // instantiateABI registers the "verge" host module in r: the core functions
@@ -224,6 +225,37 @@ func (cs *Call) decodeHeaders(buf []byte) (http.Header, bool) {
 		cs.hdr, cs.hdrRaw = h, append(cs.hdrRaw[:0], buf...)
 	}
 	return h, ok
+}
+
+// http_resp(resp, status, head_ptr, head_len, body_ptr, body_len): sets
+// the status and headers as http_resp_head does and appends the body as
+// body_write does, in one call. Everything is checked before anything
+// changes.
+func hostResp(_ context.Context, cs *Call, a []uint64) uint32 {
+	if uint32(a[0]) != handleResponse {
+		return StatusBadHandle
+	}
+	status := uint32(a[1])
+	head, ok1 := cs.Bytes(uint32(a[2]), uint32(a[3]))
+	body, ok2 := cs.Bytes(uint32(a[4]), uint32(a[5]))
+	if !ok1 || !ok2 {
+		return StatusMemory
+	}
+	if status < 100 || status > 999 {
+		return StatusInvalid
+	}
+	h, ok := cs.decodeHeaders(head)
+	if !ok {
+		return StatusInvalid
+	}
+	if int64(len(cs.body))+int64(len(body)) > cs.bodyLimit {
+		cs.overflow = true
+		return StatusLimit
+	}
+	cs.status = int(status)
+	cs.header = h
+	cs.body = append(cs.body, body...)
+	return StatusOK
 }
 
 // body_write(h, ptr, len): appends to the response body, all or nothing.

@@ -25,8 +25,8 @@ type instance struct {
 	run    run // reused by every request
 	// callHandle is callHandler as a func value made once, not per request.
 	callHandle func(context.Context) error
-	served int
-	idle   time.Time // when it was put back in the pool
+	served     int
+	idle       time.Time // when it was put back in the pool
 }
 
 func (i *instance) close(ctx context.Context) {

@@ -21,6 +21,9 @@ func hostRespHead(h uint32, status uint32, ptr unsafe.Pointer, n uint32) uint32
 //go:wasmimport verge body_write
 func hostBodyWrite(h uint32, ptr unsafe.Pointer, n uint32) uint32
 
+//go:wasmimport verge http_resp
+func hostResp(h uint32, status uint32, head unsafe.Pointer, headLen uint32, body unsafe.Pointer, bodyLen uint32) uint32
+
 //go:wasmexport verge_handle
 func vergeHandle(req, resp uint32) uint32 {
 	return serve(req, resp)
@@ -62,6 +65,10 @@ func sysRespHead(h uint32, code int, head []byte) uint32 {
 
 func sysBodyWrite(h uint32, b []byte) uint32 {
 	return hostBodyWrite(h, ptr(b), uint32(len(b)))
+}
+
+func sysResp(h uint32, code int, head, body []byte) uint32 {
+	return hostResp(h, uint32(code), ptr(head), uint32(len(head)), ptr(body), uint32(len(body)))
 }
 
 //go:wasmimport verge last_error
