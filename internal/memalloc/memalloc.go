@@ -266,7 +266,8 @@ type region struct {
 	// resident estimates the bytes kept faulted in while idle: what reset
 	// cleared (mapped) or the allocation (heap).
 	resident uint64
-	vec      []byte // mincore scratch
+	vec      []byte    // mincore and pagemap scratch
+	snap     *Snapshot // mapped over the region's first bytes (Memory.Restore)
 }
 
 // grow returns the first size bytes of the region, growing a heap region
@@ -291,6 +292,9 @@ func (r *region) grow(size, maxBytes uint64) []byte {
 // reset zeroes the bytes the last user may have written. It reports false
 // when the region should be released rather than reused.
 func (r *region) reset(zeroLimit uint64) bool {
+	if r.snap != nil && !r.unmapSnapshot() {
+		return false
+	}
 	n := r.dirty
 	r.dirty = 0
 	switch {
