@@ -71,6 +71,7 @@ type Call struct {
 	// and decoding them is a map and two strings per header.
 	hdrRaw []byte
 	hdr    http.Header
+	prep   *snapshotPrep // set while the guest prepares the snapshot
 }
 
 func (c *Call) reset(req *Request, app string, bodyLimit int64, log *slog.Logger) {
@@ -112,18 +113,21 @@ var coreFunctions = Capability{Name: "core", Functions: []HostFunction{
 	{"body_write", i32s(3), hostBodyWrite},
 	{"last_error", i32s(3), hostLastError},
 	{"http_resp", i32s(6), hostResp},
+	{"reseed", i32s(2), hostReseed},
 }}
 
 // instantiateABI registers the "verge" host module in r: the core functions
 // and every capability's.
 func (e *Engine) instantiateABI(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder(ABIModule)
-	for _, f := range e.functions {
+	for i, f := range e.functions {
+		capability := i >= len(coreFunctions.Functions)
 		b.NewFunctionBuilder().
 			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 				r := runOf(ctx)
-				if r == nil || r.call == nil {
-					// Called outside a request, e.g. from _initialize.
+				if r == nil || r.call == nil || (capability && r.call.prep != nil) {
+					// Called outside a request, e.g. from _initialize, or
+					// a PoP service while the guest prepares its snapshot.
 					stack[0] = StatusUnsupported
 					return
 				}

@@ -175,6 +175,13 @@ type Function struct {
 	pool     *pool // verge executor, pooled isolation
 	sem      chan struct{}
 
+	// strict is isolation = "strict" served by instances reset to the
+	// snapshot after every request (snapshot.go); without a snapshot a
+	// strict function has no pool and instantiates for every request.
+	strict  bool
+	snap    *snapshot
+	globals []string // export names of the mutable globals (wasmbin.Info)
+
 	closeOnce sync.Once
 	cfgOnce   sync.Once
 	cfg       wazero.ModuleConfig
@@ -207,7 +214,7 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	lim := fn.Limits.WithDefaults()
 	// Every guest is instrumented to yield to the host regularly; that is
 	// how limits are enforced (see cputime.go).
-	instrumented, ierr := wasmbin.InstrumentYield(wasm)
+	instrumented, info, ierr := wasmbin.Instrument(wasm)
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithCoreFeatures(api.CoreFeaturesV2).
 		// The per-function memory limit is enforced by guestMemory, which
@@ -254,19 +261,34 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		return nil, lerr(reason, nil)
 	}
 	f.sem = make(chan struct{}, lim.MaxInstances)
-	if fn.Executor == verge.ExecutorVerge && fn.Isolation != verge.IsolationStrict {
-		f.pool = newPool(f)
+	f.globals = info.Globals
+	if fn.Executor == verge.ExecutorVerge {
 		// One instance now, so that a module whose _initialize traps fails
-		// to load instead of failing its first request.
-		if err := f.pool.warm(ctx, 1); err != nil {
-			return nil, lerr("initialisation failed: "+err.Error(), err)
-		}
-	} else if fn.Executor == verge.ExecutorVerge {
+		// to load instead of failing its first request; it is also the one
+		// the snapshot is taken of.
 		inst, err := f.newInstance(ctx)
 		if err != nil {
 			return nil, lerr("initialisation failed: "+err.Error(), err)
 		}
-		inst.close(ctx)
+		why := info.NoSnapshot
+		if _, pooled := e.opts.Allocator.(*memalloc.Allocator); !pooled {
+			why = "the engine's memory allocator is not memalloc's"
+		}
+		if why == "" {
+			if err := f.takeSnapshot(ctx, inst); err != nil {
+				why = err.Error()
+			}
+		}
+		if why != "" {
+			f.log.Debug("no snapshot: every new instance runs _initialize", "reason", why)
+		}
+		f.strict = fn.Isolation == verge.IsolationStrict
+		if f.strict && f.snap == nil {
+			inst.close(ctx) // a fresh instance per request, initialised each time
+		} else {
+			f.pool = newPool(f)
+			f.pool.put(inst)
+		}
 	}
 	ok = true
 	return f, nil
@@ -381,6 +403,9 @@ func (f *Function) Close(ctx context.Context) error {
 			f.pool.close(ctx)
 		}
 		err = f.rt.Close(ctx)
+		if f.snap != nil {
+			f.snap.mem.Close()
+		}
 	})
 	return err
 }

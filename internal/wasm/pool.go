@@ -27,6 +27,10 @@ type instance struct {
 	callHandle func(context.Context) error
 	served     int
 	idle       time.Time // when it was put back in the pool
+	// globals are the instance's mutable globals, for snapshots
+	// (Function.globals); taint is the last of them.
+	globals []api.MutableGlobal
+	taint   api.Global
 }
 
 func (i *instance) close(ctx context.Context) {
@@ -37,6 +41,9 @@ func (i *instance) close(ctx context.Context) {
 // reactor's runtime start) under the request limits, so that a guest whose
 // initialisation loops or allocates without end is stopped too.
 func (f *Function) newInstance(ctx context.Context) (*instance, error) {
+	if f.snap != nil {
+		return f.instanceFromSnapshot(ctx)
+	}
 	ctx = context.WithoutCancel(ctx)
 	mem := f.newMemory()
 	var mod api.Module
@@ -57,9 +64,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		}
 		return nil, f.runError(ctx, mem, err)
 	}
-	inst := &instance{mod: mod, handle: mod.ExportedFunction(HandleExport), mem: mem}
-	inst.callHandle = inst.callHandler
-	return inst, nil
+	return f.bind(mod, mem), nil
 }
 
 // callHandler runs verge_handle for the request in inst.cs.
@@ -215,6 +220,17 @@ func (p *pool) shrink() {
 	}
 }
 
+// renew makes inst a fresh instance again, restored from the snapshot, or
+// discards it when that is not possible (no snapshot, its memory grew, it
+// changed its files, it exited).
+func (p *pool) renew(inst *instance) {
+	if p.f.snap != nil && p.f.restore(inst) == nil {
+		p.put(inst)
+		return
+	}
+	p.discard(inst)
+}
+
 // discard drops an instance that trapped, timed out, served its quota or grew
 // too large, and starts a replacement in the background.
 func (p *pool) discard(inst *instance) {
@@ -274,16 +290,21 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	resp := &Response{Status: cs.status, Header: cs.header, Body: cs.body}
 	overflow := cs.overflow
 	cs.reset(nil, "", 0, nil)
+	if err != nil {
+		err = f.runError(ctx, inst.mem, err) // before the instance is reset
+	}
 	switch {
 	case f.pool == nil:
 		inst.close(ctx)
-	case healthy:
+	case healthy && !f.strict:
 		f.pool.put(inst)
 	default:
-		f.pool.discard(inst)
+		// A strict instance is reset for every request; a pooled one that
+		// is due for replacement too, when it can be.
+		f.pool.renew(inst)
 	}
 	if err != nil {
-		return nil, f.runError(ctx, inst.mem, err)
+		return nil, err
 	}
 	if overflow {
 		return nil, limitError(KindResponseBody, http.StatusInternalServerError,

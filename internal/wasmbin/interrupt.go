@@ -85,14 +85,16 @@ type Info struct {
 }
 
 // statelessWASI are the WASI functions that change nothing of an instance
-// outside its memory, given the host Verge configures (no preopened
-// directories, no sockets, an empty stdin): calling any other one sets the
-// taint global.
+// outside its memory, given the host Verge configures for reactors (no
+// preopened directories, no sockets, an empty stdin, stdout and stderr that
+// cannot be polled, so that setting them non-blocking fails, as the Go
+// runtime tries at start): calling any other one sets the taint global.
 var statelessWASI = map[string]bool{
 	"args_get": true, "args_sizes_get": true, "environ_get": true, "environ_sizes_get": true,
 	"clock_res_get": true, "clock_time_get": true, "random_get": true, "sched_yield": true,
 	"poll_oneoff": true, "proc_exit": true, "fd_write": true, "fd_read": true, "fd_pread": true, "fd_pwrite": true,
 	"fd_fdstat_get": true, "fd_filestat_get": true, "fd_prestat_get": true, "fd_prestat_dir_name": true,
+	"fd_fdstat_set_flags": true, "fd_fdstat_set_rights": true,
 }
 
 // Instrument is InstrumentYield plus what snapshots need: every mutable
