@@ -187,6 +187,7 @@ type Function struct {
 	cfg       wazero.ModuleConfig
 	envOnce   sync.Once
 	envList   []string
+	wagi      sync.Pool // of *wagiStreams
 }
 
 // Load reads, validates and compiles fn's module. Compilation happens here and
