@@ -181,6 +181,10 @@ type Function struct {
 	strict  bool
 	snap    *snapshot
 	globals []string // export names of the mutable globals (wasmbin.Info)
+	// data are the module's data segments when they were stripped from the
+	// compiled module (wasmbin.StripActiveData) and no snapshot holds them:
+	// newInstance writes them into every new instance.
+	data []wasmbin.DataSegment
 
 	closeOnce sync.Once
 	cfgOnce   sync.Once
@@ -216,6 +220,15 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	// Every guest is instrumented to yield to the host regularly; that is
 	// how limits are enforced (see cputime.go).
 	instrumented, info, ierr := wasmbin.Instrument(wasm)
+	var data []wasmbin.DataSegment
+	if ierr == nil && info.Snapshot && fn.Executor == verge.ExecutorVerge {
+		// Instances will come from a snapshot: the runtime need not keep
+		// the data segments (megabytes for a Go guest) nor copy them into
+		// every new instance; the first instance gets them from us.
+		if stripped, segs, ok := wasmbin.StripActiveData(instrumented); ok {
+			instrumented, data = stripped, segs
+		}
+	}
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithCoreFeatures(api.CoreFeaturesV2).
 		// The per-function memory limit is enforced by guestMemory, which
@@ -263,6 +276,7 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	}
 	f.sem = make(chan struct{}, lim.MaxInstances)
 	f.globals = info.Globals
+	f.data = data
 	if fn.Executor == verge.ExecutorVerge {
 		// One instance now, so that a module whose _initialize traps fails
 		// to load instead of failing its first request; it is also the one
@@ -282,6 +296,8 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		}
 		if why != "" {
 			f.log.Debug("no snapshot: every new instance runs _initialize", "reason", why)
+		} else {
+			f.data = nil // in the snapshot now
 		}
 		f.strict = fn.Isolation == verge.IsolationStrict
 		if f.strict && f.snap == nil {

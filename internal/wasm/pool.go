@@ -53,6 +53,12 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		if err != nil {
 			return err
 		}
+		m := mod.Memory()
+		for i, d := range f.data {
+			if m == nil || !m.Write(d.Offset, d.Data) {
+				return fmt.Errorf("data[%d]: out of bounds memory access", i)
+			}
+		}
 		if init := mod.ExportedFunction("_initialize"); init != nil {
 			_, err = init.Call(ctx)
 		}

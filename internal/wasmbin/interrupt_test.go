@@ -1,6 +1,7 @@
 package wasmbin
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -216,5 +217,45 @@ func TestInstrumentSnapshot(t *testing.T) {
 	ts, _ := os.ReadFile(filepath.Join("testdata", "tableset.wasm"))
 	if _, info, err := Instrument(ts); err != nil || info.Snapshot || !strings.Contains(info.NoSnapshot, "table") {
 		t.Fatalf("a module with table.set: %v, snapshot %v (%q)", err, info.Snapshot, info.NoSnapshot)
+	}
+}
+
+// A module stripped of its data and given its segments back by hand has the
+// original's memory.
+func TestStripActiveData(t *testing.T) {
+	t.Parallel()
+	merged, err := os.ReadFile(filepath.Join("testdata", "active.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped, segs, ok := StripActiveData(merged)
+	if !ok || len(segs) == 0 || len(stripped) >= len(merged) {
+		t.Fatalf("ok %v, %d segments, %d -> %d bytes", ok, len(segs), len(merged), len(stripped))
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	a, err := r.InstantiateWithConfig(ctx, merged, wazero.NewModuleConfig().WithName("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.InstantiateWithConfig(ctx, stripped, wazero.NewModuleConfig().WithName("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if !b.Memory().Write(s.Offset, s.Data) {
+			t.Fatalf("segment at %d (%d bytes) out of bounds", s.Offset, len(s.Data))
+		}
+	}
+	am, _ := a.Memory().Read(0, a.Memory().Size())
+	bm, _ := b.Memory().Read(0, b.Memory().Size())
+	if !bytes.Equal(am, bm) {
+		t.Fatal("memories differ")
+	}
+	// A module with passive segments keeps its data.
+	withPassive, _ := os.ReadFile(filepath.Join("testdata", "merge.wasm"))
+	if out, _, ok := StripActiveData(withPassive); ok || !bytes.Equal(out, withPassive) {
+		t.Fatal("stripped a module with passive segments")
 	}
 }
