@@ -24,7 +24,7 @@ func vergeSnapshot() uint32 {
 	warmUp()
 	if base, ok := findRuntimeRand(); ok {
 		// The generator's 32 buffered outputs and its 4-word key.
-		hostReseed(unsafe.Pointer(base), chachaSeeded)
+		hostReseed(at(base), chachaSeeded)
 	}
 	return 0
 }
@@ -43,8 +43,8 @@ var anchor = new([16]byte)
 // after them its position counts them; nothing else in memory looks so.
 func findRuntimeRand() (uintptr, bool) {
 	end := uintptr(unsafe.Pointer(anchor))
-	load := func(a uintptr) uint64 { return *(*uint64)(unsafe.Pointer(a)) }
-	load32 := func(a uintptr) uint32 { return *(*uint32)(unsafe.Pointer(a)) }
+	load := func(a uintptr) uint64 { return *(*uint64)(at(a)) }
+	load32 := func(a uintptr) uint32 { return *(*uint32)(at(a)) }
 	for attempt := 0; attempt < 4; attempt++ { // a refill between two draws breaks the run
 		x0, x1, x2 := runtimeRand(), runtimeRand(), runtimeRand()
 		for a := uintptr(8); a+24 <= end; a += 8 {
@@ -64,4 +64,12 @@ func findRuntimeRand() (uintptr, bool) {
 		}
 	}
 	return 0, false
+}
+
+// at is the linear-memory address a as a pointer: in a Wasm guest an
+// address is an offset into linear memory, all of which below the heap
+// exists.
+func at(a uintptr) unsafe.Pointer {
+	p := unsafe.Pointer(anchor)
+	return unsafe.Add(p, int(a)-int(uintptr(p)))
 }

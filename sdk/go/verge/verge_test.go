@@ -4,6 +4,7 @@ package verge_test
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -239,4 +240,23 @@ func ExampleHandleFunc() {
 	verge.ServeOnce(1, 2)
 	fmt.Println(host.status, host.out.String())
 	// Output: 200 Hello, Ada!
+}
+
+// Update's encoder writes what encoding/json writes.
+func TestUpdateEncodesOpsAsJSON(t *testing.T) {
+	host := newFakeHost("GET", "/", "")
+	defer verge.SetHost(verge.SetHost(host))
+	ops := []verge.Op{
+		verge.Set("a", "plain"), verge.Set("b", `<tag> & "quotes" \ é`), verge.Set("c", "bad\xffutf8"),
+		verge.Set("d", 1.5), verge.Set("e", map[string]any{"x": []int{1, 2}}), verge.Set("f", nil),
+		verge.Set("g", true), verge.Insert("h", 3, int64(-7)), verge.Increment("i", 1<<62), verge.Remove("j.0"),
+		verge.Append("k", uint32(9)), verge.Set("l", []byte("bytes")), verge.Set("", json.RawMessage(`{"z":1}`)),
+	}
+	if err := verge.Documents("c").Update("k", ops...); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(ops)
+	if host.lastOps != string(want) {
+		t.Fatalf("sent\n%s\nencoding/json gives\n%s", host.lastOps, want)
+	}
 }
