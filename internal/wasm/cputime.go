@@ -131,24 +131,21 @@ func limited(ctx context.Context, limit time.Duration, deadline time.Time, call 
 func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) error {
 	deadline := r.deadline
 	slots := guestSlots()
-	select {
-	case slots <- struct{}{}:
-	default:
+	if !slots.tryAcquire() {
 		var expired <-chan time.Time
 		if !deadline.IsZero() {
 			t := time.NewTimer(time.Until(deadline))
 			defer t.Stop()
 			expired = t.C
 		}
-		select {
-		case slots <- struct{}{}:
-		case <-expired:
+		switch err := slots.acquire(ctx, expired); {
+		case err == errExpired:
 			return &stopped{cause: errWallTime, err: errWallTime}
-		case <-ctx.Done():
+		case err != nil:
 			return &stopped{cause: context.Cause(ctx), err: ctx.Err()}
 		}
 	}
-	defer func() { <-slots }()
+	defer slots.release()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	r.ctx, r.spent, r.cpuKnown, r.cause = ctx, 0, false, nil
@@ -180,10 +177,10 @@ func blocking(ctx context.Context, fn func(context.Context)) {
 	if r != nil {
 		r.pause()
 	}
-	<-slots
+	slots.release()
 	runtime.UnlockOSThread()
 	defer func() {
-		slots <- struct{}{}
+		slots.acquire(context.Background(), nil)
 		runtime.LockOSThread()
 		if r != nil {
 			r.resume()

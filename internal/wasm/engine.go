@@ -92,12 +92,12 @@ type Engine struct {
 // GOMAXPROCS-1 (at first use). Compiled guest code cannot be preempted by the
 // Go scheduler, so guests holding every P would starve the timers that
 // interrupt them, and the network with them.
-var guestSlots = sync.OnceValue(func() chan struct{} {
-	return make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
+var guestSlots = sync.OnceValue(func() *sema {
+	return newSema(max(1, runtime.GOMAXPROCS(0)-1))
 })
 
 // GuestSlots is how many guests may execute at once in this process.
-func GuestSlots() int { return cap(guestSlots()) }
+func GuestSlots() int { return int(guestSlots().max) }
 
 // NewEngine returns an engine with an on-disk compilation cache.
 func NewEngine(opts Options) (*Engine, error) {
@@ -173,7 +173,7 @@ type Function struct {
 	compiled wazero.CompiledModule
 	log      *slog.Logger
 	pool     *pool // verge executor, pooled isolation
-	sem      chan struct{}
+	sem      *sema // instances: limits.max_instances
 
 	// strict is isolation = "strict" served by instances reset to the
 	// snapshot after every request (snapshot.go); without a snapshot a
@@ -274,7 +274,7 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	if reason := f.checkExports(); reason != "" {
 		return nil, lerr(reason, nil)
 	}
-	f.sem = make(chan struct{}, lim.MaxInstances)
+	f.sem = newSema(lim.MaxInstances)
 	f.globals = info.Globals
 	f.data = data
 	if fn.Executor == verge.ExecutorVerge {
@@ -438,22 +438,19 @@ func (f *Function) Serve(ctx context.Context, req *Request) (*Response, error) {
 	deadline := time.Now().Add(f.Limits.WallTime)
 	// The semaphore bounds live instances; waiting for one counts against
 	// the request's wall time.
-	select {
-	case f.sem <- struct{}{}:
-	default:
+	if !f.sem.tryAcquire() {
 		t := time.NewTimer(f.queueWait())
-		select {
-		case f.sem <- struct{}{}:
-			t.Stop()
-		case <-t.C:
+		err := f.sem.acquire(ctx, t.C)
+		t.Stop()
+		switch {
+		case err == errExpired:
 			return nil, limitError(KindConcurrency, http.StatusServiceUnavailable,
 				"all %d instances of function %q are busy (limits.max_instances)", f.Limits.MaxInstances, f.Spec.Name)
-		case <-ctx.Done():
-			t.Stop()
+		case err != nil:
 			return nil, f.ctxError(ctx, context.Cause(ctx))
 		}
 	}
-	defer func() { <-f.sem }()
+	defer f.sem.release()
 	if f.Spec.Executor == verge.ExecutorWAGI {
 		return f.serveWAGI(ctx, deadline, req)
 	}
