@@ -221,7 +221,7 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	// how limits are enforced (see cputime.go).
 	instrumented, info, ierr := wasmbin.Instrument(wasm)
 	var data []wasmbin.DataSegment
-	if ierr == nil && info.Snapshot && fn.Executor == verge.ExecutorVerge {
+	if ierr == nil && info.Snapshot {
 		// Instances will come from a snapshot: the runtime need not keep
 		// the data segments (megabytes for a Go guest) nor copy them into
 		// every new instance; the first instance gets them from us.
@@ -277,7 +277,24 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	f.sem = newSema(lim.MaxInstances)
 	f.globals = info.Globals
 	f.data = data
-	if fn.Executor == verge.ExecutorVerge {
+	if fn.Executor == verge.ExecutorWAGI {
+		// A command module restored to its state before _start for every
+		// request, when it can be; otherwise instantiated for every one.
+		if _, pooled := e.opts.Allocator.(*memalloc.Allocator); pooled && info.Snapshot {
+			inst, err := f.newInstance(ctx)
+			if err != nil {
+				return nil, lerr("instantiation failed: "+err.Error(), err)
+			}
+			if err := f.takeSnapshot(ctx, inst); err != nil {
+				f.log.Debug("no snapshot: every request instantiates the module", "reason", err.Error())
+				inst.close(ctx)
+			} else {
+				f.data, f.strict = nil, true
+				f.pool = newPool(f)
+				f.pool.put(inst)
+			}
+		}
+	} else if fn.Executor == verge.ExecutorVerge {
 		// One instance now, so that a module whose _initialize traps fails
 		// to load instead of failing its first request; it is also the one
 		// the snapshot is taken of.

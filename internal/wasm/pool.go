@@ -8,7 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/verge-edge/verge"
 )
 
 // KindGuestError is a verge_handle that returned a non-zero code.
@@ -31,6 +34,8 @@ type instance struct {
 	// (Function.globals); taint is the last of them.
 	globals []api.MutableGlobal
 	taint   api.Global
+	// streams are a command module's (WAGI) standard streams.
+	streams *wagiStreams
 }
 
 func (i *instance) close(ctx context.Context) {
@@ -46,10 +51,11 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	}
 	ctx = context.WithoutCancel(ctx)
 	mem := f.newMemory()
+	cfg, streams := f.instanceConfig()
 	var mod api.Module
 	err := limited(ctx, max(f.Limits.CPUTime, initCPUTime), time.Now().Add(f.Limits.WallTime), nil, f.env(), func(ctx context.Context) error {
 		var err error
-		mod, err = f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, f.moduleConfig())
+		mod, err = f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, cfg)
 		if err != nil {
 			return err
 		}
@@ -59,7 +65,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 				return fmt.Errorf("data[%d]: out of bounds memory access", i)
 			}
 		}
-		if init := mod.ExportedFunction("_initialize"); init != nil {
+		if init := mod.ExportedFunction("_initialize"); init != nil && streams == nil {
 			_, err = init.Call(ctx)
 		}
 		return err
@@ -70,11 +76,29 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		}
 		return nil, f.runError(ctx, mem, err)
 	}
-	return f.bind(mod, mem), nil
+	inst := f.bind(mod, mem)
+	inst.streams = streams
+	return inst, nil
 }
 
-// callHandler runs verge_handle for the request in inst.cs.
+// instanceConfig is the configuration of a new instance: the function's,
+// or for a command module (WAGI), one naming streams of the instance's own,
+// without start function: the host runs _start for each request.
+func (f *Function) instanceConfig() (wazero.ModuleConfig, *wagiStreams) {
+	if f.Spec.Executor != verge.ExecutorWAGI {
+		return f.moduleConfig(), nil
+	}
+	w := f.newWAGIStreams()
+	w.cfg = w.cfg.WithStartFunctions()
+	return w.cfg, w
+}
+
+// callHandler runs verge_handle for the request in inst.cs, or a command
+// module's _start.
 func (inst *instance) callHandler(ctx context.Context) error {
+	if inst.streams != nil {
+		return inst.handle.CallWithStack(ctx, nil)
+	}
 	inst.stack[0], inst.stack[1] = handleRequest, handleResponse
 	return inst.handle.CallWithStack(ctx, inst.stack[:])
 }

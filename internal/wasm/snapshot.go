@@ -9,6 +9,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/memalloc"
 )
 
@@ -98,7 +99,11 @@ func (f *Function) takeSnapshot(ctx context.Context, inst *instance) error {
 // bind finds what the host uses of a new instance: its handler and the
 // exported globals.
 func (f *Function) bind(mod api.Module, mem *guestMemory) *instance {
-	inst := &instance{mod: mod, handle: mod.ExportedFunction(HandleExport), mem: mem}
+	entry := HandleExport
+	if f.Spec.Executor == verge.ExecutorWAGI {
+		entry = "_start"
+	}
+	inst := &instance{mod: mod, handle: mod.ExportedFunction(entry), mem: mem}
 	inst.callHandle = inst.callHandler
 	for _, name := range f.globals {
 		g, ok := mod.ExportedGlobal(name).(api.MutableGlobal)
@@ -151,11 +156,13 @@ func (f *Function) restore(inst *instance) error {
 func (f *Function) instanceFromSnapshot(ctx context.Context) (*instance, error) {
 	ctx = context.WithoutCancel(ctx)
 	mem := f.newMemory()
-	mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, f.moduleConfig())
+	cfg, streams := f.instanceConfig()
+	mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, cfg)
 	if err != nil {
 		return nil, f.runError(ctx, mem, err)
 	}
 	inst := f.bind(mod, mem)
+	inst.streams = streams
 	m := mod.Memory()
 	size := f.snap.mem.Size()
 	if cur := uint64(m.Size()); cur < size {

@@ -22,6 +22,9 @@ import (
 // contract: the request in environment variables and stdin, the response
 // (headers, blank line, body) on stdout, stderr to the log.
 func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Request) (*Response, error) {
+	if f.pool != nil {
+		return f.serveWAGIInstance(ctx, deadline, req)
+	}
 	w := f.wagiIO()
 	defer f.wagi.Put(w)
 	w.stdin.Reset(req.Body)
@@ -30,10 +33,26 @@ func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Reque
 	mem := f.newMemory()
 	env := w.cgiEnv(req, f.env())
 	err := limited(ctx, f.Limits.CPUTime, deadline, nil, env, func(ctx context.Context) error {
-		mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, w.cfg)
-		if mod != nil {
-			mod.Close(context.WithoutCancel(ctx))
+		if f.data == nil {
+			mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, w.cfg)
+			if mod != nil {
+				mod.Close(context.WithoutCancel(ctx))
+			}
+			return err
 		}
+		// The data segments were stripped for a snapshot that could not
+		// be taken: write them before _start.
+		mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, w.cfg.WithStartFunctions())
+		if err != nil {
+			return err
+		}
+		defer mod.Close(context.WithoutCancel(ctx))
+		for i, d := range f.data {
+			if !mod.Memory().Write(d.Offset, d.Data) {
+				return fmt.Errorf("data[%d]: out of bounds memory access", i)
+			}
+		}
+		_, err = mod.ExportedFunction("_start").Call(ctx)
 		return err
 	})
 	w.stderr.flush()
@@ -45,6 +64,40 @@ func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Reque
 			return nil, &Error{Kind: KindExit, Status: http.StatusBadGateway, Msg: fmt.Sprintf("the program exited with code %d", exit.ExitCode())}
 		} else {
 			return nil, f.runError(ctx, mem, err)
+		}
+	}
+	if w.stdout.overflow {
+		return nil, limitError(KindResponseBody, http.StatusInternalServerError,
+			"the response body exceeds the function's limit of %d bytes (limits.response_body)", f.Limits.ResponseBody)
+	}
+	return w.parseCGI(w.stdout.Bytes())
+}
+
+// serveWAGIInstance runs the request on an instance of the command module
+// restored to its state before _start (snapshot.go), and restores it again
+// afterwards: the same fresh instance per request, without instantiating.
+func (f *Function) serveWAGIInstance(ctx context.Context, deadline time.Time, req *Request) (*Response, error) {
+	inst, err := f.pool.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer f.pool.renew(inst)
+	w := inst.streams
+	w.stdin.Reset(req.Body)
+	w.stdout.reset()
+	w.stderr.reset(req.ID)
+	r := &inst.run
+	r.call, r.env, r.limit, r.deadline = nil, w.cgiEnv(req, f.env()), f.Limits.CPUTime, deadline
+	err = limitedRun(ctx, r, inst.callHandle)
+	w.stderr.flush()
+	if err != nil {
+		var exit *sys.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 0 {
+			err = nil
+		} else if errors.As(err, &exit) && ctx.Err() == nil && !inst.mem.exceeded.Load() {
+			return nil, &Error{Kind: KindExit, Status: http.StatusBadGateway, Msg: fmt.Sprintf("the program exited with code %d", exit.ExitCode())}
+		} else {
+			return nil, f.runError(ctx, inst.mem, err)
 		}
 	}
 	if w.stdout.overflow {
@@ -75,6 +128,10 @@ func (f *Function) wagiIO() *wagiStreams {
 	if w, ok := f.wagi.Get().(*wagiStreams); ok {
 		return w
 	}
+	return f.newWAGIStreams()
+}
+
+func (f *Function) newWAGIStreams() *wagiStreams {
 	w := &wagiStreams{}
 	// Headers may add up to 64 KiB on top of the body limit.
 	w.stdout.limit = f.Limits.ResponseBody + 64<<10

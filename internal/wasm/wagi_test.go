@@ -59,3 +59,25 @@ func TestWAGIRequestsInTurn(t *testing.T) {
 		}
 	}
 }
+
+// Every WAGI request runs on a fresh instance: restored to its state
+// before _start, none of a run's writes to memory or globals reach the
+// next, and an exit does not break the instance.
+func TestWAGIRequestsDoNotShareState(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	f := load(t, e, verge.Function{Module: fixture("wagi_state.wasm"), Executor: verge.ExecutorWAGI})
+	if f.pool == nil || f.snap == nil {
+		t.Fatal("the command module is not restored from a snapshot")
+	}
+	for i := 0; i < 4; i++ {
+		serveOK(t, f, "/", "11")
+		req := get("/")
+		req.Query, req.URI = "exit", "/?exit"
+		_, err := f.Serve(context.Background(), req)
+		var re *Error
+		if !errors.As(err, &re) || re.Kind != KindExit || !strings.Contains(re.Msg, "code 3") {
+			t.Fatalf("exit 3: got %v", err)
+		}
+	}
+}
