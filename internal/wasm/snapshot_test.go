@@ -113,3 +113,35 @@ func TestStrictRandomSource(t *testing.T) {
 		t.Fatalf("two strict requests drew the same random bytes %x", a.Body)
 	}
 }
+
+// An instance whose memory grew cannot shrink back, and one that changed
+// its files cannot be restored: both are replaced, and the next strict
+// request still gets a fresh instance.
+func TestStrictInstancesThatCannotBeReset(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	f := load(t, e, verge.Function{Module: fixture("strict_edges.wasm"), Executor: verge.ExecutorVerge, Isolation: verge.IsolationStrict})
+	if f.snap == nil {
+		t.Fatal("no snapshot")
+	}
+	for _, path := range []string{"/", "/grow", "/", "/close", "/", "/grow", "/close", "/"} {
+		want := "\x01\x01"
+		if path == "/grow" {
+			want = "\x01\x02"
+		}
+		// Requests run one at a time: the instance on top serves next.
+		f.pool.mu.Lock()
+		var next *instance
+		if n := len(f.pool.idle); n > 0 {
+			next = f.pool.idle[n-1]
+		}
+		f.pool.mu.Unlock()
+		serveOK(t, f, path, want)
+		if next != nil && path != "/" && !next.mod.IsClosed() {
+			t.Fatalf("the instance that served %s was kept", path)
+		}
+		if next != nil && path == "/" && next.mod.IsClosed() {
+			t.Fatal("an instance that could be reset was closed")
+		}
+	}
+}
