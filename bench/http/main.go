@@ -6,9 +6,10 @@
 //	                    [-d 5s] [-conns 1,32] [-threads 2] [-runs 1] [-warmup 1s]
 //
 // It prints one JSON document on stdout, then one summary line per app and
-// connection count:
+// connection count, such as this one measured on a shared 2-core VM
+// (docs/benchmarks.md has the conditions):
 //
-//	hello-go c=32: 40100 req/s (88.6% of net/http 45250), p50 0.7ms p99 2.1ms
+//	hello-go c=32: 15422 req/s (47.5% of net/http 32488), p50 1.96ms p99 12.6ms
 //
 // The baseline server runs in a subprocess (this binary re-executed), not in
 // this process, so that it competes with wrk for the two cores exactly as

@@ -174,7 +174,8 @@ func (g *Gateway) acquire(path string) (*version, route, bool) {
 }
 
 func (g *Gateway) requestID() string {
-	return g.prefix + strconv.FormatUint(g.seq.Add(1), 36)
+	var b [32]byte
+	return string(strconv.AppendUint(append(b[:0], g.prefix...), g.seq.Add(1), 36))
 }
 
 // Call runs req, whose body is already read, through function fn as
@@ -201,17 +202,23 @@ func (g *Gateway) Call(ctx context.Context, fn string, req *wasm.Request) *wasm.
 		e := g.logFailure(v.fn, req.ID, err, start)
 		resp = e.Response(req.ID)
 	}
-	if resp.Header == nil {
-		resp.Header = http.Header{}
+	// The function's header may be shared with its other responses.
+	h := make(http.Header, len(resp.Header)+1)
+	for k, vs := range resp.Header {
+		h[k] = vs
 	}
-	resp.Header.Set(RequestIDHeader, req.ID)
+	h[RequestIDHeader] = []string{req.ID}
+	resp.Header = h
 	return resp
 }
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := g.requestID()
-	w.Header().Set(RequestIDHeader, id)
+	h := w.Header()
+	// One allocation for the values of the two headers the gateway sets.
+	vals := &[2]string{id}
+	h[RequestIDHeader] = vals[0:1:1]
 	v, rt, ok := g.acquire(r.URL.Path)
 	if !ok {
 		writeError(w, id, &wasm.Error{Kind: "not_found", Status: http.StatusNotFound, Msg: "no function is routed at " + r.URL.Path})
@@ -246,11 +253,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, id, fn, err, start)
 		return
 	}
-	h := w.Header()
 	for k, vs := range resp.Header {
 		h[k] = vs
 	}
-	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	vals[1] = strconv.Itoa(len(resp.Body))
+	h["Content-Length"] = vals[1:2:2]
 	w.WriteHeader(resp.Status)
 	w.Write(resp.Body)
 }

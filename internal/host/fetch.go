@@ -29,7 +29,7 @@ type Fetchers func(app string) *fetch.Service
 //
 // A nil fetchers answers every call UNSUPPORTED.
 func FetchCapability(fetchers Fetchers) wasm.Capability {
-	fc := &fetchCalls{fetchers: fetchers, states: map[*wasm.Call]*fetchState{}}
+	fc := &fetchCalls{fetchers: fetchers}
 	return wasm.Capability{Name: "fetch", Functions: []wasm.HostFunction{
 		{Name: "fetch_open", Params: wasm.I32s(6), Call: fc.open},
 		{Name: "fetch_body_write", Params: wasm.I32s(3), Call: fc.bodyWrite},
@@ -55,15 +55,13 @@ var (
 	errFetchClosed = errors.New("the fetch was closed")
 )
 
-// fetchCalls keeps each request's exchanges. A wasm.Call belongs to one
-// instance and serves its requests one after another, so the state is
-// found by the Call and recognised as the current request's by its
-// *wasm.Request.
+// fetchCalls is the fetch capability; a request's exchanges are kept in
+// its wasm.Call (Call.Value) and closed when it ends (Call.OnEnd).
 type fetchCalls struct {
 	fetchers Fetchers
-	mu       sync.Mutex
-	states   map[*wasm.Call]*fetchState
 }
+
+type fetchKey struct{}
 
 // fetchState is one request's fetches. Its context ends with the request
 // (its client gone, or the response sent) or at its wall-time deadline,
@@ -107,14 +105,8 @@ func (x *exchange) abort() {
 
 // state is the request's fetch state, created on its first fetch.
 func (fc *fetchCalls) state(ctx context.Context, c *wasm.Call) (*fetchState, error) {
-	fc.mu.Lock()
-	st := fc.states[c]
-	fc.mu.Unlock()
-	if st != nil && st.req == c.Request() {
+	if st, ok := c.Value(fetchKey{}).(*fetchState); ok {
 		return st, nil
-	}
-	if st != nil {
-		st.cancel() // a previous request of this instance, not ended yet
 	}
 	if fc.fetchers == nil {
 		return nil, errNoFetch
@@ -130,10 +122,9 @@ func (fc *fetchCalls) state(ctx context.Context, c *wasm.Call) (*fetchState, err
 	if ok {
 		sctx, cancel = context.WithDeadline(ctx, deadline)
 	}
-	st = &fetchState{req: c.Request(), ctx: sctx, cancel: cancel, session: svc.Session(), handles: map[uint32]*exchange{}, next: firstFetchHandle}
-	fc.mu.Lock()
-	fc.states[c] = st
-	fc.mu.Unlock()
+	st := &fetchState{req: c.Request(), ctx: sctx, cancel: cancel, session: svc.Session(), handles: map[uint32]*exchange{}, next: firstFetchHandle}
+	c.SetValue(fetchKey{}, st)
+	c.OnEnd(cancel)
 	context.AfterFunc(sctx, func() {
 		st.mu.Lock()
 		for h, x := range st.handles {
@@ -142,21 +133,14 @@ func (fc *fetchCalls) state(ctx context.Context, c *wasm.Call) (*fetchState, err
 		}
 		st.mu.Unlock()
 		st.session.Close()
-		fc.mu.Lock()
-		if fc.states[c] == st {
-			delete(fc.states, c)
-		}
-		fc.mu.Unlock()
 	})
 	return st, nil
 }
 
 // exchange finds handle h of the current request.
 func (fc *fetchCalls) exchange(c *wasm.Call, h uint32) (*fetchState, *exchange) {
-	fc.mu.Lock()
-	st := fc.states[c]
-	fc.mu.Unlock()
-	if st == nil || st.req != c.Request() {
+	st, _ := c.Value(fetchKey{}).(*fetchState)
+	if st == nil {
 		return nil, nil
 	}
 	st.mu.Lock()

@@ -22,8 +22,9 @@ func TestWildPointers(t *testing.T) {
 		wasm.StatusMemory, wasm.StatusInvalid, wasm.StatusInvalid, // http_resp_head
 		wasm.StatusMemory, wasm.StatusBadHandle, // body_write
 		wasm.StatusMemory, wasm.StatusMemory, wasm.StatusMemory, // doc_get, doc_update, doc_delete
-		wasm.StatusMemory, // last_error
-		wasm.StatusOK,     // the valid http_resp_head
+		wasm.StatusMemory,                                                                                  // last_error
+		wasm.StatusMemory, wasm.StatusMemory, wasm.StatusInvalid, wasm.StatusInvalid, wasm.StatusBadHandle, // http_resp
+		wasm.StatusOK, // the valid http_resp_head
 	}
 	for i := 0; i < 3; i++ { // same instance, again and again
 		resp, err := f.Serve(context.Background(), get("/"))

@@ -34,6 +34,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -53,12 +54,18 @@ type Config struct {
 	MaxIdleBytes uint64
 	// NoMmap forces Go-heap memories even where mmap is available.
 	NoMmap bool
+	// IdleTimeout is how long a memory may stay idle in the pool before it
+	// is given back to the system, so that a process whose load fell does
+	// not keep the memories of its busiest moment. 0 means 30 s; negative
+	// keeps them until the pool is full.
+	IdleTimeout time.Duration
 }
 
 const (
-	defaultMaxIdle   = 16
-	defaultZeroLimit = 8 << 20
-	defaultIdleBytes = 256 << 20
+	defaultMaxIdle     = 16
+	defaultZeroLimit   = 8 << 20
+	defaultIdleBytes   = 256 << 20
+	defaultIdleTimeout = 30 * time.Second
 )
 
 // Stats are cumulative counters and current gauges of an Allocator.
@@ -79,12 +86,14 @@ type Allocator struct {
 	zeroLimit    uint64
 	maxIdleBytes uint64
 	mmap         bool
+	idleTimeout  time.Duration
 
 	mu        sync.Mutex
-	classes   map[uint64][]*region // idle regions by reservation size
+	classes   map[uint64][]*region // idle regions by reservation size, the last freed last
 	idle      int
 	idleBytes uint64 // resident bytes of idle regions
 	closed    bool
+	timer     *time.Timer // armed while regions are idle
 
 	allocs, reuses, frees, released, leaked atomic.Uint64
 	live                                    atomic.Int64
@@ -97,7 +106,11 @@ func New(cfg Config) *Allocator {
 		zeroLimit:    cfg.ZeroLimit,
 		maxIdleBytes: cfg.MaxIdleBytes,
 		mmap:         mmapSupported && !cfg.NoMmap,
+		idleTimeout:  cfg.IdleTimeout,
 		classes:      make(map[uint64][]*region),
+	}
+	if a.idleTimeout == 0 {
+		a.idleTimeout = defaultIdleTimeout
 	}
 	if a.maxIdle == 0 {
 		a.maxIdle = defaultMaxIdle
@@ -162,9 +175,13 @@ func (a *Allocator) put(r *region) {
 	if a.maxIdle > 0 && r.reset(a.zeroLimit) {
 		a.mu.Lock()
 		if !a.closed && len(a.classes[r.size]) < a.maxIdle && a.idleBytes+r.resident <= a.maxIdleBytes {
+			r.freed = time.Now()
 			a.classes[r.size] = append(a.classes[r.size], r)
 			a.idle++
 			a.idleBytes += r.resident
+			if a.timer == nil && a.idleTimeout > 0 {
+				a.timer = time.AfterFunc(a.idleTimeout, a.expire)
+			}
 			a.mu.Unlock()
 			return
 		}
@@ -172,6 +189,43 @@ func (a *Allocator) put(r *region) {
 	}
 	a.released.Add(1)
 	r.release()
+}
+
+// expire releases the regions idle for longer than the idle timeout and
+// runs again while some remain.
+func (a *Allocator) expire() {
+	now := time.Now()
+	var old []*region
+	a.mu.Lock()
+	a.timer = nil
+	next := time.Duration(-1)
+	for size, idle := range a.classes {
+		n := 0
+		for n < len(idle) && now.Sub(idle[n].freed) >= a.idleTimeout {
+			n++
+		}
+		for _, r := range idle[:n] {
+			a.idle--
+			a.idleBytes -= r.resident
+		}
+		old = append(old, idle[:n]...)
+		rest := copy(idle, idle[n:])
+		clear(idle[rest:])
+		a.classes[size] = idle[:rest]
+		if rest > 0 {
+			if d := a.idleTimeout - now.Sub(idle[0].freed); next < 0 || d < next {
+				next = d
+			}
+		}
+	}
+	if next >= 0 && !a.closed {
+		a.timer = time.AfterFunc(next, a.expire)
+	}
+	a.mu.Unlock()
+	for _, r := range old {
+		a.released.Add(1)
+		r.release()
+	}
 }
 
 // collect recovers a memory whose Memory became unreachable without Free.
@@ -189,6 +243,10 @@ func (a *Allocator) Close() {
 	a.idle = 0
 	a.idleBytes = 0
 	a.closed = true
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
 	a.mu.Unlock()
 	for _, idle := range classes {
 		for _, r := range idle {
@@ -266,7 +324,9 @@ type region struct {
 	// resident estimates the bytes kept faulted in while idle: what reset
 	// cleared (mapped) or the allocation (heap).
 	resident uint64
-	vec      []byte // mincore scratch
+	vec      []byte    // mincore and pagemap scratch
+	freed    time.Time // when it became idle
+	snap     *Snapshot // mapped over the region's first bytes (Memory.Restore)
 }
 
 // grow returns the first size bytes of the region, growing a heap region
@@ -291,6 +351,9 @@ func (r *region) grow(size, maxBytes uint64) []byte {
 // reset zeroes the bytes the last user may have written. It reports false
 // when the region should be released rather than reused.
 func (r *region) reset(zeroLimit uint64) bool {
+	if r.snap != nil && !r.unmapSnapshot() {
+		return false
+	}
 	n := r.dirty
 	r.dirty = 0
 	switch {

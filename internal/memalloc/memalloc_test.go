@@ -420,3 +420,32 @@ func TestMaxIdleBytes(t *testing.T) {
 		m3.Free()
 	})
 }
+
+// Memories idle for longer than the idle timeout go back to the system.
+func TestIdleMemoriesExpire(t *testing.T) {
+	configs(t, func(t *testing.T, cfg Config) {
+		cfg.IdleTimeout = 50 * time.Millisecond
+		a := New(cfg)
+		defer a.Close()
+		var ms []experimental.LinearMemory
+		for i := 0; i < 3; i++ {
+			m := a.Allocate(wasmPage, 16*wasmPage)
+			m.Reallocate(2 * wasmPage)
+			ms = append(ms, m)
+		}
+		for _, m := range ms {
+			m.Free()
+		}
+		if st := a.Stats(); st.Idle != 3 {
+			t.Fatalf("%d idle memories, want 3", st.Idle)
+		}
+		for deadline := time.Now().Add(10 * time.Second); a.Stats().Idle > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("still %d idle memories 10 s later; the idle timeout is 50 ms", a.Stats().Idle)
+			}
+		}
+		if st := a.Stats(); st.IdleBytes != 0 || st.Released != 3 {
+			t.Fatalf("after expiry: %+v", st)
+		}
+	})
+}

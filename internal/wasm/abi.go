@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"log/slog"
@@ -65,6 +66,12 @@ type Call struct {
 	log       *slog.Logger
 	lastErr   string
 	kept      *keptResult // see Call.Deliver
+	// The last response header list the guest sent and its decoding, kept
+	// across requests: a function sends the same headers again and again,
+	// and decoding them is a map and two strings per header.
+	hdrRaw []byte
+	hdr    http.Header
+	prep   *snapshotPrep // set while the guest prepares the snapshot
 	// values hold capabilities' per-request state, ends their clean-up at
 	// the end of the request (see Call.Value, Call.OnEnd).
 	values map[any]any
@@ -72,11 +79,15 @@ type Call struct {
 }
 
 func (c *Call) reset(req *Request, app string, bodyLimit int64, log *slog.Logger) {
-	for i := len(c.ends) - 1; i >= 0; i-- {
-		c.ends[i]()
+	if len(c.ends) > 0 {
+		for i := len(c.ends) - 1; i >= 0; i-- {
+			c.ends[i]()
+		}
+		c.ends = c.ends[:0]
 	}
-	c.ends = c.ends[:0]
-	clear(c.values)
+	if len(c.values) > 0 {
+		clear(c.values)
+	}
 	c.mem = nil
 	c.lastErr = ""
 	c.kept = nil
@@ -114,18 +125,22 @@ var coreFunctions = Capability{Name: "core", Functions: []HostFunction{
 	{"http_resp_head", i32s(4), hostRespHead},
 	{"body_write", i32s(3), hostBodyWrite},
 	{"last_error", i32s(3), hostLastError},
+	{"http_resp", i32s(6), hostResp},
+	{"reseed", i32s(2), hostReseed},
 }}
 
 // instantiateABI registers the "verge" host module in r: the core functions
 // and every capability's.
 func (e *Engine) instantiateABI(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder(ABIModule)
-	for _, f := range e.functions {
+	for i, f := range e.functions {
+		capability := i >= len(coreFunctions.Functions)
 		b.NewFunctionBuilder().
 			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 				r := runOf(ctx)
-				if r == nil || r.call == nil {
-					// Called outside a request, e.g. from _initialize.
+				if r == nil || r.call == nil || (capability && r.call.prep != nil) {
+					// Called outside a request, e.g. from _initialize, or
+					// a PoP service while the guest prepares its snapshot.
 					stack[0] = StatusUnsupported
 					return
 				}
@@ -206,12 +221,57 @@ func hostRespHead(_ context.Context, cs *Call, a []uint64) uint32 {
 	if !ok {
 		return StatusMemory
 	}
-	h, ok := decodeHeaders(buf)
+	h, ok := cs.decodeHeaders(buf)
 	if !ok {
 		return StatusInvalid
 	}
 	cs.status = int(status)
 	cs.header = h
+	return StatusOK
+}
+
+// decodeHeaders decodes a response header list, or returns the previous
+// decoding when the guest sent the same bytes as last time. The map is then
+// shared by several responses: Response.Header is read-only.
+func (cs *Call) decodeHeaders(buf []byte) (http.Header, bool) {
+	if cs.hdr != nil && bytes.Equal(buf, cs.hdrRaw) {
+		return cs.hdr, true
+	}
+	h, ok := decodeHeaders(buf)
+	if ok && h != nil {
+		cs.hdr, cs.hdrRaw = h, append(cs.hdrRaw[:0], buf...)
+	}
+	return h, ok
+}
+
+// http_resp(resp, status, head_ptr, head_len, body_ptr, body_len): sets
+// the status and headers as http_resp_head does and appends the body as
+// body_write does, in one call. Everything is checked before anything
+// changes.
+func hostResp(_ context.Context, cs *Call, a []uint64) uint32 {
+	if uint32(a[0]) != handleResponse {
+		return StatusBadHandle
+	}
+	status := uint32(a[1])
+	head, ok1 := cs.Bytes(uint32(a[2]), uint32(a[3]))
+	body, ok2 := cs.Bytes(uint32(a[4]), uint32(a[5]))
+	if !ok1 || !ok2 {
+		return StatusMemory
+	}
+	if status < 100 || status > 999 {
+		return StatusInvalid
+	}
+	h, ok := cs.decodeHeaders(head)
+	if !ok {
+		return StatusInvalid
+	}
+	if int64(len(cs.body))+int64(len(body)) > cs.bodyLimit {
+		cs.overflow = true
+		return StatusLimit
+	}
+	cs.status = int(status)
+	cs.header = h
+	cs.body = append(cs.body, body...)
 	return StatusOK
 }
 

@@ -187,7 +187,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { _, err := f.Serve(context.Background(), get("/")); errc <- err }()
 	// Let the first request take the only instance (warm at load).
-	for deadline := time.Now().Add(10 * time.Second); len(f.pool.idle) > 0; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); f.pool.idleCount() > 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the first request never took the instance")
 		}
@@ -206,20 +206,21 @@ func TestRecycle(t *testing.T) {
 	t.Parallel()
 	e := newTestEngine(t)
 	f := load(t, e, verge.Function{Module: fixture("hello.wasm"), Executor: verge.ExecutorVerge, Limits: verge.Limits{RecycleAfter: 3}})
-	served := map[any]int{} // instance -> requests served, observed from the pool
 	for i := 0; i < 12; i++ {
 		serveOK(t, f, "/", "hi")
-		// Requests run one at a time, so every instance is idle now.
-		for n := len(f.pool.idle); n > 0; n-- {
-			inst := <-f.pool.idle
-			served[inst.mod] = inst.served
+		// Requests run one at a time, so every instance is idle now; the
+		// one on top served this request. After its third it is a fresh
+		// instance again, restored from the snapshot (or a new one).
+		f.pool.mu.Lock()
+		for _, inst := range f.pool.idle {
 			if inst.served >= 3 {
 				t.Fatalf("an idle instance has served %d requests; recycle_after is 3", inst.served)
 			}
-			f.pool.idle <- inst
 		}
-	}
-	if len(served) < 4 {
-		t.Fatalf("12 requests with recycle_after = 3 used %d instances, want at least 4", len(served))
+		served := f.pool.idle[len(f.pool.idle)-1].served
+		f.pool.mu.Unlock()
+		if want := (i + 1) % 3; served != want {
+			t.Fatalf("after request %d the instance on top has served %d, want %d", i, served, want)
+		}
 	}
 }

@@ -40,11 +40,30 @@ type run struct {
 	cpuKnown bool          // false until the clock is first read in the request's first segment
 	deadline time.Time     // zero: none
 	cause    error         // why the guest was stopped
+	rc       runCtx        // the context guest code runs under
 }
 
 type runKey struct{}
 
+// runCtx is the request's context carrying its run, so that host functions
+// find the run without a context.WithValue allocation per request: a
+// pooled instance keeps its run, and the run its runCtx.
+type runCtx struct {
+	context.Context
+	r *run
+}
+
+func (c *runCtx) Value(key any) any {
+	if key == (runKey{}) {
+		return c.r
+	}
+	return c.Context.Value(key)
+}
+
 func runOf(ctx context.Context) *run {
+	if c, ok := ctx.(*runCtx); ok {
+		return c.r
+	}
 	r, _ := ctx.Value(runKey{}).(*run)
 	return r
 }
@@ -106,35 +125,43 @@ func (r *run) resume() {
 // used: the thread's clock once measuring began (see stop), the wall time in
 // the guest for a request too short to have been measured.
 func limited(ctx context.Context, limit time.Duration, deadline time.Time, call *Call, env []string, fn func(context.Context) error) (cpu time.Duration, err error) {
+	return limitedRun(ctx, &run{call: call, env: env, limit: limit, deadline: deadline}, fn)
+}
+
+// limitedRun is limited with the run's call, environment, limit and
+// deadline set by the caller, which may reuse r from request to request.
+func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) (cpu time.Duration, err error) {
+	deadline := r.deadline
 	slots := guestSlots()
-	select {
-	case slots <- struct{}{}:
-	default:
+	if !slots.tryAcquire() {
 		var expired <-chan time.Time
 		if !deadline.IsZero() {
 			t := time.NewTimer(time.Until(deadline))
 			defer t.Stop()
 			expired = t.C
 		}
-		select {
-		case slots <- struct{}{}:
-		case <-expired:
+		switch err := slots.acquire(ctx, expired); {
+		case err == errExpired:
 			return 0, &stopped{cause: errWallTime, err: errWallTime}
-		case <-ctx.Done():
+		case err != nil:
 			return 0, &stopped{cause: context.Cause(ctx), err: ctx.Err()}
 		}
 	}
-	defer func() { <-slots }()
+	defer slots.release()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r := &run{ctx: ctx, call: call, env: env, limit: limit, deadline: deadline}
+	r.ctx, r.spent, r.cpuKnown, r.cause = ctx, 0, false, nil
+	r.rc = runCtx{Context: ctx, r: r}
 	start := time.Now()
-	err = fn(context.WithValue(ctx, runKey{}, r))
+	err = fn(&r.rc)
 	if r.cpuKnown {
 		cpu = r.spent + ThreadCPUTime() - r.cpuBase
 	} else {
 		cpu = time.Since(start)
 	}
+	// Keep nothing of the request, yet stay a valid parent: a context a
+	// host call derived may end after the request (its timer fires).
+	r.rc.Context = context.Background()
 	if err != nil && r.cause != nil {
 		return cpu, &stopped{cause: r.cause, err: err}
 	}
@@ -160,10 +187,10 @@ func blocking(ctx context.Context, fn func(context.Context)) {
 	if r != nil {
 		r.pause()
 	}
-	<-slots
+	slots.release()
 	runtime.UnlockOSThread()
 	defer func() {
-		slots <- struct{}{}
+		slots.acquire(context.Background(), nil)
 		runtime.LockOSThread()
 		if r != nil {
 			r.resume()
@@ -186,7 +213,7 @@ func instantiateYield(ctx context.Context, r wazero.Runtime) error {
 	_, err := r.NewHostModuleBuilder(wasmbin.YieldModule).
 		NewFunctionBuilder().
 		WithGoFunction(api.GoFunc(func(ctx context.Context, stack []uint64) {
-			r, _ := ctx.Value(runKey{}).(*run)
+			r := runOf(ctx)
 			if r != nil && r.stop() {
 				stack[0] = 1
 				return

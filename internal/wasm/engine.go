@@ -49,7 +49,8 @@ type Request struct {
 	Route string
 }
 
-// Response is a function's complete response.
+// Response is a function's complete response. Its Header may be shared
+// with other responses of the same function: copy it, never modify it.
 type Response struct {
 	Status int
 	Header http.Header
@@ -79,6 +80,9 @@ type Options struct {
 	// thousands, each initialised separately). It must return its input
 	// when it cannot improve it.
 	Prepare func([]byte) []byte
+	// IdleTimeout is how long an instance of a pooled function may stay
+	// idle before it is closed; 0 means DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // Engine compiles and runs functions. It is safe for concurrent use.
@@ -93,12 +97,12 @@ type Engine struct {
 // GOMAXPROCS-1 (at first use). Compiled guest code cannot be preempted by the
 // Go scheduler, so guests holding every P would starve the timers that
 // interrupt them, and the network with them.
-var guestSlots = sync.OnceValue(func() chan struct{} {
-	return make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
+var guestSlots = sync.OnceValue(func() *sema {
+	return newSema(max(1, runtime.GOMAXPROCS(0)-1))
 })
 
 // GuestSlots is how many guests may execute at once in this process.
-func GuestSlots() int { return cap(guestSlots()) }
+func GuestSlots() int { return int(guestSlots().max) }
 
 // NewEngine returns an engine with an on-disk compilation cache.
 func NewEngine(opts Options) (*Engine, error) {
@@ -174,14 +178,26 @@ type Function struct {
 	compiled wazero.CompiledModule
 	log      *slog.Logger
 	pool     *pool // verge executor, pooled isolation
-	sem      chan struct{}
+	sem      *sema // instances: limits.max_instances
 	starts   atomic.Uint64
+
+	// strict is isolation = "strict" served by instances reset to the
+	// snapshot after every request (snapshot.go); without a snapshot a
+	// strict function has no pool and instantiates for every request.
+	strict  bool
+	snap    *snapshot
+	globals []string // export names of the mutable globals (wasmbin.Info)
+	// data are the module's data segments when they were stripped from the
+	// compiled module (wasmbin.StripActiveData) and no snapshot holds them:
+	// newInstance writes them into every new instance.
+	data []wasmbin.DataSegment
 
 	closeOnce sync.Once
 	cfgOnce   sync.Once
 	cfg       wazero.ModuleConfig
 	envOnce   sync.Once
 	envList   []string
+	wagi      sync.Pool // of *wagiStreams
 }
 
 // Load reads, validates and compiles fn's module. Compilation happens here and
@@ -209,7 +225,16 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	lim := fn.Limits.WithDefaults()
 	// Every guest is instrumented to yield to the host regularly; that is
 	// how limits are enforced (see cputime.go).
-	instrumented, ierr := wasmbin.InstrumentYield(wasm)
+	instrumented, info, ierr := wasmbin.Instrument(wasm)
+	var data []wasmbin.DataSegment
+	if ierr == nil && info.Snapshot {
+		// Instances will come from a snapshot: the runtime need not keep
+		// the data segments (megabytes for a Go guest) nor copy them into
+		// every new instance; the first instance gets them from us.
+		if stripped, segs, ok := wasmbin.StripActiveData(instrumented); ok {
+			instrumented, data = stripped, segs
+		}
+	}
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithCoreFeatures(api.CoreFeaturesV2).
 		// The per-function memory limit is enforced by guestMemory, which
@@ -255,20 +280,55 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 	if reason := f.checkExports(); reason != "" {
 		return nil, lerr(reason, nil)
 	}
-	f.sem = make(chan struct{}, lim.MaxInstances)
-	if fn.Executor == verge.ExecutorVerge && fn.Isolation != verge.IsolationStrict {
-		f.pool = newPool(f)
-		// One instance now, so that a module whose _initialize traps fails
-		// to load instead of failing its first request.
-		if err := f.pool.warm(ctx, 1); err != nil {
-			return nil, lerr("initialisation failed: "+AsError(err).Msg, err)
+	f.sem = newSema(lim.MaxInstances)
+	f.globals = info.Globals
+	f.data = data
+	if fn.Executor == verge.ExecutorWAGI {
+		// A command module restored to its state before _start for every
+		// request, when it can be; otherwise instantiated for every one.
+		if _, pooled := e.opts.Allocator.(*memalloc.Allocator); pooled && info.Snapshot {
+			inst, err := f.newInstance(ctx)
+			if err != nil {
+				return nil, lerr("instantiation failed: "+err.Error(), err)
+			}
+			if err := f.takeSnapshot(ctx, inst); err != nil {
+				f.log.Debug("no snapshot: every request instantiates the module", "reason", err.Error())
+				inst.close(ctx)
+			} else {
+				f.data, f.strict = nil, true
+				f.pool = newPool(f)
+				f.pool.put(inst)
+			}
 		}
 	} else if fn.Executor == verge.ExecutorVerge {
+		// One instance now, so that a module whose _initialize traps fails
+		// to load instead of failing its first request; it is also the one
+		// the snapshot is taken of.
 		inst, err := f.newInstance(ctx)
 		if err != nil {
 			return nil, lerr("initialisation failed: "+AsError(err).Msg, err)
 		}
-		inst.close(ctx)
+		why := info.NoSnapshot
+		if _, pooled := e.opts.Allocator.(*memalloc.Allocator); !pooled {
+			why = "the engine's memory allocator is not memalloc's"
+		}
+		if why == "" {
+			if err := f.takeSnapshot(ctx, inst); err != nil {
+				why = err.Error()
+			}
+		}
+		if why != "" {
+			f.log.Debug("no snapshot: every new instance runs _initialize", "reason", why)
+		} else {
+			f.data = nil // in the snapshot now
+		}
+		f.strict = fn.Isolation == verge.IsolationStrict
+		if f.strict && f.snap == nil {
+			inst.close(ctx) // a fresh instance per request, initialised each time
+		} else {
+			f.pool = newPool(f)
+			f.pool.put(inst)
+		}
 	}
 	ok = true
 	return f, nil
@@ -383,6 +443,9 @@ func (f *Function) Close(ctx context.Context) error {
 			f.pool.close(ctx)
 		}
 		err = f.rt.Close(ctx)
+		if f.snap != nil {
+			f.snap.mem.Close()
+		}
 	})
 	return err
 }
@@ -398,22 +461,19 @@ func (f *Function) Serve(ctx context.Context, req *Request) (*Response, error) {
 	deadline := time.Now().Add(f.Limits.WallTime)
 	// The semaphore bounds live instances; waiting for one counts against
 	// the request's wall time.
-	select {
-	case f.sem <- struct{}{}:
-	default:
+	if !f.sem.tryAcquire() {
 		t := time.NewTimer(f.queueWait())
-		select {
-		case f.sem <- struct{}{}:
-			t.Stop()
-		case <-t.C:
+		err := f.sem.acquire(ctx, t.C)
+		t.Stop()
+		switch {
+		case err == errExpired:
 			return nil, limitError(KindConcurrency, http.StatusServiceUnavailable,
 				"all %d instances of function %q are busy (limits.max_instances)", f.Limits.MaxInstances, f.Spec.Name)
-		case <-ctx.Done():
-			t.Stop()
+		case err != nil:
 			return nil, f.ctxError(ctx, context.Cause(ctx))
 		}
 	}
-	defer func() { <-f.sem }()
+	defer f.sem.release()
 	if f.Spec.Executor == verge.ExecutorWAGI {
 		return f.serveWAGI(ctx, deadline, req)
 	}

@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/verge-edge/verge/internal/memalloc"
 )
 
 // guestMemory enforces a function's memory limit inside the allocator rather
@@ -16,12 +18,17 @@ type guestMemory struct {
 	inner    experimental.MemoryAllocator // backs the memory (Options.Allocator)
 	exceeded atomic.Bool
 	size     atomic.Uint64 // current length, for the high-water recycle check
+	// pooled is the memory when it comes from memalloc: it can be restored
+	// from a snapshot.
+	pooled *memalloc.Memory
 }
 
 func (g *guestMemory) Allocate(capBytes, maxBytes uint64) experimental.LinearMemory {
 	maxBytes = min(maxBytes, g.limit)
 	capBytes = min(capBytes, maxBytes)
-	return &limitedMemory{g: g, inner: g.inner.Allocate(capBytes, maxBytes)}
+	inner := g.inner.Allocate(capBytes, maxBytes)
+	g.pooled, _ = inner.(*memalloc.Memory)
+	return &limitedMemory{g: g, inner: inner}
 }
 
 type limitedMemory struct {

@@ -6,6 +6,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // WASI errno values used here.
@@ -30,8 +31,19 @@ func instantiateWASI(ctx context.Context, r wazero.Runtime) error {
 		WithGoModuleFunction(api.GoModuleFunc(environGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("environ", "environ_buf").
 		Export("environ_get")
+	// proc_exit ends the call with the exit code without closing the
+	// module, so that the host can restore the instance and run it again
+	// (snapshot.go); an instance that cannot be restored is closed then.
+	b.NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(procExit), []api.ValueType{i32}, nil).
+		WithParameterNames("rval").
+		Export("proc_exit")
 	_, err := b.Instantiate(ctx)
 	return err
+}
+
+func procExit(_ context.Context, _ api.Module, stack []uint64) {
+	panic(sys.NewExitError(uint32(stack[0])))
 }
 
 func envOf(ctx context.Context) []string {

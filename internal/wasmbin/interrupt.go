@@ -3,6 +3,7 @@ package wasmbin
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // The host function an instrumented module imports: () -> i32, called every
@@ -53,31 +54,97 @@ var errUnknownOpcode = errors.New("wasmbin: opcode not understood by the instrum
 // segments and the name section are renumbered. A module using an
 // instruction outside Wasm 2.0, the feature set Verge enables, is refused.
 func InstrumentYield(wasm []byte) ([]byte, error) {
+	out, _, err := Instrument(wasm)
+	return out, err
+}
+
+// Names of what Instrument adds for snapshots.
+const (
+	// TaintExport is the exported i32 global that becomes 1 once the guest
+	// has called a WASI function that changes the instance outside its
+	// memory and globals (closing or renumbering a file descriptor...).
+	TaintExport = "verge_rt.tainted"
+	// GlobalExportPrefix, followed by a global's index, names the export
+	// Instrument adds for every mutable global.
+	GlobalExportPrefix = "verge_rt.global."
+)
+
+// Info says what a host may do with an instrumented module.
+type Info struct {
+	// Snapshot reports whether an instance's whole state lies in its linear
+	// memory and its mutable globals, so that an instance restored from a
+	// copy of them (a snapshot) is the instance copied: no instruction
+	// changes a table or drops a segment, and no WASI function that changes
+	// the instance elsewhere can be reached without setting the taint
+	// global. NoSnapshot says why not.
+	Snapshot   bool
+	NoSnapshot string
+	// Globals are the export names of every mutable global defined by the
+	// module, the fuel and taint globals included.
+	Globals []string
+}
+
+// statelessWASI are the WASI functions that change nothing of an instance
+// outside its memory, given the host Verge configures for reactors (no
+// preopened directories, no sockets, an empty stdin, stdout and stderr that
+// cannot be polled, so that setting them non-blocking fails, as the Go
+// runtime tries at start): calling any other one sets the taint global.
+var statelessWASI = map[string]bool{
+	"args_get": true, "args_sizes_get": true, "environ_get": true, "environ_sizes_get": true,
+	"clock_res_get": true, "clock_time_get": true, "random_get": true, "sched_yield": true,
+	"poll_oneoff": true, "proc_exit": true, "fd_write": true, "fd_read": true, "fd_pread": true, "fd_pwrite": true,
+	"fd_fdstat_get": true, "fd_filestat_get": true, "fd_prestat_get": true, "fd_prestat_dir_name": true,
+	"fd_fdstat_set_flags": true, "fd_fdstat_set_rights": true,
+}
+
+// Instrument is InstrumentYield plus what snapshots need: every mutable
+// global is exported (GlobalExportPrefix and its index), and a taint
+// global (TaintExport) is set before every call of a WASI function not
+// known to leave the instance unchanged. Info says whether an instance may
+// be snapshotted.
+func Instrument(wasm []byte) ([]byte, Info, error) {
 	secs, err := parseSections(wasm)
 	if err != nil {
-		return nil, err
+		return nil, Info{}, err
 	}
-	m := &rewriter{src: wasm}
+	m := &rewriter{src: wasm, tainting: map[uint32]bool{}}
 	for _, s := range secs {
 		body := wasm[s.body:s.end]
 		switch s.id {
 		case secType:
 			if m.types, _, err = readU32(body); err != nil {
-				return nil, fmt.Errorf("wasmbin: type section: %w", err)
+				return nil, Info{}, fmt.Errorf("wasmbin: type section: %w", err)
 			}
 		case secImport:
 			if m.funcImports, m.globalImports, err = countImports(body); err != nil {
-				return nil, err
+				return nil, Info{}, err
+			}
+			if err = m.readFuncImports(body); err != nil {
+				return nil, Info{}, err
 			}
 		case secGlobal:
 			if m.globals, _, err = readU32(body); err != nil {
-				return nil, fmt.Errorf("wasmbin: global section: %w", err)
+				return nil, Info{}, fmt.Errorf("wasmbin: global section: %w", err)
 			}
+			if m.mutable, err = mutableGlobals(body); err != nil {
+				return nil, Info{}, err
+			}
+		case secStart:
+			m.refuse("it has a start function")
 		}
 	}
 	m.fuel = m.globalImports + m.globals
+	m.taint = m.fuel + 1
 	m.yield = m.funcImports
 	m.check = m.buildCheck()
+	if m.globalImports > 0 {
+		m.refuse("it imports globals")
+	}
+	for _, i := range m.mutable {
+		m.exports = append(m.exports, GlobalExportPrefix+strconv.FormatUint(uint64(m.globalImports+i), 10))
+	}
+	m.exports = append(m.exports, GlobalExportPrefix+strconv.FormatUint(uint64(m.fuel), 10))
+	m.exports = append(m.exports, GlobalExportPrefix+strconv.FormatUint(uint64(m.taint), 10))
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
 	out = append(out, wasmHeader...)
@@ -85,7 +152,7 @@ func InstrumentYield(wasm []byte) ([]byte, error) {
 	// emitMissing adds sections the module lacks before the first section
 	// that must follow them.
 	emitMissing := func(next byte) error {
-		for _, id := range []byte{secType, secImport, secGlobal} {
+		for _, id := range []byte{secType, secImport, secGlobal, secExport} {
 			if !seen[id] && (next == 0xff || sectionOrder(next) > sectionOrder(id)) {
 				seen[id] = true
 				body, err := m.rewrite(id, nil)
@@ -100,13 +167,13 @@ func InstrumentYield(wasm []byte) ([]byte, error) {
 	for _, s := range secs {
 		if s.id != secCustom {
 			if err := emitMissing(s.id); err != nil {
-				return nil, err
+				return nil, Info{}, err
 			}
 			seen[s.id] = true
 		}
 		body, err := m.rewrite(s.id, wasm[s.body:s.end])
 		if err != nil {
-			return nil, err
+			return nil, Info{}, err
 		}
 		if body == nil {
 			out = append(out, wasm[s.start:s.end]...)
@@ -115,9 +182,10 @@ func InstrumentYield(wasm []byte) ([]byte, error) {
 		}
 	}
 	if err := emitMissing(0xff); err != nil {
-		return nil, err
+		return nil, Info{}, err
 	}
-	return out, nil
+	info := Info{Snapshot: m.noSnapshot == "", NoSnapshot: m.noSnapshot, Globals: m.exports[:len(m.exports):len(m.exports)]}
+	return out, info, nil
 }
 
 type rewriter struct {
@@ -126,8 +194,104 @@ type rewriter struct {
 	funcImports, globalImports uint32
 	globals                    uint32
 	fuel                       uint32 // index of the new fuel global
+	taint                      uint32 // index of the new taint global
 	yield                      uint32 // index of the new yield import
 	check                      []byte
+	mutable                    []uint32        // defined mutable globals, by index in the global section
+	tainting                   map[uint32]bool // function imports that set the taint global
+	exports                    []string        // the global exports added
+	noSnapshot                 string          // why an instance cannot be snapshotted
+}
+
+func (m *rewriter) refuse(reason string) {
+	if m.noSnapshot == "" {
+		m.noSnapshot = reason
+	}
+}
+
+// readFuncImports marks the WASI functions whose calls taint the instance.
+func (m *rewriter) readFuncImports(b []byte) error {
+	n, p, err := readU32(b)
+	if err != nil {
+		return err
+	}
+	fn := uint32(0)
+	for i := uint32(0); i < n; i++ {
+		var names [2]string
+		for j := range names {
+			l, k, err := readU32(b[p:])
+			if err != nil || uint64(l) > uint64(len(b)-p-k) {
+				return errMalformed
+			}
+			names[j] = string(b[p+k : p+k+int(l)])
+			p += k + int(l)
+		}
+		if p >= len(b) {
+			return errMalformed
+		}
+		kind := b[p]
+		p++
+		var k int
+		switch kind {
+		case 0x00:
+			if names[0] == "wasi_snapshot_preview1" && !statelessWASI[names[1]] {
+				m.tainting[fn] = true
+			}
+			fn++
+			k, err = skipLEB(b[p:], 5)
+		case 0x01:
+			if p >= len(b) {
+				return errMalformed
+			}
+			k, err = skipLimits(b[p+1:])
+			k++
+			m.refuse("it imports a table")
+		case 0x02:
+			k, err = skipLimits(b[p:])
+		case 0x03:
+			k = 2
+		default:
+			return fmt.Errorf("wasmbin: unknown import kind %#x", kind)
+		}
+		if err != nil || p+k > len(b) {
+			return errMalformed
+		}
+		p += k
+	}
+	return nil
+}
+
+// mutableGlobals lists the mutable globals of a global section.
+func mutableGlobals(b []byte) ([]uint32, error) {
+	n, p, err := readU32(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for i := uint32(0); i < n; i++ {
+		if p+2 > len(b) {
+			return nil, errMalformed
+		}
+		if b[p+1] == 1 {
+			out = append(out, i)
+		}
+		p += 2
+		for {
+			if p >= len(b) {
+				return nil, errMalformed
+			}
+			k, err := instrLen(b[p:])
+			if err != nil {
+				return nil, err
+			}
+			op := b[p]
+			p += k
+			if op == opEnd {
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 func (m *rewriter) buildCheck() []byte {
@@ -172,7 +336,8 @@ func (m *rewriter) rewrite(id byte, body []byte) ([]byte, error) {
 		}
 		g := []byte{0x7f, 0x01, 0x41} // mut i32 = i32.const Fuel
 		g = appendS32(g, Fuel)
-		return appendVec(body, m.globals, append(g, 0x0b))
+		g = append(g, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b) // taint: mut i32 = 0
+		return appendVecN(body, m.globals, 2, g)
 	case secExport:
 		return m.rewriteExports(body)
 	case secElem:
@@ -194,6 +359,12 @@ func (m *rewriter) rewrite(id byte, body []byte) ([]byte, error) {
 // appendVec returns a vector section body with one more entry; count is the
 // existing number of entries (0 when body is nil).
 func appendVec(body []byte, count uint32, entry []byte) ([]byte, error) {
+	return appendVecN(body, count, 1, entry)
+}
+
+// appendVecN is appendVec for entries holding n encoded entries.
+func appendVecN(body []byte, count, n uint32, entries []byte) ([]byte, error) {
+	entry := entries
 	var rest []byte
 	if body != nil {
 		_, k, err := readU32(body)
@@ -202,7 +373,7 @@ func appendVec(body []byte, count uint32, entry []byte) ([]byte, error) {
 		}
 		rest = body[k:]
 	}
-	out := appendU32(make([]byte, 0, len(body)+len(entry)+5), count+1)
+	out := appendU32(make([]byte, 0, len(body)+len(entry)+5), count+n)
 	out = append(out, rest...)
 	return append(out, entry...), nil
 }
@@ -307,11 +478,15 @@ func skipLimits(b []byte) (int, error) {
 }
 
 func (m *rewriter) rewriteExports(b []byte) ([]byte, error) {
-	n, p, err := readU32(b)
-	if err != nil {
-		return nil, err
+	var n uint32
+	p := 0
+	if b != nil {
+		var err error
+		if n, p, err = readU32(b); err != nil {
+			return nil, err
+		}
 	}
-	out := appendU32(make([]byte, 0, len(b)+16), n)
+	out := appendU32(make([]byte, 0, len(b)+16+24*len(m.exports)), n+uint32(len(m.exports)))
 	for i := uint32(0); i < n; i++ {
 		l, k, err := readU32(b[p:])
 		if err != nil || uint64(l)+1 > uint64(len(b)-p-k) {
@@ -333,6 +508,18 @@ func (m *rewriter) rewriteExports(b []byte) ([]byte, error) {
 	}
 	if p != len(b) {
 		return nil, errMalformed
+	}
+	for i, name := range m.exports {
+		var idx uint32
+		switch {
+		case i < len(m.mutable):
+			idx = m.globalImports + m.mutable[i]
+		case i == len(m.mutable):
+			idx = m.fuel
+		default:
+			idx = m.taint
+		}
+		out = appendU32(append(appendName(out, name), 0x03), idx)
 	}
 	return out, nil
 }
@@ -399,6 +586,9 @@ func (m *rewriter) rewriteElems(b []byte) ([]byte, error) {
 				return nil, errMalformed
 			}
 			p += k
+			if m.tainting[idx] {
+				m.refuse("a table holds a WASI function that changes the instance outside its memory")
+			}
 			out = appendU32(out, m.fn(idx))
 		}
 	}
@@ -418,6 +608,9 @@ func (m *rewriter) copyExpr(out, b []byte, p int) ([]byte, int, error) {
 		}
 		if op == 0xd2 {
 			idx, _, _ := readU32(b[p+1:])
+			if m.tainting[idx] {
+				m.refuse("a table or global refers to a WASI function that changes the instance outside its memory")
+			}
 			out = appendU32(append(out, 0xd2), m.fn(idx))
 		} else {
 			out = append(out, b[p:p+k]...)
@@ -591,7 +784,25 @@ func (m *rewriter) rewriteBody(dst, fn []byte) ([]byte, error) {
 		switch op {
 		case 0x10, 0xd2: // call, ref.func: renumber
 			idx, _, _ := readU32(fn[p+1:])
+			if m.tainting[idx] {
+				if op == 0xd2 {
+					m.refuse("code takes a reference to a WASI function that changes the instance outside its memory")
+				}
+				// i32.const 1, global.set taint
+				dst = appendU32(append(dst, 0x41, 0x01, 0x24), m.taint)
+			}
 			dst = appendU32(append(dst, op), m.fn(idx))
+		case 0x26: // table.set
+			m.refuse("it changes a table (table.set)")
+			dst = append(dst, fn[p:p+k]...)
+		case 0xfc:
+			switch sub, _, _ := readU32(fn[p+1:]); sub {
+			case 8, 9:
+				m.refuse("it uses passive data segments (memory.init, data.drop)")
+			case 12, 13, 14, 15, 17:
+				m.refuse("it changes a table (table.init, elem.drop, table.copy, table.grow, table.fill)")
+			}
+			dst = append(dst, fn[p:p+k]...)
 		default:
 			dst = append(dst, fn[p:p+k]...)
 		}

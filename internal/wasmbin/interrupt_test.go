@@ -1,14 +1,18 @@
 package wasmbin
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // instantiate runs wasm with env.add and verge_rt.yield provided; yields
@@ -164,3 +168,94 @@ func FuzzInstrumentYield(f *testing.F) {
 // wazero's compiler allocates a few MiB up front and then in proportion to the
 // code. The hostile inputs Precheck exists for allocate gigabytes.
 func maxCompileAlloc(n int) uint64 { return 64<<20 + uint64(n)*16<<10 }
+
+func TestInstrumentSnapshot(t *testing.T) {
+	t.Parallel()
+	orig, err := os.ReadFile(filepath.Join("testdata", "snapshot.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, info, err := Instrument(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Snapshot || info.NoSnapshot != "" {
+		t.Fatalf("snapshot refused: %q", info.NoSnapshot)
+	}
+	// the two mutable globals (0 and 2), then fuel (3) and taint (4)
+	want := []string{GlobalExportPrefix + "0", GlobalExportPrefix + "2", GlobalExportPrefix + "3", GlobalExportPrefix + "4"}
+	if fmt.Sprint(info.Globals) != fmt.Sprint(want) {
+		t.Fatalf("global exports %q, want %q", info.Globals, want)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2))
+	defer r.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, r)
+	r.NewHostModuleBuilder(YieldModule).NewFunctionBuilder().WithFunc(func() int32 { return 0 }).Export(YieldName).Instantiate(ctx)
+	m, err := r.Instantiate(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := m.ExportedGlobal(GlobalExportPrefix + "0").(api.MutableGlobal)
+	if call(t, m, "bump") != 8 || counter.Get() != 8 {
+		t.Fatalf("the exported global reads %d after bump, want 8", counter.Get())
+	}
+	counter.Set(41)
+	if call(t, m, "bump") != 42 {
+		t.Fatal("setting the exported global did not change the guest's")
+	}
+	taint := m.ExportedGlobal(info.Globals[3])
+	call(t, m, "rand")
+	if taint.Get() != 0 {
+		t.Fatal("random_get tainted the instance")
+	}
+	call(t, m, "close")
+	if taint.Get() != 1 {
+		t.Fatal("fd_close did not taint the instance")
+	}
+
+	ts, _ := os.ReadFile(filepath.Join("testdata", "tableset.wasm"))
+	if _, info, err := Instrument(ts); err != nil || info.Snapshot || !strings.Contains(info.NoSnapshot, "table") {
+		t.Fatalf("a module with table.set: %v, snapshot %v (%q)", err, info.Snapshot, info.NoSnapshot)
+	}
+}
+
+// A module stripped of its data and given its segments back by hand has the
+// original's memory.
+func TestStripActiveData(t *testing.T) {
+	t.Parallel()
+	merged, err := os.ReadFile(filepath.Join("testdata", "active.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped, segs, ok := StripActiveData(merged)
+	if !ok || len(segs) == 0 || len(stripped) >= len(merged) {
+		t.Fatalf("ok %v, %d segments, %d -> %d bytes", ok, len(segs), len(merged), len(stripped))
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	a, err := r.InstantiateWithConfig(ctx, merged, wazero.NewModuleConfig().WithName("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.InstantiateWithConfig(ctx, stripped, wazero.NewModuleConfig().WithName("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if !b.Memory().Write(s.Offset, s.Data) {
+			t.Fatalf("segment at %d (%d bytes) out of bounds", s.Offset, len(s.Data))
+		}
+	}
+	am, _ := a.Memory().Read(0, a.Memory().Size())
+	bm, _ := b.Memory().Read(0, b.Memory().Size())
+	if !bytes.Equal(am, bm) {
+		t.Fatal("memories differ")
+	}
+	// A module with passive segments keeps its data.
+	withPassive, _ := os.ReadFile(filepath.Join("testdata", "merge.wasm"))
+	if out, _, ok := StripActiveData(withPassive); ok || !bytes.Equal(out, withPassive) {
+		t.Fatal("stripped a module with passive segments")
+	}
+}

@@ -12,6 +12,7 @@
   (import "verge" "doc_get" (func $docget (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "verge" "doc_update" (func $docupdate (param i32 i32 i32 i32 i32 i32) (result i32)))
   (import "verge" "doc_delete" (func $docdelete (param i32 i32 i32 i32) (result i32)))
+  (import "verge" "http_resp" (func $respall (param i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $n (mut i32) (i32.const 1024))
   ;; record appends a status byte at 1024..
@@ -41,6 +42,13 @@
     (call $record (call $docupdate (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 65535) (i32.const 10)))
     (call $record (call $docdelete (i32.const 0) (i32.const 1) (i32.const 70000) (i32.const 1)))
     (call $record (call $lasterr (i32.const 65535) (i32.const 16) (i32.const 0)))
+    ;; http_resp: headers past the end; body wrapping around; bad status;
+    ;; malformed header block; the request handle
+    (call $record (call $respall (local.get $resp) (i32.const 200) (i32.const 65535) (i32.const 8) (i32.const 0) (i32.const 0)))
+    (call $record (call $respall (local.get $resp) (i32.const 200) (i32.const 0) (i32.const 0) (i32.const 16) (i32.const -1)))
+    (call $record (call $respall (local.get $resp) (i32.const 42) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+    (call $record (call $respall (local.get $resp) (i32.const 200) (i32.const 16) (i32.const 3) (i32.const 0) (i32.const 0)))
+    (call $record (call $respall (local.get $req) (i32.const 200) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
     ;; and a valid answer: status 200, no headers, the recorded bytes
     (call $record (call $resp (local.get $resp) (i32.const 200) (i32.const 0) (i32.const 0)))
     (drop (call $write (local.get $resp) (i32.const 1024) (i32.sub (global.get $n) (i32.const 1024))))

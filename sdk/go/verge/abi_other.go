@@ -46,6 +46,26 @@ func (noHost) DocList(string, string, int, []byte) (uint32, uint32) {
 	return 0, statusUnsupported
 }
 
+// RespHost is implemented by a fake host that also offers http_resp, the
+// response head and body in one call; without it the SDK sends them with
+// RespHead and BodyWrite.
+type RespHost interface {
+	Resp(h uint32, status int, head, body []byte) uint32
+}
+
+func sysResp(h uint32, code int, head, body []byte) uint32 {
+	if r, ok := host.(RespHost); ok {
+		return r.Resp(h, code, head, body)
+	}
+	if st := host.RespHead(h, code, head); st != statusOK {
+		return st
+	}
+	if len(body) == 0 {
+		return statusOK
+	}
+	return host.BodyWrite(h, body)
+}
+
 func sysLog(level uint32, msg string) uint32                  { return host.Log(level, msg) }
 func sysReqHead(h uint32, buf []byte) (uint32, uint32)        { return host.ReqHead(h, buf) }
 func sysBodyRead(h uint32, buf []byte) (uint32, uint32)       { return host.BodyRead(h, buf) }

@@ -21,10 +21,22 @@ func hostRespHead(h uint32, status uint32, ptr unsafe.Pointer, n uint32) uint32
 //go:wasmimport verge body_write
 func hostBodyWrite(h uint32, ptr unsafe.Pointer, n uint32) uint32
 
+//go:wasmimport verge http_resp
+func hostResp(h uint32, status uint32, head unsafe.Pointer, headLen uint32, body unsafe.Pointer, bodyLen uint32) uint32
+
 //go:wasmexport verge_handle
 func vergeHandle(req, resp uint32) uint32 {
 	return serve(req, resp)
 }
+
+// Outputs of host calls. Taking the address of a local passed to an import
+// makes it escape, one allocation per call; an instance runs one host call
+// at a time, so package variables serve every call, read right after it.
+var (
+	outLen uint32
+	outAux uint32
+	out64  uint64
+)
 
 func ptr(b []byte) unsafe.Pointer {
 	if len(b) == 0 {
@@ -38,13 +50,13 @@ func sysLog(level uint32, msg string) uint32 {
 }
 
 func sysReqHead(h uint32, buf []byte) (n uint32, status uint32) {
-	status = hostReqHead(h, ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
-	return n, status
+	status = hostReqHead(h, ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen))
+	return outLen, status
 }
 
 func sysBodyRead(h uint32, buf []byte) (n uint32, status uint32) {
-	status = hostBodyRead(h, ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
-	return n, status
+	status = hostBodyRead(h, ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen))
+	return outLen, status
 }
 
 func sysRespHead(h uint32, code int, head []byte) uint32 {
@@ -53,6 +65,10 @@ func sysRespHead(h uint32, code int, head []byte) uint32 {
 
 func sysBodyWrite(h uint32, b []byte) uint32 {
 	return hostBodyWrite(h, ptr(b), uint32(len(b)))
+}
+
+func sysResp(h uint32, code int, head, body []byte) uint32 {
+	return hostResp(h, uint32(code), ptr(head), uint32(len(head)), ptr(body), uint32(len(body)))
 }
 
 //go:wasmimport verge last_error
@@ -78,13 +94,13 @@ func sptr(s string) unsafe.Pointer {
 }
 
 func sysLastError(buf []byte) (n uint32, status uint32) {
-	status = hostLastError(ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
-	return n, status
+	status = hostLastError(ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen))
+	return outLen, status
 }
 
 func sysDocGet(coll, key string, buf []byte) (n uint32, status uint32) {
-	status = hostDocGet(sptr(coll), uint32(len(coll)), sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
-	return n, status
+	status = hostDocGet(sptr(coll), uint32(len(coll)), sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen))
+	return outLen, status
 }
 
 func sysDocUpdate(coll, key string, ops []byte) uint32 {
@@ -96,8 +112,8 @@ func sysDocDelete(coll, key string) uint32 {
 }
 
 func sysDocList(coll, after string, limit int, buf []byte) (n uint32, status uint32) {
-	status = hostDocList(sptr(coll), uint32(len(coll)), sptr(after), uint32(len(after)), uint32(limit), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
-	return n, status
+	status = hostDocList(sptr(coll), uint32(len(coll)), sptr(after), uint32(len(after)), uint32(limit), ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen))
+	return outLen, status
 }
 
 //go:wasmimport verge spot_claim
@@ -125,8 +141,8 @@ func hostSpotDocUpdate(key unsafe.Pointer, keyLen uint32, rev uint64, ops unsafe
 func hostInvoke(fn unsafe.Pointer, fnLen uint32, method unsafe.Pointer, methodLen uint32, path unsafe.Pointer, pathLen uint32, body unsafe.Pointer, bodyLen uint32, buf unsafe.Pointer, capacity uint32, lenOut unsafe.Pointer, statusOut unsafe.Pointer) uint32
 
 func sysSpotClaim(ns, key, owner string, buf []byte) (n uint32, status uint32) {
-	status = hostSpotClaim(sptr(ns), uint32(len(ns)), sptr(key), uint32(len(key)), sptr(owner), uint32(len(owner)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n))
-	return n, status
+	status = hostSpotClaim(sptr(ns), uint32(len(ns)), sptr(key), uint32(len(key)), sptr(owner), uint32(len(owner)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen))
+	return outLen, status
 }
 
 func sysSpotRelease(ns, key, owner string) uint32 {
@@ -134,33 +150,33 @@ func sysSpotRelease(ns, key, owner string) uint32 {
 }
 
 func sysSpotTake(counter string, n int64) (remaining int64, status uint32) {
-	status = hostSpotTake(sptr(counter), uint32(len(counter)), n, unsafe.Pointer(&remaining))
-	return remaining, status
+	status = hostSpotTake(sptr(counter), uint32(len(counter)), n, unsafe.Pointer(&out64))
+	return int64(out64), status
 }
 
 func sysSpotRestock(counter string, n int64) (remaining int64, status uint32) {
-	status = hostSpotRestock(sptr(counter), uint32(len(counter)), n, unsafe.Pointer(&remaining))
-	return remaining, status
+	status = hostSpotRestock(sptr(counter), uint32(len(counter)), n, unsafe.Pointer(&out64))
+	return int64(out64), status
 }
 
 func sysSpotCounter(counter string) (remaining int64, status uint32) {
-	status = hostSpotCounter(sptr(counter), uint32(len(counter)), unsafe.Pointer(&remaining))
-	return remaining, status
+	status = hostSpotCounter(sptr(counter), uint32(len(counter)), unsafe.Pointer(&out64))
+	return int64(out64), status
 }
 
 func sysSpotDocGet(key string, buf []byte) (n uint32, rev uint64, status uint32) {
-	status = hostSpotDocGet(sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n), unsafe.Pointer(&rev))
-	return n, rev, status
+	status = hostSpotDocGet(sptr(key), uint32(len(key)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen), unsafe.Pointer(&out64))
+	return outLen, out64, status
 }
 
 func sysSpotDocUpdate(key string, rev uint64, ops, buf []byte) (n uint32, newRev uint64, status uint32) {
-	status = hostSpotDocUpdate(sptr(key), uint32(len(key)), rev, ptr(ops), uint32(len(ops)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n), unsafe.Pointer(&newRev))
-	return n, newRev, status
+	status = hostSpotDocUpdate(sptr(key), uint32(len(key)), rev, ptr(ops), uint32(len(ops)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen), unsafe.Pointer(&out64))
+	return outLen, out64, status
 }
 
 func sysInvoke(fn, method, path string, body, buf []byte) (n uint32, httpStatus uint32, status uint32) {
-	status = hostInvoke(sptr(fn), uint32(len(fn)), sptr(method), uint32(len(method)), sptr(path), uint32(len(path)), ptr(body), uint32(len(body)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&n), unsafe.Pointer(&httpStatus))
-	return n, httpStatus, status
+	status = hostInvoke(sptr(fn), uint32(len(fn)), sptr(method), uint32(len(method)), sptr(path), uint32(len(path)), ptr(body), uint32(len(body)), ptr(buf), uint32(len(buf)), unsafe.Pointer(&outLen), unsafe.Pointer(&outAux))
+	return outLen, outAux, status
 }
 
 //go:wasmimport verge trace_span_start

@@ -1,7 +1,6 @@
 package verge
 
 import (
-	"encoding/json"
 	"errors"
 )
 
@@ -126,7 +125,7 @@ func CentralDoc(key string) (doc []byte, rev uint64, err error) {
 //		}
 //	}
 func UpdateCentralDoc(key string, rev uint64, ops ...Op) (doc []byte, newRev uint64, err error) {
-	b, err := json.Marshal(ops)
+	b, err := appendOps(nil, ops)
 	if err != nil {
 		return nil, 0, err
 	}

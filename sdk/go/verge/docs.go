@@ -3,6 +3,7 @@ package verge
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 )
 
 // Documents are JSON values that every PoP can change locally and that merge
@@ -79,28 +80,31 @@ func explained(call string, st uint32) error {
 	return e
 }
 
-// sizeHint is, per collection (64 at most), the size of the last document
-// that did not fit the first buffer of a read, up to 64 KiB: a read that
-// starts with a buffer too small costs a second host call, and the host
-// renders the document again for it. An instance serves one request at a
-// time: no lock.
-var sizeHint = map[string]int{}
-
-const maxSizeHint = 64 << 10
-
 // GetJSON returns the document's JSON; found is false if it does not exist.
 func (c Collection) GetJSON(key string) (doc []byte, found bool, err error) {
-	buf := make([]byte, max(1024, sizeHint[c.name]))
+	doc, found, err = c.get(key)
+	if found {
+		doc = append([]byte(nil), doc...)
+	}
+	return doc, found, err
+}
+
+// docBuf receives documents; Get decodes them from it without a copy.
+var docBuf = make([]byte, 0, 4096)
+
+// get reads the document into docBuf.
+func (c Collection) get(key string) (doc []byte, found bool, err error) {
+	buf := docBuf[:cap(docBuf)]
 	for i := 0; i < 4; i++ { // the document may grow between calls
 		n, st := sysDocGet(c.name, key, buf)
 		switch st {
 		case statusOK:
+			if cap(buf) <= 64<<10 {
+				docBuf = buf[:0]
+			}
 			return buf[:n], true, nil
 		case statusTooSmall:
 			buf = make([]byte, n)
-			if _, known := sizeHint[c.name]; known || len(sizeHint) < 64 {
-				sizeHint[c.name] = min(int(n), maxSizeHint)
-			}
 			continue
 		case statusNotFound:
 			return nil, false, nil
@@ -112,21 +116,93 @@ func (c Collection) GetJSON(key string) (doc []byte, found bool, err error) {
 
 // Get decodes the document into v (as encoding/json does).
 func (c Collection) Get(key string, v any) (found bool, err error) {
-	doc, found, err := c.GetJSON(key)
+	doc, found, err := c.get(key)
 	if err != nil || !found {
 		return found, err
 	}
 	return true, json.Unmarshal(doc, v)
 }
 
+// opsBuf receives the encoding of the operations of an update.
+var opsBuf []byte
+
 // Update applies ops to the document atomically, creating it if needed, and
 // returns once the change is durable at this PoP.
 func (c Collection) Update(key string, ops ...Op) error {
-	b, err := json.Marshal(ops)
+	b, err := appendOps(opsBuf[:0], ops)
 	if err != nil {
 		return err
 	}
+	if cap(b) <= 64<<10 {
+		opsBuf = b
+	}
 	return docErr("doc_update", sysDocUpdate(c.name, key, b))
+}
+
+// appendOps encodes ops as encoding/json would, without reflection for the
+// common values (encoding/json costs tens of microseconds per call in a Go
+// guest); other values go through encoding/json.
+func appendOps(b []byte, ops []Op) ([]byte, error) {
+	b = append(b, '[')
+	for i, op := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"op":`...)
+		b = appendJSONString(b, op.Op)
+		b = append(b, `,"path":`...)
+		b = appendJSONString(b, op.Path)
+		if op.Index != nil {
+			b = append(b, `,"index":`...)
+			b = strconv.AppendInt(b, int64(*op.Index), 10)
+		}
+		if op.Value != nil {
+			b = append(b, `,"value":`...)
+			var err error
+			if b, err = appendJSONValue(b, op.Value); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
+}
+
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case string:
+		return appendJSONString(b, v), nil
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, v, 10), nil
+	case uint32:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case uint:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	}
+	j, err := json.Marshal(v)
+	return append(b, j...), err
+}
+
+// appendJSONString quotes s as encoding/json does (HTML characters
+// escaped, invalid UTF-8 replaced), taking a fast path for plain ASCII.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			j, _ := json.Marshal(s)
+			return append(b, j...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Put replaces the whole document with v, which must encode to a JSON object.

@@ -179,11 +179,6 @@ func (p *Pending) Wait() (*Response, error) {
 	return &Response{StatusCode: int(code), Header: hdr, Body: &fetchBody{h: p.h}}, nil
 }
 
-func appendStr(b []byte, s string) []byte {
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
-	return append(b, s...)
-}
-
 // fetchBody reads a response body from the host.
 type fetchBody struct {
 	h      uint32

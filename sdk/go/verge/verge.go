@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Status codes of the host ABI (docs/abi.md).
@@ -208,14 +209,28 @@ func Log(level int, msg string) error { return hostErr("log", sysLog(uint32(leve
 // Logf formats and logs at info level.
 func Logf(format string, args ...any) { Log(LevelInfo, fmt.Sprintf(format, args...)) }
 
-// Per-instance buffers, reused across requests: an instance serves one
-// request at a time, and reuse keeps the warm path free of garbage.
+// Per-instance state, reused across requests: an instance serves one
+// request at a time, and every allocation costs about a microsecond in a Go
+// Wasm guest, several times a host call.
 var (
-	headBuf = make([]byte, 4096)
 	rw      responseWriter
 	curReq  Request
+	curURL  url.URL
 	curBody body
+	// hdrVals backs the request header's values: one slice element per
+	// header line instead of one allocation each.
+	hdrVals []string
+	// arena receives request heads. Every string of a request (method,
+	// path, header values...) points into it, so decoding allocates
+	// nothing; bytes the host wrote are never written again, so those
+	// strings stay valid (and immutable) even if a handler keeps one. A new
+	// arena is allocated when the free part is too small for a head.
+	arena []byte
 )
+
+// arenaChunk is the size of a head arena: some fifty heads of a typical
+// request, so the warm path allocates once every many requests.
+const arenaChunk = 4096
 
 func serve(reqH, respH uint32) (rc uint32) {
 	req, err := readRequest(reqH)
@@ -224,17 +239,8 @@ func serve(reqH, respH uint32) (rc uint32) {
 		return 1
 	}
 	rw.reset(respH)
-	defer func() {
-		if p := recover(); p != nil {
-			Log(LevelError, fmt.Sprintf("handler panicked: %v", p))
-			rc = 2
-		}
-	}()
-	if handler == nil {
-		rw.WriteHeader(500)
-		rw.Write([]byte("no handler registered: call verge.HandleFunc in an init function\n"))
-	} else {
-		handler.ServeHTTP(&rw, req)
+	if !runHandler(req) {
+		return 2
 	}
 	if err := rw.finish(); err != nil {
 		Log(LevelError, "verge sdk: "+err.Error())
@@ -243,19 +249,111 @@ func serve(reqH, respH uint32) (rc uint32) {
 	return 0
 }
 
-func readRequest(h uint32) (*Request, error) {
-	n, st := sysReqHead(h, headBuf)
+// warmUp does once, before a host snapshots the instance, what the first
+// requests of a fresh instance would otherwise do each time when every
+// request runs on an instance restored from that snapshot: it sizes the
+// SDK's buffers and maps, and gives the allocator a span of every small
+// size class, with and without pointers (taking a span from the heap costs
+// a Go guest tens of microseconds: the runtime switches stacks for it).
+func warmUp() {
+	head := binary.LittleEndian.AppendUint32(nil, 5)
+	for _, f := range []string{"GET", "/", "localhost", "127.0.0.1:1", "warm-up"} {
+		head = appendStr(head, f)
+	}
+	head = binary.LittleEndian.AppendUint32(head, 2)
+	for _, f := range []string{"Accept", "*/*", "User-Agent", "warm-up"} {
+		head = appendStr(head, f)
+	}
+	if _, err := decodeRequest(string(head), 0); err == nil {
+		curReq.Header.Set("Warm-Up", "1")
+		rw.reset(0)
+		rw.Header().Set("Content-Type", "text/plain")
+		rw.WriteString("warm-up")
+		rw.encodeHead()
+		rw.reset(0)
+		clear(curReq.Header)
+	}
+	if cap(arena) == 0 {
+		arena = make([]byte, 0, arenaChunk)
+	}
+	// fmt keeps its printers in a pool and learns, once per type, which
+	// interfaces an argument implements.
+	fmt.Fprintf(io.Discard, "%s %d %v %v %x %q %v", "s", 1, int64(1), uint64(1), []byte("b"), "q", errors.New("e"))
+	io.WriteString(&rw, "")
+	rw.reset(0)
+	// net/url reads a GODEBUG setting the first time it parses a query.
+	url.ParseQuery("a=1&b=%20")
+	for _, size := range sizeClasses {
+		warmSink = make([]byte, size)
+		warmSinkP = make([]*byte, size/8)
+	}
+	warmSink, warmSinkP = nil, nil
+}
+
+// sizeClasses are the Go allocator's small size classes up to 2 KiB.
+var sizeClasses = [...]int{8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256,
+	288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048}
+
+var (
+	warmSink  []byte
+	warmSinkP []*byte
+)
+
+func appendStr(b []byte, s string) []byte {
+	return append(binary.LittleEndian.AppendUint32(b, uint32(len(s))), s...)
+}
+
+// runHandler runs the handler and reports false if it panicked.
+func runHandler(req *Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			Log(LevelError, fmt.Sprintf("handler panicked: %v", p))
+			ok = false
+		}
+	}()
+	if handler == nil {
+		rw.WriteHeader(500)
+		rw.WriteString("no handler registered: call verge.HandleFunc in an init function\n")
+	} else {
+		handler.ServeHTTP(&rw, req)
+	}
+	return true
+}
+
+// readHead fetches the request head into the arena and returns it as a
+// string that shares the arena's bytes.
+func readHead(h uint32) (string, error) {
+	if cap(arena)-len(arena) < 512 {
+		arena = make([]byte, 0, arenaChunk)
+	}
+	free := arena[len(arena):cap(arena)]
+	n, st := sysReqHead(h, free)
 	if st == statusTooSmall {
-		headBuf = make([]byte, n)
-		n, st = sysReqHead(h, headBuf)
+		arena = make([]byte, 0, max(int(n), arenaChunk))
+		free = arena[:cap(arena)]
+		n, st = sysReqHead(h, free)
 	}
 	if st != statusOK {
-		return nil, hostErr("http_req_head", st)
+		return "", hostErr("http_req_head", st)
 	}
-	// One string for the whole head: every field below is a substring of
-	// it, one allocation instead of two per header (each costs about a
-	// microsecond in a Wasm guest).
-	r := headReader{s: string(headBuf[:n])}
+	if n == 0 || int(n) > len(free) {
+		return "", errors.New("malformed request head")
+	}
+	arena = arena[:len(arena)+int(n)]
+	return unsafe.String(&free[0], int(n)), nil
+}
+
+func readRequest(h uint32) (*Request, error) {
+	head, err := readHead(h)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRequest(head, h)
+}
+
+// decodeRequest decodes a request head into the instance's Request.
+func decodeRequest(head string, h uint32) (*Request, error) {
+	r := headReader{s: head}
 	nf, ok := r.u32()
 	if !ok || nf < 5 {
 		return nil, errors.New("malformed request head")
@@ -277,8 +375,11 @@ func readRequest(h uint32) (*Request, error) {
 	hdr := curReq.Header
 	if hdr == nil || len(hdr) > 64 {
 		hdr = make(Header, nh)
-	} else {
+	} else if len(hdr) > 0 {
 		clear(hdr)
+	}
+	if uint32(cap(hdrVals)) < nh {
+		hdrVals = make([]string, nh)
 	}
 	for i := uint32(0); i < nh; i++ {
 		k, ok1 := r.str()
@@ -286,7 +387,14 @@ func readRequest(h uint32) (*Request, error) {
 		if !ok1 || !ok2 {
 			return nil, errors.New("malformed request headers")
 		}
-		hdr[k] = append(hdr[k], v)
+		if vs, dup := hdr[k]; dup {
+			hdr[k] = append(vs, v)
+			continue
+		}
+		// A one-element slice of hdrVals, capped so that an append by the
+		// handler copies instead of overwriting the next value.
+		hdrVals[i] = v
+		hdr[k] = hdrVals[i : i+1 : i+1]
 	}
 	curBody = body{h: h}
 	curReq = Request{Method: f[0], RequestURI: f[1], URL: parseURI(f[1]), Host: f[2], RemoteAddr: f[3], ID: f[4],
@@ -295,17 +403,17 @@ func readRequest(h uint32) (*Request, error) {
 }
 
 // parseURI splits a request URI without net/url's full parser when the path
-// holds no escapes, the common case; url.ParseRequestURI costs several
-// microseconds in Wasm.
+// holds no escapes, the common case (url.ParseRequestURI costs several
+// microseconds in Wasm), into the instance's url.URL.
 func parseURI(uri string) *url.URL {
 	path, query, _ := strings.Cut(uri, "?")
-	if strings.IndexByte(path, '%') < 0 && strings.HasPrefix(path, "/") {
-		return &url.URL{Path: path, RawQuery: query}
+	curURL = url.URL{Path: path, RawQuery: query}
+	if strings.IndexByte(path, '%') >= 0 || !strings.HasPrefix(path, "/") {
+		if u, err := url.ParseRequestURI(uri); err == nil {
+			curURL = *u
+		}
 	}
-	if u, err := url.ParseRequestURI(uri); err == nil {
-		return u
-	}
-	return &url.URL{Path: path, RawQuery: query}
+	return &curURL
 }
 
 // headReader decodes the request head's u32s and strings from one string.
@@ -422,6 +530,45 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// WriteString writes s without converting it to a byte slice first
+// (io.WriteString and fmt use it).
+func (w *responseWriter) WriteString(s string) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(w.buf)+len(s) > flushAt {
+		return w.Write([]byte(s))
+	}
+	if w.status == 0 {
+		w.status = 200
+	}
+	w.buf = append(w.buf, s...)
+	return len(s), nil
+}
+
+// encodeHead encodes the header for the host, in one pass over the map
+// (ranging over a map costs about a microsecond in a Go guest).
+func (w *responseWriter) encodeHead() []byte {
+	b := append(w.headBuf[:0], 0, 0, 0, 0)
+	w.headBuf = b
+	if len(w.header) == 0 {
+		return b
+	}
+	n := uint32(0)
+	for k, vs := range w.header {
+		for _, v := range vs {
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(k)))
+			b = append(b, k...)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
+			n++
+		}
+	}
+	binary.LittleEndian.PutUint32(b, n)
+	w.headBuf = b
+	return b
+}
+
 func (w *responseWriter) sendHead() error {
 	if w.sent {
 		return nil
@@ -430,21 +577,7 @@ func (w *responseWriter) sendHead() error {
 	if w.status == 0 {
 		w.status = 200
 	}
-	n := 0
-	for _, vs := range w.header {
-		n += len(vs)
-	}
-	b := binary.LittleEndian.AppendUint32(w.headBuf[:0], uint32(n))
-	for k, vs := range w.header {
-		for _, v := range vs {
-			b = binary.LittleEndian.AppendUint32(b, uint32(len(k)))
-			b = append(b, k...)
-			b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
-			b = append(b, v...)
-		}
-	}
-	w.headBuf = b
-	return hostErr("http_resp_head", sysRespHead(w.h, w.status, b))
+	return hostErr("http_resp_head", sysRespHead(w.h, w.status, w.encodeHead()))
 }
 
 func (w *responseWriter) flush() error {
@@ -458,4 +591,17 @@ func (w *responseWriter) flush() error {
 	return w.err
 }
 
-func (w *responseWriter) finish() error { return w.flush() }
+// finish sends what is left. A response that fit in the buffer, the common
+// case, goes out in one host call with its head.
+func (w *responseWriter) finish() error {
+	if w.sent || w.err != nil {
+		return w.flush()
+	}
+	w.sent = true
+	if w.status == 0 {
+		w.status = 200
+	}
+	w.err = hostErr("http_resp", sysResp(w.h, w.status, w.encodeHead(), w.buf))
+	w.buf = w.buf[:0]
+	return w.err
+}

@@ -4,6 +4,7 @@ package verge_test
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -170,6 +171,41 @@ func TestRequestAndResponse(t *testing.T) {
 	}
 }
 
+// respHost offers http_resp: a buffered response goes out in one call.
+type respHost struct {
+	*fakeHost
+	resps int
+}
+
+func (r *respHost) Resp(h uint32, status int, head, body []byte) uint32 {
+	r.resps++
+	r.status, r.headers = status, append([]byte(nil), head...)
+	r.out.Write(body)
+	return 0
+}
+
+func TestResponseInOneCall(t *testing.T) {
+	host := &respHost{fakeHost: newFakeHost("GET", "/", "")}
+	defer verge.SetHost(verge.SetHost(host))
+	verge.HandleFunc(func(w verge.ResponseWriter, r *verge.Request) {
+		w.Header().Set("X-A", "1")
+		w.WriteHeader(202)
+		io.WriteString(w, "small")
+	})
+	if rc := verge.ServeOnce(1, 2); rc != 0 || host.resps != 1 || host.status != 202 || host.out.String() != "small" || !strings.Contains(string(host.headers), "X-A") {
+		t.Fatalf("rc %d, %d http_resp calls, %d %q %q", rc, host.resps, host.status, host.out.String(), host.headers)
+	}
+	// A body larger than the buffer is flushed as it is written: head and
+	// body go with http_resp_head and body_write instead.
+	host = &respHost{fakeHost: newFakeHost("GET", "/", "")}
+	verge.SetHost(host)
+	big := strings.Repeat("x", 100<<10)
+	verge.HandleFunc(func(w verge.ResponseWriter, r *verge.Request) { io.WriteString(w, big) })
+	if rc := verge.ServeOnce(1, 2); rc != 0 || host.resps != 0 || host.status != 200 || host.out.String() != big {
+		t.Fatalf("rc %d, %d http_resp calls, status %d, %d bytes", rc, host.resps, host.status, host.out.Len())
+	}
+}
+
 func TestLargeHeadIsFetchedAgain(t *testing.T) {
 	big := strings.Repeat("v", 10000)
 	host := newFakeHost("GET", "/", "", "X-Big", big)
@@ -212,4 +248,23 @@ func ExampleHandleFunc() {
 	verge.ServeOnce(1, 2)
 	fmt.Println(host.status, host.out.String())
 	// Output: 200 Hello, Ada!
+}
+
+// Update's encoder writes what encoding/json writes.
+func TestUpdateEncodesOpsAsJSON(t *testing.T) {
+	host := newFakeHost("GET", "/", "")
+	defer verge.SetHost(verge.SetHost(host))
+	ops := []verge.Op{
+		verge.Set("a", "plain"), verge.Set("b", `<tag> & "quotes" \ é`), verge.Set("c", "bad\xffutf8"),
+		verge.Set("d", 1.5), verge.Set("e", map[string]any{"x": []int{1, 2}}), verge.Set("f", nil),
+		verge.Set("g", true), verge.Insert("h", 3, int64(-7)), verge.Increment("i", 1<<62), verge.Remove("j.0"),
+		verge.Append("k", uint32(9)), verge.Set("l", []byte("bytes")), verge.Set("", json.RawMessage(`{"z":1}`)),
+	}
+	if err := verge.Documents("c").Update("k", ops...); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(ops)
+	if host.lastOps != string(want) {
+		t.Fatalf("sent\n%s\nencoding/json gives\n%s", host.lastOps, want)
+	}
 }

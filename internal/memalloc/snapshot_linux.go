@@ -1,0 +1,172 @@
+package memalloc
+
+import (
+	"encoding/binary"
+	"os"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// newMappedSnapshot writes b's non-zero pages to a sealed memfd (zero pages
+// stay holes, costing nothing) and maps it read-only; nil if the system
+// refuses.
+func newMappedSnapshot(b []byte) *Snapshot {
+	fd, err := unix.MemfdCreate("verge-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Close(fd)
+		}
+	}()
+	if unix.Ftruncate(fd, int64(len(b))) != nil {
+		return nil
+	}
+	for p := 0; p < len(b); {
+		if allZero(b[p : p+int(pageSize)]) {
+			p += int(pageSize)
+			continue
+		}
+		q := p + int(pageSize)
+		for q < len(b) && !allZero(b[q:q+int(pageSize)]) {
+			q += int(pageSize)
+		}
+		for off := p; off < q; {
+			n, err := unix.Pwrite(fd, b[off:q], int64(off))
+			if err != nil || n == 0 {
+				return nil
+			}
+			off += n
+		}
+		p = q
+	}
+	// The contents never change from here on, whatever a bug elsewhere
+	// tries: memories restored from it rely on that.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+		return nil
+	}
+	data, err := unix.Mmap(fd, 0, len(b), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil
+	}
+	ok = true
+	return &Snapshot{size: uint64(len(b)), data: data, fd: fd}
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Snapshot) release() {
+	if s.fd >= 0 {
+		unix.Munmap(s.data)
+		unix.Close(s.fd)
+	}
+	s.data = nil
+}
+
+func snapshotResident(s *Snapshot) uint64 {
+	var st unix.Stat_t
+	if unix.Fstat(s.fd, &st) != nil {
+		return s.size
+	}
+	return uint64(st.Blocks) * 512
+}
+
+// pagemap is /proc/self/pagemap, opened once; nil if it cannot be read.
+var pagemap = sync.OnceValue(func() *os.File {
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return nil
+	}
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		f.Close()
+		return nil
+	}
+	return f
+})
+
+// Bits of a /proc/self/pagemap entry.
+const (
+	pmPresent = 1 << 63
+	pmSwapped = 1 << 62
+	pmFile    = 1 << 61
+)
+
+func (r *region) restore(s *Snapshot) error {
+	if !r.mapped || s.fd < 0 {
+		copy(r.buf[:s.size], s.data)
+		return nil
+	}
+	mem := r.buf[:s.size]
+	if r.snap != s {
+		// Map the snapshot privately over the memory's first bytes: reads
+		// share its pages, the first write to a page copies it.
+		_, _, e := unix.Syscall6(unix.SYS_MMAP, uintptr(unsafe.Pointer(unsafe.SliceData(mem))), uintptr(len(mem)),
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED, uintptr(s.fd), 0)
+		if e != 0 {
+			return e
+		}
+		r.snap = s
+		return nil
+	}
+	// The pages written since the last restore are the mapping's private
+	// ones; a private page may also have been swapped out. Copy those back.
+	pm := pagemap()
+	pages := int(s.size / pageSize)
+	if cap(r.vec) < 8*pages {
+		r.vec = make([]byte, 8*pages)
+	}
+	vec := r.vec[:8*pages]
+	if pm == nil {
+		return unix.Madvise(mem, unix.MADV_DONTNEED) // back to the file's pages
+	}
+	if _, err := pm.ReadAt(vec, int64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))/uintptr(pageSize)*8)); err != nil {
+		return unix.Madvise(mem, unix.MADV_DONTNEED)
+	}
+	for i := 0; i < pages; i++ {
+		e := binary.LittleEndian.Uint64(vec[8*i:])
+		if e&pmSwapped != 0 || (e&pmPresent != 0 && e&pmFile == 0) {
+			j := i + 1
+			for j < pages {
+				e := binary.LittleEndian.Uint64(vec[8*j:])
+				if !(e&pmSwapped != 0 || (e&pmPresent != 0 && e&pmFile == 0)) {
+					break
+				}
+				j++
+			}
+			off, end := uint64(i)*pageSize, uint64(j)*pageSize
+			copy(mem[off:end], s.data[off:end])
+			i = j
+		}
+	}
+	return nil
+}
+
+// unmapSnapshot replaces a snapshot mapping by fresh anonymous memory (zero,
+// not resident) before the region is reused.
+func (r *region) unmapSnapshot() bool {
+	n := max(r.snap.size, roundUp(r.dirty, pageSize))
+	_, _, e := unix.Syscall6(unix.SYS_MMAP, uintptr(unsafe.Pointer(unsafe.SliceData(r.buf))), uintptr(n),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED|unix.MAP_NORESERVE, ^uintptr(0), 0)
+	r.snap = nil
+	r.dirty = 0
+	r.resident = 0
+	return e == 0
+}
