@@ -127,6 +127,15 @@ type meteredSpot struct {
 	m *obs.Metrics
 }
 
+// Escrowed passes on the units this PoP holds of a stock (admin's counter
+// answer adds them: a stock is the centre's remaining plus every escrow).
+func (s meteredSpot) Escrowed(app, counter string) int64 {
+	if e, ok := s.Engine.(interface{ Escrowed(app, counter string) int64 }); ok {
+		return e.Escrowed(app, counter)
+	}
+	return 0
+}
+
 func (s meteredSpot) observe(ctx context.Context, op string, start time.Time, err error) {
 	outcome := "ok"
 	var ce *spot.ConflictError
