@@ -32,57 +32,10 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	scrape := func(token string) (int, map[string]*dto.MetricFamily) {
-		req, _ := http.NewRequest("GET", "http://"+n.pops["a"].AdminAddr()+"/metrics", nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return resp.StatusCode, nil
-		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := p.TextToMetricFamilies(resp.Body)
-		if err != nil {
-			t.Fatalf("the metrics do not parse: %v", err)
-		}
-		return 200, fams
-	}
-	if code, _ := scrape(""); code != 401 {
+	if code, _ := scrapeMetrics(t, n.pops["a"].AdminAddr(), ""); code != 401 {
 		t.Fatalf("/metrics without the token: %d", code)
 	}
-	_, fams := scrape("tok")
-	value := func(name string, labels map[string]string) (float64, bool) {
-		f := fams[name]
-		if f == nil {
-			return 0, false
-		}
-	next:
-		for _, m := range f.Metric {
-			got := map[string]string{}
-			for _, l := range m.Label {
-				got[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue(), true
-			case m.Gauge != nil:
-				return m.Gauge.GetValue(), true
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount()), true
-			}
-		}
-		return 0, false
-	}
+	_, fams := scrapeMetrics(t, n.pops["a"].AdminAddr(), "tok")
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
@@ -103,7 +56,7 @@ func TestMetrics(t *testing.T) {
 		{"verge_guest_instance_starts_total", map[string]string{"app": "shop"}, 1},
 		{"verge_antientropy_repaired_documents_total", nil, 0},
 	} {
-		v, ok := value(c.name, c.labels)
+		v, ok := metricValue(fams, c.name, c.labels)
 		if !ok || v < c.min {
 			t.Errorf("%s%v = %v (found %v), want at least %v", c.name, c.labels, v, ok, c.min)
 		}
@@ -117,4 +70,57 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s is a duration not in seconds", name)
 		}
 	}
+}
+
+// scrapeMetrics reads a PoP's /metrics with Prometheus' parser.
+func scrapeMetrics(t *testing.T, admin, token string) (int, map[string]*dto.MetricFamily) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+admin+"/metrics", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return resp.StatusCode, nil
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("the metrics do not parse: %v", err)
+	}
+	return 200, fams
+}
+
+// metricValue is the value of the first series of name whose labels
+// include labels (a histogram's: its sample count).
+func metricValue(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.Metric {
+		got := map[string]string{}
+		for _, l := range m.Label {
+			got[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if got[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
 }

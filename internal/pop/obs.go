@@ -99,6 +99,37 @@ func (p *PoP) collectMetrics() {
 			}
 			return out
 		})
+	m.Collect("verge_rooms", "Rooms this PoP owns, by state: live (with an instance) or hibernating.", obs.GaugeValue, self, []string{"app", "function", "state"},
+		func() []obs.Gauge {
+			var out []obs.Gauge
+			if r := p.rooms0.Load(); r != nil {
+				for _, st := range r.Stats() {
+					out = append(out, obs.Gauge{Labels: []string{st.App, st.Function, "live"}, Value: float64(st.Live)},
+						obs.Gauge{Labels: []string{st.App, st.Function, "hibernating"}, Value: float64(st.Hibernating)})
+				}
+			}
+			return out
+		})
+	m.Collect("verge_room_sockets", "WebSockets open at this PoP, to rooms owned here or relayed to their owner.", obs.GaugeValue, self, []string{"app", "function"},
+		func() []obs.Gauge {
+			var out []obs.Gauge
+			if r := p.rooms0.Load(); r != nil {
+				for _, st := range r.Stats() {
+					out = append(out, obs.Gauge{Labels: []string{st.App, st.Function}, Value: float64(st.Sockets)})
+				}
+			}
+			return out
+		})
+	m.Collect("verge_room_events_total", "Room events run at this PoP, by kind (connect, message, close, request, alarm).", obs.CounterValue, self, []string{"app", "function", "event"},
+		func() []obs.Gauge {
+			var out []obs.Gauge
+			if r := p.rooms0.Load(); r != nil {
+				for _, e := range r.Events() {
+					out = append(out, obs.Gauge{Labels: []string{e.App, e.Function, e.Event}, Value: float64(e.N)})
+				}
+			}
+			return out
+		})
 	m.Collect("verge_guest_instance_starts_total", "Instances started for each function (pool refills and fresh instances).", obs.CounterValue, self, []string{"app", "function"},
 		func() []obs.Gauge {
 			var out []obs.Gauge

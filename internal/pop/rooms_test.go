@@ -162,6 +162,22 @@ func TestChatOnePoP(t *testing.T) {
 	if h := n.history("c", "lobby"); fmt.Sprint(h) != fmt.Sprint(ra) {
 		t.Fatalf("history %v, delivered %v", h, ra)
 	}
+	// The room is in the PoP's metrics.
+	_, fams := scrapeMetrics(t, n.pops["c"].AdminAddr(), "tok")
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		min    float64
+	}{
+		{"verge_room_sockets", map[string]string{"app": "chat"}, 2},
+		{"verge_rooms", map[string]string{"app": "chat", "state": "live"}, 1},
+		{"verge_room_events_total", map[string]string{"app": "chat", "event": "message"}, 5},
+		{"verge_room_events_total", map[string]string{"app": "chat", "event": "connect"}, 2},
+	} {
+		if v, ok := metricValue(fams, c.name, c.labels); !ok || v < c.min {
+			t.Errorf("%s%v = %v (found %v), want at least %v", c.name, c.labels, v, ok, c.min)
+		}
+	}
 	// A third client gets the history first.
 	c := n.dial("c", "lobby")
 	if got := read(t, c, 5); fmt.Sprint(got) != fmt.Sprint(ra) {

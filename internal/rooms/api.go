@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -434,4 +435,73 @@ func (s *Service) EventTimes() (live, woken []time.Duration) {
 	s.stats.mu.Lock()
 	defer s.stats.mu.Unlock()
 	return append([]time.Duration(nil), s.stats.live...), append([]time.Duration(nil), s.stats.woken...)
+}
+
+// Stats are one room function's figures at this PoP.
+type Stats struct {
+	App, Function     string
+	Live, Hibernating int // rooms owned here, with an instance and without
+	Sockets           int // WebSockets open at this PoP (to rooms here or relayed)
+}
+
+// Stats returns the figures of every room function with rooms or sockets
+// here.
+func (s *Service) Stats() []Stats {
+	s.mu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	by := map[string]*Stats{}
+	get := func(app, fn string) *Stats {
+		k := app + "/" + fn
+		if by[k] == nil {
+			by[k] = &Stats{App: app, Function: fn}
+		}
+		return by[k]
+	}
+	for name, n := range s.openConns {
+		app, fn, _ := strings.Cut(name, "/")
+		get(app, fn).Sockets = n
+	}
+	s.mu.Unlock()
+	for _, r := range rooms {
+		st := get(r.key.App, r.key.Fn)
+		if r.hibernating() {
+			st.Hibernating++
+		} else {
+			st.Live++
+		}
+	}
+	out := make([]Stats, 0, len(by))
+	for _, st := range by {
+		out = append(out, *st)
+	}
+	return out
+}
+
+// EventCount is how many events of one kind a room function ran here.
+type EventCount struct {
+	App, Function, Event string
+	N                    uint64
+}
+
+func (s *Service) countEvent(k Key, kind eventKind) {
+	s.evMu.Lock()
+	if s.events == nil {
+		s.events = map[[3]string]uint64{}
+	}
+	s.events[[3]string{k.App, k.Fn, kind.String()}]++
+	s.evMu.Unlock()
+}
+
+// Events returns the events run here since start, by function and kind.
+func (s *Service) Events() []EventCount {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	out := make([]EventCount, 0, len(s.events))
+	for k, n := range s.events {
+		out = append(out, EventCount{App: k[0], Function: k[1], Event: k[2], N: n})
+	}
+	return out
 }

@@ -12,9 +12,14 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/host"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/store"
 	"github.com/verge-edge/verge/internal/wasm"
 )
@@ -38,6 +43,20 @@ const (
 	evRequest
 	evAlarm
 )
+
+func (k eventKind) String() string {
+	switch k {
+	case evConnect:
+		return "connect"
+	case evMessage:
+		return "message"
+	case evClose:
+		return "close"
+	case evRequest:
+		return "request"
+	}
+	return "alarm"
+}
 
 // event is one thing that happens to a room; events run one at a time.
 type event struct {
@@ -209,6 +228,7 @@ func (r *room) run() {
 func (r *room) handle(ev *event) {
 	start, woke := time.Now(), r.actor == nil || r.cache == nil
 	defer func() { r.s.stats.event(time.Since(start), woke) }()
+	r.s.countEvent(r.key, ev.kind)
 	f, release, ok := r.s.opts.Function(r.key.App, r.key.Fn)
 	if !ok || f.Spec.Kind != verge.KindRoom {
 		r.fail(ev, nil)
@@ -255,8 +275,18 @@ func (r *room) handle(ev *event) {
 	var err error
 	var rc uint32
 	if f.HasExport(export) {
-		ctx := host.WithRoom(context.Background(), ec)
+		ctx, span := r.eventSpan(ev, export, woke)
+		ctx = host.WithRoom(ctx, ec)
 		resp, rc, err = r.actor.Call(ctx, export, args, req)
+		if span.IsRecording() {
+			if resp != nil {
+				span.SetAttributes(attribute.Int64("verge.cpu_us", resp.CPU.Microseconds()))
+			}
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+		}
+		span.End()
 		if err == nil && rc != 0 {
 			err = &wasm.Error{Kind: wasm.KindGuestError, Status: http.StatusInternalServerError, Msg: fmt.Sprintf("%s returned error code %d", export, rc)}
 		}
@@ -282,6 +312,19 @@ func (r *room) handle(ev *event) {
 		ec.outs = append(ec.outs, &output{reply: ev.reply, resp: resp})
 	}
 	r.commit(ec)
+}
+
+// eventSpan starts the span of a room event: in the trace of the client's
+// upgrade or HTTP request when it carried one, else a trace of its own
+// (a message or an alarm has no request to continue).
+func (r *room) eventSpan(ev *event, export string, woke bool) (context.Context, trace.Span) {
+	ctx := context.Background()
+	if (ev.kind == evConnect || ev.kind == evRequest) && ev.req != nil && ev.req.Header != nil {
+		ctx = obs.Propagator.Extract(ctx, propagation.HeaderCarrier(ev.req.Header))
+	}
+	return obs.Tracer().Start(ctx, "room "+strings.TrimPrefix(export, "verge_room_"),
+		trace.WithAttributes(attribute.String("verge.app", r.key.App), attribute.String("verge.function", r.key.Fn),
+			attribute.String("verge.room", r.key.Room), attribute.String("verge.pop", r.s.opts.Self), attribute.Bool("verge.woke", woke)))
 }
 
 func b2u(b bool) uint64 {

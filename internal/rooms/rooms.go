@@ -110,7 +110,9 @@ type Service struct {
 	sessionGood atomic.Int64 // Unix nanos until which this PoP's session is surely valid
 	nextRID     atomic.Uint64
 
-	stats eventStats
+	stats  eventStats
+	evMu   sync.Mutex
+	events map[[3]string]uint64 // app, function, event kind → count
 
 	spareMu sync.Mutex
 	spares  map[string]*spare // app/fn → an instance started ahead of need
