@@ -161,7 +161,9 @@ type meteredSpot struct {
 // Escrowed passes on the units this PoP holds of a stock (admin's counter
 // answer adds them: a stock is the centre's remaining plus every escrow).
 func (s meteredSpot) Escrowed(app, counter string) int64 {
-	if e, ok := s.Engine.(interface{ Escrowed(app, counter string) int64 }); ok {
+	if e, ok := s.Engine.(interface {
+		Escrowed(app, counter string) int64
+	}); ok {
 		return e.Escrowed(app, counter)
 	}
 	return 0
