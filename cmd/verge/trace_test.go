@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -204,11 +206,80 @@ func TestTraceAcrossPoPs(t *testing.T) {
 			}
 		}
 		if len(missing) == 0 {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("trace %s lacks %v; it has %v", traceID, missing, got)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+
+	// The guest's log line carries the trace id; verge logs finds it among
+	// every PoP's lines, named by PoP.
+	if line := findLogLine(t, vergeBin, dir, traceID); line["pop"] != "sfo" || line["source"] != "guest" {
+		t.Fatalf("the guest's line of trace %s: %v", traceID, line)
+	}
+	// verge logs --follow prints the lines of a request made after it started.
+	follow := exec.Command(vergeBin, "logs", "--net", dir, "--follow", "--json", "--app", "traced")
+	out, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+	rand.Read(tid[:])
+	second := hex.EncodeToString(tid[:])
+	found := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["trace_id"] == second && m["source"] == "guest" {
+				found <- m
+				return
+			}
+		}
+	}()
+	req, _ = http.NewRequest("POST", "http://"+n.pop("sfo").HTTP+"/t/2", nil)
+	req.Host = "traced.localhost"
+	req.Header.Set("traceparent", "00-"+second+"-00f067aa0ba902b7-01")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	select {
+	case m := <-found:
+		if m["pop"] != "sfo" {
+			t.Fatalf("followed line: %v", m)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("verge logs --follow did not print the line of trace %s", second)
+	}
+}
+
+// findLogLine runs verge logs --json on the network and returns the guest's
+// line of the trace (bounded: the line may take a moment to be written).
+func findLogLine(t *testing.T, bin, dir, traceID string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := exec.Command(bin, "logs", "--net", dir, "--json").Output()
+		if err != nil {
+			t.Fatalf("verge logs: %v", err)
+		}
+		for _, l := range bytes.Split(out, []byte("\n")) {
+			var m map[string]any
+			if json.Unmarshal(l, &m) == nil && m["trace_id"] == traceID && m["source"] == "guest" {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no guest line of trace %s in verge logs:\n%s", traceID, out)
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 }

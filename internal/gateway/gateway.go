@@ -199,7 +199,7 @@ func (g *Gateway) Call(ctx context.Context, fn string, req *wasm.Request) *wasm.
 	start := time.Now()
 	resp, err := g.serve(ctx, v.fn, req, start)
 	if err != nil {
-		e := g.logFailure(v.fn, req.ID, err, start)
+		e := g.logFailure(ctx, v.fn, req.ID, err, start)
 		resp = e.Response(req.ID)
 	}
 	// The function's header may be shared with its other responses.
@@ -232,7 +232,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	body, err := readBody(r, fn.Limits.RequestBody)
 	if err != nil {
-		g.fail(w, id, fn, err, start)
+		g.fail(r.Context(), w, id, fn, err, start)
 		return
 	}
 	req := &wasm.Request{
@@ -250,7 +250,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := g.serve(r.Context(), fn, req, start)
 	if err != nil {
-		g.fail(w, id, fn, err, start)
+		g.fail(r.Context(), w, id, fn, err, start)
 		return
 	}
 	for k, vs := range resp.Header {
@@ -326,20 +326,22 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 }
 
-func (g *Gateway) fail(w http.ResponseWriter, id string, fn *wasm.Function, err error, start time.Time) {
-	writeError(w, id, g.logFailure(fn, id, err, start))
+func (g *Gateway) fail(ctx context.Context, w http.ResponseWriter, id string, fn *wasm.Function, err error, start time.Time) {
+	writeError(w, id, g.logFailure(ctx, fn, id, err, start))
 }
 
-func (g *Gateway) logFailure(fn *wasm.Function, id string, err error, start time.Time) *wasm.Error {
+// logFailure logs a failed request with ctx, so that the line carries the
+// request's trace and span ids when it is traced.
+func (g *Gateway) logFailure(ctx context.Context, fn *wasm.Function, id string, err error, start time.Time) *wasm.Error {
 	e := wasm.AsError(err)
 	attrs := []any{"function", fn.Spec.Name, "request_id", id, "kind", e.Kind, "err", e.Error(), "elapsed", time.Since(start)}
 	switch {
 	case e.Status == 499:
-		g.log.Debug("client went away", attrs...)
+		g.log.DebugContext(ctx, "client went away", attrs...)
 	case e.IsLimit():
-		g.log.Warn("request exceeded a limit", attrs...)
+		g.log.WarnContext(ctx, "request exceeded a limit", attrs...)
 	default:
-		g.log.Error("request failed", attrs...)
+		g.log.ErrorContext(ctx, "request failed", attrs...)
 	}
 	return e
 }

@@ -244,7 +244,7 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		cfg = cfg.WithCompilationCache(e.cache)
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	f := &Function{Spec: fn, Limits: lim, engine: e, rt: rt, log: e.log.With("function", fn.Name)}
+	f := &Function{Spec: fn, Limits: lim, engine: e, rt: rt, log: e.log.With("app", fn.App, "function", fn.Name)}
 	ok := false
 	defer func() {
 		if !ok {

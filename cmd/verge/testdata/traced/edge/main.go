@@ -12,6 +12,7 @@ func init() {
 		span := verge.StartSpan("pricing") // the guest's own span
 		span.SetAttribute("sku", r.URL.Path)
 		span.End()
+		verge.Logf("priced %s", r.URL.Path) // a guest line, with the request's trace id
 		if err := verge.Documents("stats").Update("hits", verge.Increment("n", 1)); err != nil {
 			w.WriteHeader(500)
 			fmt.Fprint(w, err)
