@@ -280,7 +280,7 @@ func (r *room) handle(ev *event) {
 		resp, rc, err = r.actor.Call(ctx, export, args, req)
 		if span.IsRecording() {
 			if resp != nil {
-				span.SetAttributes(attribute.Int64("verge.cpu_us", resp.CPU.Microseconds()))
+				span.SetAttributes(attribute.Int64("verge.cpu_time_us", resp.CPU.Microseconds()))
 			}
 			if err != nil {
 				span.SetStatus(codes.Error, err.Error())
