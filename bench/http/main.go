@@ -4,6 +4,7 @@
 //
 //	go run ./bench/http [-verge bin/verge] [-app examples/hello-go[,DIR...]] [-path /hello]
 //	                    [-d 5s] [-conns 1,32] [-threads 2] [-runs 1] [-warmup 1s]
+//	                    [-trace off,1%,100%]
 //
 // It prints one JSON document on stdout, then one summary line per app and
 // connection count, such as this one measured on a shared 2-core VM
@@ -18,9 +19,12 @@
 // both, and after every wrk run the harness waits for the server it just
 // measured to go idle (a fresh-instance executor may still be working off
 // requests whose clients left), so neither is charged for the other's work.
-// -runs N repeats each measurement and reports the median. The harness
-// builds nothing but the baseline: `make build` builds bin/verge, and
-// `verge dev` runs the app's build commands itself.
+// -runs N repeats each measurement and reports the median. With -trace, each
+// app is served once per variant, exporting the sampled share of its traces
+// over OTLP to a sink in this process that decodes them (what tracing costs
+// includes exporting). The harness builds nothing but the baseline: `make
+// build` builds bin/verge, and `verge dev` runs the app's build commands
+// itself.
 package main
 
 import (
@@ -63,6 +67,7 @@ type config struct {
 	warmup       time.Duration
 	wrk          string
 	startTimeout time.Duration
+	traces       []string // tracing variants: off, or a sampled share such as 1% or 100%
 }
 
 // report is the JSON document printed on stdout.
@@ -78,12 +83,15 @@ type report struct {
 	Path      string    `json:"path"`
 	DurationS float64   `json:"duration_s"`
 	Runs      []result  `json:"runs"`
+	// SpansExported counts the spans the OTLP sink received (-trace).
+	SpansExported int64 `json:"spans_exported,omitempty"`
 }
 
 // result pairs one app with the baseline at one connection count.
 type result struct {
 	App     string    `json:"app"`
 	Dir     string    `json:"dir"`
+	Trace   string    `json:"trace"` // off, or the share of requests sampled
 	Conns   int       `json:"conns"`
 	Threads int       `json:"threads"`
 	Verge   wrkResult `json:"verge"`
@@ -113,6 +121,8 @@ func main() {
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unreported wrk run against each server before measuring (0 disables)")
 	flag.StringVar(&cfg.wrk, "wrk", "wrk", "wrk binary")
 	flag.DurationVar(&cfg.startTimeout, "start-timeout", 3*time.Minute, "how long `verge dev` may take to build and start serving")
+	var traces string
+	flag.StringVar(&traces, "trace", "off", "comma-separated tracing variants to serve each app with: off, or the share of requests sampled (1%, 100%), exported over OTLP to a sink in this process")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		bench.Fatalf("unexpected arguments %q; use -app DIR[,DIR...]", flag.Args())
@@ -121,6 +131,14 @@ func main() {
 	for a := range strings.SplitSeq(apps, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			cfg.apps = append(cfg.apps, a)
+		}
+	}
+	for v := range strings.SplitSeq(traces, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			if _, err := samplerEnv(v, ""); err != nil {
+				bench.Fatalf("-trace %q: %v", v, err)
+			}
+			cfg.traces = append(cfg.traces, v)
 		}
 	}
 	var err error
@@ -247,31 +265,54 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	}
 	defer base.stop()
 
+	var sink *otlpSink
+	for _, t := range cfg.traces {
+		if t != "off" && sink == nil {
+			if sink, err = startOTLPSink(); err != nil {
+				return nil, err
+			}
+			defer sink.close()
+		}
+	}
 	for _, dir := range cfg.apps {
-		name := filepath.Base(filepath.Clean(dir))
-		// Port 0: the kernel picks a free port, and verge dev prints the
-		// address it got, so there is no race with other listeners.
-		const listen = "127.0.0.1:0"
-		bench.Progress("%s: starting %s dev --listen %s %s", name, cfg.verge, listen, dir)
-		srv, err := startChild(ctx, name, verge, []string{"dev", "--listen", listen, dir}, nil,
-			filepath.Join(logDir, name+".log"), cfg.startTimeout)
-		if err != nil {
-			keepLogs = true
-			return nil, err
+		for _, trace := range cfg.traces {
+			name := filepath.Base(filepath.Clean(dir))
+			var env []string
+			if trace != "off" {
+				env, _ = samplerEnv(trace, sink.url)
+				name += " trace=" + trace
+			}
+			// Port 0: the kernel picks a free port, and verge dev prints the
+			// address it got, so there is no race with other listeners.
+			const listen = "127.0.0.1:0"
+			bench.Progress("%s: starting %s dev --listen %s %s", name, cfg.verge, listen, dir)
+			srv, err := startChild(ctx, name, verge, []string{"dev", "--listen", listen, dir}, env,
+				filepath.Join(logDir, strings.ReplaceAll(name, " ", "_")+".log"), cfg.startTimeout)
+			if err != nil {
+				keepLogs = true
+				return nil, err
+			}
+			runs, err := compare(ctx, cfg, wrkPath, srv, base)
+			srv.stop()
+			if err == nil && srv.exitedEarly() {
+				err = errors.New("verge dev exited during the measurement")
+			}
+			if err != nil {
+				keepLogs = true
+				return nil, fmt.Errorf("%s: %w (server log: %s)", name, err, srv.logPath)
+			}
+			for i := range runs {
+				runs[i].Dir = dir
+				runs[i].Trace = trace
+			}
+			rep.Runs = append(rep.Runs, runs...)
 		}
-		runs, err := compare(ctx, cfg, wrkPath, srv, base)
-		srv.stop()
-		if err == nil && srv.exitedEarly() {
-			err = errors.New("verge dev exited during the measurement")
+	}
+	if sink != nil {
+		rep.SpansExported = sink.spans.Load()
+		if rep.SpansExported == 0 {
+			return nil, errors.New("tracing was on but the OTLP sink received no spans: the figures would not include exporting")
 		}
-		if err != nil {
-			keepLogs = true
-			return nil, fmt.Errorf("%s: %w (server log: %s)", name, err, srv.logPath)
-		}
-		for i := range runs {
-			runs[i].Dir = dir
-		}
-		rep.Runs = append(rep.Runs, runs...)
 	}
 	return rep, nil
 }
