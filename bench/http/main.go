@@ -21,8 +21,9 @@
 // requests whose clients left), so neither is charged for the other's work.
 // -runs N repeats each measurement and reports the median. With -trace, each
 // app is served once per variant, exporting the sampled share of its traces
-// over OTLP to a sink in this process that decodes them (what tracing costs
-// includes exporting). The harness builds nothing but the baseline: `make
+// over OTLP to a sink in this process (what tracing costs includes
+// exporting; the sink only reads, as a collector on another machine would
+// cost these cores nothing more). The harness builds nothing but the baseline: `make
 // build` builds bin/verge, and `verge dev` runs the app's build commands
 // itself.
 package main
@@ -83,8 +84,9 @@ type report struct {
 	Path      string    `json:"path"`
 	DurationS float64   `json:"duration_s"`
 	Runs      []result  `json:"runs"`
-	// SpansExported counts the spans the OTLP sink received (-trace).
-	SpansExported int64 `json:"spans_exported,omitempty"`
+	// The exports the OTLP sink received and their bytes (-trace).
+	OTLPExports int64 `json:"otlp_exports,omitempty"`
+	OTLPBytes   int64 `json:"otlp_bytes,omitempty"`
 }
 
 // result pairs one app with the baseline at one connection count.
@@ -309,9 +311,9 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		}
 	}
 	if sink != nil {
-		rep.SpansExported = sink.spans.Load()
-		if rep.SpansExported == 0 {
-			return nil, errors.New("tracing was on but the OTLP sink received no spans: the figures would not include exporting")
+		rep.OTLPExports, rep.OTLPBytes = sink.exports.Load(), sink.received.Load()
+		if rep.OTLPExports == 0 {
+			return nil, errors.New("tracing was on but the OTLP sink received no export: the figures would not include exporting")
 		}
 	}
 	return rep, nil
