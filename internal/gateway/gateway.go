@@ -265,7 +265,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve runs the guest for req, in a span of its own when the request is
 // traced, and tells the observer.
 func (g *Gateway) serve(ctx context.Context, fn *wasm.Function, req *wasm.Request, start time.Time) (*wasm.Response, error) {
-	ctx, span := obs.Child(ctx, "guest "+fn.Spec.Name, attribute.String("verge.function", fn.Spec.Name), attribute.String("verge.route", req.Route))
+	parent := trace.SpanFromContext(ctx)
+	span, traced := parent, parent.IsRecording()
+	if traced { // the name is built only for a traced request
+		ctx, span = obs.Child(ctx, "guest "+fn.Spec.Name, attribute.String("verge.function", fn.Spec.Name), attribute.String("verge.route", req.Route))
+	}
 	resp, err := fn.Serve(ctx, req)
 	var status int
 	var cpu time.Duration
@@ -276,15 +280,21 @@ func (g *Gateway) serve(ctx context.Context, fn *wasm.Function, req *wasm.Reques
 		if e.IsLimit() {
 			limit = e.Kind
 		}
-		span.SetStatus(codes.Error, e.Kind)
-		span.SetAttributes(attribute.String("verge.error", e.Kind))
+		if traced {
+			span.SetStatus(codes.Error, e.Kind)
+			span.SetAttributes(attribute.String("verge.error", e.Kind))
+		}
 	} else {
 		status, cpu = resp.Status, resp.CPU
-		span.SetAttributes(attribute.Bool("verge.fresh_instance", resp.Fresh))
+		if traced {
+			span.SetAttributes(attribute.Bool("verge.fresh_instance", resp.Fresh))
+		}
 	}
-	span.SetAttributes(attribute.Int64("verge.cpu_time_us", cpu.Microseconds()), attribute.Int("http.response.status_code", status))
-	span.End()
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("verge.function", fn.Spec.Name))
+	if traced {
+		span.SetAttributes(attribute.Int64("verge.cpu_time_us", cpu.Microseconds()), attribute.Int("http.response.status_code", status))
+		span.End()
+		parent.SetAttributes(attribute.String("verge.function", fn.Spec.Name))
+	}
 	if g.Observe != nil {
 		g.Observe(fn.Spec.Name, status, time.Since(start), cpu, limit)
 	}

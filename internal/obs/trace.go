@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"time"
 
@@ -79,8 +80,15 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
+	enabled.Store(true)
 	return tp.Shutdown, nil
 }
+
+var enabled atomic.Bool
+
+// Enabled reports whether this process exports traces: when it does not, the
+// request path skips reading the client's trace context and starting spans.
+func Enabled() bool { return enabled.Load() }
 
 // Inject writes ctx's trace context into h (a mesh message's headers).
 func Inject(ctx context.Context, h map[string]string) {

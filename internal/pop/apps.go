@@ -345,13 +345,17 @@ func (p *PoP) router() http.Handler {
 		}
 		// The request's trace: continued from the client's traceparent,
 		// or begun here (the sampler decides; off without an endpoint).
-		ctx := obs.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := obs.Tracer().Start(ctx, r.Method+" "+h.name, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
-				attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+		ctx, span := r.Context(), trace.SpanFromContext(r.Context())
+		if obs.Enabled() {
+			ctx = obs.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+			ctx, span = obs.Tracer().Start(ctx, r.Method+" "+h.name, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
+					attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+			r = r.WithContext(ctx)
+		}
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		h.handler.ServeHTTP(sw, r.WithContext(ctx))
+		h.handler.ServeHTTP(sw, r)
 		if sw.code() != http.StatusSwitchingProtocols { // a socket's life is no request's latency
 			p.slow.Note(ctx, h.name, r.URL.Path, sw.code(), time.Since(start))
 		}
