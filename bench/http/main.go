@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge/bench/internal/harness"
+	"github.com/verge-edge/verge/bench/internal/proc"
 )
 
 // childEnv selects the baseline server mode when this binary re-executes
@@ -110,6 +111,7 @@ func main() {
 		serveNetHTTP()
 		return
 	}
+	proc.Progress = bench.Progress
 
 	var cfg config
 	var apps, conns string
@@ -259,13 +261,13 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		CPUs: runtime.NumCPU(), Wrk: wrkVersion, Verge: cfg.verge, Path: cfg.path, DurationS: cfg.duration.Seconds(),
 	}
 
-	base, err := startChild(ctx, "net/http", self, nil, []string{childEnv + "=nethttp"},
+	base, err := proc.Start(ctx, "net/http", self, nil, []string{childEnv + "=nethttp"},
 		filepath.Join(logDir, "nethttp.log"), 30*time.Second)
 	if err != nil {
 		keepLogs = true
 		return nil, err
 	}
-	defer base.stop()
+	defer base.Stop()
 
 	var sink *otlpSink
 	for _, t := range cfg.traces {
@@ -288,20 +290,20 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			// address it got, so there is no race with other listeners.
 			const listen = "127.0.0.1:0"
 			bench.Progress("%s: starting %s dev --listen %s %s", name, cfg.verge, listen, dir)
-			srv, err := startChild(ctx, name, verge, []string{"dev", "--listen", listen, dir}, env,
+			srv, err := proc.Start(ctx, name, verge, []string{"dev", "--listen", listen, dir}, env,
 				filepath.Join(logDir, strings.ReplaceAll(name, " ", "_")+".log"), cfg.startTimeout)
 			if err != nil {
 				keepLogs = true
 				return nil, err
 			}
 			runs, err := compare(ctx, cfg, wrkPath, srv, base)
-			srv.stop()
-			if err == nil && srv.exitedEarly() {
+			srv.Stop()
+			if err == nil && srv.ExitedEarly() {
 				err = errors.New("verge dev exited during the measurement")
 			}
 			if err != nil {
 				keepLogs = true
-				return nil, fmt.Errorf("%s: %w (server log: %s)", name, err, srv.logPath)
+				return nil, fmt.Errorf("%s: %w (server log: %s)", name, err, srv.LogPath)
 			}
 			for i := range runs {
 				runs[i].Dir = dir
@@ -325,10 +327,10 @@ func run(ctx context.Context, cfg config) (*report, error) {
 // machine lands on both rather than on whichever ran second. After every wrk
 // run the server just measured is given time to go idle. Each side keeps its
 // median run by throughput.
-func compare(ctx context.Context, cfg config, wrkPath string, app, base *child) ([]result, error) {
+func compare(ctx context.Context, cfg config, wrkPath string, app, base *proc.Child) ([]result, error) {
 	const settle = 15 * time.Second
-	sides := []*child{base, app}
-	url := func(c *child) string { return "http://" + c.addr + cfg.path }
+	sides := []*proc.Child{base, app}
+	url := func(c *proc.Child) string { return "http://" + c.Addr + cfg.path }
 	maxConns := slices.Max(cfg.conns)
 	for _, s := range sides {
 		if err := checkOK(ctx, url(s)); err != nil {
@@ -338,7 +340,7 @@ func compare(ctx context.Context, cfg config, wrkPath string, app, base *child) 
 			if _, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, maxConns, cfg.warmup, url(s))); err != nil {
 				return nil, fmt.Errorf("warm-up of %s: %w", url(s), err)
 			}
-			s.quiesce(settle)
+			s.Quiesce(settle)
 		}
 	}
 	var out []result
@@ -348,14 +350,14 @@ func compare(ctx context.Context, cfg config, wrkPath string, app, base *child) 
 			for j, s := range sides {
 				r, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, c, cfg.duration, url(s)))
 				if err != nil {
-					return nil, fmt.Errorf("%s c=%d: %w", s.name, c, err)
+					return nil, fmt.Errorf("%s c=%d: %w", s.Name, c, err)
 				}
-				bench.Progress("%s c=%d: %.0f req/s, p50 %sms p99 %sms", s.name, c, r.RPS, ms(r.P50ms), ms(r.P99ms))
+				bench.Progress("%s c=%d: %.0f req/s, p50 %sms p99 %sms", s.Name, c, r.RPS, ms(r.P50ms), ms(r.P99ms))
 				runs[j] = append(runs[j], r)
-				s.quiesce(settle)
+				s.Quiesce(settle)
 			}
 		}
-		r := result{App: app.name, Conns: c, Threads: wrkThreads(cfg.threads, c),
+		r := result{App: app.Name, Conns: c, Threads: wrkThreads(cfg.threads, c),
 			Verge: median(runs[1]), NetHTTP: median(runs[0]), VergeRPSAll: rpsOf(runs[1]), NetHTTPRPSAll: rpsOf(runs[0])}
 		if r.NetHTTP.RPS > 0 {
 			r.Ratio = math.Round(r.Verge.RPS/r.NetHTTP.RPS*1e4) / 1e4

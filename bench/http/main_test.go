@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/verge-edge/verge/bench/internal/proc"
 )
 
 // TestMain lets the test binary act as the baseline server, as the harness
@@ -132,15 +134,15 @@ func TestChildServesAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := filepath.Join(t.TempDir(), "child.log")
-	c, err := startChild(context.Background(), "net/http", self, nil, []string{childEnv + "=nethttp"}, log, 30*time.Second)
+	c, err := proc.Start(context.Background(), "net/http", self, nil, []string{childEnv + "=nethttp"}, log, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.stop)
-	if err := checkOK(context.Background(), "http://"+c.addr+"/hello"); err != nil {
+	t.Cleanup(c.Stop)
+	if err := checkOK(context.Background(), "http://"+c.Addr+"/hello"); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get("http://" + c.addr + "/anything")
+	resp, err := http.Get("http://" + c.Addr + "/anything")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,14 +152,14 @@ func TestChildServesAndStops(t *testing.T) {
 		t.Fatalf("baseline body %q", body)
 	}
 
-	c.stop()
-	if c.exitedEarly() {
+	c.Stop()
+	if c.ExitedEarly() {
 		t.Error("a stopped child counts as exited early")
 	}
-	if _, err := http.Get("http://" + c.addr + "/"); err == nil {
+	if _, err := http.Get("http://" + c.Addr + "/"); err == nil {
 		t.Error("baseline still answers after stop")
 	}
-	c.stop() // a second stop is harmless
+	c.Stop() // a second stop is harmless
 }
 
 // The baseline must not outlive the harness even when the harness dies
@@ -168,20 +170,20 @@ func TestBaselineExitsWhenStdinCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := startChild(context.Background(), "net/http", self, nil, []string{childEnv + "=nethttp"},
+	c, err := proc.Start(context.Background(), "net/http", self, nil, []string{childEnv + "=nethttp"},
 		filepath.Join(t.TempDir(), "child.log"), 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.stop)
-	c.stdin.Close()
+	t.Cleanup(c.Stop)
+	c.CloseStdin()
 	select {
-	case <-c.done:
+	case <-c.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("baseline still running 10s after its stdin closed")
 	}
-	if code := c.cmd.ProcessState.ExitCode(); code != 0 || !c.exitedEarly() {
-		t.Fatalf("baseline exit code %d (exited on its own: %v), want 0 and true", code, c.exitedEarly())
+	if code := c.Cmd.ProcessState.ExitCode(); code != 0 || !c.ExitedEarly() {
+		t.Fatalf("baseline exit code %d (exited on its own: %v), want 0 and true", code, c.ExitedEarly())
 	}
 }
 
@@ -189,7 +191,7 @@ func TestChildFailures(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	start := time.Now()
-	_, err := startChild(context.Background(), "broken", "/bin/sh", []string{"-c", "echo 'module hello.wasm: not wasm' >&2; exit 3"},
+	_, err := proc.Start(context.Background(), "broken", "/bin/sh", []string{"-c", "echo 'module hello.wasm: not wasm' >&2; exit 3"},
 		nil, filepath.Join(dir, "broken.log"), 30*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "exited before serving") || !strings.Contains(err.Error(), "module hello.wasm: not wasm") {
 		t.Errorf("early exit: got %v, want an error quoting the child's output", err)
@@ -197,7 +199,7 @@ func TestChildFailures(t *testing.T) {
 
 	// A child that never gets ready is killed at the timeout, with whatever
 	// it started (sh's sleep shares its process group).
-	_, err = startChild(context.Background(), "silent", "/bin/sh", []string{"-c", "echo building; sleep 60; echo never"},
+	_, err = proc.Start(context.Background(), "silent", "/bin/sh", []string{"-c", "echo building; sleep 60; echo never"},
 		nil, filepath.Join(dir, "silent.log"), 300*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "printed no") || !strings.Contains(err.Error(), "building") {
 		t.Errorf("timeout: got %v, want a timeout error quoting the child's output", err)
@@ -211,23 +213,23 @@ func TestQuiesceWaitsForIdle(t *testing.T) {
 	t.Parallel()
 	// A child that burns about a second of CPU in the shell itself (no
 	// forks), then idles: quiesce must return after the busy phase.
-	c, err := startChild(context.Background(), "busy", "/bin/sh",
+	c, err := proc.Start(context.Background(), "busy", "/bin/sh",
 		[]string{"-c", "echo 'busy: serving http://none'; i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; sleep 60"},
 		nil, filepath.Join(t.TempDir(), "busy.log"), 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.stop)
-	before, err := cpuTime(c.cmd.Process.Pid)
+	t.Cleanup(c.Stop)
+	before, err := proc.CPUTime(c.Cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	c.quiesce(30 * time.Second)
+	c.Quiesce(30 * time.Second)
 	if d := time.Since(start); d > 25*time.Second {
 		t.Fatalf("quiesce took %v for a child busy about 1s of CPU", d)
 	}
-	after, err := cpuTime(c.cmd.Process.Pid)
+	after, err := proc.CPUTime(c.Cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}

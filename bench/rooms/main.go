@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/verge-edge/verge/bench/internal/harness"
+	"github.com/verge-edge/verge/bench/internal/proc"
 )
 
 var bench = harness.Command{Name: "bench/rooms", Scenarios: []string{"throughput", "latency", "memory", "sockets", "wake"}}
@@ -56,6 +57,7 @@ func main() {
 		runReference()
 		return
 	}
+	proc.Progress = bench.Progress
 	var cfg config
 	flag.StringVar(&cfg.verge, "verge", "bin/verge", "the verge binary (make build)")
 	flag.DurationVar(&cfg.duration, "d", 5*time.Second, "how long each throughput run measures")

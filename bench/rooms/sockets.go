@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/verge-edge/verge/bench/internal/harness"
+	"github.com/verge-edge/verge/bench/internal/proc"
 )
 
 type socketsResult struct {
@@ -44,13 +45,13 @@ func rss(pid int) int64 {
 
 func sockets(ctx context.Context, cfg config) (harness.Result, error) {
 	const n = 10000
-	dev, err := startChild(ctx, "verge dev", cfg.verge, []string{"dev", "--listen", "127.0.0.1:0", "--cache-dir", filepath.Join(cfg.tmp, "cache"), chatDir()},
+	dev, err := proc.Start(ctx, "verge dev", cfg.verge, []string{"dev", "--listen", "127.0.0.1:0", "--cache-dir", filepath.Join(cfg.tmp, "cache"), chatDir()},
 		[]string{"XDG_CACHE_HOME=" + cfg.tmp}, filepath.Join(cfg.tmp, "dev-sockets.log"), 3*time.Minute)
 	if err != nil {
 		return nil, err
 	}
-	defer dev.stop()
-	url := "ws://" + dev.addr + "/chat/idle"
+	defer dev.Stop()
+	url := "ws://" + dev.Addr + "/chat/idle"
 	// The room is live (an instance) before the first measurement.
 	first, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
 	if err != nil {
@@ -60,7 +61,7 @@ func sockets(ctx context.Context, cfg config) (harness.Result, error) {
 	first.WriteMessage(websocket.TextMessage, []byte("x"))
 	first.ReadMessage()
 	time.Sleep(time.Second)
-	before := rss(dev.cmd.Process.Pid)
+	before := rss(dev.Cmd.Process.Pid)
 	conns := make([]*websocket.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -82,7 +83,7 @@ func sockets(ctx context.Context, cfg config) (harness.Result, error) {
 		}()
 	}
 	time.Sleep(3 * time.Second)
-	after := rss(dev.cmd.Process.Pid)
+	after := rss(dev.Cmd.Process.Pid)
 	return socketsResult{Scenario: "sockets", Sockets: n, RSSKiB: after - before, PerSocketKiB: harness.Round(float64(after-before)/n, 2), LoadAvg: loadAvg(),
 		Note: "VmRSS of the verge dev process before and after opening the sockets (each got the room's history on connect; the room hibernated meanwhile)"}, nil
 }

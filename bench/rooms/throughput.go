@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/verge-edge/verge/bench/internal/harness"
+	"github.com/verge-edge/verge/bench/internal/proc"
 )
 
 type throughputResult struct {
@@ -39,33 +41,33 @@ func (r throughputResult) SummaryLine() string {
 func throughput(ctx context.Context, cfg config) (harness.Result, error) {
 	res := throughputResult{Scenario: "throughput", Conns: cfg.conns, Window: cfg.window, DurationS: cfg.duration.Seconds(), Runs: cfg.runs,
 		LoadBefore: loadAvg(), Note: "messages delivered per second: every message to every connection of the room, sender included"}
-	self, err := executable()
+	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	ref, err := startChild(ctx, "reference", self, nil, []string{childEnv + "=1"}, filepath.Join(cfg.tmp, "reference.log"), 30*time.Second)
+	ref, err := proc.Start(ctx, "reference", self, nil, []string{childEnv + "=1"}, filepath.Join(cfg.tmp, "reference.log"), 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	defer ref.stop()
-	dev, err := startChild(ctx, "verge dev", cfg.verge, []string{"dev", "--listen", "127.0.0.1:0", "--cache-dir", filepath.Join(cfg.tmp, "cache"), chatDir()},
+	defer ref.Stop()
+	dev, err := proc.Start(ctx, "verge dev", cfg.verge, []string{"dev", "--listen", "127.0.0.1:0", "--cache-dir", filepath.Join(cfg.tmp, "cache"), chatDir()},
 		[]string{"XDG_CACHE_HOME=" + cfg.tmp}, filepath.Join(cfg.tmp, "dev.log"), 3*time.Minute)
 	if err != nil {
 		return nil, err
 	}
-	defer dev.stop()
+	defer dev.Stop()
 	for run := 0; run < cfg.runs; run++ {
 		for _, side := range []struct {
-			c   *child
+			c   *proc.Child
 			out *[]float64
 		}{{ref, &res.Reference}, {dev, &res.Verge}} {
-			rate, err := broadcastRun(ctx, "ws://"+side.c.addr+"/chat/", fmt.Sprintf("bench-%d-%d", run, time.Now().UnixNano()), cfg)
+			rate, err := broadcastRun(ctx, "ws://"+side.c.Addr+"/chat/", fmt.Sprintf("bench-%d-%d", run, time.Now().UnixNano()), cfg)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", side.c.name, err)
+				return nil, fmt.Errorf("%s: %w", side.c.Name, err)
 			}
-			bench.Progress("run %d %s: %.0f msgs/s", run+1, side.c.name, rate)
+			bench.Progress("run %d %s: %.0f msgs/s", run+1, side.c.Name, rate)
 			*side.out = append(*side.out, harness.Round(rate, 0))
-			side.c.quiesce(10 * time.Second)
+			side.c.Quiesce(10 * time.Second)
 		}
 	}
 	res.VergeMed, res.RefMed = median(res.Verge), median(res.Reference)

@@ -1,4 +1,7 @@
-package main
+// Package proc runs the servers a benchmark measures as subprocesses: started
+// until they print their ready line, stopped with their process group, and
+// watched until they go idle.
+package proc
 
 import (
 	"bufio"
@@ -14,27 +17,32 @@ import (
 	"time"
 )
 
+// Progress reports what the children do that a benchmark's reader should
+// know (a slow stop, a server still busy); a command sets it to its own
+// progress line writer.
+var Progress = func(format string, args ...any) {}
+
 // readyLine matches the line a server prints once it accepts connections:
 // "verge: serving http://127.0.0.1:8080" (and the baseline's "nethttp: ...").
 var readyLine = regexp.MustCompile(`serving http://(\S+)`)
 
-// child is a server subprocess. Its stdout and stderr go to a log file rather
+// Child is a server subprocess. Its stdout and stderr go to a log file rather
 // than to our output: a per-request log line at 40k req/s would otherwise
 // measure the terminal.
-type child struct {
-	name    string
-	cmd     *exec.Cmd
-	addr    string // host:port from the ready line
-	logPath string
+type Child struct {
+	Name    string
+	Cmd     *exec.Cmd
+	Addr    string // host:port from the ready line
+	LogPath string
 	stdin   io.Closer
 	done    chan struct{} // closed when the process has been reaped
 	stopped atomic.Bool   // stop was called: an exit is expected
 	exited  atomic.Bool   // the process exited before stop
 }
 
-// startChild starts path with args and waits until it prints its ready line.
+// Start starts path with args and waits until it prints its ready line.
 // On any failure the process is stopped and the error quotes the log's tail.
-func startChild(ctx context.Context, name, path string, args, env []string, logPath string, timeout time.Duration) (*child, error) {
+func Start(ctx context.Context, name, path string, args, env []string, logPath string, timeout time.Duration) (*Child, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -59,7 +67,7 @@ func startChild(ctx context.Context, name, path string, args, env []string, logP
 		logf.Close()
 		return nil, fmt.Errorf("starting %s (%s): %v", name, path, err)
 	}
-	c := &child{name: name, cmd: cmd, logPath: logPath, stdin: stdin, done: make(chan struct{})}
+	c := &Child{Name: name, Cmd: cmd, LogPath: logPath, stdin: stdin, done: make(chan struct{})}
 
 	ready := make(chan string, 1)
 	copied := make(chan struct{})
@@ -94,26 +102,33 @@ func startChild(ctx context.Context, name, path string, args, env []string, logP
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
-	case c.addr = <-ready:
+	case c.Addr = <-ready:
 		return c, nil
 	case <-c.done:
 		return nil, fmt.Errorf("%s exited before serving (%s)\n%s", name, cmd.ProcessState, tail(logPath))
 	case <-timer.C:
-		c.stop()
+		c.Stop()
 		return nil, fmt.Errorf("%s printed no %q line within %v\n%s", name, "serving http://ADDR", timeout, tail(logPath))
 	case <-ctx.Done():
-		c.stop()
+		c.Stop()
 		return nil, ctx.Err()
 	}
 }
 
 // exitedEarly reports whether the process died on its own.
-func (c *child) exitedEarly() bool { return c.exited.Load() }
+func (c *Child) ExitedEarly() bool { return c.exited.Load() }
+
+// CloseStdin closes the child's stdin, which a server that watches it (the
+// baselines do, so they never outlive their harness) takes as its end.
+func (c *Child) CloseStdin() error { return c.stdin.Close() }
+
+// Done is closed once the process has exited and been reaped.
+func (c *Child) Done() <-chan struct{} { return c.done }
 
 // stop asks the process group to terminate (verge dev shuts down cleanly on
 // SIGTERM), then kills it after a grace period. It returns once the process
 // has been reaped and is safe to call more than once.
-func (c *child) stop() {
+func (c *Child) Stop() {
 	if !c.stopped.CompareAndSwap(false, true) {
 		<-c.done
 		return
@@ -124,12 +139,12 @@ func (c *child) stop() {
 		return
 	default:
 	}
-	signalGroup(c.cmd.Process, syscall.SIGTERM)
+	signalGroup(c.Cmd.Process, syscall.SIGTERM)
 	select {
 	case <-c.done:
 	case <-time.After(10 * time.Second):
-		bench.Progress("%s did not stop within 10s of SIGTERM; killing it", c.name)
-		signalGroup(c.cmd.Process, syscall.SIGKILL)
+		Progress("%s did not stop within 10s of SIGTERM; killing it", c.Name)
+		signalGroup(c.Cmd.Process, syscall.SIGKILL)
 		<-c.done
 	}
 }
@@ -157,10 +172,10 @@ func tail(path string) string {
 // behind 32 connections can have dozens queued); measuring the other server
 // meanwhile would charge it for that work. Where CPU time cannot be read, it
 // pauses for one second instead.
-func (c *child) quiesce(maxWait time.Duration) {
+func (c *Child) Quiesce(maxWait time.Duration) {
 	const window, idle = 200 * time.Millisecond, 10 * time.Millisecond
 	start := time.Now()
-	prev, err := cpuTime(c.cmd.Process.Pid)
+	prev, err := CPUTime(c.Cmd.Process.Pid)
 	if err != nil {
 		time.Sleep(time.Second)
 		return
@@ -171,19 +186,17 @@ func (c *child) quiesce(maxWait time.Duration) {
 			return
 		case <-time.After(window):
 		}
-		cur, err := cpuTime(c.cmd.Process.Pid)
+		cur, err := CPUTime(c.Cmd.Process.Pid)
 		if err != nil {
 			return
 		}
-		if busy, err := runnable(c.cmd.Process.Pid); err == nil && !busy && cur-prev < idle {
+		if busy, err := runnable(c.Cmd.Process.Pid); err == nil && !busy && cur-prev < idle {
 			if d := time.Since(start); d > time.Second {
-				bench.Progress("%s took %v to go idle after the last run", c.name, d.Round(100*time.Millisecond))
+				Progress("%s took %v to go idle after the last run", c.Name, d.Round(100*time.Millisecond))
 			}
 			return
 		}
 		prev = cur
 	}
-	bench.Progress("%s still busy %v after the last run; measuring anyway", c.name, maxWait)
+	Progress("%s still busy %v after the last run; measuring anyway", c.Name, maxWait)
 }
-
-func executable() (string, error) { return os.Executable() }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package main
+package proc
 
 import (
 	"errors"
@@ -21,7 +21,7 @@ func signalGroup(p *os.Process, sig syscall.Signal) {
 }
 
 // cpuTime is not available here; quiesce falls back to a fixed pause.
-func cpuTime(pid int) (time.Duration, error) {
+func CPUTime(pid int) (time.Duration, error) {
 	return 0, errors.New("per-process CPU time is only read on Linux")
 }
 

@@ -1,4 +1,4 @@
-package main
+package proc
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ func signalGroup(p *os.Process, sig syscall.Signal) {
 }
 
 // cpuTime returns the user+system CPU time the process has used so far.
-func cpuTime(pid int) (time.Duration, error) {
+func CPUTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
