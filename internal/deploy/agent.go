@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/verge-edge/verge/internal/durable"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -195,7 +196,7 @@ func (a *Agent) setWant(asg Assignment) bool {
 	}
 	a.want = asg
 	if b, err := json.Marshal(asg); err == nil {
-		if err := writeFile(a.assignmentPath(), b); err != nil {
+		if err := durable.WriteFile(a.assignmentPath(), b, 0o644); err != nil {
 			a.log.Error("deploy: recording the assignment", "err", err)
 		}
 	}
@@ -296,7 +297,7 @@ func (a *Agent) install(ctx context.Context, app, version string) {
 			fail(fmt.Errorf("fetching the bundle from the centre: %w", err))
 			return
 		}
-		if err := writeFile(path, b); err != nil {
+		if err := durable.WriteFile(path, b, 0o644); err != nil {
 			fail(err)
 			return
 		}

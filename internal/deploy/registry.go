@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/verge-edge/verge/internal/durable"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,36 +88,6 @@ func OpenRegistry(dir string) (*Registry, error) {
 	return r, nil
 }
 
-// writeFile writes b to path durably: a temporary file, fsync, rename,
-// fsync of the directory.
-func writeFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 func (r *Registry) bundlePath(id string) string { return filepath.Join(r.dir, "bundles", id) }
 
 // save writes the state; r.mu is held.
@@ -125,7 +96,7 @@ func (r *Registry) save() error {
 	if err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(r.dir, "apps.json"), b)
+	return durable.WriteFile(filepath.Join(r.dir, "apps.json"), b, 0o644)
 }
 
 // Put stores a version of app, durably, unless it is there already.
@@ -141,7 +112,7 @@ func (r *Registry) Put(app, id string, b []byte) error {
 		}
 	}
 	if _, err := os.Stat(r.bundlePath(id)); err != nil {
-		if err := writeFile(r.bundlePath(id), b); err != nil {
+		if err := durable.WriteFile(r.bundlePath(id), b, 0o644); err != nil {
 			return err
 		}
 	}

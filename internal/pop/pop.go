@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/verge-edge/verge/internal/durable"
 	"log/slog"
 	"net"
 	"net/http"
@@ -601,7 +602,7 @@ func (p *PoP) identity(ctx context.Context) (fresh bool, inc uint16, err error) 
 	if err := os.MkdirAll(p.opts.Data, 0o755); err != nil {
 		return false, 0, err
 	}
-	if err := writeFileSync(path, []byte(fmt.Sprintf("%s %d\n", p.opts.Self, inc))); err != nil {
+	if err := durable.WriteFile(path, []byte(fmt.Sprintf("%s %d\n", p.opts.Self, inc)), 0o644); err != nil {
 		return false, 0, err
 	}
 	p.log.Info("new incarnation", "incarnation", inc)
@@ -675,32 +676,4 @@ func (p *PoP) handleIncarnation(_ string, req []byte) ([]byte, error) {
 		}
 	}
 	return []byte(strconv.Itoa(highest)), nil
-}
-
-func writeFileSync(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
