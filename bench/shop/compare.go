@@ -248,12 +248,20 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 		return nil, err
 	}
 	progress("checking both networks: orders, stock, usernames")
-	for _, pl := range placements {
-		inv, err := shoppers.Check(ctx, nets[pl], ledgers[pl], 60*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("checking the %s network: %w", pl, err)
+	// The networks are independent: checked side by side, each waits for
+	// its own replication to settle at the same time.
+	invs := make([]*shoppers.Invariants, len(placements))
+	for i, pl := range placements {
+		wg.Go(func() {
+			invs[i], errs[i] = shoppers.Check(ctx, nets[pl], ledgers[pl], 60*time.Second)
+		})
+	}
+	wg.Wait()
+	for i, pl := range placements {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("checking the %s network: %w", pl, errs[i])
 		}
-		res.Invariants[pl] = inv
+		res.Invariants[pl] = invs[i]
 	}
 	res.Env = newEnv(cfg, edge, clients["edge"])
 	res.Env.StartupS = harness.Round(startup.Seconds(), 1)
