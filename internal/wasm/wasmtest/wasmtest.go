@@ -4,6 +4,7 @@
 package wasmtest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +16,18 @@ import (
 
 var (
 	mu    sync.Mutex
-	built = map[string]string{}
+	built = map[string]*build{} // by package (and mode)
 	dir   string
 )
+
+// build is one guest's build, shared by the tests that want it: distinct
+// guests build at the same time (a test binary's parallel tests would
+// otherwise wait for each other's links), the same one once.
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
 
 // Root is the repository's root directory: the nearest parent holding go.mod.
 func Root(tb testing.TB) string {
@@ -50,35 +60,45 @@ func Fixture(tb testing.TB, name string) string {
 // TestMain to remove what it built.
 func BuildGo(tb testing.TB, pkg string, reactor bool) string {
 	tb.Helper()
-	mu.Lock()
-	defer mu.Unlock()
 	key := pkg
 	if reactor {
 		key += "#reactor"
 	}
-	if p, ok := built[key]; ok {
-		return p
-	}
+	mu.Lock()
 	if dir == "" {
 		d, err := os.MkdirTemp("", "verge-wasmtest-")
 		if err != nil {
+			mu.Unlock()
 			tb.Fatal(err)
 		}
 		dir = d
 	}
+	b := built[key]
+	if b == nil {
+		b = &build{}
+		built[key] = b
+	}
 	out := filepath.Join(dir, filepath.Base(pkg)+map[bool]string{true: "-reactor", false: ""}[reactor]+".wasm")
-	args := []string{"build", "-o", out}
-	if reactor {
-		args = append(args, "-buildmode=c-shared")
+	mu.Unlock()
+	root := Root(tb)
+	b.once.Do(func() {
+		args := []string{"build", "-o", out}
+		if reactor {
+			args = append(args, "-buildmode=c-shared")
+		}
+		cmd := exec.Command("go", append(args, "./"+pkg)...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("building %s: %v\n%s", pkg, err, o)
+			return
+		}
+		b.path = out
+	})
+	if b.err != nil {
+		tb.Fatal(b.err)
 	}
-	cmd := exec.Command("go", append(args, "./"+pkg)...)
-	cmd.Dir = Root(tb)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building %s: %v\n%s", pkg, err, b)
-	}
-	built[key] = out
-	return out
+	return b.path
 }
 
 // Cleanup removes the guests BuildGo built.
@@ -87,7 +107,7 @@ func Cleanup() {
 	defer mu.Unlock()
 	if dir != "" {
 		os.RemoveAll(dir)
-		dir, built = "", map[string]string{}
+		dir, built = "", map[string]*build{}
 	}
 }
 
