@@ -32,7 +32,7 @@ func fetchGuest(t *testing.T, svc *fetch.Service, limits verge.Limits) *wasm.Fun
 		fetchers = nil
 	}
 	e, err := wasm.NewEngine(wasm.Options{CacheDir: "-", Logger: slog.New(slog.DiscardHandler),
-		Capabilities: append(Capabilities(Services{}), FetchCapability(fetchers))})
+		Capabilities: Capabilities(Services{Fetchers: fetchers})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/cache"
 	"github.com/verge-edge/verge/internal/deploy"
 	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/gateway"
@@ -102,7 +103,9 @@ type Options struct {
 	CentralWait time.Duration
 	// RoomLeaseTTL is rooms.Options.LeaseTTL (0: its default).
 	RoomLeaseTTL time.Duration
-	Logger       *slog.Logger
+	// HTTPCache configures the PoP's HTTP cache (docs/cache.md).
+	HTTPCache HTTPCacheOptions
+	Logger    *slog.Logger
 }
 
 // PoP is a running point of presence.
@@ -122,6 +125,8 @@ type PoP struct {
 	Spot     spot.Engine
 	Stock    *stock.Stock
 	Rooms    *rooms.Service // realtime rooms (docs/rooms.md)
+	Cache    *cache.Cache   // the HTTP cache (nil: off); see cache.go
+	purges   *purger
 	stopSpot func()
 	eng      *wasm.Engine
 	apps     apps
@@ -193,6 +198,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	p.collectMetrics()
 	p.slow.Threshold = 100 * time.Millisecond
 	p.apps.init(opts.DefaultApp)
+	p.purges = newPurger(p)
 	p.forwarding = http.DefaultTransport.(*http.Transport).Clone()
 	if opts.Layer != nil {
 		p.forwarding.DialContext = opts.Layer.DialContext
@@ -202,6 +208,9 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 			p.Close()
 		}
 	}()
+	if err := p.openCache(); err != nil {
+		return nil, err
+	}
 	if err := p.startMesh(); err != nil {
 		return nil, err
 	}
@@ -238,6 +247,9 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 		}
 	}
 	if err := p.startRooms(); err != nil {
+		return nil, err
+	}
+	if err := p.purges.start(); err != nil {
 		return nil, err
 	}
 	if err := p.serveHTTP(); err != nil {
@@ -283,6 +295,7 @@ func (p *PoP) startMesh() error {
 			if r := p.rooms0.Load(); r != nil {
 				r.PeerEvent(id, up)
 			}
+			p.purges.peerEvent(id, up)
 		},
 	}
 	if p.opts.Layer != nil {
@@ -373,7 +386,7 @@ func (p *PoP) startEngine() error {
 	}
 	var err error
 	p.eng, err = wasm.NewEngine(wasm.Options{CacheDir: p.opts.CacheDir, Logger: p.log,
-		Capabilities: host.Capabilities(host.Services{Documents: p.Docs, Follower: follower, Spot: p.Spot, Invoker: invoker{p}})})
+		Capabilities: host.Capabilities(host.Services{Documents: p.Docs, Follower: follower, Spot: p.Spot, Invoker: invoker{p}, Fetchers: p.fetchers})})
 	return err
 }
 
@@ -480,6 +493,7 @@ func (p *PoP) serveAdmin() error {
 		})
 		p.deployAPI(mux)
 		p.roomsAPI(mux)
+		p.cacheAPI(mux)
 	}})
 	p.admin = gateway.NewServer(h, p.opts.Server, p.log)
 	go p.admin.Serve(p.admL)
@@ -527,6 +541,7 @@ func (p *PoP) Close() {
 		if p.Rooms != nil {
 			p.Rooms.Close()
 		}
+		p.purges.close()
 		if p.Deploys != nil {
 			p.Deploys.Close()
 		}
@@ -553,6 +568,9 @@ func (p *PoP) Close() {
 		}
 		if p.Mesh != nil {
 			p.Mesh.Close()
+		}
+		if p.Cache != nil {
+			p.Cache.Close()
 		}
 		if p.Store != nil {
 			if err := p.Store.Close(); err != nil {
