@@ -1,16 +1,17 @@
 // Command cache measures the HTTP cache and outbound fetch side by side with
 // a plain Go net/http server, in one run:
 //
-//	go run ./bench/cache [-scenario all|hit|miss] [-size 1024] [-d 5s] [-c 32] [-runs 3]
-//	    [-origin-latency 0s,20ms] [-n 300]
+//	go run ./bench/cache [-scenario all|hit|miss|purge] [-size 1024] [-d 5s] [-c 32] [-runs 3]
+//	    [-origin-latency 0s,20ms] [-n 300] [-verge bin/verge] [-pops 5] [-latency-scale 1] [-rounds 7]
 //
-// The proxy is what examples/proxy will be, with its function written in Go
-// instead of Wasm: the cache's Handler (a function's cacheable responses are
-// served without running it) in front of a handler that fetches the
+// The proxy of hit and miss is examples/proxy with its function written in
+// Go instead of Wasm: the cache's Handler (a function's cacheable responses
+// are served without running it) in front of a handler that fetches the
 // request's path and query from the backend "origin" through internal/fetch
-// (and the cache), adds a header and returns the response. The PoP does not
-// register fetch yet, so the Wasm version cannot run; on a cache hit the
-// function does not run at all, so the hit figure is the same path.
+// (and the cache), adds a header and returns the response; on a cache hit
+// the function does not run at all, so the hit figure is the path
+// examples/proxy takes at a PoP, less the PoP's routing. The purge scenario
+// runs the real examples/proxy on a verge net.
 //
 // Scenarios:
 //
@@ -23,6 +24,11 @@
 //   - miss: -n sequential requests to unique URLs, alternately straight to
 //     the origin and through the proxy (every one a miss, stored), for each
 //     -origin-latency; p50/p99 of each and what the proxy adds (goal ≤ 1 ms).
+//   - purge: examples/proxy on a `verge net` of -pops PoPs at -latency-scale
+//     times real-world WAN latency; -rounds times, one object cached at
+//     every PoP is purged by surrogate key at the central PoP's admin API:
+//     the time from the call to the last PoP's purge (median; goal: the
+//     one-way latency to the farthest PoP + ≤ 10 ms), see purge.go.
 //
 // Each scenario's JSON object goes to stdout; a summary line per scenario
 // to stderr at the end.
@@ -49,7 +55,7 @@ import (
 	"github.com/verge-edge/verge/internal/fetch"
 )
 
-var cmd = &harness.Command{Name: "bench/cache", Scenarios: []string{"hit", "miss"}}
+var cmd = &harness.Command{Name: "bench/cache", Scenarios: []string{"hit", "miss", "purge"}}
 
 func main() {
 	scenario := cmd.ScenarioFlag()
@@ -59,6 +65,11 @@ func main() {
 	runs := flag.Int("runs", 3, "hit: runs of each server, alternated")
 	latencies := flag.String("origin-latency", "0s,20ms", "miss: the origin's own latencies, comma-separated")
 	n := flag.Int("n", 300, "miss: requests of each kind per latency")
+	var pc purgeConfig
+	flag.StringVar(&pc.verge, "verge", "bin/verge", "purge: the verge binary (make build)")
+	flag.IntVar(&pc.pops, "pops", 5, "purge: PoPs of the network")
+	flag.Float64Var(&pc.scale, "latency-scale", 1, "purge: emulated WAN latency scale (1: real-world)")
+	flag.IntVar(&pc.rounds, "rounds", 7, "purge: purges measured")
 	cmd.Parse()
 	var lats []time.Duration
 	for f := range strings.SplitSeq(*latencies, ",") {
@@ -75,6 +86,8 @@ func main() {
 		switch s {
 		case "hit":
 			return hit(ctx, *size, *dur, *conns, *runs)
+		case "purge":
+			return purge(ctx, pc)
 		default:
 			return miss(ctx, *size, lats, *n)
 		}
