@@ -88,6 +88,14 @@ func (p *PoP) attachEdge(h *hosted, m *verge.Manifest) error {
 	return nil
 }
 
+// reloaded empties the cache of an app served from its directory whose
+// module changed (verge dev): its cached responses came from the old code.
+func (p *PoP) reloaded(app string) {
+	if p.Cache != nil {
+		p.Cache.Purge(app, cache.Purge{All: true})
+	}
+}
+
 // serveGateway runs a request through the version's gateway, through the
 // cache when there is one and this PoP has synced its purges.
 func (p *PoP) serveGateway(h *hosted, w http.ResponseWriter, r *http.Request) {

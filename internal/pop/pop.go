@@ -402,6 +402,7 @@ func (p *PoP) serveStatic(ctx context.Context, m *verge.Manifest) error {
 		h.app.Reloaded = func() {
 			v := localVersion(m)
 			h.version.Store(&v)
+			p.reloaded(m.Name)
 		}
 	}
 	return nil
