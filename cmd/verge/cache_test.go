@@ -219,3 +219,25 @@ func TestNetPurgePartition(t *testing.T) {
 		t.Fatalf("verge purge --all: %d\n%s", code, out)
 	}
 }
+
+// TestDevProxyCache: examples/proxy under verge dev (a network of one PoP,
+// its own centre): fetch, the cache and `verge purge --to`.
+func TestDevProxyCache(t *testing.T) {
+	e2e(t)
+	t.Parallel()
+	o := newOrigin(t)
+	p, admin := startDevAdmin(t, proxyApp(t, o.URL), "--no-build")
+	first := getCached(t, p.url+"/obj/7")
+	second := getCached(t, p.url+"/obj/7")
+	if first.cache != "MISS" || second.cache != "HIT" || second.body != first.body || !strings.HasPrefix(first.body, "/obj/7 v1 #1") {
+		t.Fatalf("verge dev: %q %q then %q %q", first.cache, first.body, second.cache, second.body)
+	}
+	o.version.Store("v2")
+	code, out := vergeCmd(t, "purge", "--to", admin, "proxy", "--url", "/obj/7")
+	if code != 0 || !strings.Contains(out, "at 1 PoPs (dev)") {
+		t.Fatalf("verge purge: %d\n%s", code, out)
+	}
+	if r := getCached(t, p.url+"/obj/7"); r.cache != "MISS" || !strings.Contains(r.body, " v2 ") {
+		t.Fatalf("after the purge: %q %q", r.cache, r.body)
+	}
+}
