@@ -1,7 +1,7 @@
 // Command cache measures the HTTP cache and outbound fetch side by side with
 // a plain Go net/http server, in one run:
 //
-//	go run ./bench/cache [-scenario all|hit|miss|purge] [-size 1024] [-d 5s] [-c 32] [-runs 3]
+//	go run ./bench/cache [-scenario all|hit|pophit|miss|purge] [-size 1024] [-d 5s] [-c 32] [-runs 3]
 //	    [-origin-latency 0s,20ms] [-n 300] [-verge bin/verge] [-pops 5] [-latency-scale 1] [-rounds 7]
 //
 // The proxy of hit and miss is examples/proxy with its function written in
@@ -21,6 +21,9 @@
 //     time per request, and the ratios (goal ≥ 0.8). On a shared machine
 //     the CPU ratio is the figure to trust: wall-clock throughput moves
 //     with whatever else runs.
+//   - pophit: hit through a whole PoP in this process (pop.Start) serving
+//     the real examples/proxy (Wasm): the PoP's router and cache in front
+//     of the plain server, see pophit.go.
 //   - miss: -n sequential requests to unique URLs, alternately straight to
 //     the origin and through the proxy (every one a miss, stored), for each
 //     -origin-latency; p50/p99 of each and what the proxy adds (goal ≤ 1 ms).
@@ -55,7 +58,7 @@ import (
 	"github.com/verge-edge/verge/internal/fetch"
 )
 
-var cmd = &harness.Command{Name: "bench/cache", Scenarios: []string{"hit", "miss", "purge"}}
+var cmd = &harness.Command{Name: "bench/cache", Scenarios: []string{"hit", "pophit", "miss", "purge"}}
 
 func main() {
 	scenario := cmd.ScenarioFlag()
@@ -86,6 +89,8 @@ func main() {
 		switch s {
 		case "hit":
 			return hit(ctx, *size, *dur, *conns, *runs)
+		case "pophit":
+			return popHit(ctx, *size, *dur, *conns, *runs)
 		case "purge":
 			return purge(ctx, pc)
 		default:
@@ -165,12 +170,13 @@ type hitResult struct {
 	ProxyCPUus []float64 `json:"proxy_cpu_us_per_req"`
 	Ratio      float64   `json:"ratio"`     // median proxy / median plain requests/s
 	CPURatio   float64   `json:"cpu_ratio"` // median plain / median proxy CPU per request: throughput on equal CPU
+	LoadAvg    string    `json:"load_avg,omitempty"`
 }
 
 func (r hitResult) SummaryLine() string {
-	return fmt.Sprintf("hit: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU each), proxy (cache hit) %.0f req/s (%.1f µs): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s)",
-		r.Size, r.Conns, median(r.PlainRPS), median(r.PlainCPUus), median(r.ProxyRPS), median(r.ProxyCPUus), r.Ratio, r.CPURatio,
-		harness.MetWord(r.CPURatio >= 0.8))
+	return fmt.Sprintf("%s: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU each), proxy (cache hit) %.0f req/s (%.1f µs): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s), load %s",
+		r.Scenario, r.Size, r.Conns, median(r.PlainRPS), median(r.PlainCPUus), median(r.ProxyRPS), median(r.ProxyCPUus), r.Ratio, r.CPURatio,
+		harness.MetWord(r.CPURatio >= 0.8), r.LoadAvg)
 }
 
 func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harness.Result, error) {
@@ -215,6 +221,7 @@ func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harne
 	}
 	r.Ratio = harness.Round(median(r.ProxyRPS)/median(r.PlainRPS), 3)
 	r.CPURatio = harness.Round(median(r.PlainCPUus)/median(r.ProxyCPUus), 3)
+	r.LoadAvg = loadAvg()
 	return r, nil
 }
 
