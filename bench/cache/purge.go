@@ -218,11 +218,11 @@ func purge(ctx context.Context, c purgeConfig) (harness.Result, error) {
 		if len(res.Unreachable) > 0 || len(res.At) != c.pops {
 			return nil, fmt.Errorf("round %d: purged at %v, unreachable %v", round, res.At, res.Unreachable)
 		}
+		// A PoP may report 0 entries: its periodic sync can fetch the purge
+		// from the centre's log just before the fan-out reaches it. Its
+		// "at" is then later than its purge; the check below is what counts.
 		var last int64
-		for id, at := range res.At {
-			if res.Purged[id] < 1 {
-				return nil, fmt.Errorf("round %d: %s purged %d entries, want ≥ 1", round, id, res.Purged[id])
-			}
+		for _, at := range res.At {
 			last = max(last, at)
 		}
 		all := time.Duration(last - start.UnixNano())
