@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -239,5 +240,33 @@ func TestDevProxyCache(t *testing.T) {
 	}
 	if r := getCached(t, p.url+"/obj/7"); r.cache != "MISS" || !strings.Contains(r.body, " v2 ") {
 		t.Fatalf("after the purge: %q %q", r.cache, r.body)
+	}
+}
+
+// TestDevProxyTLSOrigin: examples/proxy in front of an https origin whose
+// certificate the backend's ca_file trusts.
+func TestDevProxyTLSOrigin(t *testing.T) {
+	e2e(t)
+	t.Parallel()
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		fmt.Fprintf(w, "tls %s", r.URL.Path)
+	}))
+	defer origin.Close()
+	dir := proxyApp(t, origin.URL)
+	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.Certificate().Raw})
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), pemCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := os.ReadFile(filepath.Join(dir, "verge.toml"))
+	m = []byte(strings.Replace(string(m), "\nallow_private = true", "\nallow_private = true\nca_file = \"ca.pem\"", 1))
+	if err := os.WriteFile(filepath.Join(dir, "verge.toml"), m, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := startDevAdmin(t, dir, "--no-build")
+	first := getCached(t, p.url+"/secure")
+	second := getCached(t, p.url+"/secure")
+	if first.code != 200 || first.body != "tls /secure" || first.cache != "MISS" || second.cache != "HIT" {
+		t.Fatalf("through an https origin: %d %q %s, then %s", first.code, first.body, first.cache, second.cache)
 	}
 }
