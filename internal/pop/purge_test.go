@@ -149,4 +149,18 @@ func TestPurgeAcrossPoPs(t *testing.T) {
 	if xc := resp.Header.Get(cache.HeaderXCache); xc == cache.Hit {
 		t.Errorf("/p/2 at a after the missed soft purge was synced: X-Cache %s, want it revalidated", xc)
 	}
+
+	// The centre goes away: a stops reading its cache, and a purge sent to
+	// it is applied there only, with a 503 naming the centre.
+	n.stop("c")
+	deadline := time.Now().Add(20 * time.Second)
+	for !a.purges.unsynced() {
+		if time.Now().After(deadline) {
+			t.Fatal("a still reads its cache with the centre gone")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, r := purgeAt("a", `{"all":true}`); code != 503 || fmt.Sprint(r.Unreachable) != "[c]" || len(r.Purged) != 1 {
+		t.Errorf("purge with the centre gone: %d %+v, want 503 naming c", code, r)
+	}
 }
