@@ -37,6 +37,9 @@ func newOrigin(t *testing.T) *testOrigin {
 		n := o.hits[r.URL.Path]
 		o.mu.Unlock()
 		seg := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)[0]
+		if seg == "slow" {
+			time.Sleep(300 * time.Millisecond) // long enough for misses to pile up
+		}
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		w.Header().Set("Surrogate-Key", "all "+seg)
 		w.Header().Set("Content-Type", "text/plain")
@@ -232,6 +235,34 @@ func TestDevProxyCache(t *testing.T) {
 	second := getCached(t, p.url+"/obj/7")
 	if first.cache != "MISS" || second.cache != "HIT" || second.body != first.body || !strings.HasPrefix(first.body, "/obj/7 v1 #1") {
 		t.Fatalf("verge dev: %q %q then %q %q", first.cache, first.body, second.cache, second.body)
+	}
+	// 100 concurrent misses of one URL: one run of the function, one
+	// origin request.
+	var wg sync.WaitGroup
+	labels := make([]string, 100)
+	for i := range labels {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(p.url + "/slow/1")
+			if err != nil {
+				labels[i] = err.Error()
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			labels[i] = resp.Header.Get("X-Cache")
+		}()
+	}
+	wg.Wait()
+	if c := o.count("/slow/1"); c != 1 {
+		t.Errorf("100 concurrent misses made %d origin requests, want 1", c)
+	}
+	for _, l := range labels {
+		if l != "MISS" && l != "HIT" {
+			t.Errorf("a collapsed request answered X-Cache %q", l)
+			break
+		}
 	}
 	o.version.Store("v2")
 	code, out := vergeCmd(t, "purge", "--to", admin, "proxy", "--url", "/obj/7")
