@@ -40,6 +40,18 @@ func newOrigin(t *testing.T) *testOrigin {
 		if seg == "slow" {
 			time.Sleep(300 * time.Millisecond) // long enough for misses to pile up
 		}
+		// The page's two parts answer only once both were asked for: a
+		// function fetching one after the other gets a 504 here.
+		if other := map[string]string{"header": "content", "content": "header"}[seg]; other != "" {
+			deadline := time.Now().Add(5 * time.Second)
+			for o.countSeg(other) < o.countSeg(seg) {
+				if time.Now().After(deadline) {
+					http.Error(w, "the other part was not asked for: fetched one after the other?", http.StatusGatewayTimeout)
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		w.Header().Set("Surrogate-Key", "all "+seg)
 		w.Header().Set("Content-Type", "text/plain")
@@ -47,6 +59,19 @@ func newOrigin(t *testing.T) *testOrigin {
 	}))
 	t.Cleanup(o.Close)
 	return o
+}
+
+// countSeg counts the requests whose path starts with /seg.
+func (o *testOrigin) countSeg(seg string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for p, c := range o.hits {
+		if p == "/"+seg || strings.HasPrefix(p, "/"+seg+"/") {
+			n += c
+		}
+	}
+	return n
 }
 
 func (o *testOrigin) count(path string) int {
@@ -152,7 +177,8 @@ func TestNetProxyCache(t *testing.T) {
 	if c := o.count("/item/1"); c != before {
 		t.Errorf("hits went to the origin: %d requests, then %d", before, c)
 	}
-	// Page assembly: two fetches in parallel, one page, cached.
+	// Page assembly: two fetches in parallel (the origin answers neither
+	// until both arrived), one page, cached.
 	for _, id := range ids {
 		base := "http://" + n.pop(id).HTTP
 		p1 := getCached(t, base+"/page/home")
