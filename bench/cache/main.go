@@ -1,16 +1,17 @@
 // Command cache measures the HTTP cache and outbound fetch side by side with
 // a plain Go net/http server, in one run:
 //
-//	go run ./bench/cache [-scenario all|hit|miss] [-size 1024] [-d 5s] [-c 32] [-runs 3]
-//	    [-origin-latency 0s,20ms] [-n 300]
+//	go run ./bench/cache [-scenario all|hit|pophit|miss|purge] [-size 1024] [-d 5s] [-c 32] [-runs 3]
+//	    [-origin-latency 0s,20ms] [-n 300] [-verge bin/verge] [-pops 5] [-latency-scale 1] [-rounds 7]
 //
-// The proxy is what examples/proxy will be, with its function written in Go
-// instead of Wasm: the cache's Handler (a function's cacheable responses are
-// served without running it) in front of a handler that fetches the
+// The proxy of hit and miss is examples/proxy with its function written in
+// Go instead of Wasm: the cache's Handler (a function's cacheable responses
+// are served without running it) in front of a handler that fetches the
 // request's path and query from the backend "origin" through internal/fetch
-// (and the cache), adds a header and returns the response. The PoP does not
-// register fetch yet, so the Wasm version cannot run; on a cache hit the
-// function does not run at all, so the hit figure is the same path.
+// (and the cache), adds a header and returns the response; on a cache hit
+// the function does not run at all, so the hit figure is the path
+// examples/proxy takes at a PoP, less the PoP's routing. The purge scenario
+// runs the real examples/proxy on a verge net.
 //
 // Scenarios:
 //
@@ -20,9 +21,17 @@
 //     time per request, and the ratios (goal ≥ 0.8). On a shared machine
 //     the CPU ratio is the figure to trust: wall-clock throughput moves
 //     with whatever else runs.
+//   - pophit: hit through a whole PoP in this process (pop.Start) serving
+//     the real examples/proxy (Wasm): the PoP's router and cache in front
+//     of the plain server, see pophit.go.
 //   - miss: -n sequential requests to unique URLs, alternately straight to
 //     the origin and through the proxy (every one a miss, stored), for each
 //     -origin-latency; p50/p99 of each and what the proxy adds (goal ≤ 1 ms).
+//   - purge: examples/proxy on a `verge net` of -pops PoPs at -latency-scale
+//     times real-world WAN latency; -rounds times, one object cached at
+//     every PoP is purged by surrogate key at the central PoP's admin API:
+//     the time from the call to the last PoP's purge (median; goal: the
+//     one-way latency to the farthest PoP + ≤ 10 ms), see purge.go.
 //
 // Each scenario's JSON object goes to stdout; a summary line per scenario
 // to stderr at the end.
@@ -49,7 +58,7 @@ import (
 	"github.com/verge-edge/verge/internal/fetch"
 )
 
-var cmd = &harness.Command{Name: "bench/cache", Scenarios: []string{"hit", "miss"}}
+var cmd = &harness.Command{Name: "bench/cache", Scenarios: []string{"hit", "pophit", "miss", "purge"}}
 
 func main() {
 	scenario := cmd.ScenarioFlag()
@@ -59,6 +68,11 @@ func main() {
 	runs := flag.Int("runs", 3, "hit: runs of each server, alternated")
 	latencies := flag.String("origin-latency", "0s,20ms", "miss: the origin's own latencies, comma-separated")
 	n := flag.Int("n", 300, "miss: requests of each kind per latency")
+	var pc purgeConfig
+	flag.StringVar(&pc.verge, "verge", "bin/verge", "purge: the verge binary (make build)")
+	flag.IntVar(&pc.pops, "pops", 5, "purge: PoPs of the network")
+	flag.Float64Var(&pc.scale, "latency-scale", 1, "purge: emulated WAN latency scale (1: real-world)")
+	flag.IntVar(&pc.rounds, "rounds", 7, "purge: purges measured")
 	cmd.Parse()
 	var lats []time.Duration
 	for f := range strings.SplitSeq(*latencies, ",") {
@@ -75,6 +89,10 @@ func main() {
 		switch s {
 		case "hit":
 			return hit(ctx, *size, *dur, *conns, *runs)
+		case "pophit":
+			return popHit(ctx, *size, *dur, *conns, *runs)
+		case "purge":
+			return purge(ctx, pc)
 		default:
 			return miss(ctx, *size, lats, *n)
 		}
@@ -152,12 +170,13 @@ type hitResult struct {
 	ProxyCPUus []float64 `json:"proxy_cpu_us_per_req"`
 	Ratio      float64   `json:"ratio"`     // median proxy / median plain requests/s
 	CPURatio   float64   `json:"cpu_ratio"` // median plain / median proxy CPU per request: throughput on equal CPU
+	LoadAvg    string    `json:"load_avg,omitempty"`
 }
 
 func (r hitResult) SummaryLine() string {
-	return fmt.Sprintf("hit: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU each), proxy (cache hit) %.0f req/s (%.1f µs): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s)",
-		r.Size, r.Conns, median(r.PlainRPS), median(r.PlainCPUus), median(r.ProxyRPS), median(r.ProxyCPUus), r.Ratio, r.CPURatio,
-		harness.MetWord(r.CPURatio >= 0.8))
+	return fmt.Sprintf("%s: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU each), proxy (cache hit) %.0f req/s (%.1f µs): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s), load %s",
+		r.Scenario, r.Size, r.Conns, median(r.PlainRPS), median(r.PlainCPUus), median(r.ProxyRPS), median(r.ProxyCPUus), r.Ratio, r.CPURatio,
+		harness.MetWord(r.CPURatio >= 0.8), r.LoadAvg)
 }
 
 func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harness.Result, error) {
@@ -202,6 +221,7 @@ func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harne
 	}
 	r.Ratio = harness.Round(median(r.ProxyRPS)/median(r.PlainRPS), 3)
 	r.CPURatio = harness.Round(median(r.PlainCPUus)/median(r.ProxyCPUus), 3)
+	r.LoadAvg = loadAvg()
 	return r, nil
 }
 

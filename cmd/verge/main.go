@@ -41,6 +41,7 @@ func commands() []command {
 		{"versions", "an app's versions", runVersions},
 		{"rollback", "make an app's previous (or given) version current everywhere", runRollback},
 		{"undeploy", "stop serving an app everywhere", runUndeploy},
+		{"purge", "purge an app's entries from the HTTP cache of every PoP", runPurge},
 		{"logs", "every PoP's log of a network, merged in time order", runLogs},
 		{"dashboard", "a live page of a network: PoPs, links, versions, rates, slow requests", runDashboard},
 		{"data", "read and write an app's documents through the admin API", runData},

@@ -90,6 +90,10 @@ type Options struct {
 	// MaxFetches bounds the fetches of one Session (default
 	// DefaultMaxFetches).
 	MaxFetches int
+	// Bypass, when set and true, sends fetches straight to the backend as
+	// if they said NoCache (a PoP that has not synced purges with the
+	// centre must not answer from its cache).
+	Bypass func() bool
 }
 
 // Service is one app's outbound HTTP: its backends, each with its own
@@ -99,6 +103,7 @@ type Service struct {
 	backends map[string]*backend
 	names    []string
 	cache    *cache.Cache
+	bypass   func() bool
 	max      int
 }
 
@@ -112,7 +117,7 @@ type backend struct {
 // New builds the service of app from its manifest's backends, loading CA
 // files now so that a missing or bad one fails the deploy, not a request.
 func New(app string, backends []verge.Backend, opts Options) (*Service, error) {
-	s := &Service{app: app, backends: map[string]*backend{}, cache: opts.Cache, max: opts.MaxFetches}
+	s := &Service{app: app, backends: map[string]*backend{}, cache: opts.Cache, bypass: opts.Bypass, max: opts.MaxFetches}
 	if s.max <= 0 {
 		s.max = DefaultMaxFetches
 	}
@@ -245,7 +250,7 @@ func (ss *Session) Do(ctx context.Context, req *http.Request, p Params) (*http.R
 		return nil, err
 	}
 	var resp *http.Response
-	if s.cache != nil && !p.NoCache {
+	if s.cache != nil && !p.NoCache && (s.bypass == nil || !s.bypass()) {
 		resp, err = s.cache.Do(ctx, s.app, out, b.roundTrip)
 	} else {
 		resp, err = b.roundTrip(ctx, out)

@@ -12,7 +12,9 @@ import (
 	"sync"
 
 	"github.com/verge-edge/verge/internal/fetch"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/wasm"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Fetchers gives an app's outbound HTTP: the fetch service built from its
@@ -22,10 +24,8 @@ type Fetchers func(app string) *fetch.Service
 // FetchCapability is the fetch_* host functions (docs/abi.md, "Outbound
 // fetch"): a guest opens an exchange with one of its app's backends,
 // streams the request body, reads the response head and streams the
-// response body, each through a handle valid for the request. Register it
-// beside Capabilities' once a PoP builds each app's fetch service:
-//
-//	caps := append(host.Capabilities(s), host.FetchCapability(fetchers))
+// response body, each through a handle valid for the request. Capabilities
+// includes it, with Services.Fetchers.
 //
 // A nil fetchers answers every call UNSUPPORTED.
 func FetchCapability(fetchers Fetchers) wasm.Capability {
@@ -168,6 +168,11 @@ func (fc *fetchCalls) open(ctx context.Context, c *wasm.Call, a []uint64) uint32
 	st, err := fc.state(ctx, c)
 	if err != nil {
 		return fail(c, err)
+	}
+	// The request's trace goes along (traceparent, baggage), unless the
+	// guest set its own.
+	if req.Header.Get("Traceparent") == "" {
+		obs.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	}
 	x := &exchange{done: make(chan struct{})}
 	if flags&FetchHasBody != 0 {

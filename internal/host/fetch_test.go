@@ -16,6 +16,7 @@ import (
 	"github.com/verge-edge/verge/internal/cache"
 	"github.com/verge-edge/verge/internal/fetch"
 	"github.com/verge-edge/verge/internal/wasm"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // fetchGuest loads testdata/gofetch in an engine whose app "app" fetches
@@ -32,7 +33,7 @@ func fetchGuest(t *testing.T, svc *fetch.Service, limits verge.Limits) *wasm.Fun
 		fetchers = nil
 	}
 	e, err := wasm.NewEngine(wasm.Options{CacheDir: "-", Logger: slog.New(slog.DiscardHandler),
-		Capabilities: append(Capabilities(Services{}), FetchCapability(fetchers))})
+		Capabilities: Capabilities(Services{Fetchers: fetchers})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,5 +187,39 @@ func TestFetchUnsupported(t *testing.T) {
 	f := fetchGuest(t, nil, verge.Limits{})
 	if got := serveBody(t, f, get("/get?b=origin&u=/")); !strings.HasPrefix(got, "status7 verge: fetch_open: not supported by this host: outbound fetch is not available") {
 		t.Fatalf("%q", got)
+	}
+}
+
+// TestFetchCarriesTraceContext: a fetch sends the request's trace context
+// (W3C traceparent) to the backend, unless the guest set its own.
+func TestFetchCarriesTraceContext(t *testing.T) {
+	got := make(chan string, 1)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Get("Traceparent"):
+		default:
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer origin.Close()
+	svc, err := fetch.New("app", []verge.Backend{{Name: "origin", URL: origin.URL, AllowPrivate: true}}, fetch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	f := fetchGuest(t, svc, verge.Limits{})
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	if _, err := f.Serve(ctx, get("/get?b=origin&u=/t")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tp := <-got:
+		if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; tp != want {
+			t.Errorf("traceparent at the backend: %q, want %q", tp, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the backend saw no request")
 	}
 }

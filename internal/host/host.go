@@ -29,6 +29,9 @@ type Services struct {
 	Spot spot.Engine
 	// Invoker runs the app's central functions.
 	Invoker Invoker
+	// Fetchers gives each app's outbound HTTP (nil: fetch_* answer
+	// UNSUPPORTED).
+	Fetchers Fetchers
 }
 
 // Capabilities is every capability a PoP offers its guests, for
@@ -40,5 +43,6 @@ func Capabilities(s Services) []wasm.Capability {
 		invokeCapability(s.Invoker),
 		traceCapability(),
 		roomsCapability(),
+		FetchCapability(s.Fetchers),
 	}
 }

@@ -41,6 +41,7 @@ type hosted struct {
 	version atomic.Pointer[string] // changes when verge dev reloads a module
 	full    *verge.Manifest        // the whole manifest (central routes)
 	app     *app.App               // the functions loaded here; nil: none
+	edge    *edgeApp               // fetch and the cache (cache.go)
 	handler http.Handler
 }
 
@@ -211,6 +212,10 @@ func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hos
 			}
 		}
 		h.app = a
+		if err := p.attachEdge(h, m); err != nil {
+			a.Close()
+			return nil, err
+		}
 	}
 	h.handler = p.appHandler(h)
 	return h, nil
@@ -428,7 +433,7 @@ func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	h.app.Gateway.ServeHTTP(sw, r)
+	p.serveGateway(h, sw, r)
 	if sw.code() != http.StatusSwitchingProtocols { // nor a deploy gate's
 		p.stats.Record(h.name, version, sw.code(), time.Since(start))
 	}

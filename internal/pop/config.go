@@ -44,6 +44,9 @@ type Config struct {
 	PoPs   []verge.PoP         `toml:"pop"` // every PoP of the network, with its addresses
 	Groups map[string][]string `toml:"groups"`
 
+	// HTTPCache sizes the HTTP cache.
+	HTTPCache HTTPCacheConfig `toml:"http_cache"`
+
 	dir string // the config file's directory: relative paths start there
 }
 
@@ -53,6 +56,14 @@ type WANConfig struct {
 	Base   string  `toml:"base"`   // fixed one-way delay per link, e.g. "2ms"
 	Jitter string  `toml:"jitter"` // up to this much extra per chunk
 	Loss   float64 `toml:"loss"`   // probability that a chunk waits for a retransmission
+}
+
+// HTTPCacheConfig sizes the PoP's HTTP cache (docs/cache.md).
+type HTTPCacheConfig struct {
+	MemoryMB int64 `toml:"memory_mb"` // memory budget; default 256
+	Disk     bool  `toml:"disk"`      // a disk tier in the data directory's httpcache
+	DiskMB   int64 `toml:"disk_mb"`   // its budget; default 1024
+	Off      bool  `toml:"off"`       // no cache
 }
 
 // TraceConfig sets what the OTEL_* environment would: the environment
@@ -148,6 +159,9 @@ func (c *Config) check() error {
 			return fmt.Errorf("spot: replicas = 3 needs cluster (this PoP's route address) and routes (the two other central servers)")
 		}
 	}
+	if c.HTTPCache.MemoryMB < 0 || c.HTTPCache.DiskMB < 0 {
+		return fmt.Errorf("http_cache: memory_mb and disk_mb must be ≥ 0")
+	}
 	if c.WAN.Scale < 0 || c.WAN.Loss < 0 || c.WAN.Loss >= 1 {
 		return fmt.Errorf("wan: scale must be ≥ 0 and loss in [0, 1)")
 	}
@@ -197,6 +211,7 @@ func (c *Config) Options() (Options, *netsim.Layer, error) {
 		Self: c.ID, Network: c.Network(), AdminToken: c.AdminToken, DefaultApp: c.DefaultApp,
 		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
 		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), MaxLog: c.MaxLog, SpotTimeout: dur(c.SpotTimeout), NoSync: c.NoSync,
+		HTTPCache: HTTPCacheOptions{MemoryBytes: c.HTTPCache.MemoryMB << 20, Disk: c.HTTPCache.Disk, DiskBytes: c.HTTPCache.DiskMB << 20, Off: c.HTTPCache.Off},
 	}
 	layer := netsim.NewLayer(netsim.Point{Lat: self.Lat, Lon: self.Lon}, c.Model())
 	for _, p := range c.PoPs {

@@ -57,3 +57,33 @@ http = "127.0.0.1:8082"
 		}
 	}
 }
+
+// [http_cache] sizes the PoP's HTTP cache.
+func TestConfigHTTPCache(t *testing.T) {
+	t.Parallel()
+	write := func(extra string) (*Config, error) {
+		path := filepath.Join(t.TempDir(), "pop.toml")
+		body := "id = \"ord\"\ndata = \"data\"\n" + extra + "\n[[pop]]\nid = \"ord\"\ncentral = true\nnumber = 1\nmesh = \"127.0.0.1:7422\"\n"
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return LoadConfig(path)
+	}
+	c, err := write("[http_cache]\nmemory_mb = 64\ndisk = true\ndisk_mb = 512\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := c.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (HTTPCacheOptions{MemoryBytes: 64 << 20, Disk: true, DiskBytes: 512 << 20}); o.HTTPCache != want {
+		t.Errorf("HTTPCache = %+v, want %+v", o.HTTPCache, want)
+	}
+	if _, err := write("[http_cache]\nmemory_mb = -1\n"); err == nil {
+		t.Error("a negative memory_mb was accepted")
+	}
+	if _, err := write("[http_cache]\nmemroy_mb = 1\n"); err == nil {
+		t.Error("an unknown key in [http_cache] was accepted")
+	}
+}

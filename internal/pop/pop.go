@@ -29,6 +29,7 @@ import (
 	"github.com/verge-edge/verge/crdt"
 	"github.com/verge-edge/verge/internal/admin"
 	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/cache"
 	"github.com/verge-edge/verge/internal/deploy"
 	"github.com/verge-edge/verge/internal/documents"
 	"github.com/verge-edge/verge/internal/gateway"
@@ -103,7 +104,9 @@ type Options struct {
 	CentralWait time.Duration
 	// RoomLeaseTTL is rooms.Options.LeaseTTL (0: its default).
 	RoomLeaseTTL time.Duration
-	Logger       *slog.Logger
+	// HTTPCache configures the PoP's HTTP cache (docs/cache.md).
+	HTTPCache HTTPCacheOptions
+	Logger    *slog.Logger
 }
 
 // PoP is a running point of presence.
@@ -123,6 +126,8 @@ type PoP struct {
 	Spot     spot.Engine
 	Stock    *stock.Stock
 	Rooms    *rooms.Service // realtime rooms (docs/rooms.md)
+	Cache    *cache.Cache   // the HTTP cache (nil: off); see cache.go
+	purges   *purger
 	stopSpot func()
 	eng      *wasm.Engine
 	apps     apps
@@ -194,6 +199,7 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	p.collectMetrics()
 	p.slow.Threshold = 100 * time.Millisecond
 	p.apps.init(opts.DefaultApp)
+	p.purges = newPurger(p)
 	p.forwarding = http.DefaultTransport.(*http.Transport).Clone()
 	if opts.Layer != nil {
 		p.forwarding.DialContext = opts.Layer.DialContext
@@ -203,6 +209,9 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 			p.Close()
 		}
 	}()
+	if err := p.openCache(); err != nil {
+		return nil, err
+	}
 	if err := p.startMesh(); err != nil {
 		return nil, err
 	}
@@ -239,6 +248,9 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 		}
 	}
 	if err := p.startRooms(); err != nil {
+		return nil, err
+	}
+	if err := p.purges.start(); err != nil {
 		return nil, err
 	}
 	if err := p.serveHTTP(); err != nil {
@@ -284,6 +296,7 @@ func (p *PoP) startMesh() error {
 			if r := p.rooms0.Load(); r != nil {
 				r.PeerEvent(id, up)
 			}
+			p.purges.peerEvent(id, up)
 		},
 	}
 	if p.opts.Layer != nil {
@@ -374,7 +387,7 @@ func (p *PoP) startEngine() error {
 	}
 	var err error
 	p.eng, err = wasm.NewEngine(wasm.Options{CacheDir: p.opts.CacheDir, Logger: p.log,
-		Capabilities: host.Capabilities(host.Services{Documents: p.Docs, Follower: follower, Spot: p.Spot, Invoker: invoker{p}})})
+		Capabilities: host.Capabilities(host.Services{Documents: p.Docs, Follower: follower, Spot: p.Spot, Invoker: invoker{p}, Fetchers: p.fetchers})})
 	return err
 }
 
@@ -390,6 +403,7 @@ func (p *PoP) serveStatic(ctx context.Context, m *verge.Manifest) error {
 		h.app.Reloaded = func() {
 			v := localVersion(m)
 			h.version.Store(&v)
+			p.reloaded(m.Name)
 		}
 	}
 	return nil
@@ -481,6 +495,7 @@ func (p *PoP) serveAdmin() error {
 		})
 		p.deployAPI(mux)
 		p.roomsAPI(mux)
+		p.cacheAPI(mux)
 	}})
 	p.admin = gateway.NewServer(h, p.opts.Server, p.log)
 	go p.admin.Serve(p.admL)
@@ -528,6 +543,7 @@ func (p *PoP) Close() {
 		if p.Rooms != nil {
 			p.Rooms.Close()
 		}
+		p.purges.close()
 		if p.Deploys != nil {
 			p.Deploys.Close()
 		}
@@ -554,6 +570,9 @@ func (p *PoP) Close() {
 		}
 		if p.Mesh != nil {
 			p.Mesh.Close()
+		}
+		if p.Cache != nil {
+			p.Cache.Close()
 		}
 		if p.Store != nil {
 			if err := p.Store.Close(); err != nil {

@@ -39,6 +39,7 @@ var Endpoints = []Endpoint{
 	{"DELETE", "/v1/apps/shop"},
 	{"GET", "/v1/apps/shop/rooms"},
 	{"POST", "/v1/apps/shop/rooms/chat/lobby/move"},
+	{"POST", "/v1/apps/shop/cache/purge"},
 	{"GET", "/v1/net/links"},
 	{"GET", "/metrics"},
 	{"GET", "/v1/slow"},

@@ -1,0 +1,146 @@
+package pop
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+
+	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/cache"
+	"github.com/verge-edge/verge/internal/fetch"
+)
+
+// Fetch and the HTTP cache at a PoP (docs/cache.md). The PoP has one cache,
+// shared by its apps (keys are per app). Each app version gets a fetch
+// service built from its manifest's backends, through that cache; the
+// cache's Handler stands in front of the version's gateway, so a function's
+// cacheable responses are served without running it. Until this PoP has
+// synced purges with the centre (purge.go), neither reads the cache.
+
+// HTTPCacheOptions configure a PoP's HTTP cache.
+type HTTPCacheOptions struct {
+	// MemoryBytes is the memory budget (0: cache's default, 256 MiB).
+	MemoryBytes int64
+	// Disk adds the disk tier, in the data directory's "httpcache".
+	Disk bool
+	// DiskBytes bounds the disk tier (0: cache's default, 1 GiB).
+	DiskBytes int64
+	// Off: no cache (fetches go to their backends, functions always run).
+	Off bool
+}
+
+// BypassLabel is the X-Cache of a response a PoP gave without its cache
+// because it has not synced purges with the centre yet.
+const BypassLabel = "BYPASS"
+
+// openCache opens the PoP's HTTP cache.
+func (p *PoP) openCache() error {
+	o := p.opts.HTTPCache
+	if o.Off {
+		return nil
+	}
+	co := cache.Options{MemoryBytes: o.MemoryBytes, DiskBytes: o.DiskBytes, Logger: p.log,
+		// What the disk holds may have been purged while this PoP was
+		// down: revalidate it before use.
+		StaleOnOpen: true}
+	if o.Disk {
+		co.Dir = filepath.Join(p.opts.Data, "httpcache")
+	}
+	c, err := cache.Open(co)
+	if err != nil {
+		return fmt.Errorf("the HTTP cache: %w", err)
+	}
+	p.Cache = c
+	return nil
+}
+
+// fetchers gives the fetch capability the fetch service of the version of
+// an app served here.
+func (p *PoP) fetchers(app string) *fetch.Service {
+	if h := p.apps.byName(app); h != nil && h.edge != nil {
+		return h.edge.fetch
+	}
+	return nil
+}
+
+// edgeApp is what a version of an app has of fetch and the cache.
+type edgeApp struct {
+	fetch   *fetch.Service // nil: the app declares no backend
+	cached  http.Handler   // the cache in front of the gateway; nil: no cache
+	gateway http.Handler
+}
+
+// attachEdge builds h's fetch service and puts the cache in front of its
+// gateway (h.app is loaded).
+func (p *PoP) attachEdge(h *hosted, m *verge.Manifest) error {
+	e := &edgeApp{gateway: h.app.Gateway}
+	if len(m.Backends) > 0 {
+		svc, err := fetch.New(m.Name, m.Backends, fetch.Options{Cache: p.Cache, Bypass: p.purges.unsynced})
+		if err != nil {
+			return err
+		}
+		e.fetch = svc
+	}
+	if p.Cache != nil {
+		e.cached = p.Cache.Handler(m.Name, h.app.Gateway)
+	}
+	h.edge = e
+	return nil
+}
+
+// reloaded empties the cache of an app served from its directory whose
+// module changed (verge dev): its cached responses came from the old code.
+func (p *PoP) reloaded(app string) {
+	if p.Cache != nil {
+		p.Cache.Purge(app, cache.Purge{All: true})
+	}
+}
+
+// serveGateway runs a request through the version's gateway, through the
+// cache when there is one and this PoP has synced its purges.
+func (p *PoP) serveGateway(h *hosted, w http.ResponseWriter, r *http.Request) {
+	e := h.edge
+	switch {
+	case e == nil:
+		h.app.Gateway.ServeHTTP(w, r)
+	case e.cached == nil:
+		e.gateway.ServeHTTP(w, r)
+	case p.purges.unsynced():
+		w.Header().Set(cache.HeaderXCache, BypassLabel)
+		e.gateway.ServeHTTP(&stripKeys{ResponseWriter: w}, r)
+	default:
+		e.cached.ServeHTTP(w, r)
+	}
+}
+
+// stripKeys removes the purge tags of a response that did not go through
+// the cache, as the cache does.
+type stripKeys struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *stripKeys) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		w.Header().Del(cache.HeaderSurrogateKey)
+		w.Header().Del("Surrogate-Control")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *stripKeys) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *stripKeys) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *stripKeys) Unwrap() http.ResponseWriter { return w.ResponseWriter }
