@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -325,5 +326,95 @@ func TestDevProxyTLSOrigin(t *testing.T) {
 	second := getCached(t, p.url+"/secure")
 	if first.code != 200 || first.body != "tls /secure" || first.cache != "MISS" || second.cache != "HIT" {
 		t.Fatalf("through an https origin: %d %q %s, then %s", first.code, first.body, first.cache, second.cache)
+	}
+}
+
+// TestDevProxyStreamsGigabyte: 1 GiB from an origin (chunked, no length)
+// through examples/proxy under verge dev reaches the client whole, and the
+// verge process's resident memory stays flat: the function streams it.
+func TestDevProxyStreamsGigabyte(t *testing.T) {
+	e2e(t)
+	t.Parallel()
+	const size = 1 << 30
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		for sent := 0; sent < size; sent += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(origin.Close)
+	p, _ := startDevAdmin(t, proxyApp(t, origin.URL), "--no-build")
+	rss := func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		if err != nil {
+			return 0
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				return kb << 10
+			}
+		}
+		return 0
+	}
+	base := rss()
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if r := rss(); r > peak.Load() {
+				peak.Store(r)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(p.url + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	close(stop)
+	<-sampled
+	if err != nil || n != size || resp.StatusCode != 200 || resp.Header.Get("X-Proxied-By") != "verge" {
+		t.Fatalf("got %d bytes, %v, status %d, %v\n%s", n, err, resp.StatusCode, resp.Header, p.stderr)
+	}
+	growth := peak.Load() - base
+	t.Logf("verge dev's RSS: %d MiB before, at most %d MiB while 1 GiB streamed", base>>20, peak.Load()>>20)
+	if growth > 64<<20 {
+		t.Fatalf("verge dev's RSS grew by %d MiB while proxying 1 GiB", growth>>20)
+	}
+}
+
+// TestDevProxyOriginBreaksOff: an origin that dies 4 MiB into a streamed
+// body: the client's read fails, it never gets a short body as whole.
+func TestDevProxyOriginBreaksOff(t *testing.T) {
+	e2e(t)
+	t.Parallel()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(bytes.Repeat([]byte("x"), 4<<20))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the connection is cut mid-body
+	}))
+	t.Cleanup(origin.Close)
+	p, _ := startDevAdmin(t, proxyApp(t, origin.URL), "--no-build")
+	resp, err := (&http.Client{Timeout: time.Minute}).Get(p.url + "/broken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatalf("a body cut at the origin reached the client as complete (%d bytes, status %d)", n, resp.StatusCode)
 	}
 }

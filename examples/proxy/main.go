@@ -3,6 +3,9 @@
 // response is passed on with one header added, cacheable as the origin
 // says, so the PoP's cache serves repeats without running the function.
 //
+// Bodies over 1 MiB, or of unknown length, are streamed: the client gets
+// them as the origin sends them, and the PoP never holds more than a chunk.
+//
 // /page/NAME assembles a page from two origin calls made in parallel:
 // /header and /content/NAME. Both fetches are started (FetchAsync) before
 // either is waited for, so they run at the same time in the host although
@@ -60,8 +63,37 @@ func serve(w verge.ResponseWriter, r *verge.Request) {
 	}
 	w.Header().Set("X-Proxied-By", "verge")
 	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body)
+	if n, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64); err == nil && n <= streamAbove {
+		io.Copy(w, resp.Body) // small: sent whole at the end, one host call
+		return
+	}
+	// Large, or of unknown length: streamed as it comes, so the PoP holds
+	// one chunk at a time whatever the size (with the origin's
+	// Content-Length when it sent one).
+	f := w.(verge.Flusher)
+	f.Flush()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			f.Flush()
+		}
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			// The head is out: failing is how the client learns the body
+			// broke off (the PoP cuts the connection).
+			panic("origin: " + err.Error())
+		}
+	}
 }
+
+// streamAbove is the body size past which a response is streamed.
+const streamAbove = 1 << 20
 
 // page fetches the header and the content in parallel and combines them.
 // The page is cacheable for as long as both parts are, and carries both

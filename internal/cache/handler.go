@@ -73,8 +73,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.body != nil {
-		s.body.WriteTo(w)
+		_, err := s.body.WriteTo(w)
 		s.body.Close()
+		if err != nil {
+			// The origin's body broke off (or the client left): ending the
+			// response normally would hand the client a truncated body as
+			// if whole. Cutting the connection tells it.
+			panic(http.ErrAbortHandler)
+		}
 	}
 }
 
@@ -101,8 +107,12 @@ func writeResponse(w http.ResponseWriter, resp *http.Response) {
 				f.Flush() // a streamed response reaches the client as it comes
 			}
 		}
-		if err != nil {
+		if err == io.EOF {
 			return
+		}
+		if err != nil {
+			resp.Body.Close()
+			panic(http.ErrAbortHandler) // broke off: the client must not take it as whole
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -235,7 +236,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.fail(r.Context(), w, id, fn, err, start)
 		return
 	}
-	req := &wasm.Request{
+	sr := &streamedRequest{Request: wasm.Request{
 		ID:         id,
 		Method:     r.Method,
 		URI:        r.RequestURI,
@@ -247,8 +248,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Header:     r.Header,
 		Body:       body,
 		Route:      rt.pattern,
-	}
+	}, w: w}
+	req := &sr.Request
+	req.Stream = sr
 	resp, err := g.serve(r.Context(), fn, req, start)
+	if sr.started {
+		if err == nil && len(resp.Body) > 0 {
+			err = sr.Body(resp.Body)
+		}
+		if err != nil {
+			// The head is out: the status cannot change. Cutting the
+			// connection is how the client learns the body is incomplete.
+			g.logFailure(r.Context(), fn, id, err, start)
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
 	if err != nil {
 		g.fail(r.Context(), w, id, fn, err, start)
 		return
@@ -260,6 +275,45 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h["Content-Length"] = vals[1:2:2]
 	w.WriteHeader(resp.Status)
 	w.Write(resp.Body)
+}
+
+// streamedRequest is a request whose guest may stream its response
+// (wasm.Stream): the head goes out at the guest's first flush (chunked
+// unless the guest set a Content-Length), and the body as the guest writes
+// it. One allocation with
+// the request.
+type streamedRequest struct {
+	wasm.Request
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *streamedRequest) Head(status int, h http.Header) error {
+	hdr := s.w.Header()
+	for k, vs := range h {
+		hdr[k] = vs
+	}
+	// A Content-Length the guest set stays (a known length, e.g. a
+	// proxied body's); otherwise the body goes out chunked.
+	s.started = true
+	s.w.WriteHeader(status)
+	return s.flush()
+}
+
+func (s *streamedRequest) Body(p []byte) error {
+	if _, err := s.w.Write(p); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+// flush pushes what was written to the client; a writer that cannot flush
+// (it hands on every write anyway, or buffers for a test) is no error.
+func (s *streamedRequest) flush() error {
+	if err := http.NewResponseController(s.w).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // serve runs the guest for req, in a span of its own when the request is

@@ -316,7 +316,7 @@ func (d deployHost) Remove(app string) { d.p.remove(app) }
 
 // probe calls an app's route at this PoP as a client would (the deploy
 // gate's health checks).
-func (p *PoP) probe(ctx context.Context, app, path string) (int, error) {
+func (p *PoP) probe(ctx context.Context, app, path string) (code int, err error) {
 	h := p.apps.byName(app)
 	if h == nil {
 		return 0, fmt.Errorf("app %s is not served here", app)
@@ -324,6 +324,16 @@ func (p *PoP) probe(ctx context.Context, app, path string) (int, error) {
 	r := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
 	r.Host = app + ".localhost"
 	w := httptest.NewRecorder()
+	// A streamed response that breaks off aborts its handler, as net/http
+	// expects (http.ErrAbortHandler); here no server recovers it.
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			code, err = 0, fmt.Errorf("the response of %s broke off", path)
+		}
+	}()
 	h.handler.ServeHTTP(w, r)
 	return w.Code, nil
 }

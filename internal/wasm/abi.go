@@ -76,6 +76,9 @@ type Call struct {
 	// the end of the request (see Call.Value, Call.OnEnd).
 	values map[any]any
 	ends   []func()
+	// streaming: the head went to the client (http_resp_flush); body
+	// writes go straight through Request.Stream from then on.
+	streaming bool
 }
 
 func (c *Call) reset(req *Request, app string, bodyLimit int64, log *slog.Logger) {
@@ -100,6 +103,7 @@ func (c *Call) reset(req *Request, app string, bodyLimit int64, log *slog.Logger
 	c.body = nil
 	c.bodyLimit = bodyLimit
 	c.overflow = false
+	c.streaming = false
 	c.logged = 0
 	c.log = log
 }
@@ -127,6 +131,7 @@ var coreFunctions = Capability{Name: "core", Functions: []HostFunction{
 	{"last_error", i32s(3), hostLastError},
 	{"http_resp", i32s(6), hostResp},
 	{"reseed", i32s(2), hostReseed},
+	{"http_resp_flush", i32s(1), hostRespFlush},
 }}
 
 // instantiateABI registers the "verge" host module in r: the core functions
@@ -214,8 +219,8 @@ func hostRespHead(_ context.Context, cs *Call, a []uint64) uint32 {
 		return StatusBadHandle
 	}
 	status := uint32(a[1])
-	if status < 100 || status > 999 {
-		return StatusInvalid
+	if status < 100 || status > 999 || cs.streaming {
+		return StatusInvalid // or the head went out with the first flush
 	}
 	buf, ok := cs.Bytes(uint32(a[2]), uint32(a[3]))
 	if !ok {
@@ -248,7 +253,7 @@ func (cs *Call) decodeHeaders(buf []byte) (http.Header, bool) {
 // the status and headers as http_resp_head does and appends the body as
 // body_write does, in one call. Everything is checked before anything
 // changes.
-func hostResp(_ context.Context, cs *Call, a []uint64) uint32 {
+func hostResp(ctx context.Context, cs *Call, a []uint64) uint32 {
 	if uint32(a[0]) != handleResponse {
 		return StatusBadHandle
 	}
@@ -260,6 +265,9 @@ func hostResp(_ context.Context, cs *Call, a []uint64) uint32 {
 	}
 	if status < 100 || status > 999 {
 		return StatusInvalid
+	}
+	if cs.streaming { // the head went out with the first flush
+		return cs.send(ctx, body)
 	}
 	h, ok := cs.decodeHeaders(head)
 	if !ok {
@@ -276,7 +284,7 @@ func hostResp(_ context.Context, cs *Call, a []uint64) uint32 {
 }
 
 // body_write(h, ptr, len): appends to the response body, all or nothing.
-func hostBodyWrite(_ context.Context, cs *Call, a []uint64) uint32 {
+func hostBodyWrite(ctx context.Context, cs *Call, a []uint64) uint32 {
 	if uint32(a[0]) != handleResponse {
 		return StatusBadHandle
 	}
@@ -284,12 +292,61 @@ func hostBodyWrite(_ context.Context, cs *Call, a []uint64) uint32 {
 	if !ok {
 		return StatusMemory
 	}
+	if cs.streaming {
+		return cs.send(ctx, b)
+	}
 	if int64(len(cs.body))+int64(len(b)) > cs.bodyLimit {
 		cs.overflow = true
 		return StatusLimit
 	}
 	cs.body = append(cs.body, b...)
 	return StatusOK
+}
+
+// http_resp_flush(resp): sends the head and the body written so far to the
+// client now; from then on every body write goes to the client as it comes,
+// and the response body limit no longer applies (nothing is held). It
+// answers UNSUPPORTED where the response cannot be streamed (a direct call,
+// an invocation): the response then stays buffered, as if never flushed.
+func hostRespFlush(ctx context.Context, cs *Call, a []uint64) uint32 {
+	if uint32(a[0]) != handleResponse {
+		return StatusBadHandle
+	}
+	if cs.req == nil || cs.req.Stream == nil {
+		return StatusUnsupported
+	}
+	if !cs.streaming {
+		if cs.status == 0 {
+			cs.status = http.StatusOK
+		}
+		var err error
+		blocking(ctx, func(context.Context) { err = cs.req.Stream.Head(cs.status, cs.header) })
+		if err != nil {
+			return cs.streamFailed(err)
+		}
+		cs.streaming = true
+	}
+	body := cs.body
+	cs.body = nil
+	return cs.send(ctx, body)
+}
+
+// send writes p to the client, outside the guest's slot.
+func (cs *Call) send(ctx context.Context, p []byte) uint32 {
+	if len(p) == 0 {
+		return StatusOK
+	}
+	var err error
+	blocking(ctx, func(context.Context) { err = cs.req.Stream.Body(p) })
+	if err != nil {
+		return cs.streamFailed(err)
+	}
+	return StatusOK
+}
+
+func (cs *Call) streamFailed(err error) uint32 {
+	cs.lastErr = "sending the response to the client: " + err.Error()
+	return StatusUnavailable
 }
 
 // last_error(buf, cap, len_out): the message of the last failed call.

@@ -47,6 +47,20 @@ type Request struct {
 	// Route is the route pattern that matched; for "/hello/*" the WAGI
 	// SCRIPT_NAME is "/hello" and PATH_INFO the rest.
 	Route string
+	// Stream, when set, lets the guest send its response in pieces
+	// (http_resp_flush): the client gets the head and what was written so
+	// far at once, and every later write as it comes. Nil: the response is
+	// buffered whole (direct calls, invocations, rooms).
+	Stream Stream
+}
+
+// Stream receives a response the guest sends in pieces. Its methods may
+// block (a slow client): they are called outside the guest's slot.
+type Stream interface {
+	// Head sends the status and header; it is called once, first.
+	Head(status int, h http.Header) error
+	// Body sends part of the body and flushes it to the client.
+	Body(p []byte) error
 }
 
 // Response is a function's complete response. Its Header may be shared
@@ -59,6 +73,9 @@ type Response struct {
 	// that its instance was started for it rather than warm.
 	CPU   time.Duration
 	Fresh bool
+	// Streamed: the head and part of the body already went to the client
+	// through Request.Stream; Body is what remains to send.
+	Streamed bool
 }
 
 // Options configure an Engine.

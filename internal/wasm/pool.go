@@ -345,7 +345,7 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	inst.served++
 	rc := uint32(inst.stack[0])
 	healthy := err == nil && inst.served < f.Limits.RecycleAfter && inst.mem.size.Load() <= f.Limits.MemoryHighWater
-	resp := &Response{Status: cs.status, Header: cs.header, Body: cs.body, CPU: cpu, Fresh: fresh}
+	resp := &Response{Status: cs.status, Header: cs.header, Body: cs.body, CPU: cpu, Fresh: fresh, Streamed: cs.streaming}
 	overflow := cs.overflow
 	cs.reset(nil, "", 0, nil)
 	if err != nil {

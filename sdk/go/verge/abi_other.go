@@ -167,3 +167,17 @@ func sysSpanAttr(h uint32, k, v string) uint32 {
 	}
 	return statusUnsupported
 }
+
+// StreamHost is the part of the host ABI that streams a response. A fake
+// Host implements it to see flushes; without it, Flush keeps the response
+// buffered, as a host that cannot stream does.
+type StreamHost interface {
+	RespFlush(h uint32) uint32
+}
+
+func sysRespFlush(h uint32) uint32 {
+	if s, ok := host.(StreamHost); ok {
+		return s.RespFlush(h)
+	}
+	return statusUnsupported
+}

@@ -198,3 +198,8 @@ func sysSpanEnd(h uint32) uint32 { return hostSpanEnd(h) }
 func sysSpanAttr(h uint32, k, v string) uint32 {
 	return hostSpanAttr(h, sptr(k), uint32(len(k)), sptr(v), uint32(len(v)))
 }
+
+//go:wasmimport verge http_resp_flush
+func hostRespFlush(h uint32) uint32
+
+func sysRespFlush(h uint32) uint32 { return hostRespFlush(h) }

@@ -176,6 +176,16 @@ type ResponseWriter interface {
 	WriteHeader(statusCode int)
 }
 
+// Flusher is implemented by the ResponseWriter a handler gets, as in
+// net/http: Flush sends the head and what was written so far to the client
+// now, and every later write goes out as it comes (no Content-Length; the
+// body is not held in the PoP). Where the host cannot stream the response
+// (a central function called by invoke), Flush does nothing and the
+// response is sent whole at the end.
+type Flusher interface {
+	Flush()
+}
+
 // Handler responds to a request.
 type Handler interface {
 	ServeHTTP(ResponseWriter, *Request)
@@ -487,6 +497,9 @@ type responseWriter struct {
 	buf     []byte
 	headBuf []byte
 	err     error
+	// streaming: the host sends every write on (a Flush succeeded);
+	// buffered: the host cannot stream this response.
+	streaming, buffered bool
 }
 
 const flushAt = 64 << 10
@@ -498,6 +511,25 @@ func (w *responseWriter) reset(h uint32) {
 		clear(w.header)
 	}
 	w.h, w.status, w.sent, w.buf, w.err = h, 0, false, w.buf[:0], nil
+	w.streaming, w.buffered = false, false
+}
+
+// Flush implements Flusher.
+func (w *responseWriter) Flush() {
+	if w.err != nil || w.buffered {
+		return
+	}
+	if w.flush() != nil {
+		return
+	}
+	switch st := sysRespFlush(w.h); st {
+	case statusOK:
+		w.streaming = true
+	case statusUnsupported:
+		w.buffered = true
+	default:
+		w.err = hostErr("http_resp_flush", st)
+	}
 }
 
 func (w *responseWriter) Header() Header { return w.header }
