@@ -45,7 +45,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,7 +75,18 @@ func main() {
 	flag.IntVar(&pc.pops, "pops", 5, "purge: PoPs of the network")
 	flag.Float64Var(&pc.scale, "latency-scale", 1, "purge: emulated WAN latency scale (1: real-world)")
 	flag.IntVar(&pc.rounds, "rounds", 7, "purge: purges measured")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (the in-process servers: hit, pophit) to this file")
 	cmd.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			cmd.Fatalf("-cpuprofile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			cmd.Fatalf("-cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var lats []time.Duration
 	for f := range strings.SplitSeq(*latencies, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(f))
