@@ -97,8 +97,8 @@ type Engine struct {
 // GOMAXPROCS-1 (at first use). Compiled guest code cannot be preempted by the
 // Go scheduler, so guests holding every P would starve the timers that
 // interrupt them, and the network with them.
-var guestSlots = sync.OnceValue(func() *sema {
-	return newSema(max(1, runtime.GOMAXPROCS(0)-1))
+var guestSlots = sync.OnceValue(func() *fairSlots {
+	return newFairSlots(max(1, runtime.GOMAXPROCS(0)-1))
 })
 
 // GuestSlots is how many guests may execute at once in this process.
@@ -177,8 +177,9 @@ type Function struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	log      *slog.Logger
-	pool     *pool // verge executor, pooled isolation
-	sem      *sema // instances: limits.max_instances
+	pool     *pool  // verge executor, pooled isolation
+	sem      *sema  // instances: limits.max_instances
+	share    *share // the app's account with the guest slots (fair.go)
 	starts   atomic.Uint64
 
 	// strict is isolation = "strict" served by instances reset to the
@@ -244,7 +245,7 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		cfg = cfg.WithCompilationCache(e.cache)
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	f := &Function{Spec: fn, Limits: lim, engine: e, rt: rt, log: e.log.With("function", fn.Name)}
+	f := &Function{Spec: fn, Limits: lim, engine: e, rt: rt, log: e.log.With("function", fn.Name), share: guestSlots().share(fn.App)}
 	ok := false
 	defer func() {
 		if !ok {
