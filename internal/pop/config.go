@@ -43,6 +43,10 @@ type Config struct {
 	TLS    *TLSConfig          `toml:"tls"`
 	PoPs   []verge.PoP         `toml:"pop"` // every PoP of the network, with its addresses
 	Groups map[string][]string `toml:"groups"`
+	// AppDefaults and Apps: what the operator grants each app here, its
+	// weight in the fair shares of guest slots and its quotas (quota.go).
+	AppDefaults AppPolicy            `toml:"app_defaults"`
+	Apps        map[string]AppPolicy `toml:"apps"`
 
 	dir string // the config file's directory: relative paths start there
 }
@@ -148,6 +152,14 @@ func (c *Config) check() error {
 			return fmt.Errorf("spot: replicas = 3 needs cluster (this PoP's route address) and routes (the two other central servers)")
 		}
 	}
+	if err := c.AppDefaults.check("app_defaults"); err != nil {
+		return err
+	}
+	for name, q := range c.Apps {
+		if err := q.check("apps." + name); err != nil {
+			return err
+		}
+	}
 	if c.WAN.Scale < 0 || c.WAN.Loss < 0 || c.WAN.Loss >= 1 {
 		return fmt.Errorf("wan: scale must be ≥ 0 and loss in [0, 1)")
 	}
@@ -197,6 +209,7 @@ func (c *Config) Options() (Options, *netsim.Layer, error) {
 		Self: c.ID, Network: c.Network(), AdminToken: c.AdminToken, DefaultApp: c.DefaultApp,
 		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
 		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), MaxLog: c.MaxLog, SpotTimeout: dur(c.SpotTimeout), NoSync: c.NoSync,
+		AppDefaults: c.AppDefaults, Apps: c.Apps,
 	}
 	layer := netsim.NewLayer(netsim.Point{Lat: self.Lat, Lon: self.Lon}, c.Model())
 	for _, p := range c.PoPs {

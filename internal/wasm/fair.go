@@ -60,10 +60,11 @@ type fairSlots struct {
 	apps    map[string]*share
 	ready   []*share // apps with queued runs
 	weights map[string]float64
+	defW    float64 // the weight of an app not in weights
 }
 
 func newFairSlots(max int) *fairSlots {
-	return &fairSlots{max: int64(max), apps: map[string]*share{}, weights: map[string]float64{}}
+	return &fairSlots{max: int64(max), apps: map[string]*share{}, weights: map[string]float64{}, defW: 1}
 }
 
 // share returns app's account, creating it.
@@ -72,9 +73,9 @@ func (s *fairSlots) share(app string) *share {
 	defer s.mu.Unlock()
 	a := s.apps[app]
 	if a == nil {
-		w := s.weights[app]
-		if w <= 0 {
-			w = 1
+		w, ok := s.weights[app]
+		if !ok {
+			w = s.defW
 		}
 		a = &share{name: app, weight: w, at: time.Now()}
 		s.apps[app] = a
@@ -82,18 +83,22 @@ func (s *fairSlots) share(app string) *share {
 	return a
 }
 
-// setWeights sets the apps' weights (apps not named: 1).
-func (s *fairSlots) setWeights(weights map[string]float64) {
+// setWeights sets the apps' weights; apps not named, and weights ≤ 0,
+// get def (≤ 0: 1).
+func (s *fairSlots) setWeights(weights map[string]float64, def float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.weights = map[string]float64{}
+	if def <= 0 {
+		def = 1
+	}
+	s.weights, s.defW = map[string]float64{}, def
 	for app, w := range weights {
 		if w > 0 {
 			s.weights[app] = w
 		}
 	}
 	for name, a := range s.apps {
-		a.weight = 1
+		a.weight = def
 		if w, ok := s.weights[name]; ok {
 			a.weight = w
 		}
@@ -102,8 +107,8 @@ func (s *fairSlots) setWeights(weights map[string]float64) {
 
 // SetAppWeights sets the weights of apps' shares of the guest slots,
 // process-wide (the PoP configuration's apps.NAME.weight); an app not
-// named, or with a weight ≤ 0, has weight 1.
-func SetAppWeights(weights map[string]float64) { guestSlots().setWeights(weights) }
+// named, or with a weight ≤ 0, has weight def (≤ 0: 1).
+func SetAppWeights(weights map[string]float64, def float64) { guestSlots().setWeights(weights, def) }
 
 func (s *fairSlots) tryAcquire() bool {
 	for {

@@ -55,7 +55,7 @@ func contend(t *testing.T, s *fairSlots, apps []*share, workers, total int, cost
 func TestFairSharesFollowWeights(t *testing.T) {
 	t.Parallel()
 	s := newFairSlots(1)
-	s.setWeights(map[string]float64{"b": 3})
+	s.setWeights(map[string]float64{"b": 3}, 0)
 	a, b := s.share("a"), s.share("b")
 	got := contend(t, s, []*share{a, b}, 4, 800, func(*share) time.Duration { return time.Millisecond })
 	ratio := float64(got[b]) / float64(got[a])
