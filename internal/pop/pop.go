@@ -319,6 +319,7 @@ func (p *PoP) openData(inc uint16) error {
 	p.store0.Store(p.Store)
 	p.Docs = documents.New(p.Store, documents.Options{
 		Replica: crdt.ReplicaID(uint32(p.self.Number)<<16 | uint32(inc)),
+		Quota:   p.quotas.storedBytesFunc(),
 		Written: func(ctx context.Context, _ store.Key, seq uint64) {
 			if r := p.repl0.Load(); r != nil {
 				r.Traced(ctx, seq)

@@ -186,3 +186,18 @@ func refuse(w http.ResponseWriter, status int, retry time.Duration, body any) {
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
 	jsonapi.WriteValue(w, status, body)
 }
+
+// storedBytesFunc returns each app's stored-bytes quota (documents.Options.Quota); nil
+// when no app has one.
+func (q *quotas) storedBytesFunc() func(string) int64 {
+	if q.defaults.StoredBytes == 0 {
+		found := false
+		for _, a := range q.apps {
+			found = found || a.StoredBytes != 0
+		}
+		if !found {
+			return nil
+		}
+	}
+	return func(app string) int64 { return policyOf(q.defaults, q.apps, app).StoredBytes }
+}

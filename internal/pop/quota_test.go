@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,5 +209,38 @@ func TestNoisyNeighbour(t *testing.T) {
 	// FIFO: about 2 light requests per 16 hog runs. Fair: light ≫ hog.
 	if hogDuring*4 > light.Load() {
 		t.Fatalf("light %d requests, hog %d: light's share is not clearly above first come first served", light.Load(), hogDuring)
+	}
+}
+
+// Through a PoP's admin API: a write past the app's stored-bytes quota gets
+// 507 naming the quota, and the documents written before stay.
+func TestStoredBytesQuotaThroughPoP(t *testing.T) {
+	t.Parallel()
+	n := startWith(t, func(o *Options) {
+		o.Apps = map[string]AppPolicy{"shop": {StoredBytes: 3000}}
+	})
+	n.deployed(appDir(t, "shop", "hello.wasm", "[[collection]]\nname = \"carts\"\nscope = \"local\"\n"))
+	doc := `{"v":"` + strings.Repeat("x", 900) + `"}`
+	var code int
+	var body []byte
+	i := 0
+	for ; i < 20; i++ {
+		code, body = n.admin("PUT", "/v1/apps/shop/collections/carts/docs/k"+strconv.Itoa(i), strings.NewReader(doc))
+		if code != 200 {
+			break
+		}
+	}
+	var e struct{ Kind, Limit, Error string }
+	if code != http.StatusInsufficientStorage || json.Unmarshal(body, &e) != nil || e.Kind != "quota" || e.Limit != "stored_bytes" {
+		t.Fatalf("write %d: %d %s, want 507 naming stored_bytes", i, code, body)
+	}
+	if i == 0 {
+		t.Fatal("the first write was refused")
+	}
+	if code, _ := n.admin("GET", "/v1/apps/shop/collections/carts/docs/k0", nil); code != 200 {
+		t.Fatalf("an earlier document: %d", code)
+	}
+	if code, _ := n.admin("GET", "/v1/apps/shop/collections/carts/docs/k"+strconv.Itoa(i), nil); code != 404 {
+		t.Fatalf("the refused document: %d, want 404", code)
 	}
 }
