@@ -11,9 +11,14 @@
 //     one PoP: the time it takes, the PoP's resident memory per idle app, and
 //     one app's throughput with every app loaded against with it alone.
 //
-//     go run ./bench/deploy [-verge bin/verge] [-scenario all|rollout|density]
+//   - noisy: app "hog" burns its whole CPU limit at -hog-c connections while
+//     app "light" serves examples/hello-go at -light-c, on one PoP: light's
+//     throughput and p99 beside hog against alone (fair shares of guest
+//     slots, issue 16), median of -noisy-rounds.
+//
+//     go run ./bench/deploy [-verge bin/verge] [-scenario all|rollout|density|noisy]
 //     [-pops 5] [-latency-scale 1] [-rounds 5] [-rate 500]
-//     [-apps 200] [-d 5s] [-c 32] [-quick]
+//     [-apps 200] [-d 5s] [-c 32] [-hog-c 64] [-light-c 8] [-noisy-rounds 3] [-quick]
 //
 // It prints one JSON object per scenario on stdout, then one summary line
 // each on stderr. Build first: `make build examples`.
@@ -43,7 +48,7 @@ import (
 	"github.com/verge-edge/verge/internal/bundle"
 )
 
-var cmd = &harness.Command{Name: "bench/deploy", Scenarios: []string{"rollout", "density"}}
+var cmd = &harness.Command{Name: "bench/deploy", Scenarios: []string{"rollout", "density", "noisy"}}
 
 type config struct {
 	verge    string
@@ -55,6 +60,8 @@ type config struct {
 	apps     int
 	duration time.Duration
 	conns    int
+	// noisy
+	hogConns, lightConns, noisyRounds int
 }
 
 func main() {
@@ -69,6 +76,9 @@ func main() {
 	flag.IntVar(&c.apps, "apps", 200, "apps deployed to one PoP (density)")
 	flag.DurationVar(&c.duration, "d", 5*time.Second, "length of each throughput run (density)")
 	flag.IntVar(&c.conns, "c", 32, "connections of each throughput run (density)")
+	flag.IntVar(&c.hogConns, "hog-c", 64, "connections to the CPU-burning app (noisy)")
+	flag.IntVar(&c.lightConns, "light-c", 8, "connections to hello-go beside it (noisy)")
+	flag.IntVar(&c.noisyRounds, "noisy-rounds", 3, "rounds of alone and beside (noisy)")
 	quick := flag.Bool("quick", false, "a short run: 2 rounds, a 2 s gate, 20 apps, 2 s throughput runs")
 	cmd.Parse()
 	if *quick {
@@ -84,6 +94,8 @@ func main() {
 		switch s {
 		case "rollout":
 			return rollout(ctx, c)
+		case "noisy":
+			return noisy(ctx, c)
 		default:
 			return density(ctx, c)
 		}
