@@ -324,9 +324,16 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 			f.data = nil // in the snapshot now
 		}
 		f.strict = fn.Isolation == verge.IsolationStrict
-		if f.strict && f.snap == nil {
+		switch {
+		case f.strict && f.snap == nil:
 			inst.close(ctx) // a fresh instance per request, initialised each time
-		} else {
+		case f.snap != nil:
+			// Instances come from the snapshot in microseconds: keep
+			// none idle, so that an app deployed and not yet hit holds
+			// no instance (a PoP hosts thousands; see RATIONALE.md).
+			inst.close(ctx)
+			f.pool = newPool(f)
+		default:
 			f.pool = newPool(f)
 			f.pool.put(inst)
 		}
