@@ -91,6 +91,7 @@ type Engine struct {
 	opts      Options
 	log       *slog.Logger
 	functions []HostFunction // of the "verge" module: core and capabilities
+	runtimes  sharedRuntimes // by module bytes (shared.go)
 }
 
 // guestSlots bounds the guests executing at once, process-wide, to
@@ -155,6 +156,41 @@ func (e *Engine) Close(ctx context.Context) error {
 	return nil
 }
 
+// newRuntime is a runtime configured for guests.
+func (e *Engine) newRuntime(ctx context.Context) wazero.Runtime {
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithCoreFeatures(api.CoreFeaturesV2).
+		// The per-function memory limit is enforced by guestMemory, which
+		// needs every memory.grow to reach the allocator; see memory.go.
+		WithMemoryLimitPages(65536)
+	if e.cache != nil {
+		cfg = cfg.WithCompilationCache(e.cache)
+	}
+	return wazero.NewRuntimeWithConfig(ctx, cfg)
+}
+
+// compile makes a runtime with the host modules fn's executor needs and
+// compiles the instrumented module in it (shared.go).
+func (e *Engine) compile(ctx context.Context, fn verge.Function, instrumented []byte) (*sharedRT, error) {
+	rt := e.newRuntime(ctx)
+	err := instantiateWASI(ctx, rt)
+	if err == nil {
+		err = instantiateYield(ctx, rt)
+	}
+	if err == nil && fn.Executor == verge.ExecutorVerge {
+		err = e.instantiateABI(ctx, rt)
+	}
+	var compiled wazero.CompiledModule
+	if err == nil {
+		compiled, err = rt.CompileModule(ctx, instrumented)
+	}
+	if err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return &sharedRT{rt: rt, compiled: compiled}, nil
+}
+
 // LoadError is a module that cannot be served: unreadable, not Wasm, or not
 // fitting the executor's contract. It names the file.
 type LoadError struct {
@@ -177,9 +213,11 @@ type Function struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	log      *slog.Logger
-	pool     *pool  // verge executor, pooled isolation
-	sem      *sema  // instances: limits.max_instances
-	share    *share // the app's account with the guest slots (fair.go)
+	pool     *pool     // verge executor, pooled isolation
+	sem      *sema     // instances: limits.max_instances
+	share    *share    // the app's account with the guest slots (fair.go)
+	rts      *sharedRT // rt and compiled, shared with functions of the same bytes (shared.go)
+	rtKey    sharedKey
 	starts   atomic.Uint64
 
 	// strict is isolation = "strict" served by instances reset to the
@@ -236,45 +274,34 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 			instrumented, data = stripped, segs
 		}
 	}
-	cfg := wazero.NewRuntimeConfigCompiler().
-		WithCoreFeatures(api.CoreFeaturesV2).
-		// The per-function memory limit is enforced by guestMemory, which
-		// needs every memory.grow to reach the allocator; see memory.go.
-		WithMemoryLimitPages(65536)
-	if e.cache != nil {
-		cfg = cfg.WithCompilationCache(e.cache)
-	}
-	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	f := &Function{Spec: fn, Limits: lim, engine: e, rt: rt, log: e.log.With("function", fn.Name), share: guestSlots().share(fn.App)}
-	ok := false
-	defer func() {
-		if !ok {
-			rt.Close(ctx)
-		}
-	}()
-	if err := instantiateWASI(ctx, rt); err != nil {
-		return nil, err
-	}
-	if err := instantiateYield(ctx, rt); err != nil {
-		return nil, err
-	}
-	if fn.Executor == verge.ExecutorVerge {
-		if err := e.instantiateABI(ctx, rt); err != nil {
-			return nil, err
-		}
-	}
 	if ierr != nil {
 		// Let wazero name what is wrong with a malformed module; only a
 		// valid module it cannot instrument gets the instrumentation error.
+		rt := e.newRuntime(ctx)
+		defer rt.Close(ctx)
 		if _, err := rt.CompileModule(ctx, wasm); err != nil {
 			return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
 		}
 		return nil, lerr("cannot prepare the module for execution limits: "+ierr.Error(), ierr)
 	}
-	f.compiled, err = rt.CompileModule(ctx, instrumented)
-	if err != nil {
-		return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+	f := &Function{Spec: fn, Limits: lim, engine: e, log: e.log.With("function", fn.Name), share: guestSlots().share(fn.App)}
+	f.rtKey = runtimeKey(string(fn.Executor), instrumented)
+	if f.rts = e.runtimes.get(f.rtKey); f.rts == nil {
+		rts, err := e.compile(ctx, fn, instrumented)
+		if err != nil {
+			return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+		}
+		if f.rts = e.runtimes.add(f.rtKey, rts); f.rts != rts {
+			rts.rt.Close(ctx) // another Load compiled the same bytes meanwhile
+		}
 	}
+	f.rt, f.compiled = f.rts.rt, f.rts.compiled
+	ok := false
+	defer func() {
+		if !ok {
+			e.runtimes.release(ctx, f.rtKey, f.rts)
+		}
+	}()
 	if reason := f.checkImports(); reason != "" {
 		return nil, lerr(reason, nil)
 	}
@@ -450,7 +477,7 @@ func (f *Function) Close(ctx context.Context) error {
 		if f.pool != nil {
 			f.pool.close(ctx)
 		}
-		err = f.rt.Close(ctx)
+		err = f.engine.runtimes.release(ctx, f.rtKey, f.rts)
 		if f.snap != nil {
 			f.snap.mem.Close()
 		}
