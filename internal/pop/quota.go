@@ -87,9 +87,8 @@ func applyWeights(defaults AppPolicy, apps map[string]AppPolicy) {
 type quotas struct {
 	defaults AppPolicy
 	apps     map[string]AppPolicy
-	none     bool // nothing configured: admit is one comparison
-	mu       sync.Mutex
-	state    map[string]*appQuota
+	none     bool     // nothing configured: admit is one comparison
+	state    sync.Map // app name → *appQuota
 }
 
 type appQuota struct {
@@ -101,7 +100,7 @@ type appQuota struct {
 }
 
 func newQuotas(defaults AppPolicy, apps map[string]AppPolicy) *quotas {
-	q := &quotas{defaults: defaults, apps: apps, state: map[string]*appQuota{}}
+	q := &quotas{defaults: defaults, apps: apps}
 	q.none = defaults.RequestsPerSecond == 0 && defaults.MaxConcurrent == 0
 	for _, a := range apps {
 		if a.RequestsPerSecond != 0 || a.MaxConcurrent != 0 {
@@ -112,18 +111,16 @@ func newQuotas(defaults AppPolicy, apps map[string]AppPolicy) *quotas {
 }
 
 func (q *quotas) of(app string) *appQuota {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	s := q.state[app]
-	if s == nil {
-		s = &appQuota{AppPolicy: policyOf(q.defaults, q.apps, app), at: time.Now()}
-		if s.Burst == 0 {
-			s.Burst = max(1, int(math.Ceil(s.RequestsPerSecond)))
-		}
-		s.tokens = float64(s.Burst)
-		q.state[app] = s
+	if s, ok := q.state.Load(app); ok {
+		return s.(*appQuota)
 	}
-	return s
+	s := &appQuota{AppPolicy: policyOf(q.defaults, q.apps, app), at: time.Now()}
+	if s.Burst == 0 {
+		s.Burst = max(1, int(math.Ceil(s.RequestsPerSecond)))
+	}
+	s.tokens = float64(s.Burst)
+	got, _ := q.state.LoadOrStore(app, s)
+	return got.(*appQuota)
 }
 
 // quotaError is the JSON body of a refusal for a quota.
