@@ -222,3 +222,26 @@ func TestFairCede(t *testing.T) {
 		t.Fatalf("at the end %d slots taken, %d waiting", s.n.Load(), s.waiting.Load())
 	}
 }
+
+// The uncontended path: take a slot, charge the run, give it back; beside
+// the first-come-first-served semaphore it replaced.
+func BenchmarkGuestSlotUncontended(b *testing.B) {
+	b.Run("fair", func(b *testing.B) {
+		s := newFairSlots(1)
+		a := s.share("a")
+		ctx := context.Background()
+		for b.Loop() {
+			s.acquire(ctx, nil, a)
+			a.charge(time.Microsecond)
+			s.release()
+		}
+	})
+	b.Run("fifo", func(b *testing.B) {
+		s := newSema(1)
+		ctx := context.Background()
+		for b.Loop() {
+			s.acquire(ctx, nil)
+			s.release()
+		}
+	})
+}
