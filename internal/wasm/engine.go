@@ -262,39 +262,49 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		wasm = e.opts.Prepare(wasm)
 	}
 	lim := fn.Limits.WithDefaults()
-	// Every guest is instrumented to yield to the host regularly; that is
-	// how limits are enforced (see cputime.go).
-	instrumented, info, ierr := wasmbin.Instrument(wasm)
-	var data []wasmbin.DataSegment
-	if ierr == nil && info.Snapshot {
-		// Instances will come from a snapshot: the runtime need not keep
-		// the data segments (megabytes for a Go guest) nor copy them into
-		// every new instance; the first instance gets them from us.
-		if stripped, segs, ok := wasmbin.StripActiveData(instrumented); ok {
-			instrumented, data = stripped, segs
-		}
-	}
-	if ierr != nil {
-		// Let wazero name what is wrong with a malformed module; only a
-		// valid module it cannot instrument gets the instrumentation error.
-		rt := e.newRuntime(ctx)
-		defer rt.Close(ctx)
-		if _, err := rt.CompileModule(ctx, wasm); err != nil {
-			return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
-		}
-		return nil, lerr("cannot prepare the module for execution limits: "+ierr.Error(), ierr)
-	}
 	f := &Function{Spec: fn, Limits: lim, engine: e, log: e.log.With("function", fn.Name), share: guestSlots().share(fn.App)}
-	f.rtKey = runtimeKey(string(fn.Executor), instrumented)
-	if f.rts = e.runtimes.get(f.rtKey); f.rts == nil {
-		rts, err := e.compile(ctx, fn, instrumented)
-		if err != nil {
-			return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+	raw := runtimeKey(string(fn.Executor), wasm)
+	rts, prep := e.runtimes.preparedFor(raw)
+	if prep == nil {
+		// Every guest is instrumented to yield to the host regularly; that
+		// is how limits are enforced (see cputime.go).
+		instrumented, info, ierr := wasmbin.Instrument(wasm)
+		if ierr != nil {
+			// Let wazero name what is wrong with a malformed module; only
+			// a valid module it cannot instrument gets the
+			// instrumentation error.
+			rt := e.newRuntime(ctx)
+			defer rt.Close(ctx)
+			if _, err := rt.CompileModule(ctx, wasm); err != nil {
+				return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+			}
+			return nil, lerr("cannot prepare the module for execution limits: "+ierr.Error(), ierr)
 		}
-		if f.rts = e.runtimes.add(f.rtKey, rts); f.rts != rts {
-			rts.rt.Close(ctx) // another Load compiled the same bytes meanwhile
+		var data []wasmbin.DataSegment
+		if info.Snapshot {
+			// Instances will come from a snapshot: the runtime need not
+			// keep the data segments (megabytes for a Go guest) nor copy
+			// them into every new instance; the first instance gets them
+			// from us.
+			if stripped, segs, ok := wasmbin.StripActiveData(instrumented); ok {
+				instrumented, data = stripped, segs
+			}
 		}
+		prep = &prepared{instrumented: instrumented, info: info, data: data}
+		key := runtimeKey(string(fn.Executor), instrumented)
+		if rts = e.runtimes.get(key); rts == nil {
+			compiled, err := e.compile(ctx, fn, instrumented)
+			if err != nil {
+				return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+			}
+			if rts = e.runtimes.add(key, compiled); rts != compiled {
+				compiled.rt.Close(ctx) // another Load compiled the same bytes meanwhile
+			}
+		}
+		e.runtimes.remember(raw, rts, prep)
 	}
+	info, data := prep.info, prep.data
+	f.rts, f.rtKey = rts, rts.key
 	f.rt, f.compiled = f.rts.rt, f.rts.compiled
 	ok := false
 	defer func() {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
+
+	"github.com/verge-edge/verge/internal/wasmbin"
 )
 
 // Functions whose modules are the same bytes after instrumentation (and
@@ -22,11 +25,69 @@ type sharedRT struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	refs     int
+	key      sharedKey
+
+	// What instrumenting the module gave, by the key of its bytes before
+	// instrumentation (raw): a Load of the same bytes soon after (a PoP
+	// starting with a thousand apps of one template) skips instrumenting.
+	// The data segments are megabytes: dropped keepPrepared after the last
+	// Load that used them (under sharedRuntimes.mu).
+	raw       sharedKey
+	prepared  *prepared
+	dropTimer *time.Timer
 }
 
+// prepared is a module instrumented (and stripped of its data segments
+// when a snapshot will hold them).
+type prepared struct {
+	instrumented []byte
+	info         wasmbin.Info
+	data         []wasmbin.DataSegment
+}
+
+// keepPrepared is how long an instrumented module is kept after a Load.
+const keepPrepared = 10 * time.Second
+
 type sharedRuntimes struct {
-	mu sync.Mutex
-	m  map[sharedKey]*sharedRT
+	mu  sync.Mutex
+	m   map[sharedKey]*sharedRT
+	raw map[sharedKey]*sharedRT
+}
+
+// preparedFor returns the instrumented module of raw bytes (by their key)
+// if a Load prepared it recently, with its runtime referenced; else nils.
+func (s *sharedRuntimes) preparedFor(raw sharedKey) (*sharedRT, *prepared) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.raw[raw]
+	if r == nil || r.prepared == nil {
+		return nil, nil
+	}
+	r.refs++
+	r.dropTimer.Reset(keepPrepared)
+	return r, r.prepared
+}
+
+// remember keeps p, the preparation of raw bytes, with r for keepPrepared.
+func (s *sharedRuntimes) remember(raw sharedKey, r *sharedRT, p *prepared) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.raw == nil {
+		s.raw = map[sharedKey]*sharedRT{}
+	}
+	if old := s.raw[raw]; old != nil && old != r {
+		return
+	}
+	s.raw[raw], r.raw, r.prepared = r, raw, p
+	if r.dropTimer == nil {
+		r.dropTimer = time.AfterFunc(keepPrepared, func() {
+			s.mu.Lock()
+			r.prepared = nil
+			s.mu.Unlock()
+		})
+	} else {
+		r.dropTimer.Reset(keepPrepared)
+	}
 }
 
 func runtimeKey(executor string, instrumented []byte) sharedKey {
@@ -63,7 +124,7 @@ func (s *sharedRuntimes) add(k sharedKey, r *sharedRT) *sharedRT {
 		old.refs++
 		return old
 	}
-	r.refs = 1
+	r.refs, r.key = 1, k
 	s.m[k] = r
 	return r
 }
@@ -75,6 +136,15 @@ func (s *sharedRuntimes) release(ctx context.Context, k sharedKey, r *sharedRT) 
 	last := r.refs == 0
 	if last && s.m[k] == r {
 		delete(s.m, k)
+	}
+	if last {
+		if s.raw[r.raw] == r {
+			delete(s.raw, r.raw)
+		}
+		r.prepared = nil
+		if r.dropTimer != nil {
+			r.dropTimer.Stop()
+		}
 	}
 	s.mu.Unlock()
 	if last {
