@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -242,5 +243,46 @@ func TestStoredBytesQuotaThroughPoP(t *testing.T) {
 	}
 	if code, _ := n.admin("GET", "/v1/apps/shop/collections/carts/docs/k"+strconv.Itoa(i), nil); code != 404 {
 		t.Fatalf("the refused document: %d, want 404", code)
+	}
+}
+
+// The PoP configuration's [app_defaults] and [apps.NAME] reach the
+// options; a bad value names its key.
+func TestAppPolicyInConfigFile(t *testing.T) {
+	t.Parallel()
+	const pop = `
+id = "ord"
+data = "data"
+
+[[pop]]
+id = "ord"
+region = "us"
+central = true
+number = 1
+mesh = "127.0.0.1:7422"
+`
+	write := func(extra string) string {
+		path := filepath.Join(t.TempDir(), "pop.toml")
+		if err := os.WriteFile(path, []byte(pop+extra), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	c, err := LoadConfig(write("\n[app_defaults]\nrequests_per_second = 100\n\n[apps.shop]\nweight = 3\nstored_bytes = 1048576\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := c.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := policyOf(o.AppDefaults, o.Apps, "shop"); p.Weight != 3 || p.StoredBytes != 1<<20 || p.RequestsPerSecond != 100 {
+		t.Fatalf("shop's policy %+v", p)
+	}
+	if _, err := LoadConfig(write("\n[apps.shop]\nweight = -2\n")); err == nil || !strings.Contains(err.Error(), "apps.shop.weight") {
+		t.Fatalf("a negative weight: %v", err)
+	}
+	if _, err := LoadConfig(write("\n[apps.shop]\nwieght = 2\n")); err == nil {
+		t.Fatal("a misspelt key passed")
 	}
 }
