@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/verge-edge/verge"
@@ -23,6 +24,13 @@ func TestEqualModulesShareARuntime(t *testing.T) {
 	if other := load(t, e, verge.Function{App: "a", Name: "loop", Module: fixture("loop.wasm"), Executor: verge.ExecutorVerge}); other.rt == a.rt {
 		t.Fatal("different modules share a runtime")
 	}
+	e.runtimes.mu.Lock()
+	r := e.runtimes.raw[runtimeKey(string(verge.ExecutorVerge), mustRead(t, fixture("hello.wasm")))]
+	prepared := r != nil && r.prepared != nil && r == a.rts
+	e.runtimes.mu.Unlock()
+	if !prepared {
+		t.Fatal("the instrumentation of the module is not kept for the next Load")
+	}
 	serveOK(t, a, "/", "hi")
 	a.Close(ctx)
 	serveOK(t, b, "/", "hi")
@@ -30,7 +38,16 @@ func TestEqualModulesShareARuntime(t *testing.T) {
 		t.Fatalf("after closing one of two: %d references", b.rts.refs)
 	}
 	b.Close(ctx)
-	if e.runtimes.m[b.rtKey] != nil {
-		t.Fatal("the runtime outlived its last function")
+	if e.runtimes.m[b.rtKey] != nil || len(e.runtimes.raw) != 1 { // loop.wasm's is left
+		t.Fatalf("the runtime outlived its last function (%d prepared modules kept)", len(e.runtimes.raw))
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
