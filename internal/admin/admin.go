@@ -305,6 +305,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, documents.ErrInvalid), errors.Is(err, store.ErrInvalidKey):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, documents.ErrQuota):
+		jsonapi.Write(w, http.StatusInsufficientStorage, jsonapi.ErrorBody{Error: err.Error(), Kind: "quota", Limit: "stored_bytes"}.Encode())
 	case errors.Is(err, documents.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):

@@ -57,6 +57,10 @@ type Options struct {
 	// made in and its entry in the store's log (replication follows the
 	// write's trace with it).
 	Written func(ctx context.Context, k store.Key, seq uint64)
+	// Quota, if set, is an app's stored-bytes quota at this PoP (≤ 0:
+	// none): a local write that would take the app's documents past it
+	// fails with a *QuotaError (ErrQuota) and writes nothing (quota.go).
+	Quota func(app string) int64
 }
 
 // Service is the document service of one PoP. Its methods are safe for
@@ -66,6 +70,10 @@ type Service struct {
 	replica crdt.ReplicaID
 	maxDoc  int
 	written func(ctx context.Context, k store.Key, seq uint64)
+	quota   func(app string) int64
+
+	usageMu sync.Mutex
+	usage   map[string]*usage // app's stored bytes (quota.go)
 
 	mu   sync.RWMutex
 	apps map[string]map[string]verge.Collection
@@ -78,7 +86,8 @@ func New(st *store.Store, opts Options) *Service {
 	if opts.MaxDocBytes <= 0 {
 		opts.MaxDocBytes = DefaultMaxDocBytes
 	}
-	return &Service{st: st, replica: opts.Replica, maxDoc: opts.MaxDocBytes, written: opts.Written, apps: make(map[string]map[string]verge.Collection)}
+	return &Service{st: st, replica: opts.Replica, maxDoc: opts.MaxDocBytes, written: opts.Written, quota: opts.Quota,
+		usage: map[string]*usage{}, apps: make(map[string]map[string]verge.Collection)}
 }
 
 // StoreValueBytes is the store's per-value bound that documents of up to
@@ -219,6 +228,7 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 		return nil, fmt.Errorf("%w: no operations", ErrInvalid)
 	}
 	var out []byte
+	var grown int64 // bytes reserved against the app's quota
 	entry, err := s.st.Update(ctx, k, func(state []byte) ([]byte, []byte, error) {
 		d := crdt.NewDoc()
 		if state != nil {
@@ -260,8 +270,14 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 		if out, err = d.JSON(); err != nil {
 			return nil, nil, fmt.Errorf("document %s: rendering JSON: %w", k, err)
 		}
+		if grown, err = s.reserve(k, len(state), len(newState)); err != nil {
+			return nil, nil, err
+		}
 		return newState, enc, nil
 	})
+	if err != nil {
+		s.release(k.App, grown)
+	}
 	if errors.Is(err, store.ErrTooLarge) {
 		return nil, fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}

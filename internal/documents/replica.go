@@ -33,6 +33,10 @@ func (s *Service) Merge(k store.Key, state, item []byte) ([]byte, error) {
 	if len(out) > s.maxDoc {
 		return nil, fmt.Errorf("%w: document %s would take %d bytes after the merge, the limit is %d", ErrTooLarge, k, len(out), s.maxDoc)
 	}
+	// Peers' writes are counted, never refused: replicas must converge.
+	if s.counting(k.App) {
+		s.usageOf(k.App).bytes.Add(int64(len(out) - len(state)))
+	}
 	return out, nil
 }
 

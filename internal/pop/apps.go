@@ -441,6 +441,11 @@ func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 		jsonapi.Error(w, http.StatusNotFound, "not_found", fmt.Sprintf("app %s serves no function here", h.name))
 		return
 	}
+	done := p.quotas.admit(h.name, w)
+	if done == nil {
+		return
+	}
+	defer done()
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	p.serveGateway(h, sw, r)

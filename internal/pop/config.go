@@ -43,6 +43,10 @@ type Config struct {
 	TLS    *TLSConfig          `toml:"tls"`
 	PoPs   []verge.PoP         `toml:"pop"` // every PoP of the network, with its addresses
 	Groups map[string][]string `toml:"groups"`
+	// AppDefaults and Apps: what the operator grants each app here, its
+	// weight in the fair shares of guest slots and its quotas (quota.go).
+	AppDefaults AppPolicy            `toml:"app_defaults"`
+	Apps        map[string]AppPolicy `toml:"apps"`
 
 	// HTTPCache sizes the HTTP cache.
 	HTTPCache HTTPCacheConfig `toml:"http_cache"`
@@ -162,6 +166,14 @@ func (c *Config) check() error {
 	if c.HTTPCache.MemoryMB < 0 || c.HTTPCache.DiskMB < 0 {
 		return fmt.Errorf("http_cache: memory_mb and disk_mb must be ≥ 0")
 	}
+	if err := c.AppDefaults.check("app_defaults"); err != nil {
+		return err
+	}
+	for name, q := range c.Apps {
+		if err := q.check("apps." + name); err != nil {
+			return err
+		}
+	}
 	if c.WAN.Scale < 0 || c.WAN.Loss < 0 || c.WAN.Loss >= 1 {
 		return fmt.Errorf("wan: scale must be ≥ 0 and loss in [0, 1)")
 	}
@@ -211,7 +223,8 @@ func (c *Config) Options() (Options, *netsim.Layer, error) {
 		Self: c.ID, Network: c.Network(), AdminToken: c.AdminToken, DefaultApp: c.DefaultApp,
 		Data: c.path(c.Data), CacheDir: c.path(c.CacheDir),
 		Window: dur(c.BatchWindow), AntiEntropy: dur(c.AntiEntropy), MaxLog: c.MaxLog, SpotTimeout: dur(c.SpotTimeout), NoSync: c.NoSync,
-		HTTPCache: HTTPCacheOptions{MemoryBytes: c.HTTPCache.MemoryMB << 20, Disk: c.HTTPCache.Disk, DiskBytes: c.HTTPCache.DiskMB << 20, Off: c.HTTPCache.Off},
+		HTTPCache:   HTTPCacheOptions{MemoryBytes: c.HTTPCache.MemoryMB << 20, Disk: c.HTTPCache.Disk, DiskBytes: c.HTTPCache.DiskMB << 20, Off: c.HTTPCache.Off},
+		AppDefaults: c.AppDefaults, Apps: c.Apps,
 	}
 	layer := netsim.NewLayer(netsim.Point{Lat: self.Lat, Lon: self.Lon}, c.Model())
 	for _, p := range c.PoPs {

@@ -102,6 +102,11 @@ type Options struct {
 	// CentralWait bounds how long a PoP with an empty data directory waits
 	// for the central PoP to learn its incarnation (default 30 s).
 	CentralWait time.Duration
+	// AppDefaults and Apps are what the operator grants each app at this
+	// PoP: its weight in the fair shares of guest slots (process-wide) and
+	// its quotas (quota.go); an app's own entry wins field by field.
+	AppDefaults AppPolicy
+	Apps        map[string]AppPolicy
 	// RoomLeaseTTL is rooms.Options.LeaseTTL (0: its default).
 	RoomLeaseTTL time.Duration
 	// HTTPCache configures the PoP's HTTP cache (docs/cache.md).
@@ -134,6 +139,7 @@ type PoP struct {
 	stats    *deploy.Stats
 	metrics  *obs.Metrics
 	slow     obs.SlowLog
+	quotas   *quotas
 	agent    *deploy.Agent
 	// Deploys is the centre's controller of versions and rollouts (nil at
 	// an edge PoP).
@@ -198,6 +204,8 @@ func Start(ctx context.Context, opts Options) (_ *PoP, err error) {
 	p := &PoP{opts: opts, self: self, log: opts.Logger.With("pop", opts.Self), stats: deploy.NewStats(), metrics: obs.NewMetrics(opts.Self)}
 	p.collectMetrics()
 	p.slow.Threshold = 100 * time.Millisecond
+	p.quotas = newQuotas(opts.AppDefaults, opts.Apps)
+	applyWeights(opts.AppDefaults, opts.Apps)
 	p.apps.init(opts.DefaultApp)
 	p.purges = newPurger(p)
 	p.forwarding = http.DefaultTransport.(*http.Transport).Clone()
@@ -325,6 +333,7 @@ func (p *PoP) openData(inc uint16) error {
 	p.store0.Store(p.Store)
 	p.Docs = documents.New(p.Store, documents.Options{
 		Replica: crdt.ReplicaID(uint32(p.self.Number)<<16 | uint32(inc)),
+		Quota:   p.quotas.storedBytesFunc(),
 		Written: func(ctx context.Context, _ store.Key, seq uint64) {
 			if r := p.repl0.Load(); r != nil {
 				r.Traced(ctx, seq)

@@ -79,7 +79,7 @@ func (a *Actor) Call(ctx context.Context, export string, args []uint64, req *Req
 	var results []uint64
 	fresh := a.served == 0
 	a.served++
-	cpu, err := limited(ctx, a.f.Limits.CPUTime, time.Now().Add(a.f.Limits.WallTime), cs, a.f.env(), func(ctx context.Context) error {
+	cpu, err := limited(ctx, a.f.share, a.f.Limits.CPUTime, time.Now().Add(a.f.Limits.WallTime), cs, a.f.env(), func(ctx context.Context) error {
 		var err error
 		results, err = fn.Call(ctx, args...)
 		return err

@@ -186,8 +186,8 @@ func TestConcurrencyLimit(t *testing.T) {
 		Limits: verge.Limits{MaxInstances: 1, CPUTime: 1500 * time.Millisecond, WallTime: 2 * time.Second}})
 	errc := make(chan error, 1)
 	go func() { _, err := f.Serve(context.Background(), get("/")); errc <- err }()
-	// Let the first request take the only instance (warm at load).
-	for deadline := time.Now().Add(10 * time.Second); f.pool.idleCount() > 0; time.Sleep(time.Millisecond) {
+	// Let the first request take the only instance.
+	for deadline := time.Now().Add(10 * time.Second); f.sem.n.Load() == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the first request never took the instance")
 		}

@@ -41,6 +41,9 @@ type run struct {
 	deadline time.Time     // zero: none
 	cause    error         // why the guest was stopped
 	rc       runCtx        // the context guest code runs under
+	share    *share        // the app's account with the guest slots (fair.go); nil: none
+	held     time.Time     // when the run last took or kept its guest slot
+	charged  time.Duration // CPU time already charged to share
 }
 
 type runKey struct{}
@@ -84,6 +87,9 @@ func (r *run) stop() bool {
 		r.cause = errWallTime
 		return true
 	}
+	if r.share != nil && now.Sub(r.held) >= FairSlice {
+		now = r.cede(now)
+	}
 	// The thread clock is a system call (~1.5 µs on a VM), so a request's
 	// warm path never reads it: most requests finish before their first
 	// yield. Measurement begins at that first yield; the stretch before it
@@ -112,6 +118,27 @@ func (r *run) pause() {
 	}
 }
 
+// cede gives the guest slot to a waiting run of an app with less recent
+// CPU time per weight, if there is one, and waits for a slot again
+// (fair.go). It returns the time.
+func (r *run) cede(now time.Time) time.Time {
+	slots := guestSlots()
+	if slots.waiting.Load() > 0 {
+		if ch := slots.cede(r.share, now); ch != nil {
+			r.pause()
+			r.share.charge(r.spent - r.charged)
+			r.charged = r.spent
+			runtime.UnlockOSThread()
+			<-ch
+			runtime.LockOSThread()
+			r.resume()
+			now = time.Now()
+		}
+	}
+	r.held = now
+	return now
+}
+
 func (r *run) resume() {
 	r.cpuBase, r.cpuWall, r.cpuKnown = ThreadCPUTime(), time.Now(), true
 }
@@ -124,12 +151,12 @@ func (r *run) resume() {
 // context's), whatever trap it surfaced as. cpu is the CPU time the guest
 // used: the thread's clock once measuring began (see stop), the wall time in
 // the guest for a request too short to have been measured.
-func limited(ctx context.Context, limit time.Duration, deadline time.Time, call *Call, env []string, fn func(context.Context) error) (cpu time.Duration, err error) {
-	return limitedRun(ctx, &run{call: call, env: env, limit: limit, deadline: deadline}, fn)
+func limited(ctx context.Context, sh *share, limit time.Duration, deadline time.Time, call *Call, env []string, fn func(context.Context) error) (cpu time.Duration, err error) {
+	return limitedRun(ctx, &run{call: call, env: env, limit: limit, deadline: deadline, share: sh}, fn)
 }
 
-// limitedRun is limited with the run's call, environment, limit and
-// deadline set by the caller, which may reuse r from request to request.
+// limitedRun is limited with the run's call, environment, limit, deadline
+// and share set by the caller, which may reuse r from request to request.
 func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) (cpu time.Duration, err error) {
 	deadline := r.deadline
 	slots := guestSlots()
@@ -140,7 +167,7 @@ func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) (cp
 			defer t.Stop()
 			expired = t.C
 		}
-		switch err := slots.acquire(ctx, expired); {
+		switch err := slots.acquire(ctx, expired, r.share); {
 		case err == errExpired:
 			return 0, &stopped{cause: errWallTime, err: errWallTime}
 		case err != nil:
@@ -150,15 +177,17 @@ func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) (cp
 	defer slots.release()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r.ctx, r.spent, r.cpuKnown, r.cause = ctx, 0, false, nil
+	r.ctx, r.spent, r.cpuKnown, r.cause, r.charged = ctx, 0, false, nil, 0
 	r.rc = runCtx{Context: ctx, r: r}
 	start := time.Now()
+	r.held = start
 	err = fn(&r.rc)
 	if r.cpuKnown {
 		cpu = r.spent + ThreadCPUTime() - r.cpuBase
 	} else {
 		cpu = time.Since(start)
 	}
+	r.share.charge(cpu - r.charged)
 	// Keep nothing of the request, yet stay a valid parent: a context a
 	// host call derived may end after the request (its timer fires).
 	r.rc.Context = context.Background()
@@ -190,10 +219,15 @@ func blocking(ctx context.Context, fn func(context.Context)) {
 	slots.release()
 	runtime.UnlockOSThread()
 	defer func() {
-		slots.acquire(context.Background(), nil)
+		var sh *share
+		if r != nil {
+			sh = r.share
+		}
+		slots.acquire(context.Background(), nil, sh)
 		runtime.LockOSThread()
 		if r != nil {
 			r.resume()
+			r.held = time.Now()
 		}
 	}()
 	fn(ctx)

@@ -108,14 +108,15 @@ type Engine struct {
 	opts      Options
 	log       *slog.Logger
 	functions []HostFunction // of the "verge" module: core and capabilities
+	runtimes  sharedRuntimes // by module bytes (shared.go)
 }
 
 // guestSlots bounds the guests executing at once, process-wide, to
 // GOMAXPROCS-1 (at first use). Compiled guest code cannot be preempted by the
 // Go scheduler, so guests holding every P would starve the timers that
 // interrupt them, and the network with them.
-var guestSlots = sync.OnceValue(func() *sema {
-	return newSema(max(1, runtime.GOMAXPROCS(0)-1))
+var guestSlots = sync.OnceValue(func() *fairSlots {
+	return newFairSlots(max(1, runtime.GOMAXPROCS(0)-1))
 })
 
 // GuestSlots is how many guests may execute at once in this process.
@@ -172,6 +173,41 @@ func (e *Engine) Close(ctx context.Context) error {
 	return nil
 }
 
+// newRuntime is a runtime configured for guests.
+func (e *Engine) newRuntime(ctx context.Context) wazero.Runtime {
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithCoreFeatures(api.CoreFeaturesV2).
+		// The per-function memory limit is enforced by guestMemory, which
+		// needs every memory.grow to reach the allocator; see memory.go.
+		WithMemoryLimitPages(65536)
+	if e.cache != nil {
+		cfg = cfg.WithCompilationCache(e.cache)
+	}
+	return wazero.NewRuntimeWithConfig(ctx, cfg)
+}
+
+// compile makes a runtime with the host modules fn's executor needs and
+// compiles the instrumented module in it (shared.go).
+func (e *Engine) compile(ctx context.Context, fn verge.Function, instrumented []byte) (*sharedRT, error) {
+	rt := e.newRuntime(ctx)
+	err := instantiateWASI(ctx, rt)
+	if err == nil {
+		err = instantiateYield(ctx, rt)
+	}
+	if err == nil && fn.Executor == verge.ExecutorVerge {
+		err = e.instantiateABI(ctx, rt)
+	}
+	var compiled wazero.CompiledModule
+	if err == nil {
+		compiled, err = rt.CompileModule(ctx, instrumented)
+	}
+	if err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return &sharedRT{rt: rt, compiled: compiled}, nil
+}
+
 // LoadError is a module that cannot be served: unreadable, not Wasm, or not
 // fitting the executor's contract. It names the file.
 type LoadError struct {
@@ -194,8 +230,11 @@ type Function struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	log      *slog.Logger
-	pool     *pool // verge executor, pooled isolation
-	sem      *sema // instances: limits.max_instances
+	pool     *pool     // verge executor, pooled isolation
+	sem      *sema     // instances: limits.max_instances
+	share    *share    // the app's account with the guest slots (fair.go)
+	rts      *sharedRT // rt and compiled, shared with functions of the same bytes (shared.go)
+	rtKey    sharedKey
 	starts   atomic.Uint64
 
 	// strict is isolation = "strict" served by instances reset to the
@@ -240,57 +279,56 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		wasm = e.opts.Prepare(wasm)
 	}
 	lim := fn.Limits.WithDefaults()
-	// Every guest is instrumented to yield to the host regularly; that is
-	// how limits are enforced (see cputime.go).
-	instrumented, info, ierr := wasmbin.Instrument(wasm)
-	var data []wasmbin.DataSegment
-	if ierr == nil && info.Snapshot {
-		// Instances will come from a snapshot: the runtime need not keep
-		// the data segments (megabytes for a Go guest) nor copy them into
-		// every new instance; the first instance gets them from us.
-		if stripped, segs, ok := wasmbin.StripActiveData(instrumented); ok {
-			instrumented, data = stripped, segs
+	f := &Function{Spec: fn, Limits: lim, engine: e, log: e.log.With("app", fn.App, "function", fn.Name), share: guestSlots().share(fn.App)}
+	raw := runtimeKey(string(fn.Executor), wasm)
+	rts, prep := e.runtimes.preparedFor(raw)
+	if prep == nil {
+		// Every guest is instrumented to yield to the host regularly; that
+		// is how limits are enforced (see cputime.go).
+		instrumented, info, ierr := wasmbin.Instrument(wasm)
+		if ierr != nil {
+			// Let wazero name what is wrong with a malformed module; only
+			// a valid module it cannot instrument gets the
+			// instrumentation error.
+			rt := e.newRuntime(ctx)
+			defer rt.Close(ctx)
+			if _, err := rt.CompileModule(ctx, wasm); err != nil {
+				return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+			}
+			return nil, lerr("cannot prepare the module for execution limits: "+ierr.Error(), ierr)
 		}
+		var data []wasmbin.DataSegment
+		if info.Snapshot {
+			// Instances will come from a snapshot: the runtime need not
+			// keep the data segments (megabytes for a Go guest) nor copy
+			// them into every new instance; the first instance gets them
+			// from us.
+			if stripped, segs, ok := wasmbin.StripActiveData(instrumented); ok {
+				instrumented, data = stripped, segs
+			}
+		}
+		prep = &prepared{instrumented: instrumented, info: info, data: data}
+		key := runtimeKey(string(fn.Executor), instrumented)
+		if rts = e.runtimes.get(key); rts == nil {
+			compiled, err := e.compile(ctx, fn, instrumented)
+			if err != nil {
+				return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
+			}
+			if rts = e.runtimes.add(key, compiled); rts != compiled {
+				compiled.rt.Close(ctx) // another Load compiled the same bytes meanwhile
+			}
+		}
+		e.runtimes.remember(raw, rts, prep)
 	}
-	cfg := wazero.NewRuntimeConfigCompiler().
-		WithCoreFeatures(api.CoreFeaturesV2).
-		// The per-function memory limit is enforced by guestMemory, which
-		// needs every memory.grow to reach the allocator; see memory.go.
-		WithMemoryLimitPages(65536)
-	if e.cache != nil {
-		cfg = cfg.WithCompilationCache(e.cache)
-	}
-	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	f := &Function{Spec: fn, Limits: lim, engine: e, rt: rt, log: e.log.With("app", fn.App, "function", fn.Name)}
+	info, data := prep.info, prep.data
+	f.rts, f.rtKey = rts, rts.key
+	f.rt, f.compiled = f.rts.rt, f.rts.compiled
 	ok := false
 	defer func() {
 		if !ok {
-			rt.Close(ctx)
+			e.runtimes.release(ctx, f.rtKey, f.rts)
 		}
 	}()
-	if err := instantiateWASI(ctx, rt); err != nil {
-		return nil, err
-	}
-	if err := instantiateYield(ctx, rt); err != nil {
-		return nil, err
-	}
-	if fn.Executor == verge.ExecutorVerge {
-		if err := e.instantiateABI(ctx, rt); err != nil {
-			return nil, err
-		}
-	}
-	if ierr != nil {
-		// Let wazero name what is wrong with a malformed module; only a
-		// valid module it cannot instrument gets the instrumentation error.
-		if _, err := rt.CompileModule(ctx, wasm); err != nil {
-			return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
-		}
-		return nil, lerr("cannot prepare the module for execution limits: "+ierr.Error(), ierr)
-	}
-	f.compiled, err = rt.CompileModule(ctx, instrumented)
-	if err != nil {
-		return nil, lerr("invalid WebAssembly: "+strings.TrimPrefix(err.Error(), "invalid binary: "), err)
-	}
 	if reason := f.checkImports(); reason != "" {
 		return nil, lerr(reason, nil)
 	}
@@ -340,9 +378,16 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 			f.data = nil // in the snapshot now
 		}
 		f.strict = fn.Isolation == verge.IsolationStrict
-		if f.strict && f.snap == nil {
+		switch {
+		case f.strict && f.snap == nil:
 			inst.close(ctx) // a fresh instance per request, initialised each time
-		} else {
+		case f.snap != nil:
+			// Instances come from the snapshot in microseconds: keep
+			// none idle, so that an app deployed and not yet hit holds
+			// no instance (a PoP hosts thousands; see RATIONALE.md).
+			inst.close(ctx)
+			f.pool = newPool(f)
+		default:
 			f.pool = newPool(f)
 			f.pool.put(inst)
 		}
@@ -459,7 +504,7 @@ func (f *Function) Close(ctx context.Context) error {
 		if f.pool != nil {
 			f.pool.close(ctx)
 		}
-		err = f.rt.Close(ctx)
+		err = f.engine.runtimes.release(ctx, f.rtKey, f.rts)
 		if f.snap != nil {
 			f.snap.mem.Close()
 		}

@@ -54,7 +54,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	mem := f.newMemory()
 	cfg, streams := f.instanceConfig()
 	var mod api.Module
-	_, err := limited(ctx, max(f.Limits.CPUTime, initCPUTime), time.Now().Add(f.Limits.WallTime), nil, f.env(), func(ctx context.Context) error {
+	_, err := limited(ctx, f.share, max(f.Limits.CPUTime, initCPUTime), time.Now().Add(f.Limits.WallTime), nil, f.env(), func(ctx context.Context) error {
 		var err error
 		mod, err = f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, cfg)
 		if err != nil {
@@ -338,7 +338,7 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	cs := &inst.cs
 	cs.reset(req, f.Spec.App, f.Limits.ResponseBody, f.log)
 	r := &inst.run
-	r.call, r.env, r.limit, r.deadline = cs, f.env(), f.Limits.CPUTime, deadline
+	r.call, r.env, r.limit, r.deadline, r.share = cs, f.env(), f.Limits.CPUTime, deadline, f.share
 	fresh := inst.served == 0
 	cpu, err := limitedRun(ctx, r, inst.callHandle)
 	r.call = nil

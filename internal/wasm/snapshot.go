@@ -57,7 +57,7 @@ func (f *Function) takeSnapshot(ctx context.Context, inst *instance) error {
 	prep := &snapshotPrep{}
 	if fn := inst.mod.ExportedFunction(SnapshotExport); fn != nil {
 		cs := &Call{req: &Request{ID: "snapshot"}, app: f.Spec.App, prep: prep, log: f.log}
-		_, err := limited(ctx, initCPUTime, time.Now().Add(f.Limits.WallTime), cs, f.env(), func(ctx context.Context) error {
+		_, err := limited(ctx, f.share, initCPUTime, time.Now().Add(f.Limits.WallTime), cs, f.env(), func(ctx context.Context) error {
 			res, err := fn.Call(ctx)
 			if err == nil && len(res) > 0 && res[0] != 0 {
 				err = fmt.Errorf("%s returned %d", SnapshotExport, res[0])

@@ -32,7 +32,7 @@ func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Reque
 	w.stderr.reset(req.ID)
 	mem := f.newMemory()
 	env := w.cgiEnv(req, f.env())
-	cpu, err := limited(ctx, f.Limits.CPUTime, deadline, nil, env, func(ctx context.Context) error {
+	cpu, err := limited(ctx, f.share, f.Limits.CPUTime, deadline, nil, env, func(ctx context.Context) error {
 		if f.data == nil {
 			mod, err := f.rt.InstantiateModule(withMemory(ctx, mem), f.compiled, w.cfg)
 			if mod != nil {
@@ -72,7 +72,7 @@ func (f *Function) serveWAGIInstance(ctx context.Context, deadline time.Time, re
 	w.stdout.reset()
 	w.stderr.reset(req.ID)
 	r := &inst.run
-	r.call, r.env, r.limit, r.deadline = nil, w.cgiEnv(req, f.env()), f.Limits.CPUTime, deadline
+	r.call, r.env, r.limit, r.deadline, r.share = nil, w.cgiEnv(req, f.env()), f.Limits.CPUTime, deadline, f.share
 	cpu, err := limitedRun(ctx, r, inst.callHandle)
 	return f.wagiResult(ctx, w, inst.mem, cpu, err)
 }
