@@ -72,6 +72,18 @@ func roomOf(ctx context.Context) Room {
 	return r
 }
 
+// inRoom adapts a room call: it runs only within an event of a room, and
+// gets that room.
+func inRoom(f func(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32) func(context.Context, *wasm.Call, []uint64) uint32 {
+	return func(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+		r := roomOf(ctx)
+		if r == nil {
+			return fail(c, errNoRoom)
+		}
+		return f(ctx, c, r, a)
+	}
+}
+
 // result is OK for nil, else err's status with err as the last error.
 func result(c *wasm.Call, err error) uint32 {
 	if err == nil {
@@ -82,46 +94,38 @@ func result(c *wasm.Call, err error) uint32 {
 
 func roomsCapability() wasm.Capability {
 	return wasm.Capability{Name: "rooms", Functions: []wasm.HostFunction{
-		{Name: "room_id", Params: wasm.I32s(3), Call: roomID},
-		{Name: "room_send", Params: wasm.I32s(4), Call: roomSend},
-		{Name: "room_broadcast", Params: wasm.I32s(7), Call: roomBroadcast},
-		{Name: "room_close", Params: wasm.I32s(4), Call: roomClose},
-		{Name: "room_conns", Params: wasm.I32s(5), Call: roomConns},
-		{Name: "room_set_tags", Params: wasm.I32s(3), Call: roomSetTags},
-		{Name: "room_get", Params: wasm.I32s(5), Call: roomGet},
-		{Name: "room_put", Params: wasm.I32s(4), Call: roomPut},
-		{Name: "room_delete", Params: wasm.I32s(2), Call: roomDelete},
-		{Name: "room_list", Params: wasm.I32s(8), Call: roomList},
-		{Name: "room_alarm_set", Params: wasm.Params(wasm.I32, wasm.I32, wasm.I64), Call: roomAlarmSet},
-		{Name: "room_alarm_cancel", Params: wasm.I32s(2), Call: roomAlarmCancel},
-		{Name: "room_alarms", Params: wasm.I32s(3), Call: roomAlarms},
+		{Name: "room_id", Params: wasm.I32s(3), Call: inRoom(roomID)},
+		{Name: "room_send", Params: wasm.I32s(4), Call: inRoom(roomSend)},
+		{Name: "room_broadcast", Params: wasm.I32s(7), Call: inRoom(roomBroadcast)},
+		{Name: "room_close", Params: wasm.I32s(4), Call: inRoom(roomClose)},
+		{Name: "room_conns", Params: wasm.I32s(5), Call: inRoom(roomConns)},
+		{Name: "room_set_tags", Params: wasm.I32s(3), Call: inRoom(roomSetTags)},
+		{Name: "room_get", Params: wasm.I32s(5), Call: inRoom(roomGet)},
+		{Name: "room_put", Params: wasm.I32s(4), Call: inRoom(roomPut)},
+		{Name: "room_delete", Params: wasm.I32s(2), Call: inRoom(roomDelete)},
+		{Name: "room_list", Params: wasm.I32s(8), Call: inRoom(roomList)},
+		{Name: "room_alarm_set", Params: wasm.Params(wasm.I32, wasm.I32, wasm.I64), Call: inRoom(roomAlarmSet)},
+		{Name: "room_alarm_cancel", Params: wasm.I32s(2), Call: inRoom(roomAlarmCancel)},
+		{Name: "room_alarms", Params: wasm.I32s(3), Call: inRoom(roomAlarms)},
 	}}
 }
 
 // room_id(buf, cap, len_out): the room's id.
-func roomID(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
-	}
+func roomID(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	return c.Out([]byte(r.ID()), uint32(a[0]), uint32(a[1]), uint32(a[2]))
 }
 
 // room_send(conn, ptr, len, binary)
-func roomSend(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomSend(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	b, ok := c.Bytes(uint32(a[1]), uint32(a[2]))
 	if !ok {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	return result(c, r.Send(uint32(a[0]), b, uint32(a[3]) != 0))
 }
 
 // room_broadcast(ptr, len, binary, exclude_ptr, exclude_count, tag_ptr, tag_len)
-func roomBroadcast(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomBroadcast(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	b, ok1 := c.Bytes(uint32(a[0]), uint32(a[1]))
 	n := uint32(a[4])
 	if n > 1<<20 {
@@ -132,10 +136,6 @@ func roomBroadcast(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 	if !ok1 || !ok2 || !ok3 {
 		return wasm.StatusMemory
 	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
-	}
 	exclude := make([]uint32, n)
 	for i := range exclude {
 		exclude[i] = binary.LittleEndian.Uint32(ex[4*i:])
@@ -144,28 +144,20 @@ func roomBroadcast(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 }
 
 // room_close(conn, code, reason_ptr, reason_len)
-func roomClose(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomClose(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	reason, ok := c.Bytes(uint32(a[2]), uint32(a[3]))
 	if !ok {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	return result(c, r.Close(uint32(a[0]), int(uint32(a[1])), string(reason)))
 }
 
 // room_conns(tag_ptr, tag_len, buf, cap, len_out): u32 count, then per
 // connection u32 id and a string list of its tags.
-func roomConns(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomConns(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	tag, ok := c.Bytes(uint32(a[0]), uint32(a[1]))
 	if !ok || !c.OutBuf(uint32(a[2]), uint32(a[3]), uint32(a[4])) {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	conns := r.Conns(string(tag))
 	out := binary.LittleEndian.AppendUint32(nil, uint32(len(conns)))
@@ -210,14 +202,10 @@ func decodeStrings(b []byte) ([]string, bool) {
 }
 
 // room_set_tags(conn, ptr, len): the connection's tags, a string list.
-func roomSetTags(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomSetTags(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	b, ok := c.Bytes(uint32(a[1]), uint32(a[2]))
 	if !ok {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	tags, ok := decodeStrings(b)
 	if !ok {
@@ -227,14 +215,10 @@ func roomSetTags(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 }
 
 // room_get(key, key_len, buf, cap, len_out)
-func roomGet(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomGet(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	k, ok := c.Bytes(uint32(a[0]), uint32(a[1]))
 	if !ok || !c.OutBuf(uint32(a[2]), uint32(a[3]), uint32(a[4])) {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	v, found, err := r.Get(string(k))
 	if err != nil {
@@ -247,28 +231,20 @@ func roomGet(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 }
 
 // room_put(key, key_len, value, value_len)
-func roomPut(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomPut(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	k, ok1 := c.Bytes(uint32(a[0]), uint32(a[1]))
 	v, ok2 := c.Bytes(uint32(a[2]), uint32(a[3]))
 	if !ok1 || !ok2 {
 		return wasm.StatusMemory
 	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
-	}
 	return result(c, r.Put(string(k), append([]byte{}, v...)))
 }
 
 // room_delete(key, key_len)
-func roomDelete(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomDelete(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	k, ok := c.Bytes(uint32(a[0]), uint32(a[1]))
 	if !ok {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	return result(c, r.Delete(string(k)))
 }
@@ -276,7 +252,7 @@ func roomDelete(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 // room_list(prefix, prefix_len, after, after_len, limit, buf, cap, len_out):
 // u32 count, that many (key, value) string pairs, then the next page's
 // `after` ("" at the end).
-func roomList(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomList(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	prefix, ok1 := c.Bytes(uint32(a[0]), uint32(a[1]))
 	after, ok2 := c.Bytes(uint32(a[2]), uint32(a[3]))
 	if !ok1 || !ok2 || !c.OutBuf(uint32(a[5]), uint32(a[6]), uint32(a[7])) {
@@ -285,10 +261,6 @@ func roomList(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 	limit := int(uint32(a[4]))
 	if limit < 1 || limit > 1000 {
 		return c.Refuse(wasm.StatusInvalid, "limit %d: expected 1 to 1000", limit)
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	keys, values, next, err := r.List(string(prefix), string(after), limit)
 	if err != nil {
@@ -306,40 +278,28 @@ func roomList(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 
 // room_alarm_set(name, name_len, at_ms: i64): the alarm fires at at_ms
 // (Unix milliseconds; in the past: at once). Setting it again moves it.
-func roomAlarmSet(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomAlarmSet(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	name, ok := c.Bytes(uint32(a[0]), uint32(a[1]))
 	if !ok {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	return result(c, r.SetAlarm(string(name), time.UnixMilli(int64(a[2]))))
 }
 
 // room_alarm_cancel(name, name_len): NOT_FOUND if no such alarm is set.
-func roomAlarmCancel(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomAlarmCancel(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	name, ok := c.Bytes(uint32(a[0]), uint32(a[1]))
 	if !ok {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	return result(c, r.CancelAlarm(string(name)))
 }
 
 // room_alarms(buf, cap, len_out): u32 count, then per alarm its name and
 // its time as u64 Unix milliseconds.
-func roomAlarms(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
+func roomAlarms(ctx context.Context, c *wasm.Call, r Room, a []uint64) uint32 {
 	if !c.OutBuf(uint32(a[0]), uint32(a[1]), uint32(a[2])) {
 		return wasm.StatusMemory
-	}
-	r := roomOf(ctx)
-	if r == nil {
-		return fail(c, errNoRoom)
 	}
 	al := r.Alarms()
 	out := binary.LittleEndian.AppendUint32(nil, uint32(len(al)))
