@@ -14,6 +14,8 @@ import (
 	"github.com/verge-edge/verge/internal/fetch"
 	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/wasm"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 )
 
@@ -169,10 +171,13 @@ func (fc *fetchCalls) open(ctx context.Context, c *wasm.Call, a []uint64) uint32
 	if err != nil {
 		return fail(c, err)
 	}
-	// The request's trace goes along (traceparent, baggage), unless the
-	// guest set its own.
+	// A span for the fetch, from the call to the response's head (or its
+	// failure), and the trace goes along (traceparent, baggage) unless the
+	// guest set its own: the origin's spans are the fetch's children.
+	sctx, span := obs.Child(ctx, "fetch "+string(backend), attribute.String("verge.backend", string(backend)),
+		attribute.String("http.request.method", req.Method), attribute.String("url.path", req.URL.Path))
 	if req.Header.Get("Traceparent") == "" {
-		obs.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
+		obs.Propagator.Inject(sctx, propagation.HeaderCarrier(req.Header))
 	}
 	x := &exchange{done: make(chan struct{})}
 	if flags&FetchHasBody != 0 {
@@ -189,6 +194,15 @@ func (fc *fetchCalls) open(ctx context.Context, c *wasm.Call, a []uint64) uint32
 		x.resp, x.err = st.session.Do(st.ctx, req, p)
 		if x.err != nil && x.pr != nil {
 			x.pr.CloseWithError(x.err) // a guest writing the body learns it at once
+		}
+		if span.IsRecording() {
+			if x.err != nil {
+				span.SetStatus(codes.Error, x.err.Error())
+			} else {
+				span.SetAttributes(attribute.Int("http.response.status_code", x.resp.StatusCode),
+					attribute.String("verge.cache", x.resp.Header.Get("X-Cache")))
+			}
+			span.End()
 		}
 		close(x.done)
 	}()

@@ -16,6 +16,9 @@ import (
 	"github.com/verge-edge/verge/internal/cache"
 	"github.com/verge-edge/verge/internal/fetch"
 	"github.com/verge-edge/verge/internal/wasm"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -222,4 +225,53 @@ func TestFetchCarriesTraceContext(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the backend saw no request")
 	}
+}
+
+// With tracing on, a fetch is a span of its own under the guest's, and the
+// backend's traceparent names it.
+func TestFetchSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	defer otel.SetTracerProvider(prev)
+	got := make(chan string, 1)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Get("Traceparent"):
+		default:
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer origin.Close()
+	svc, err := fetch.New("app", []verge.Backend{{Name: "origin", URL: origin.URL, AllowPrivate: true}}, fetch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	f := fetchGuest(t, svc, verge.Limits{})
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "request")
+	if _, err := f.Serve(ctx, get("/get?b=origin&u=/t")); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	var tpHeader string
+	select {
+	case tpHeader = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the backend saw no request")
+	}
+	for _, s := range rec.Ended() {
+		if s.Name() != "fetch origin" {
+			continue
+		}
+		if s.Parent().SpanID() != parent.SpanContext().SpanID() {
+			t.Fatalf("the fetch span's parent is %v, not the request's span", s.Parent().SpanID())
+		}
+		if want := "-" + s.SpanContext().SpanID().String() + "-"; !strings.Contains(tpHeader, want) {
+			t.Fatalf("traceparent at the backend %q does not name the fetch span %s", tpHeader, want)
+		}
+		return
+	}
+	t.Fatalf("no fetch span among %d ended spans", len(rec.Ended()))
 }
