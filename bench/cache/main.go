@@ -188,7 +188,7 @@ type hitResult struct {
 
 func (r hitResult) SummaryLine() string {
 	return fmt.Sprintf("%s: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU each), proxy (cache hit) %.0f req/s (%.1f µs): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s), load %s",
-		r.Scenario, r.Size, r.Conns, median(r.PlainRPS), median(r.PlainCPUus), median(r.ProxyRPS), median(r.ProxyCPUus), r.Ratio, r.CPURatio,
+		r.Scenario, r.Size, r.Conns, harness.Median(r.PlainRPS), harness.Median(r.PlainCPUus), harness.Median(r.ProxyRPS), harness.Median(r.ProxyCPUus), r.Ratio, r.CPURatio,
 		harness.MetWord(r.CPURatio >= 0.8), r.LoadAvg)
 }
 
@@ -232,9 +232,9 @@ func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harne
 			}
 		}
 	}
-	r.Ratio = harness.Round(median(r.ProxyRPS)/median(r.PlainRPS), 3)
-	r.CPURatio = harness.Round(median(r.PlainCPUus)/median(r.ProxyCPUus), 3)
-	r.LoadAvg = loadAvg()
+	r.Ratio = harness.Round(harness.Median(r.ProxyRPS)/harness.Median(r.PlainRPS), 3)
+	r.CPURatio = harness.Round(harness.Median(r.PlainCPUus)/harness.Median(r.ProxyCPUus), 3)
+	r.LoadAvg = harness.LoadAvg()
 	return r, nil
 }
 
@@ -371,13 +371,4 @@ func miss(ctx context.Context, size int, lats []time.Duration, n int) (harness.R
 		r.Rows = append(r.Rows, row)
 	}
 	return r, nil
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
 }

@@ -98,8 +98,8 @@ func popHit(ctx context.Context, size int, d time.Duration, conns, runs int) (ha
 			}
 		}
 	}
-	r.Ratio = harness.Round(median(r.ProxyRPS)/median(r.PlainRPS), 3)
-	r.CPURatio = harness.Round(median(r.PlainCPUus)/median(r.ProxyCPUus), 3)
-	r.LoadAvg = loadAvg()
+	r.Ratio = harness.Round(harness.Median(r.ProxyRPS)/harness.Median(r.PlainRPS), 3)
+	r.CPURatio = harness.Round(harness.Median(r.PlainCPUus)/harness.Median(r.ProxyCPUus), 3)
+	r.LoadAvg = harness.LoadAvg()
 	return r, nil
 }

@@ -236,22 +236,10 @@ func purge(ctx context.Context, c purgeConfig) (harness.Result, error) {
 		cmd.Progress("purge: round %d: every PoP purged after %v (centre %s, farthest %s %.1f ms one way), answer after %v",
 			round+1, all.Round(100*time.Microsecond), centreID, r.FarthestPoP, r.FarthestOneMs, answer.Round(100*time.Microsecond))
 	}
-	r.LoadAvg = loadAvg()
-	r.AllPurgedMed = median(slices.Clone(r.AllPurgedMs))
-	r.AnswerMedMs = median(slices.Clone(r.AnswerMs))
+	r.LoadAvg = harness.LoadAvg()
+	r.AllPurgedMed = harness.Median(slices.Clone(r.AllPurgedMs))
+	r.AnswerMedMs = harness.Median(slices.Clone(r.AnswerMs))
 	r.OverMedMs = harness.Round(r.AllPurgedMed-r.FarthestOneMs, 1)
 	r.GoalMet = r.OverMedMs <= 10
 	return r, nil
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -38,7 +38,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -283,18 +282,6 @@ func (r rolloutResult) SummaryLine() string {
 		r.RollbackMedS, harness.MetWord(r.RollbackMedS <= 0.5), r.Errors, r.Requests, r.Rate, harness.MetWord(r.Errors == 0))
 }
 
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // load sends rate requests a second for app to every PoP until stopped.
 type load struct {
 	sent, errors atomic.Int64
@@ -434,20 +421,11 @@ func rollout(ctx context.Context, c config) (harness.Result, error) {
 	l.end()
 	res.Requests, res.Errors, res.ErrorSamples = l.sent.Load(), l.errors.Load(), l.samples
 	l = nil
-	res.DeployMedianS = median(res.DeployS)
-	res.CLIMedianS = harness.Round(median(cli), 3)
-	res.RollbackMedS = median(res.RollbackS)
-	res.LoadAvg = loadAvg()
+	res.DeployMedianS = harness.Median(res.DeployS)
+	res.CLIMedianS = harness.Round(harness.Median(cli), 3)
+	res.RollbackMedS = harness.Median(res.RollbackS)
+	res.LoadAvg = harness.LoadAvg()
 	return res, nil
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }
 
 // ---- density ----
@@ -620,7 +598,7 @@ func density(ctx context.Context, c config) (harness.Result, error) {
 		per = append(per, float64(time.Since(t).Milliseconds()))
 	}
 	res.DeployAllS = harness.Round(time.Since(start).Seconds(), 1)
-	res.DeployAPIMedian = median(per)
+	res.DeployAPIMedian = harness.Median(per)
 	// Start-up with every app deployed: restart the PoP and wait until it
 	// serves app000 (it loads every app before it says it is ready).
 	start = time.Now()
@@ -664,7 +642,7 @@ func density(ctx context.Context, c config) (harness.Result, error) {
 		firsts = append(firsts, harness.Ms(time.Since(t)))
 	}
 	res.FirstIdleMs = firsts
-	res.FirstIdleMedianMs = median(firsts)
+	res.FirstIdleMedianMs = harness.Median(firsts)
 	// app000's throughput with every app loaded.
 	for range 3 {
 		if err := measure(&res.RPSAll); err != nil {
@@ -672,6 +650,6 @@ func density(ctx context.Context, c config) (harness.Result, error) {
 		}
 	}
 	res.Ratio = harness.Round(float64(medianInt(res.RPSAll))/float64(medianInt(res.RPSOne)), 3)
-	res.LoadAvg = loadAvg()
+	res.LoadAvg = harness.LoadAvg()
 	return res, nil
 }

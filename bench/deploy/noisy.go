@@ -43,7 +43,7 @@ type noisyResult struct {
 func (r noisyResult) SummaryLine() string {
 	return fmt.Sprintf("noisy (load %s): light (hello-go, c=%d) beside hog (CPU limit burner, c=%d), median of %d: %d vs %d req/s alone = %.2fx (goal >= 0.8x: %s); p99 %.2f vs %.2f ms = %.2fx (goal <= 2x: %s); hog %d req/s",
 		r.LoadAvg, r.LightConns, r.HogConns, r.Rounds, medianInt(r.BesideRPS), medianInt(r.AloneRPS), r.ThroughputRate, harness.MetWord(r.ThroughputRate >= 0.8),
-		median(r.BesideP99Ms), median(r.AloneP99Ms), r.P99Ratio, harness.MetWord(r.P99Ratio <= 2), medianInt(r.HogRPS))
+		harness.Median(r.BesideP99Ms), harness.Median(r.AloneP99Ms), r.P99Ratio, harness.MetWord(r.P99Ratio <= 2), medianInt(r.HogRPS))
 }
 
 func medianInt(v []int) int {
@@ -51,7 +51,7 @@ func medianInt(v []int) int {
 	for i, x := range v {
 		f[i] = float64(x)
 	}
-	return int(median(f))
+	return int(harness.Median(f))
 }
 
 // hogApp writes the hog app: a verge function that loops until its CPU
@@ -203,7 +203,7 @@ func noisy(ctx context.Context, c config) (harness.Result, error) {
 			res.AloneRPS[round], res.AloneP99Ms[round], res.BesideRPS[round], res.BesideP99Ms[round])
 	}
 	res.ThroughputRate = harness.Round(float64(medianInt(res.BesideRPS))/float64(medianInt(res.AloneRPS)), 3)
-	res.P99Ratio = harness.Round(median(res.BesideP99Ms)/median(res.AloneP99Ms), 3)
-	res.LoadAvg = loadAvg()
+	res.P99Ratio = harness.Round(harness.Median(res.BesideP99Ms)/harness.Median(res.AloneP99Ms), 3)
+	res.LoadAvg = harness.LoadAvg()
 	return res, nil
 }

@@ -90,7 +90,7 @@ func latency(ctx context.Context, cfg config) (harness.Result, error) {
 		bench.Progress("owner %s: %+v", owner, pl)
 		res.Rooms = append(res.Rooms, pl)
 	}
-	res.LoadAvg = loadAvg()
+	res.LoadAvg = harness.LoadAvg()
 	return res, nil
 }
 

@@ -33,8 +33,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/verge-edge/verge/bench/internal/harness"
@@ -89,27 +87,6 @@ func main() {
 	})
 }
 
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // chatDir is examples/chat, from the repository root (the working directory).
 func chatDir() string {
 	d, _ := filepath.Abs(filepath.Join("examples", "chat"))
@@ -117,5 +94,5 @@ func chatDir() string {
 }
 
 func env() map[string]any {
-	return map[string]any{"go": runtime.Version(), "cpus": runtime.NumCPU(), "load_avg": loadAvg()}
+	return map[string]any{"go": runtime.Version(), "cpus": runtime.NumCPU(), "load_avg": harness.LoadAvg()}
 }

@@ -105,7 +105,7 @@ func memory(ctx context.Context, cfg config) (harness.Result, error) {
 		return nil, err
 	}
 	grew := int64(heap()) - int64(before)
-	return memoryResult{Scenario: "memory", Rooms: n, HeapBytes: grew, PerRoomBytes: harness.Round(float64(grew)/n, 0), LoadAvg: loadAvg(),
+	return memoryResult{Scenario: "memory", Rooms: n, HeapBytes: grew, PerRoomBytes: harness.Round(float64(grew)/n, 0), LoadAvg: harness.LoadAvg(),
 		Note: "Go heap after GC, with the PoP (owner and centre) in this process: a hibernated room's record at its owner and its lease at the centre; its sockets are counted in the sockets scenario"}, nil
 }
 
@@ -207,7 +207,7 @@ func wake(ctx context.Context, cfg config) (harness.Result, error) {
 	slices.Sort(ew)
 	pl, pw := harness.Percentile(el, 0.5), harness.Percentile(ew, 0.5)
 	return wakeResult{Scenario: "wake", Samples: n, LiveMs: harness.Ms(l), WokenMs: harness.Ms(w),
-		EventLiveMs: harness.Ms(pl), EventWokenMs: harness.Ms(pw), WakeMs: harness.Ms(pw - pl), LoadAvg: loadAvg(),
+		EventLiveMs: harness.Ms(pl), EventWokenMs: harness.Ms(pw), WakeMs: harness.Ms(pw - pl), LoadAvg: harness.LoadAvg(),
 		Note: "examples/chat (a Go guest), one PoP in this process. wake_ms: median time of an event that woke its room (a fresh instance, the room's storage read, the guest's first call) minus that of an event on a live room, both measured at the PoP; the echo medians add the message's durable write (fsync) before it leaves, and the client's round trip"}, nil
 }
 

@@ -84,6 +84,6 @@ func sockets(ctx context.Context, cfg config) (harness.Result, error) {
 	}
 	time.Sleep(3 * time.Second)
 	after := rss(dev.Cmd.Process.Pid)
-	return socketsResult{Scenario: "sockets", Sockets: n, RSSKiB: after - before, PerSocketKiB: harness.Round(float64(after-before)/n, 2), LoadAvg: loadAvg(),
+	return socketsResult{Scenario: "sockets", Sockets: n, RSSKiB: after - before, PerSocketKiB: harness.Round(float64(after-before)/n, 2), LoadAvg: harness.LoadAvg(),
 		Note: "VmRSS of the verge dev process before and after opening the sockets (each got the room's history on connect; the room hibernated meanwhile)"}, nil
 }

@@ -40,7 +40,7 @@ func (r throughputResult) SummaryLine() string {
 
 func throughput(ctx context.Context, cfg config) (harness.Result, error) {
 	res := throughputResult{Scenario: "throughput", Conns: cfg.conns, Window: cfg.window, DurationS: cfg.duration.Seconds(), Runs: cfg.runs,
-		LoadBefore: loadAvg(), Note: "messages delivered per second: every message to every connection of the room, sender included"}
+		LoadBefore: harness.LoadAvg(), Note: "messages delivered per second: every message to every connection of the room, sender included"}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -70,11 +70,11 @@ func throughput(ctx context.Context, cfg config) (harness.Result, error) {
 			side.c.Quiesce(10 * time.Second)
 		}
 	}
-	res.VergeMed, res.RefMed = median(res.Verge), median(res.Reference)
+	res.VergeMed, res.RefMed = harness.Median(res.Verge), harness.Median(res.Reference)
 	if res.RefMed > 0 {
 		res.Ratio = harness.Round(res.VergeMed/res.RefMed, 3)
 	}
-	res.LoadAfter = loadAvg()
+	res.LoadAfter = harness.LoadAvg()
 	return res, nil
 }
 

@@ -183,3 +183,29 @@ func MetWord(ok bool) string {
 	}
 	return "MISSED"
 }
+
+// LoadAvg is the machine's load average over 1, 5 and 15 minutes as
+// /proc/loadavg gives it ("?" where it cannot be read): every result
+// reports it, since figures on a shared machine mean little without it.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// Median is the median of v (the upper one of an even count; 0 for none),
+// leaving v as it is.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

@@ -83,3 +83,16 @@ func TestWorkers(t *testing.T) {
 		t.Fatalf("Workers = %v, want context.Canceled", err)
 	}
 }
+
+func TestMedian(t *testing.T) {
+	v := []float64{3, 1, 2, 4}
+	if m := Median(v); m != 3 {
+		t.Fatalf("Median(%v) = %v, want 3 (the upper of an even count)", v, m)
+	}
+	if v[0] != 3 {
+		t.Fatal("Median reordered its argument")
+	}
+	if Median(nil) != 0 {
+		t.Fatal("Median(nil) != 0")
+	}
+}
