@@ -196,21 +196,7 @@ func TestFetchUnsupported(t *testing.T) {
 // TestFetchCarriesTraceContext: a fetch sends the request's trace context
 // (W3C traceparent) to the backend, unless the guest set its own.
 func TestFetchCarriesTraceContext(t *testing.T) {
-	got := make(chan string, 1)
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case got <- r.Header.Get("Traceparent"):
-		default:
-		}
-		w.Write([]byte("ok"))
-	}))
-	defer origin.Close()
-	svc, err := fetch.New("app", []verge.Backend{{Name: "origin", URL: origin.URL, AllowPrivate: true}}, fetch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	f := fetchGuest(t, svc, verge.Limits{})
+	f, got := traceparentOrigin(t)
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
 	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
@@ -235,21 +221,7 @@ func TestFetchSpan(t *testing.T) {
 	prev := otel.GetTracerProvider()
 	otel.SetTracerProvider(tp)
 	defer otel.SetTracerProvider(prev)
-	got := make(chan string, 1)
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case got <- r.Header.Get("Traceparent"):
-		default:
-		}
-		w.Write([]byte("ok"))
-	}))
-	defer origin.Close()
-	svc, err := fetch.New("app", []verge.Backend{{Name: "origin", URL: origin.URL, AllowPrivate: true}}, fetch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	f := fetchGuest(t, svc, verge.Limits{})
+	f, got := traceparentOrigin(t)
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "request")
 	if _, err := f.Serve(ctx, get("/get?b=origin&u=/t")); err != nil {
 		t.Fatal(err)
@@ -274,4 +246,25 @@ func TestFetchSpan(t *testing.T) {
 		return
 	}
 	t.Fatalf("no fetch span among %d ended spans", len(rec.Ended()))
+}
+
+// traceparentOrigin is the gofetch guest in front of an origin that hands
+// the traceparent of its first request to got.
+func traceparentOrigin(t *testing.T) (f *wasm.Function, got <-chan string) {
+	t.Helper()
+	ch := make(chan string, 1)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case ch <- r.Header.Get("Traceparent"):
+		default:
+		}
+		w.Write([]byte("ok"))
+	}))
+	t.Cleanup(origin.Close)
+	svc, err := fetch.New("app", []verge.Backend{{Name: "origin", URL: origin.URL, AllowPrivate: true}}, fetch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	return fetchGuest(t, svc, verge.Limits{}), ch
 }
