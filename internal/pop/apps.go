@@ -447,7 +447,12 @@ func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	// The router's writer, when it reaches here unwrapped, already records
+	// the status: one per request is enough.
+	sw, ok := w.(*statusWriter)
+	if !ok {
+		sw = &statusWriter{ResponseWriter: w}
+	}
 	p.serveGateway(h, sw, r)
 	if sw.code() != http.StatusSwitchingProtocols { // nor a deploy gate's
 		p.stats.Record(h.name, version, sw.code(), time.Since(start))
