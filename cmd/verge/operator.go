@@ -63,6 +63,31 @@ func (t targetFlags) operator() (*operator, error) {
 	return nil, &usageError{"say where the network is: --net DIR (a verge net) or --to URL (the central PoP's admin API)"}
 }
 
+// appCommand parses the flags and arguments of an operator command about
+// one app (APP, and up to extra more arguments) and finds the central PoP.
+// usage is the command's usage text, before its flags.
+func appCommand(name, usage string, extra int, args []string, stderr io.Writer) (*operator, []string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := addTargetFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage+"\n\nflags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pos) < 1 || len(pos) > 1+extra {
+		if extra == 0 {
+			return nil, nil, &usageError{"expected one app name"}
+		}
+		return nil, nil, &usageError{"expected an app name and optionally a version"}
+	}
+	op, err := target.operator()
+	return op, pos, err
+}
+
 // apiError is an error answer of the admin API.
 type apiError struct {
 	Status int

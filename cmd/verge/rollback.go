@@ -1,28 +1,13 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
 )
 
 func runRollback(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rollback", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	target := addTargetFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: verge rollback [--net DIR | --to URL --token T] APP [VERSION]\n\nMakes VERSION (default: the previous one) current at every PoP at once, with no gate.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) < 1 || len(pos) > 2 {
-		return &usageError{"expected an app name and optionally a version"}
-	}
-	op, err := target.operator()
+	op, pos, err := appCommand("rollback", "usage: verge rollback [--net DIR | --to URL --token T] APP [VERSION]\n\nMakes VERSION (default: the previous one) current at every PoP at once, with no gate.", 1, args, stderr)
 	if err != nil {
 		return err
 	}

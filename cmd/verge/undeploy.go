@@ -1,28 +1,13 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
 )
 
 func runUndeploy(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("undeploy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	target := addTargetFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: verge undeploy [--net DIR | --to URL --token T] APP\n\nStops serving the app at every PoP. Its versions and its data stay.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return &usageError{"expected one app name"}
-	}
-	op, err := target.operator()
+	op, pos, err := appCommand("undeploy", "usage: verge undeploy [--net DIR | --to URL --token T] APP\n\nStops serving the app at every PoP. Its versions and its data stay.", 0, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -10,21 +9,7 @@ import (
 )
 
 func runVersions(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("versions", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	target := addTargetFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: verge versions [--net DIR | --to URL --token T] APP\n\nThe app's versions, oldest first; * marks the current one.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return &usageError{"expected one app name"}
-	}
-	op, err := target.operator()
+	op, pos, err := appCommand("versions", "usage: verge versions [--net DIR | --to URL --token T] APP\n\nThe app's versions, oldest first; * marks the current one.", 0, args, stderr)
 	if err != nil {
 		return err
 	}
