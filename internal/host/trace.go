@@ -51,12 +51,13 @@ func spansOf(ctx context.Context, c *wasm.Call) *guestSpans {
 	return g
 }
 
-// span returns the span and context of handle h (0: the guest's own).
+// span returns the span and context of handle h (0: the guest's own); g
+// may be nil (no span started yet).
 func (g *guestSpans) span(ctx context.Context, h uint32) (trace.Span, context.Context, bool) {
 	if h == 0 {
 		return trace.SpanFromContext(ctx), ctx, true
 	}
-	if int(h) > len(g.spans) || g.spans[h-1] == nil {
+	if g == nil || int(h) > len(g.spans) || g.spans[h-1] == nil {
 		return nil, nil, false
 	}
 	return g.spans[h-1], g.ctxs[h-1], true
@@ -89,7 +90,7 @@ func spanStart(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 
 // trace_span_end(handle): ends a span the guest started.
 func spanEnd(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
-	g := spansOf(ctx, c)
+	g, _ := c.Value(guestSpansKey{}).(*guestSpans)
 	h := uint32(a[0])
 	s, _, ok := g.span(ctx, h)
 	if !ok || h == 0 {
@@ -111,7 +112,8 @@ func spanAttr(ctx context.Context, c *wasm.Call, a []uint64) uint32 {
 	if len(k) == 0 || len(k) > 256 || len(v) > 4096 {
 		return c.Refuse(wasm.StatusInvalid, "an attribute's key is 1 to 256 bytes and its value at most 4096")
 	}
-	s, _, ok := spansOf(ctx, c).span(ctx, uint32(a[0]))
+	g, _ := c.Value(guestSpansKey{}).(*guestSpans) // nil before the first span: handle 0 only
+	s, _, ok := g.span(ctx, uint32(a[0]))
 	if !ok {
 		return c.Refuse(wasm.StatusBadHandle, "no open span %d", a[0])
 	}

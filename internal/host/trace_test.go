@@ -18,5 +18,9 @@ func TestGuestSpanHandles(t *testing.T) {
 		if _, _, ok := g.span(ctx, h); ok {
 			t.Fatalf("handle %d resolved with no spans open", h)
 		}
+		var none *guestSpans // no span started in the request
+		if _, _, ok := none.span(ctx, h); ok {
+			t.Fatalf("handle %d resolved before any span", h)
+		}
 	}
 }
