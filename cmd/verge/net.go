@@ -290,6 +290,7 @@ func netUp(args []string, stdout, stderr io.Writer) error {
 		}
 		nf.PoPs = append(nf.PoPs, netPoP{PoP: p, Config: path})
 	}
+	freeport.Share() // the PoPs hold the ports chosen here once this process exits
 	for i := range nf.SpotServers {
 		sp := &nf.SpotServers[i]
 		if sp.PID, err = startProcess(sp.Dir, sp.Args); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/app"
+	"github.com/verge-edge/verge/internal/freeport"
 	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/pop"
 )
@@ -45,6 +46,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts.Logger = log
+	// Every port of the network stays reserved while any of its PoPs runs,
+	// so that a PoP killed -9 can be restarted on its own ports.
+	for _, q := range cfg.PoPs {
+		freeport.Hold(q.Mesh, q.HTTP, q.Admin)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if cfg.App != "" {

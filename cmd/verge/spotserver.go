@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/verge-edge/verge/internal/freeport"
 	"github.com/verge-edge/verge/internal/mesh"
 	"github.com/verge-edge/verge/internal/pop"
 	"github.com/verge-edge/verge/internal/spot"
@@ -38,6 +39,9 @@ func runSpotServer(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	c := &mesh.Cluster{Name: pop.SpotClusterName, Listen: *cluster, Routes: strings.Split(*routes, ",")}
+	// As a PoP does (serve.go): the cluster's ports stay reserved while any
+	// of its servers runs, for a restart after kill -9.
+	freeport.Hold(append([]string{*listen, *cluster}, c.Routes...)...)
 	s, err := spot.StartReplica(*dir, *name, *listen, c)
 	if err != nil {
 		return err

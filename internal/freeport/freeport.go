@@ -15,6 +15,8 @@
 // (an open-file-description lock on $TMPDIR/verge-freeport.lock), held until
 // the process exits; other processes skip it. The file stays, one byte per
 // machine; where it cannot be opened, reservations are per process only.
+// A reservation can be shared (Share, Hold): the PoPs of a network all hold
+// all its ports, so they stay reserved while any of them runs.
 package freeport
 
 import (
@@ -65,9 +67,51 @@ func Addr() (string, error) {
 	return "", fmt.Errorf("freeport: no free loopback port in %d–%d after %d attempts", lo, hi, attempts)
 }
 
+// Share turns this process's reservations into shared ones, which other
+// processes can join with Hold. `verge net up` calls it before starting
+// the PoPs it chose ports for, so that they can hold those ports after it
+// exits.
+func Share() {
+	mu.Lock()
+	defer mu.Unlock()
+	for p := range given {
+		lock(p, unix.F_RDLCK)
+	}
+}
+
+// Hold keeps the ports of addrs (host:port) reserved while this process
+// lives, shared with any other process holding them, and never hands them
+// out itself. Every PoP of a network holds every port of the network: a
+// PoP killed with -9 drops its own hold, and without the others' its ports
+// could be handed to another process before `verge net restart` binds them
+// again. Addresses without a numeric port are ignored; the hold is
+// advisory, like every reservation here, so failing to take it is not an
+// error.
+func Hold(addrs ...string) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range addrs {
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p <= 0 || p > 65535 {
+			continue
+		}
+		lock(p, unix.F_RDLCK)
+		given[p] = true
+	}
+}
+
 // reserve locks port p's byte of the shared file, so no other process
 // hands p out while this one lives. Called with mu held.
-func reserve(p int) bool {
+func reserve(p int) bool { return lock(p, unix.F_WRLCK) }
+
+// lock takes (or converts this process's lock to) a lock of type typ on
+// port p's byte of the shared file, reporting whether it holds it. Called
+// with mu held.
+func lock(p int, typ int16) bool {
 	if !tried {
 		tried = true
 		f, err := os.OpenFile(filepath.Join(os.TempDir(), "verge-freeport.lock"), os.O_RDWR|os.O_CREATE, 0o666)
@@ -78,7 +122,7 @@ func reserve(p int) bool {
 	if locks == nil {
 		return true
 	}
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: int64(p), Len: 1}
+	lk := unix.Flock_t{Type: typ, Whence: 0, Start: int64(p), Len: 1}
 	return unix.FcntlFlock(locks.Fd(), unix.F_OFD_SETLK, &lk) == nil
 }
 

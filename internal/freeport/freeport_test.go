@@ -49,33 +49,7 @@ func TestAddr(t *testing.T) {
 // Not parallel: between fork and exec the child briefly holds copies of the
 // parent's sockets, so a port TestAddr just probed could read as in use.
 func TestReservedAcrossProcesses(t *testing.T) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "FREEPORT_CHILD=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer stdin.Close()
-	var ports []int
-	sc := bufio.NewScanner(stdout)
-	for len(ports) < childPorts && sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "port "); ok {
-			if p, err := strconv.Atoi(rest); err == nil {
-				ports = append(ports, p)
-			}
-		}
-	}
-	if len(ports) != childPorts {
-		t.Fatalf("the child reported %d ports, want %d", len(ports), childPorts)
-	}
+	ports, stdin, cmd := startChild(t, "1")
 	for _, p := range ports {
 		if canReserve(p) {
 			t.Fatalf("port %d, handed out by the child, could be reserved here", p)
@@ -92,14 +66,79 @@ func TestReservedAcrossProcesses(t *testing.T) {
 	}
 }
 
+// TestHeldAfterItsChooserExits: ports a process chose and shared stay
+// reserved after it exits for as long as another process holds them, as
+// the ports `verge net up` chose stay reserved while any PoP of the
+// network runs.
+func TestHeldAfterItsChooserExits(t *testing.T) {
+	ports, stdin, cmd := startChild(t, "share")
+	addrs := make([]string, len(ports))
+	for i, p := range ports {
+		addrs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
+	Hold(addrs...)
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		if canReserve(p) {
+			t.Fatalf("port %d could be reserved while this process holds it", p)
+		}
+	}
+	mu.Lock()
+	for _, p := range ports {
+		if !given[p] {
+			t.Errorf("port %d is held but could be handed out by this process", p)
+		}
+	}
+	mu.Unlock()
+}
+
+// startChild starts this test binary as a child that hands out childPorts
+// ports (and, with mode "share", shares them) and holds them until its
+// stdin closes.
+func startChild(t *testing.T, mode string) ([]int, io.WriteCloser, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "FREEPORT_CHILD="+mode)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	var ports []int
+	sc := bufio.NewScanner(stdout)
+	for len(ports) < childPorts && sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "port "); ok {
+			if p, err := strconv.Atoi(rest); err == nil {
+				ports = append(ports, p)
+			}
+		}
+	}
+	if len(ports) != childPorts {
+		t.Fatalf("the child reported %d ports, want %d", len(ports), childPorts)
+	}
+	return ports, stdin, cmd
+}
+
 const childPorts = 20
 
 // TestMain runs as TestReservedAcrossProcesses's child when asked to: it
 // hands out ports, prints them, and holds them until its stdin closes.
 func TestMain(m *testing.M) {
-	if os.Getenv("FREEPORT_CHILD") != "1" {
+	mode := os.Getenv("FREEPORT_CHILD")
+	if mode == "" {
 		os.Exit(m.Run())
 	}
+	var ports []string
 	for range childPorts {
 		addr, err := Addr()
 		if err != nil {
@@ -107,6 +146,12 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		_, port, _ := net.SplitHostPort(addr)
+		ports = append(ports, port)
+	}
+	if mode == "share" {
+		Share() // before the parent reads the ports and holds them
+	}
+	for _, port := range ports {
 		fmt.Println("port", port)
 	}
 	io.Copy(io.Discard, os.Stdin)
