@@ -29,7 +29,7 @@ func (f *Function) serveWAGI(ctx context.Context, deadline time.Time, req *Reque
 	defer f.wagi.Put(w)
 	w.stdin.Reset(req.Body)
 	w.stdout.reset()
-	w.stderr.reset(req.ID)
+	w.stderr.reset(ctx, req.ID)
 	mem := f.newMemory()
 	env := w.cgiEnv(req, f.env())
 	cpu, err := limited(ctx, f.share, f.Limits.CPUTime, deadline, nil, env, func(ctx context.Context) error {
@@ -70,7 +70,7 @@ func (f *Function) serveWAGIInstance(ctx context.Context, deadline time.Time, re
 	w := inst.streams
 	w.stdin.Reset(req.Body)
 	w.stdout.reset()
-	w.stderr.reset(req.ID)
+	w.stderr.reset(ctx, req.ID)
 	r := &inst.run
 	r.call, r.env, r.limit, r.deadline, r.share = nil, w.cgiEnv(req, f.env()), f.Limits.CPUTime, deadline, f.share
 	cpu, err := limitedRun(ctx, r, inst.callHandle)
@@ -345,13 +345,14 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 // logWriter turns a guest's stderr into log lines, bounded in volume.
 type logWriter struct {
 	log     *slog.Logger
+	ctx     context.Context // the request's: its span's ids go on every line (obs.LogHandler)
 	id      string
 	buf     []byte
 	written int
 }
 
-func (w *logWriter) reset(id string) {
-	w.id, w.buf, w.written = id, w.buf[:0], 0
+func (w *logWriter) reset(ctx context.Context, id string) {
+	w.ctx, w.id, w.buf, w.written = ctx, id, w.buf[:0], 0
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
@@ -375,7 +376,11 @@ func (w *logWriter) emit(line []byte) {
 	if len(line) > maxLogLine {
 		line = line[:maxLogLine]
 	}
-	w.log.Info(string(line), "source", "stderr", "request_id", w.id)
+	ctx := w.ctx
+	if ctx == nil { // a line written outside a request (initialisation)
+		ctx = context.Background()
+	}
+	w.log.InfoContext(ctx, string(line), "source", "stderr", "request_id", w.id)
 }
 
 func (w *logWriter) flush() {
@@ -383,4 +388,5 @@ func (w *logWriter) flush() {
 		w.emit(w.buf)
 		w.buf = w.buf[:0]
 	}
+	w.ctx = nil // a pooled writer keeps no request's context
 }

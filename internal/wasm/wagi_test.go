@@ -3,8 +3,11 @@ package wasm
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/verge-edge/verge"
@@ -81,3 +84,50 @@ func TestWAGIRequestsDoNotShareState(t *testing.T) {
 		}
 	}
 }
+
+// A WAGI program's stderr lines are logged with the request's context, so
+// that the log handler (obs.LogHandler) puts its trace and span ids on
+// them as on the guest's own log lines; the last line, without a newline,
+// is logged when the run ends.
+func TestWAGIStderrCarriesTheRequestContext(t *testing.T) {
+	t.Parallel()
+	h := &ctxHandler{}
+	e, err := NewEngine(Options{CacheDir: "-", Logger: slog.New(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	f := load(t, e, verge.Function{Module: fixture("wagi_stderr.wasm"), Executor: verge.ExecutorWAGI})
+	for _, id := range []string{"first", "second"} {
+		ctx := context.WithValue(context.Background(), requestKey{}, id)
+		if resp, err := f.Serve(ctx, get("/")); err != nil || string(resp.Body) != "ok" {
+			t.Fatalf("request %s: %v", id, err)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	want := []string{"line one first", "line two first", "line one second", "line two second"}
+	if !slices.Equal(h.lines, want) {
+		t.Fatalf("stderr lines logged as %q, want %q", h.lines, want)
+	}
+}
+
+type requestKey struct{}
+
+// ctxHandler records each line's message with the request its context
+// names.
+type ctxHandler struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (h *ctxHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *ctxHandler) Handle(ctx context.Context, r slog.Record) error {
+	id, _ := ctx.Value(requestKey{}).(string)
+	h.mu.Lock()
+	h.lines = append(h.lines, r.Message+" "+id)
+	h.mu.Unlock()
+	return nil
+}
+func (h *ctxHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *ctxHandler) WithGroup(string) slog.Handler      { return h }
