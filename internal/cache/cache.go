@@ -152,6 +152,10 @@ type Cache struct {
 	trash []string
 	spill []spillItem
 
+	// Hit-for-pass marks (pass.go): app → primary key → until when.
+	passes    map[string]map[string]time.Time
+	passMarks int
+
 	stats stats
 }
 
@@ -251,6 +255,9 @@ type flight struct {
 	staleBody *body
 	// readers are attached to e's body for the requests waiting, one each.
 	readers []*bodyReader
+	// markPass: a response that cannot be stored marks its URL for
+	// hit-for-pass (the function cache's flights, pass.go).
+	markPass bool
 }
 
 type stats struct {
@@ -792,7 +799,7 @@ func (c *Cache) get(ctx context.Context, app string, req *http.Request, origin O
 		}
 		leader := f == nil
 		if leader {
-			f = &flight{app: app, done: make(chan struct{})}
+			f = &flight{app: app, done: make(chan struct{}), markPass: direct}
 			if stale != nil {
 				f.staleBody = stale.body
 			}
@@ -1051,6 +1058,13 @@ func (c *Cache) store(f *flight, fk, app, primary, path string, req *http.Reques
 	cc := parseCacheControl(resp.Header.Values("Cache-Control"))
 	why := storability(req.Header, rq, resp.StatusCode, resp.Header, cc)
 	if why != "" {
+		if f.markPass && resp.StatusCode < 500 && why != whyAuthorization && why != whyRequestNoStore {
+			c.mu.Lock()
+			if !f.detached {
+				c.markPassLocked(app, primary, respTime)
+			}
+			c.unlock()
+		}
 		c.passOn(f, fk, stale, resp, cancel)
 		return
 	}
@@ -1059,6 +1073,13 @@ func (c *Cache) store(f *flight, fk, app, primary, path string, req *http.Reques
 		why = "stale on arrival and no validator"
 	}
 	if why != "" {
+		if f.markPass {
+			c.mu.Lock()
+			if !f.detached {
+				c.markPassLocked(app, primary, respTime)
+			}
+			c.unlock()
+		}
 		c.passOn(f, fk, stale, resp, cancel)
 		return
 	}
@@ -1193,12 +1214,20 @@ func (c *Cache) unsafe(ctx context.Context, app string, req *http.Request, origi
 	if err != nil || req.Method == http.MethodOptions || req.Method == http.MethodTrace || s.resp.StatusCode >= 400 {
 		return s, err
 	}
+	c.invalidate(app, req, s.resp.Header)
+	return s, nil
+}
+
+// invalidate removes the stored responses for the URL of req, whose unsafe
+// method succeeded, and for the Location and Content-Location of its
+// response header h on the same host (RFC 9111 4.4).
+func (c *Cache) invalidate(app string, req *http.Request, h http.Header) {
 	pk, _ := keyOf(nil, req)
 	primary := string(pk)
 	keys := []string{primary}
 	host := primary[:len(primary)-len(pathOf(req))]
 	for _, f := range []string{"Location", "Content-Location"} {
-		if l := s.resp.Header.Get(f); l != "" {
+		if l := h.Get(f); l != "" {
 			if u, err := req.URL.Parse(l); err == nil && (u.Host == "" || string(appendHostKey(nil, u.Host)) == host) {
 				keys = append(keys, host+pathOfURL(u))
 			}
@@ -1215,7 +1244,6 @@ func (c *Cache) unsafe(ctx context.Context, app string, req *http.Request, origi
 		}
 	}
 	c.unlock()
-	return s, nil
 }
 
 func pathOfURL(u *url.URL) string {

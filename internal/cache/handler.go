@@ -30,6 +30,10 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.c.passing(h.app, r) {
+		h.pass(w, r)
+		return
+	}
 	s, err := h.c.get(r.Context(), h.app, r, h.origin, false, true)
 	if err != nil {
 		if !isContextErr(err) {
@@ -97,14 +101,18 @@ func writeResponse(w http.ResponseWriter, resp *http.Response) {
 	w.WriteHeader(resp.StatusCode)
 	buf := make([]byte, 32<<10)
 	f, _ := w.(http.Flusher)
+	var written int64
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return
 			}
-			if f != nil {
-				f.Flush() // a streamed response reaches the client as it comes
+			written += int64(n)
+			// A streamed response reaches the client as it comes; a whole
+			// one goes out with its head in one write when this returns.
+			if f != nil && (resp.ContentLength < 0 || written < resp.ContentLength) {
+				f.Flush()
 			}
 		}
 		if err == io.EOF {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A function's own responses, served through Handler: cacheable ones are
@@ -132,5 +133,126 @@ func TestHandlerCollapsesAndStreams(t *testing.T) {
 	}
 	if runs.Load() != 1 {
 		t.Fatalf("the function ran %d times", runs.Load())
+	}
+}
+
+// Hit-for-pass: a URL whose response could not be stored goes straight to
+// the function for passTTL, without the miss path's collapsing (concurrent
+// requests run at once); server errors and request-specific reasons do not
+// mark a URL, a purge forgets the marks, and unsafe requests passed
+// straight on still invalidate.
+func TestHandlerHitForPass(t *testing.T) {
+	clk := newClock()
+	c := newCache(t, clk, Options{})
+	var cacheable, failing atomic.Bool
+	var runs atomic.Int64
+	const together = 4
+	var arrived sync.WaitGroup
+	arrived.Add(together)
+	var barrier atomic.Bool
+	fn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		if barrier.Load() {
+			// Every one of the concurrent requests must be running at
+			// once; collapsed onto one run, they would never all arrive.
+			arrived.Done()
+			done := make(chan struct{})
+			go func() { arrived.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				w.Write([]byte("collapsed"))
+				return
+			}
+		}
+		switch {
+		case failing.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case cacheable.Load():
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Date", clk.Now().UTC().Format(http.TimeFormat))
+		}
+		w.Header().Set(HeaderSurrogateKey, "k")
+		w.Write([]byte("ok"))
+	})
+	srv := httptest.NewServer(c.Handler("app", fn))
+	defer srv.Close()
+	do := func(method, path string, kv ...string) result {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		for i := 0; i+1 < len(kv); i += 2 {
+			req.Header.Set(kv[i], kv[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return result{resp.StatusCode, resp.Header, string(b)}
+	}
+	expectLabel := func(r result, label string) {
+		t.Helper()
+		if r.label() != label || r.header.Get(HeaderSurrogateKey) != "" {
+			t.Fatalf("%s (Surrogate-Key %q), want %s", r.label(), r.header.Get(HeaderSurrogateKey), label)
+		}
+	}
+
+	expectLabel(do("GET", "/a"), Pass) // not cacheable: marked
+	barrier.Store(true)
+	var wg sync.WaitGroup
+	bodies := make([]string, together)
+	for i := range together {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", srv.URL+"/a", nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				bodies[i] = resp.Header.Get(HeaderXCache) + " " + string(b)
+			}
+		}()
+	}
+	wg.Wait()
+	barrier.Store(false)
+	for _, b := range bodies {
+		if b != "PASS ok" {
+			t.Fatalf("concurrent requests for a marked URL: %q", bodies)
+		}
+	}
+
+	// It turns cacheable: passed on until the mark expires, then stored.
+	cacheable.Store(true)
+	expectLabel(do("GET", "/a"), Pass)
+	clk.Advance(passTTL + time.Second)
+	expectLabel(do("GET", "/a"), Miss)
+	expectLabel(do("GET", "/a"), Hit)
+
+	// A purge forgets the marks.
+	cacheable.Store(false)
+	expectLabel(do("GET", "/b"), Pass)
+	cacheable.Store(true)
+	c.Purge("app", Purge{URLs: []string{"/elsewhere"}})
+	expectLabel(do("GET", "/b"), Miss)
+
+	// A server error does not mark its URL, nor does a response that could
+	// not be stored because the request had Authorization.
+	failing.Store(true)
+	if r := do("GET", "/c"); r.status != http.StatusServiceUnavailable || r.label() != Pass {
+		t.Fatalf("server error: %d %s", r.status, r.label())
+	}
+	failing.Store(false)
+	expectLabel(do("GET", "/c"), Miss)
+	expectLabel(do("GET", "/d", "Authorization", "Bearer x"), Pass)
+	expectLabel(do("GET", "/d"), Miss)
+
+	// An unsafe request goes straight on, and invalidates its URL.
+	n := runs.Load()
+	expectLabel(do("GET", "/d"), Hit)
+	expectLabel(do("POST", "/d"), Pass)
+	expectLabel(do("GET", "/d"), Miss)
+	if runs.Load() != n+2 {
+		t.Fatalf("%d runs for a hit, a POST and a miss, want 2", runs.Load()-n)
 	}
 }

@@ -164,6 +164,13 @@ func heuristicStatus(code int) bool {
 
 // storability says whether a response may be stored by a shared cache
 // (RFC 9111 3 and 3.5) and, if not, why (for tests and logs).
+// Reasons not to store that belong to the request, not to the URL's
+// response: they do not mark the URL for hit-for-pass (pass.go).
+const (
+	whyAuthorization  = "authorization"
+	whyRequestNoStore = "request no-store"
+)
+
 func storability(reqHeader http.Header, reqCC directives, code int, h http.Header, cc directives) string {
 	switch {
 	case code < 200 || code == http.StatusPartialContent || code == http.StatusNotModified:
@@ -172,11 +179,11 @@ func storability(reqHeader http.Header, reqCC directives, code int, h http.Heade
 	case cc.noStore:
 		return "no-store"
 	case reqCC.noStore:
-		return "request no-store"
+		return whyRequestNoStore
 	case cc.private:
 		return "private"
 	case reqHeader.Get("Authorization") != "" && !cc.public && !cc.mustRevalidate && cc.sMaxAge < 0:
-		return "authorization"
+		return whyAuthorization
 	case h.Get("Set-Cookie") != "":
 		// RFC 9111 allows it, but a shared cache that stores one visitor's
 		// cookie hands it to every other visitor; CDNs refuse by default.

@@ -38,6 +38,7 @@ func (c *Cache) Purge(app string, p Purge) int {
 			f.detached = true
 		}
 	}
+	c.forgetPassesLocked(app)
 	a := c.apps[app]
 	if a == nil {
 		return 0
