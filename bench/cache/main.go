@@ -47,6 +47,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -76,7 +77,21 @@ func main() {
 	flag.Float64Var(&pc.scale, "latency-scale", 1, "purge: emulated WAN latency scale (1: real-world)")
 	flag.IntVar(&pc.rounds, "rounds", 7, "purge: purges measured")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (the in-process servers: hit, pophit) to this file")
+	memprofile := flag.String("memprofile", "", "write an allocation profile of this process to this file at the end (every allocation sampled)")
 	cmd.Parse()
+	if *memprofile != "" {
+		runtime.MemProfileRate = 1
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err != nil {
+				cmd.Fatalf("-memprofile: %v", err)
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				cmd.Fatalf("-memprofile: %v", err)
+			}
+		}()
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -110,6 +125,42 @@ func main() {
 			return miss(ctx, *size, lats, *n)
 		}
 	})
+}
+
+// hitPath and hitHeaders are the request of the hit scenarios, to both
+// servers alike: a path with a query and the fields a browser sends (the
+// proxy passes some on to its origin, and the cache's key and Vary look
+// at them), with the Host that names the app at a PoP.
+const hitPath = "/products/42?fields=name,price&currency=EUR"
+
+var hitHeaders = [][2]string{
+	{"Host", "proxy.localhost"},
+	{"User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"},
+	{"Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+	{"Accept-Language", "en-US,en;q=0.5"},
+	{"Accept-Encoding", "gzip, deflate, br"},
+}
+
+// getHit makes the hit scenarios' request to base once.
+func getHit(base string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest("GET", base+hitPath, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, h := range hitHeaders {
+		if h[0] == "Host" {
+			req.Host = h[1]
+		} else {
+			req.Header.Set(h[0], h[1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }
 
 // servers are an origin and the proxy in front of it.
@@ -181,14 +232,21 @@ type hitResult struct {
 	// work on the machine, which wall-clock throughput is not.
 	PlainCPUus []float64 `json:"plain_cpu_us_per_req"`
 	ProxyCPUus []float64 `json:"proxy_cpu_us_per_req"`
-	Ratio      float64   `json:"ratio"`     // median proxy / median plain requests/s
-	CPURatio   float64   `json:"cpu_ratio"` // median plain / median proxy CPU per request: throughput on equal CPU
-	LoadAvg    string    `json:"load_avg,omitempty"`
+	// Heap allocations of this process per request (what drives the GC's
+	// share of the CPU), and their bytes.
+	PlainAllocs []float64 `json:"plain_allocs_per_req"`
+	ProxyAllocs []float64 `json:"proxy_allocs_per_req"`
+	PlainBytes  []float64 `json:"plain_alloc_bytes_per_req"`
+	ProxyBytes  []float64 `json:"proxy_alloc_bytes_per_req"`
+	Ratio       float64   `json:"ratio"`     // median proxy / median plain requests/s
+	CPURatio    float64   `json:"cpu_ratio"` // median plain / median proxy CPU per request: throughput on equal CPU
+	LoadAvg     string    `json:"load_avg,omitempty"`
 }
 
 func (r hitResult) SummaryLine() string {
-	return fmt.Sprintf("%s: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU each), proxy (cache hit) %.0f req/s (%.1f µs): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s), load %s",
-		r.Scenario, r.Size, r.Conns, harness.Median(r.PlainRPS), harness.Median(r.PlainCPUus), harness.Median(r.ProxyRPS), harness.Median(r.ProxyCPUus), r.Ratio, r.CPURatio,
+	return fmt.Sprintf("%s: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU, %.1f allocs, %.0f B each), proxy (cache hit) %.0f req/s (%.1f µs, %.1f allocs, %.0f B): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s), load %s",
+		r.Scenario, r.Size, r.Conns, harness.Median(r.PlainRPS), harness.Median(r.PlainCPUus), harness.Median(r.PlainAllocs), harness.Median(r.PlainBytes),
+		harness.Median(r.ProxyRPS), harness.Median(r.ProxyCPUus), harness.Median(r.ProxyAllocs), harness.Median(r.ProxyBytes), r.Ratio, r.CPURatio,
 		harness.MetWord(r.CPURatio >= 0.8), r.LoadAvg)
 }
 
@@ -199,18 +257,13 @@ func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harne
 	}
 	defer s.close()
 	// Fill the cache, and check what a hit answers.
-	resp, err := http.Get(s.proxy + "/page")
+	if _, _, err := getHit(s.proxy); err != nil {
+		return nil, err
+	}
+	resp, b, err := getHit(s.proxy)
 	if err != nil {
 		return nil, err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	resp, err = http.Get(s.proxy + "/page")
-	if err != nil {
-		return nil, err
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if resp.Header.Get("X-Cache") != cache.Hit || len(b) != size || resp.Header.Get("X-Proxied-By") != "verge" {
 		return nil, fmt.Errorf("the proxy's second answer is %s with %d bytes, not a hit of %d", resp.Header.Get("X-Cache"), len(b), size)
 	}
@@ -221,15 +274,11 @@ func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harne
 				return nil, ctx.Err()
 			}
 			cmd.Progress("run %d/%d: wrk %s", i+1, runs, target)
-			w, err := runWrk(ctx, target+"/page", d, conns)
+			w, err := runWrk(ctx, target+hitPath, d, conns)
 			if err != nil {
 				return nil, err
 			}
-			if target == s.origin {
-				r.PlainRPS, r.PlainP99ms, r.PlainCPUus = append(r.PlainRPS, w.rps), append(r.PlainP99ms, w.p99), append(r.PlainCPUus, w.cpuUs)
-			} else {
-				r.ProxyRPS, r.ProxyP99ms, r.ProxyCPUus = append(r.ProxyRPS, w.rps), append(r.ProxyP99ms, w.p99), append(r.ProxyCPUus, w.cpuUs)
-			}
+			r.add(target == s.origin, w)
 		}
 	}
 	r.Ratio = harness.Round(harness.Median(r.ProxyRPS)/harness.Median(r.PlainRPS), 3)
@@ -242,6 +291,19 @@ type wrkRun struct {
 	rps, p99 float64
 	requests int64
 	cpuUs    float64 // this process's CPU time per request (the servers'; wrk is another process)
+	allocs   float64 // this process's heap allocations per request
+	bytes    float64 // and their bytes
+}
+
+// add appends w's figures to r's, as the plain server's or the proxy's.
+func (r *hitResult) add(plain bool, w wrkRun) {
+	if plain {
+		r.PlainRPS, r.PlainP99ms, r.PlainCPUus = append(r.PlainRPS, w.rps), append(r.PlainP99ms, w.p99), append(r.PlainCPUus, w.cpuUs)
+		r.PlainAllocs, r.PlainBytes = append(r.PlainAllocs, w.allocs), append(r.PlainBytes, w.bytes)
+	} else {
+		r.ProxyRPS, r.ProxyP99ms, r.ProxyCPUus = append(r.ProxyRPS, w.rps), append(r.ProxyP99ms, w.p99), append(r.ProxyCPUus, w.cpuUs)
+		r.ProxyAllocs, r.ProxyBytes = append(r.ProxyAllocs, w.allocs), append(r.ProxyBytes, w.bytes)
+	}
 }
 
 // cpuTime is this process's user and system CPU time.
@@ -251,11 +313,19 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// runWrk runs wrk with one thread (the servers need the other cores).
+// runWrk runs wrk with one thread (the servers need the other cores),
+// sending hitHeaders.
 func runWrk(ctx context.Context, url string, d time.Duration, conns int) (wrkRun, error) {
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	cpu0 := cpuTime()
-	out, err := exec.CommandContext(ctx, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+d.String(), "--latency", url).CombinedOutput()
+	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + d.String(), "--latency"}
+	for _, h := range hitHeaders {
+		args = append(args, "-H", h[0]+": "+h[1])
+	}
+	out, err := exec.CommandContext(ctx, "wrk", append(args, url)...).CombinedOutput()
 	cpu := cpuTime() - cpu0
+	runtime.ReadMemStats(&m1)
 	if err != nil {
 		return wrkRun{}, fmt.Errorf("wrk: %v\n%s", err, out)
 	}
@@ -280,6 +350,8 @@ func runWrk(ctx context.Context, url string, d time.Duration, conns int) (wrkRun
 		return r, fmt.Errorf("unexpected wrk output:\n%s", out)
 	}
 	r.cpuUs = harness.Round(float64(cpu.Microseconds())/float64(r.requests), 2)
+	r.allocs = harness.Round(float64(m1.Mallocs-m0.Mallocs)/float64(r.requests), 2)
+	r.bytes = harness.Round(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(r.requests), 0)
 	return r, nil
 }
 

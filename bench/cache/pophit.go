@@ -1,14 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -37,7 +38,10 @@ func popHit(ctx context.Context, size int, d time.Duration, conns, runs int) (ha
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write(body)
 	})}
-	go osrv.Serve(ol)
+	// Each server's goroutines carry a profile label (server=plain or
+	// server=pop), so that -cpuprofile splits the two: go tool pprof
+	// -tagfocus server=pop.
+	pprof.Do(ctx, pprof.Labels("server", "plain"), func(context.Context) { go osrv.Serve(ol) })
 	defer osrv.Close()
 	dir, err := os.MkdirTemp("", "verge-bench-pophit-")
 	if err != nil {
@@ -61,23 +65,28 @@ func popHit(ctx context.Context, size int, d time.Duration, conns, runs int) (ha
 	if err != nil {
 		return nil, err
 	}
-	p, err := pop.Start(ctx, pop.Options{Self: "bench",
-		Network: verge.Network{PoPs: []verge.PoP{{ID: "bench", Region: "local", Central: true, Number: 1, Mesh: "127.0.0.1:0", HTTP: "127.0.0.1:0"}}},
-		Data:    filepath.Join(dir, "data"), App: m, CacheDir: "-", NoSync: true, Logger: slog.New(slog.DiscardHandler)})
+	var p *pop.PoP
+	pprof.Do(ctx, pprof.Labels("server", "pop"), func(ctx context.Context) {
+		p, err = pop.Start(ctx, pop.Options{Self: "bench",
+			Network: verge.Network{PoPs: []verge.PoP{{ID: "bench", Region: "local", Central: true, Number: 1, Mesh: "127.0.0.1:0", HTTP: "127.0.0.1:0"}}},
+			Data:    filepath.Join(dir, "data"), App: m, CacheDir: "-", NoSync: true, Logger: slog.New(slog.DiscardHandler)})
+	})
 	if err != nil {
 		return nil, err
 	}
 	defer p.Close()
 	origin, proxy := "http://"+ol.Addr().String(), "http://"+p.HTTPAddr()
 	for i := 0; i < 2; i++ {
-		resp, err := http.Get(proxy + "/page")
+		resp, b, err := getHit(proxy)
 		if err != nil {
 			return nil, err
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if i == 1 && (resp.Header.Get("X-Cache") != cache.Hit || len(b) != size || resp.Header.Get("X-Proxied-By") != "verge") {
-			return nil, fmt.Errorf("the PoP's second answer is %s %s with %d bytes, not a hit of %d", resp.Status, resp.Header.Get("X-Cache"), len(b), size)
+		_, plain, err := getHit(origin)
+		if err != nil {
+			return nil, err
+		}
+		if i == 1 && (resp.Header.Get("X-Cache") != cache.Hit || !bytes.Equal(b, plain) || len(b) != size || resp.Header.Get("X-Proxied-By") != "verge") {
+			return nil, fmt.Errorf("the PoP's second answer is %s %s with %d bytes, not a hit of the plain server's %d", resp.Status, resp.Header.Get("X-Cache"), len(b), len(plain))
 		}
 	}
 	r := hitResult{Scenario: "pophit", Size: size, Conns: conns}
@@ -87,15 +96,11 @@ func popHit(ctx context.Context, size int, d time.Duration, conns, runs int) (ha
 				return nil, ctx.Err()
 			}
 			cmd.Progress("run %d/%d: wrk %s", i+1, runs, target)
-			w, err := runWrk(ctx, target+"/page", d, conns)
+			w, err := runWrk(ctx, target+hitPath, d, conns)
 			if err != nil {
 				return nil, err
 			}
-			if target == origin {
-				r.PlainRPS, r.PlainP99ms, r.PlainCPUus = append(r.PlainRPS, w.rps), append(r.PlainP99ms, w.p99), append(r.PlainCPUus, w.cpuUs)
-			} else {
-				r.ProxyRPS, r.ProxyP99ms, r.ProxyCPUus = append(r.ProxyRPS, w.rps), append(r.ProxyP99ms, w.p99), append(r.ProxyCPUus, w.cpuUs)
-			}
+			r.add(target == origin, w)
 		}
 	}
 	r.Ratio = harness.Round(harness.Median(r.ProxyRPS)/harness.Median(r.PlainRPS), 3)

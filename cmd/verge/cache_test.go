@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -263,10 +264,25 @@ func TestDevProxyCache(t *testing.T) {
 	if first.cache != "MISS" || second.cache != "HIT" || second.body != first.body || !strings.HasPrefix(first.body, "/obj/7 v1 #1") {
 		t.Fatalf("verge dev: %q %q then %q %q", first.cache, first.body, second.cache, second.body)
 	}
+	// A hit is a request of its own: its own request id, not the one of
+	// the run that filled the cache; the PoP's and version's headers as
+	// on any response.
+	third := getCached(t, p.url+"/obj/7")
+	ids := map[string]bool{}
+	for _, r := range []cachedResp{first, second, third} {
+		ids[r.hdr.Get("X-Verge-Request-Id")] = true
+		if r.hdr.Get("Verge-PoP") == "" || r.hdr.Get("Verge-Version") != first.hdr.Get("Verge-Version") || r.hdr.Get("Verge-Version") == "" {
+			t.Errorf("%s: Verge-PoP %q, Verge-Version %q", r.cache, r.hdr.Get("Verge-PoP"), r.hdr.Get("Verge-Version"))
+		}
+	}
+	if len(ids) != 3 || ids[""] || third.cache != "HIT" {
+		t.Errorf("request ids of a miss and two hits: %v (%s), want three distinct ids", ids, third.cache)
+	}
 	// 100 concurrent misses of one URL: one run of the function, one
 	// origin request.
 	var wg sync.WaitGroup
 	labels := make([]string, 100)
+	reqIDs := make([]string, 100)
 	for i := range labels {
 		wg.Add(1)
 		go func() {
@@ -279,9 +295,13 @@ func TestDevProxyCache(t *testing.T) {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			labels[i] = resp.Header.Get("X-Cache")
+			reqIDs[i] = resp.Header.Get("X-Verge-Request-Id")
 		}()
 	}
 	wg.Wait()
+	if distinct := len(slices.Compact(slices.Sorted(slices.Values(reqIDs)))); distinct != len(reqIDs) || slices.Contains(reqIDs, "") {
+		t.Errorf("100 collapsed requests carry %d distinct request ids, want 100", distinct)
+	}
 	if c := o.count("/slow/1"); c != 1 {
 		t.Errorf("100 concurrent misses made %d origin requests, want 1", c)
 	}

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +99,13 @@ type Options struct {
 	// it is revalidated before it is served. A PoP that cannot know which
 	// purges it missed while it was down sets it.
 	StaleOnOpen bool
-	Logger      *slog.Logger
+	// PerRequest names response fields that describe one exchange, not
+	// the resource (a request id): they are never stored, and an answer
+	// from an entry carries the caller's own (set on the ResponseWriter
+	// before Handler runs) or, for the request whose miss produced the
+	// entry, the origin's.
+	PerRequest []string
+	Logger     *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -133,6 +140,11 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	pr := make([]string, len(o.PerRequest))
+	for i, f := range o.PerRequest {
+		pr[i] = http.CanonicalHeaderKey(f)
+	}
+	o.PerRequest = pr
 	return o
 }
 
@@ -176,6 +188,9 @@ type entry struct {
 	varyVals           []string
 	status             int
 	header             http.Header // as stored: no connection fields, no Age
+	// fields are header's fields as a client gets them (no purge tags,
+	// no per-request fields, no Content-Length), made once under c.mu.
+	fields             []field
 	tags               []string
 	respTime           time.Time
 	initialAge         time.Duration
@@ -197,6 +212,37 @@ type entry struct {
 	lru       *list.Element
 	indexed   bool
 	disk      *diskFile // a copy on disk
+}
+
+// field is a header field with its values capped, so that an append by
+// whoever receives it copies instead of writing into the entry.
+type field struct {
+	key  string
+	vals []string
+}
+
+// clientFields are the fields of a stored header a client gets. Content-
+// Length is left out: each answer sets its own.
+func clientFields(h http.Header, perRequest []string) []field {
+	out := make([]field, 0, len(h))
+	for k, v := range h {
+		if k == HeaderSurrogateKey || k == "Surrogate-Control" || k == "Content-Length" || slices.Contains(perRequest, k) {
+			continue
+		}
+		out = append(out, field{k, v[:len(v):len(v)]})
+	}
+	return out
+}
+
+// perRequestFields are h's per-request fields (Options.PerRequest).
+func perRequestFields(h http.Header, perRequest []string) []field {
+	var out []field
+	for _, k := range perRequest {
+		if v := h[k]; len(v) > 0 {
+			out = append(out, field{k, v[:len(v):len(v)]})
+		}
+	}
+	return out
 }
 
 // perEntry approximates the memory an entry costs beside its body and
@@ -258,6 +304,9 @@ type flight struct {
 	// markPass: a response that cannot be stored marks its URL for
 	// hit-for-pass (the function cache's flights, pass.go).
 	markPass bool
+	// own are the per-request fields of the origin's response, for the
+	// leader's answer alone.
+	own []field
 }
 
 type stats struct {
@@ -565,6 +614,7 @@ type served struct {
 	lengthHdr   []string    // Content-Length, when known
 	ageHdr      []string
 	resp        *http.Response // passed through: not from an entry
+	own         []field        // per-request fields of the origin's answer (the leader of a miss)
 }
 
 // serveLocked prepares the answer from e, reading its body with r (a
@@ -577,6 +627,9 @@ func (c *Cache) serveLocked(ctx context.Context, req *http.Request, e *entry, no
 		return served{}, false
 	}
 	s := served{e: e, label: label, age: e.age(now)}
+	if e.fields == nil {
+		e.fields = clientFields(e.header, c.opts.PerRequest)
+	}
 	if e.lru != nil {
 		c.lru.MoveToFront(e.lru)
 	} else if _, ok := e.body.complete(); ok && e.indexed {
@@ -621,7 +674,7 @@ func (s served) header() http.Header {
 	if s.notModified {
 		h = notModifiedHeader(s.e.header)
 	} else {
-		h = s.e.header.Clone()
+		h = s.e.header.Clone() // with its purge tags: a function may pass them on
 		switch n := s.e.body.knownLength(); {
 		case s.lengthHdr != nil:
 			h["Content-Length"] = s.lengthHdr[:1:1]
@@ -630,6 +683,9 @@ func (s served) header() http.Header {
 		default:
 			delete(h, "Content-Length")
 		}
+	}
+	for _, f := range s.own {
+		h[f.key] = f.vals
 	}
 	h["Age"] = s.ageHdr[:1:1]
 	h[HeaderXCache] = labelHdr[s.label][:1:1]
@@ -882,6 +938,9 @@ func (c *Cache) await(ctx context.Context, f *flight, req *http.Request, leader,
 	if !ok {
 		return served{}, true, nil
 	}
+	if leader {
+		s.own = f.own
+	}
 	c.count(label)
 	return s, false, nil
 }
@@ -1003,6 +1062,7 @@ func (c *Cache) fetch(f *flight, fk, app, primary, path string, req *http.Reques
 				stale = nil
 				continue
 			}
+			f.own = perRequestFields(resp.Header, c.opts.PerRequest)
 			c.mu.Lock()
 			e := c.refreshed(stale, f.staleBody, resp.Header, reqTime, respTime)
 			if stale.indexed && !f.detached {
@@ -1087,6 +1147,7 @@ func (c *Cache) store(f *flight, fk, app, primary, path string, req *http.Reques
 	if resp.StatusCode == http.StatusNoContent {
 		length = 0
 	}
+	f.own = perRequestFields(resp.Header, c.opts.PerRequest)
 	e.body = newBody(length, c.opts.MaxObjectBytes, c.opts.PassWindow, func(kept bool, size int64) { c.settled(e, kept, size) })
 	c.mu.Lock()
 	if !f.detached && length <= c.opts.MaxObjectBytes {
@@ -1117,7 +1178,7 @@ func (c *Cache) passOn(f *flight, fk string, stale *entry, resp *http.Response, 
 func (c *Cache) newEntry(app, primary, path string, reqHeader http.Header, code int, h http.Header, cc directives, reqTime, respTime time.Time) *entry {
 	date := dateOf(h, respTime)
 	e := &entry{
-		app: app, primary: primary, path: path, status: code, header: storedHeader(h),
+		app: app, primary: primary, path: path, status: code, header: storedHeader(h, c.opts.PerRequest),
 		respTime: respTime, initialAge: initialAge(h, date, reqTime, respTime),
 		lifetime: freshnessLifetime(code, h, cc, date, c.opts.HeuristicMax),
 		swr:      cc.staleWhileRevalidate, sie: cc.staleIfError,
@@ -1139,7 +1200,7 @@ func (c *Cache) newEntry(app, primary, path string, reqHeader http.Header, code 
 // refreshed is a stale entry updated by a 304 (RFC 9111 4.3.4): the stored
 // body, the merged header, and freshness computed anew from them.
 func (c *Cache) refreshed(old *entry, b *body, h304 http.Header, reqTime, respTime time.Time) *entry {
-	h := mergeNotModified(old.header, h304)
+	h := mergeNotModified(old.header, h304, c.opts.PerRequest)
 	cc := parseCacheControl(h.Values("Cache-Control"))
 	date := dateOf(h304, respTime)
 	e := *old
@@ -1155,6 +1216,7 @@ func (c *Cache) refreshed(old *entry, b *body, h304 http.Header, reqTime, respTi
 	e.tags = surrogateKeys(h)
 	e.purgedAge = -1
 	e.body = b
+	e.fields = nil
 	e.lru, e.cost, e.indexed, e.disk = nil, 0, false, nil
 	return &e
 }

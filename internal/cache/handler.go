@@ -45,28 +45,80 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeResponse(w, s.resp)
 		return
 	}
+	writeServed(w, s)
+}
+
+// ServeHit answers r as app's Handler would when the cache holds a fresh
+// response for it whose body is whole in memory, and reports whether it
+// did. Otherwise it writes nothing, counts nothing and changes nothing:
+// the caller sends r down its full path, through Handler. It lets a PoP
+// answer hits before the work only a function's run needs; before it
+// writes, head (when not nil) adds the caller's own fields to the header.
+func (c *Cache) ServeHit(app string, w http.ResponseWriter, r *http.Request, head func(http.Header)) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || len(r.Header["Range"]) > 0 || len(r.Header["If-Range"]) > 0 {
+		return false
+	}
+	var kb [256]byte
+	pk, _ := keyOf(kb[:0], r)
+	auth := len(r.Header["Authorization"]) > 0
+	now := c.now()
+	c.mu.Lock()
+	e := c.lookupLocked(app, pk, r.Header, auth)
+	// Complete and in the LRU: its body is whole in memory and never
+	// changes again, so serveLocked needs no reader.
+	if e == nil || e.lru == nil || judge(e, now, noDirectives()) != useFresh {
+		c.unlock()
+		return false
+	}
+	s, ok := c.serveLocked(r.Context(), r, e, now, Hit, nil, true)
+	c.unlock()
+	if !ok || s.body != nil {
+		closeReader(s.body) // not reached: a complete entry is written from its chunks
+		return false
+	}
+	c.count(Hit)
+	if head != nil {
+		head(w.Header())
+	}
+	writeServed(w, s)
+	return true
+}
+
+// autoLength is the largest body net/http's ResponseWriter measures itself
+// when the handler writes it whole and returns without flushing (it
+// buffers that much before it would chunk; "under a few KB" in its
+// documentation). A writer that does not (httptest's recorder) sees no
+// Content-Length for such a body.
+const autoLength = 2048
+
+// writeServed writes an answer from an entry.
+func writeServed(w http.ResponseWriter, s served) {
 	hdr := w.Header()
-	src := s.e.header
 	if s.notModified {
-		src = notModifiedHeader(src)
-	}
-	for k, v := range src {
-		if k == HeaderSurrogateKey || k == "Surrogate-Control" {
-			continue
+		for k, v := range notModifiedHeader(s.e.header) {
+			hdr[k] = v[:len(v):len(v)]
 		}
-		hdr[k] = v[:len(v):len(v)] // shared with the entry: an append must copy
-	}
-	switch {
-	case s.notModified:
 		delete(hdr, "Content-Length")
-	case s.lengthHdr != nil:
-		hdr["Content-Length"] = s.lengthHdr[:1:1]
-	default:
-		if n := s.e.body.knownLength(); n >= 0 {
-			hdr["Content-Length"] = []string{strconv.FormatInt(n, 10)}
-		} else {
-			delete(hdr, "Content-Length")
+	} else {
+		for _, f := range s.e.fields {
+			hdr[f.key] = f.vals
 		}
+		switch {
+		case s.chunks != nil && s.e.size <= autoLength:
+			// net/http adds the Content-Length of a small body written
+			// whole: one field fewer in the maps it grows and clones.
+		case s.lengthHdr != nil:
+			hdr["Content-Length"] = s.lengthHdr[:1:1]
+		default:
+			if n := s.e.body.knownLength(); n >= 0 {
+				hdr["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+			} else {
+				delete(hdr, "Content-Length")
+			}
+		}
+	}
+	for _, f := range s.own {
+		hdr[f.key] = f.vals
 	}
 	hdr["Age"] = s.ageHdr[:1:1]
 	hdr[HeaderXCache] = labelHdr[s.label][:1:1]

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,6 +131,119 @@ func TestHandlerCollapsesAndStreams(t *testing.T) {
 		if b != "head\ntail\n" {
 			t.Fatalf("a concurrent client got %q", b)
 		}
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("the function ran %d times", runs.Load())
+	}
+}
+
+// Per-request fields (a request id) are not stored: the request whose miss
+// ran the function gets the function's, every answer from the cache the
+// caller's own.
+func TestHandlerPerRequestFields(t *testing.T) {
+	clk := newClock()
+	c := newCache(t, clk, Options{PerRequest: []string{"x-request-id"}})
+	var runs atomic.Int64
+	fn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := runs.Add(1)
+		w.Header().Set("X-Request-Id", "run-"+strconv.FormatInt(n, 10))
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write([]byte("page"))
+	})
+	var calls atomic.Int64
+	h := c.Handler("app", fn)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The caller's own id, as the PoP sets it before the cache.
+		w.Header().Set("X-Request-Id", "caller-"+strconv.FormatInt(calls.Add(1), 10))
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	get := func() result {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return result{resp.StatusCode, resp.Header, string(b)}
+	}
+	if r := get(); r.label() != Miss || r.header.Get("X-Request-Id") != "run-1" {
+		t.Fatalf("the miss: %s, id %q; want the run's, run-1", r.label(), r.header.Get("X-Request-Id"))
+	}
+	for i := 2; i <= 3; i++ {
+		r := get()
+		if want := "caller-" + strconv.Itoa(i); r.label() != Hit || r.header.Get("X-Request-Id") != want || r.body != "page" {
+			t.Fatalf("hit %d: %s, id %q %q; want its own id %s", i, r.label(), r.header.Get("X-Request-Id"), r.body, want)
+		}
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("the function ran %d times", runs.Load())
+	}
+	// Do (a function's fetch) does not hand out the stored id either.
+	resp, err := c.Do(t.Context(), "app", httptest.NewRequest("GET", srv.URL+"/p", nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get(HeaderXCache) != Hit || resp.Header.Get("X-Request-Id") != "" {
+		t.Fatalf("Do: %s, id %q", resp.Header.Get(HeaderXCache), resp.Header.Get("X-Request-Id"))
+	}
+}
+
+// ServeHit answers exactly what Handler would answer from memory, fresh,
+// and leaves everything else to it, having written nothing.
+func TestServeHit(t *testing.T) {
+	clk := newClock()
+	c := newCache(t, clk, Options{})
+	var runs atomic.Int64
+	fn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		w.Header().Set("Cache-Control", "max-age=10")
+		w.Header().Set("Etag", `"v1"`)
+		w.Header().Set("Surrogate-Key", "k")
+		w.Header().Set("Date", clk.Now().UTC().Format(http.TimeFormat))
+		w.Write([]byte("hello"))
+	})
+	h := c.Handler("app", fn)
+	head := func(hdr http.Header) { hdr.Set("X-Own", "1") }
+	hit := func(method, path string, kv ...string) (*httptest.ResponseRecorder, bool) {
+		req := httptest.NewRequest(method, "http://shop.example"+path, nil)
+		for i := 0; i+1 < len(kv); i += 2 {
+			req.Header.Set(kv[i], kv[i+1])
+		}
+		w := httptest.NewRecorder()
+		return w, c.ServeHit("app", w, req, head)
+	}
+	if w, ok := hit("GET", "/a"); ok || len(w.Header()) != 0 || w.Body.Len() != 0 {
+		t.Fatalf("nothing stored: answered %v, wrote %v %q", ok, w.Header(), w.Body)
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "http://shop.example/a", nil))
+	clk.Advance(3e9)
+	w, ok := hit("GET", "/a")
+	if !ok || w.Code != 200 || w.Body.String() != "hello" || w.Header().Get(HeaderXCache) != Hit || w.Header().Get("Age") != "3" ||
+		w.Header().Get("X-Own") != "1" || w.Header().Get(HeaderSurrogateKey) != "" || w.Header().Get("Etag") != `"v1"` {
+		t.Fatalf("a fresh hit: %v %d %v %q", ok, w.Code, w.Header(), w.Body)
+	}
+	if w, ok = hit("GET", "/a", "If-None-Match", `"v1"`); !ok || w.Code != 304 || w.Body.Len() != 0 {
+		t.Fatalf("a conditional hit: %v %d %q", ok, w.Code, w.Body)
+	}
+	if w, ok = hit("HEAD", "/a"); !ok || w.Code != 200 || w.Body.Len() != 0 || w.Header().Get("Content-Length") != "5" {
+		t.Fatalf("HEAD: %v %d %v", ok, w.Code, w.Header())
+	}
+	for _, kv := range [][]string{{"Range", "bytes=0-1"}, {}} {
+		method := "GET"
+		if len(kv) == 0 {
+			method = "POST"
+		}
+		if w, ok = hit(method, "/a", kv...); ok || len(w.Header()) != 0 {
+			t.Fatalf("%s %v: answered %v, wrote %v", method, kv, ok, w.Header())
+		}
+	}
+	hits := c.Stats().Hits
+	clk.Advance(10e9) // stale: Handler revalidates it, ServeHit does not
+	if w, ok = hit("GET", "/a"); ok || len(w.Header()) != 0 || w.Body.Len() != 0 || c.Stats().Hits != hits {
+		t.Fatalf("stale: answered %v, wrote %v, hits %d → %d", ok, w.Header(), hits, c.Stats().Hits)
 	}
 	if runs.Load() != 1 {
 		t.Fatalf("the function ran %d times", runs.Load())

@@ -306,8 +306,8 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "T
 
 // storedHeader is the header a cache stores for a response: without the
 // connection's fields, those the Connection header names, and Age (the
-// cache computes it) or X-Cache (the cache sets it).
-func storedHeader(h http.Header) http.Header {
+// cache computes it), X-Cache (the cache sets it) or the per-request fields.
+func storedHeader(h http.Header, perRequest []string) http.Header {
 	out := h.Clone()
 	for _, c := range h.Values("Connection") {
 		for _, f := range strings.Split(c, ",") {
@@ -319,15 +319,18 @@ func storedHeader(h http.Header) http.Header {
 	}
 	out.Del("Age")
 	out.Del(HeaderXCache)
+	for _, f := range perRequest {
+		delete(out, f)
+	}
 	return out
 }
 
 // mergeNotModified updates a stored header with a 304's (RFC 9111 3.2):
 // every field the 304 carries replaces the stored one, except those of the
 // connection and Content-Length, which describes the stored body.
-func mergeNotModified(stored, fresh http.Header) http.Header {
+func mergeNotModified(stored, fresh http.Header, perRequest []string) http.Header {
 	out := stored.Clone()
-	upd := storedHeader(fresh)
+	upd := storedHeader(fresh, perRequest)
 	upd.Del("Content-Length")
 	for k, v := range upd {
 		out[k] = v

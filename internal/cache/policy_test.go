@@ -119,7 +119,7 @@ func TestVaryValue(t *testing.T) {
 }
 
 func TestStoredHeaderDropsConnectionFields(t *testing.T) {
-	h := storedHeader(http.Header{"Connection": {"X-Hop"}, "X-Hop": {"1"}, "Keep-Alive": {"5"}, "Age": {"3"}, "X-Keep": {"k"}})
+	h := storedHeader(http.Header{"Connection": {"X-Hop"}, "X-Hop": {"1"}, "Keep-Alive": {"5"}, "Age": {"3"}, "X-Keep": {"k"}}, nil)
 	if len(h) != 1 || h.Get("X-Keep") != "k" || h.Get("Connection") != "" {
 		t.Fatalf("%v", h)
 	}

@@ -217,7 +217,7 @@ func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hos
 			return nil, err
 		}
 	}
-	h.handler = p.appHandler(h)
+	h.handler = p.hitsFirst(h, p.appHandler(h))
 	return h, nil
 }
 

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/internal/cache"
 	"github.com/verge-edge/verge/internal/fetch"
+	"github.com/verge-edge/verge/internal/gateway"
 )
 
 // Fetch and the HTTP cache at a PoP (docs/cache.md). The PoP has one cache,
@@ -42,7 +44,10 @@ func (p *PoP) openCache() error {
 	co := cache.Options{MemoryBytes: o.MemoryBytes, DiskBytes: o.DiskBytes, Logger: p.log,
 		// What the disk holds may have been purged while this PoP was
 		// down: revalidate it before use.
-		StaleOnOpen: true}
+		StaleOnOpen: true,
+		// A hit is a request of its own: it must not carry the id of the
+		// run that filled the cache.
+		PerRequest: []string{gateway.RequestIDHeader}}
 	if o.Disk {
 		co.Dir = filepath.Join(p.opts.Data, "httpcache")
 	}
@@ -109,8 +114,71 @@ func (p *PoP) serveGateway(h *hosted, w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(cache.HeaderXCache, BypassLabel)
 		e.gateway.ServeHTTP(&stripKeys{ResponseWriter: w}, r)
 	default:
+		// The request's id, for an answer from the cache; a run of the
+		// function (a miss this request leads) answers with its own.
+		w.Header()[gateway.RequestIDHeader] = []string{h.app.Gateway.NewRequestID()}
 		e.cached.ServeHTTP(w, r)
 	}
+}
+
+// hitsFirst answers the cache hits of h before next (appHandler), when
+// nothing next does before the cache applies to h: then a hit costs the
+// lookup and the write, not the routing, quota and status-recording work
+// a function's run needs. Any request the cache cannot answer at once
+// from memory, fresh, goes to next unchanged.
+func (p *PoP) hitsFirst(h *hosted, next http.Handler) http.Handler {
+	if h.edge == nil || h.edge.cached == nil || !p.hitsFirstFits(h) {
+		return next
+	}
+	self := p.opts.Self
+	gw := h.app.Gateway
+	head := func(hdr http.Header) {
+		// What appHandler, serveLocal and serveGateway set, in one
+		// allocation for the three values.
+		vals := &[3]string{self, h.Version(), gw.NewRequestID()}
+		hdr[popHeader] = vals[0:1:1]
+		hdr[VersionHeader] = vals[1:2:2]
+		hdr[gateway.RequestIDHeader] = vals[2:3:3]
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		if p.purges.unsynced() || !p.Cache.ServeHit(h.name, w, r, head) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		code := http.StatusOK
+		if sw, ok := w.(*statusWriter); ok {
+			code = sw.code()
+		}
+		p.stats.Record(h.name, h.Version(), code, time.Since(start)) // the deploy gate counts hits, as serveLocal does
+	})
+}
+
+// hitsFirstFits reports whether appHandler and serveLocal do nothing for
+// h's requests but set headers before the cache: no forwarding (placement,
+// regions), no central route at this PoP, no room, no home cookie (local
+// collections), no quota. Keep it in step with them.
+func (p *PoP) hitsFirstFits(h *hosted) bool {
+	m := h.full
+	if h.app == nil || m.Placement == verge.PlacementCentral && !p.self.Central {
+		return false
+	}
+	for _, c := range m.Collections {
+		if c.Scope.Kind == verge.ScopeLocal || !p.opts.Network.Allowed(p.opts.Self, c) {
+			return false
+		}
+	}
+	for _, fn := range m.Functions {
+		if fn.Kind == verge.KindRoom || fn.Kind == verge.KindCentral && !p.self.Central {
+			return false
+		}
+	}
+	if q := p.quotas; q != nil && !q.none {
+		if pol := policyOf(q.defaults, q.apps, h.name); pol.RequestsPerSecond > 0 || pol.MaxConcurrent > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // stripKeys removes the purge tags of a response that did not go through
