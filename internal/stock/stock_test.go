@@ -375,6 +375,21 @@ func (r *recording) Counter(ctx context.Context, app, counter string) (int64, er
 	return r.Engine.Counter(ctx, app, counter)
 }
 
+func (r *recording) TakeOnce(ctx context.Context, app, counter string, n int64, id spot.OpID) (spot.Take, error) {
+	r.add(fmt.Sprintf("take %d", n))
+	return r.Engine.(spot.Once).TakeOnce(ctx, app, counter, n, id)
+}
+
+func (r *recording) RestockOnce(ctx context.Context, app, counter string, n int64, id spot.OpID) (int64, uint64, error) {
+	r.add(fmt.Sprintf("restock %d", n))
+	return r.Engine.(spot.Once).RestockOnce(ctx, app, counter, n, id)
+}
+
+func (r *recording) CounterSeq(ctx context.Context, app, counter string) (int64, uint64, error) {
+	r.add("counter")
+	return r.Engine.(spot.Once).CounterSeq(ctx, app, counter)
+}
+
 // The first take of a stock at a PoP costs one round trip to the centre,
 // not a read of its stock and a grant before the take.
 func TestFirstTakeIsOneRoundTrip(t *testing.T) {
