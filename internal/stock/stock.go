@@ -184,13 +184,22 @@ func (s *Stock) SetApp(m *verge.Manifest) error {
 	s.mu.Lock()
 	s.apps[m.Name] = m
 	s.mu.Unlock()
+	patterns := false
 	for _, c := range m.Counters {
 		if c.Pattern() {
+			patterns = true
 			continue
 		}
 		if _, err := s.escrowFor([2]string{m.Name, c.Name}, c); err != nil {
 			return err
 		}
+	}
+	if patterns {
+		// A PoP declares its apps after New: the units (and changes in
+		// flight) its store holds under a pattern are found now, not at
+		// the next take of each stock here, which may never come; until
+		// then they were neither counted nor given back.
+		return s.loadPatternEscrows()
 	}
 	return nil
 }

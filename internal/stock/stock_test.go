@@ -256,7 +256,19 @@ func TestPatternEscrowIsLazyPersistsAndReturns(t *testing.T) {
 	s.Close()
 	st.Close()
 
-	s2 := newStock(t, client(), m, dir)
+	// Restarted as a PoP starts: its apps are declared after New.
+	st2, err := store.Open(dir, store.Options{Origin: "pop", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(Options{Central: client(), Store: st2, Rebalance: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close(); st2.Close() })
+	if err := s2.SetApp(m); err != nil {
+		t.Fatal(err)
+	}
 	if got := s2.Escrowed("shop", "stock-a"); got != 29 {
 		t.Fatalf("escrow of stock-a after a restart, before any take: %d, want 29", got)
 	}
