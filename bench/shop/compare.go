@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
@@ -128,27 +129,35 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 	}
 	started := time.Now()
 	scale := []string{"--latency-scale", fmt.Sprint(cfg.scale), "--spot-timeout", spotTimeout}
-	progress("starting the edge network (%d PoPs, building the shop)", cfg.pops)
-	edge, err := b.netUp(ctx, "edge", filepath.Join(dir, "edge"), app, cache, cfg.pops, true, scale...)
-	if err != nil {
-		return nil, err
-	}
-	defer b.netDown(edge)
 	central := filepath.Join(dir, "central-app")
 	if err := placedApp(app, central); err != nil {
 		return nil, err
 	}
-	progress("starting the central network (the same bundle, placement = \"central\")")
-	cen, err := b.netUp(ctx, "central", filepath.Join(dir, "central"), central, cache, cfg.pops, false, scale...)
-	if err != nil {
+	// The two networks are independent: they start side by side (the
+	// first to compile the module puts it in the shared cache, the other
+	// may compile it too), as they are loaded and checked side by side.
+	progress("starting both networks side by side (%d PoPs each): the shop as it is, and the same bundle with placement = \"central\"", cfg.pops)
+	var edge, cen *shoppers.Net
+	var eerr, cerr error
+	var wg sync.WaitGroup
+	wg.Go(func() { edge, eerr = b.netUp(ctx, "edge", filepath.Join(dir, "edge"), app, cache, cfg.pops, scale...) })
+	wg.Go(func() {
+		cen, cerr = b.netUp(ctx, "central", filepath.Join(dir, "central"), central, cache, cfg.pops, scale...)
+	})
+	wg.Wait()
+	if edge != nil {
+		defer b.netDown(edge)
+	}
+	if cen != nil {
+		defer b.netDown(cen)
+	}
+	if err := errors.Join(eerr, cerr); err != nil {
 		return nil, err
 	}
-	defer b.netDown(cen)
 	nets := map[string]*shoppers.Net{"edge": edge, "central": cen}
 	ledgers := map[string]*shoppers.Ledger{"edge": shoppers.NewLedger(), "central": shoppers.NewLedger()}
 	products := append(catalogue.Products(cfg.stock), scarce(cfg.scarce)...)
 	progress("loading %d products into both", len(products))
-	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, pl := range placements {
 		wg.Go(func() { errs[i] = load(ctx, nets[pl], products, ledgers[pl]) })
@@ -251,12 +260,16 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 	// The networks are independent: checked side by side, each waits for
 	// its own replication to settle at the same time.
 	invs := make([]*shoppers.Invariants, len(placements))
+	checkStart := time.Now()
 	for i, pl := range placements {
 		wg.Go(func() {
 			invs[i], errs[i] = shoppers.Check(ctx, nets[pl], ledgers[pl], 60*time.Second)
 		})
 	}
 	wg.Wait()
+	if invs[0] != nil && invs[1] != nil {
+		progress("checked in %.1f s (%d and %d comparisons)", time.Since(checkStart).Seconds(), invs[0].Comparisons, invs[1].Comparisons)
+	}
 	for i, pl := range placements {
 		if errs[i] != nil {
 			return nil, fmt.Errorf("checking the %s network: %w", pl, errs[i])
