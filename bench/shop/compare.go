@@ -145,12 +145,7 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 		cen, cerr = b.netUp(ctx, "central", filepath.Join(dir, "central"), central, cache, cfg.pops, scale...)
 	})
 	wg.Wait()
-	if edge != nil {
-		defer b.netDown(edge)
-	}
-	if cen != nil {
-		defer b.netDown(cen)
-	}
+	defer b.netDown(edge, cen) // side by side too
 	if err := errors.Join(eerr, cerr); err != nil {
 		return nil, err
 	}

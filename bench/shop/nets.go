@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -25,8 +28,20 @@ import (
 // bin is the verge binary this run built.
 type bin struct{ path string }
 
+// The binary goes to a directory of the user's cache named after the
+// repository's path, where go build leaves it alone when it is up to date:
+// a second run does not link it again (seconds on this machine).
 func buildVerge(ctx context.Context, dir string) (*bin, error) {
 	path := filepath.Join(dir, "verge")
+	if cache, err := os.UserCacheDir(); err == nil {
+		if root, err := filepath.Abs("."); err == nil {
+			h := sha256.Sum256([]byte(root))
+			bdir := filepath.Join(cache, "verge-bench-shop", hex.EncodeToString(h[:8]))
+			if os.MkdirAll(bdir, 0o755) == nil {
+				path = filepath.Join(bdir, "verge")
+			}
+		}
+	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/verge")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build ./cmd/verge (run bench/shop from the repository root): %v\n%s", err, out)
@@ -121,10 +136,19 @@ func (b *bin) netUp(ctx context.Context, name, dir, app, cache string, pops int,
 	return shoppers.ReadNet(name, dir)
 }
 
-func (b *bin) netDown(n *shoppers.Net) error {
+// netDown stops networks (nil ones are skipped), all at once.
+func (b *bin) netDown(nets ...*shoppers.Net) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return b.run(ctx, "net", "down", "--dir", n.Dir)
+	errs := make([]error, len(nets))
+	var wg sync.WaitGroup
+	for i, n := range nets {
+		if n != nil {
+			wg.Go(func() { errs[i] = b.run(ctx, "net", "down", "--dir", n.Dir) })
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // faults breaks a network through `verge net`.
