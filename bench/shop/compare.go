@@ -230,18 +230,35 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 		}
 	}
 	wg.Wait()
-	progress("shoppers in %d cities: %d warm-up and %d measured journeys each on each network", len(shoppers.Cities), cfg.warmup, cfg.journeys)
+	progress("shoppers in %d cities: %d warm-up journeys each on both networks at once, then %d measured journeys each on each network in turn", len(shoppers.Cities), cfg.warmup, cfg.journeys)
 	for ci := range shoppers.Cities {
 		wg.Go(func() {
 			rng := mrand.New(mrand.NewPCG(uint64(ci), uint64(nonce)))
 			for k := range cfg.warmup + cfg.journeys {
+				if k < cfg.warmup {
+					// Unmeasured: the city's warm-up journeys on the two
+					// networks run at once (each with its own random
+					// source, so that the measured journeys' draws do not
+					// depend on the warm-up's timing).
+					var ww sync.WaitGroup
+					for i, pl := range placements {
+						wrng := mrand.New(mrand.NewPCG(uint64(ci)<<8|uint64(k)<<1|uint64(i), uint64(nonce)+1))
+						ww.Go(func() {
+							if ctx.Err() == nil {
+								journey(pl, ci, k, wrng, false)
+							}
+						})
+					}
+					ww.Wait()
+					continue
+				}
 				order := placements
 				if k%2 == 1 {
 					order = []string{"central", "edge"}
 				}
 				for _, pl := range order {
 					if ctx.Err() == nil {
-						journey(pl, ci, k, rng, k >= cfg.warmup)
+						journey(pl, ci, k, rng, true)
 					}
 				}
 			}
