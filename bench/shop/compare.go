@@ -152,21 +152,22 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 	nets := map[string]*shoppers.Net{"edge": edge, "central": cen}
 	ledgers := map[string]*shoppers.Ledger{"edge": shoppers.NewLedger(), "central": shoppers.NewLedger()}
 	products := append(catalogue.Products(cfg.stock), scarce(cfg.scarce)...)
-	progress("loading %d products into both", len(products))
+	shop := newShop()
+	progress("loading %d products into both; then each edge PoP sells the %d most popular products once: their escrows are in place, as in a shop that has been selling", len(products), cfg.prefill)
 	errs := make([]error, 2)
 	for i, pl := range placements {
-		wg.Go(func() { errs[i] = load(ctx, nets[pl], products, ledgers[pl]) })
+		wg.Go(func() {
+			errs[i] = load(ctx, nets[pl], products, ledgers[pl])
+			if errs[i] == nil && pl == "edge" { // while the central network still loads
+				errs[i] = prefill(ctx, edge, shop.Products[:cfg.prefill], ledgers["edge"])
+			}
+		})
 	}
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-	}
-	shop := newShop()
-	progress("each edge PoP sells the %d most popular products once: their escrows are in place, as in a shop that has been selling", cfg.prefill)
-	if err := prefill(ctx, edge, shop.Products[:cfg.prefill], ledgers["edge"]); err != nil {
-		return nil, err
 	}
 	leg := shoppers.Leg{Base: cfg.lastMile, Scale: cfg.scale}
 	clients := map[string][]*shoppers.Client{}
