@@ -154,3 +154,29 @@ func TestOnceResendInBatch(t *testing.T) {
 		t.Fatalf("one take sent eight times left %d, want 95", n)
 	}
 }
+
+// plainEngine hides Once: a centre that predates changes by id.
+type plainEngine struct{ Engine }
+
+// Against a centre without changes by id, a first send falls back to the
+// plain operation and a resend is answered "forgotten", never applied.
+func TestOnceOlderCentre(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	e := newEngine(t, s, Config{Shards: 1})
+	serve(t, s, plainEngine{e}, "old")
+	c := NewClient(connect(t, s.ClientURL()), "old", 2*time.Second).(Once)
+	ctx := testCtx(t)
+	if rem, _, err := c.RestockOnce(ctx, "shop", "cup", 10, OpID{Client: 3, Seq: 1}); err != nil || rem != 10 {
+		t.Fatalf("first send of a restock: %d, %v", rem, err)
+	}
+	if tk, err := c.TakeOnce(ctx, "shop", "cup", 4, OpID{Client: 3, Seq: 2}); err != nil || !tk.OK || tk.Remaining != 6 {
+		t.Fatalf("first send of a take: %+v, %v", tk, err)
+	}
+	if _, err := c.TakeOnce(ctx, "shop", "cup", 4, OpID{Client: 3, Seq: 2, Resend: true}); !errors.Is(err, ErrForgotten) {
+		t.Fatalf("resend to an older centre: %v, want ErrForgotten", err)
+	}
+	if rem, seq, err := c.CounterSeq(ctx, "shop", "cup"); err != nil || rem != 6 || seq != 0 {
+		t.Fatalf("CounterSeq from an older centre: %d at %d, %v; want 6 and no sequence", rem, seq, err)
+	}
+}
