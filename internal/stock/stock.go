@@ -307,6 +307,22 @@ func (e *escrow) unitsNow() int64 {
 	return e.units
 }
 
+// counter reads the centre's stock, and its write sequence when the
+// engine has one (the base of the escrow's next change).
+func (s *Stock) counter(ctx context.Context, k [2]string, e *escrow) (int64, error) {
+	o, ok := s.onceEngine()
+	if !ok {
+		return s.opts.Central.Counter(ctx, k[0], k[1])
+	}
+	rem, seq, err := o.CounterSeq(ctx, k[0], k[1])
+	if err == nil {
+		e.mu.Lock()
+		e.wseq = max(e.wseq, seq)
+		e.mu.Unlock()
+	}
+	return rem, err
+}
+
 // Escrowed returns the units this PoP holds of a stock.
 func (s *Stock) Escrowed(app, counter string) int64 {
 	e := s.escrow([2]string{app, counter})
@@ -496,7 +512,7 @@ func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *esc
 		e.mu.Unlock()
 	}()
 	if !seen {
-		rem, err := s.opts.Central.Counter(ctx, k[0], k[1])
+		rem, err := s.counter(ctx, k, e)
 		if err != nil {
 			return false
 		}
@@ -515,11 +531,11 @@ func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *esc
 		// Recorded before it is sent, resent until answered: a grant the
 		// centre gave is credited here exactly once, even across a lost
 		// answer or a crash of either side.
-		c := &change{kind: chTake, n: grant}
-		if err := s.begin(ctx, k, e, c, nil); err != nil {
+		ch := &change{kind: chTake, n: grant}
+		if err := s.begin(ctx, k, e, ch, nil); err != nil {
 			return false
 		}
-		t, oc, err := s.exchange(ctx, k, e, c)
+		t, oc, err := s.exchange(ctx, k, e, ch)
 		return oc == applied && err == nil && t.OK
 	}
 	// An engine without ids: the grant leaves the centre before it is
@@ -724,21 +740,13 @@ func (s *Stock) rebalance(k [2]string, e *escrow) (near bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.settlePending(ctx, k, e)
-	var rem int64
-	var seq uint64
-	var err error
-	if o, ok := s.onceEngine(); ok {
-		rem, seq, err = o.CounterSeq(ctx, k[0], k[1])
-	} else {
-		rem, err = s.opts.Central.Counter(ctx, k[0], k[1])
-	}
+	rem, err := s.counter(ctx, k, e)
 	if err != nil {
 		return true
 	}
 	c := e.c
 	e.mu.Lock()
 	e.central, e.seen = rem, true
-	e.wseq = max(e.wseq, seq)
 	units, grant, low := e.units, e.grant, e.low
 	e.mu.Unlock()
 	switch {
