@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
@@ -128,41 +129,45 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 	}
 	started := time.Now()
 	scale := []string{"--latency-scale", fmt.Sprint(cfg.scale), "--spot-timeout", spotTimeout}
-	progress("starting the edge network (%d PoPs, building the shop)", cfg.pops)
-	edge, err := b.netUp(ctx, "edge", filepath.Join(dir, "edge"), app, cache, cfg.pops, true, scale...)
-	if err != nil {
-		return nil, err
-	}
-	defer b.netDown(edge)
 	central := filepath.Join(dir, "central-app")
 	if err := placedApp(app, central); err != nil {
 		return nil, err
 	}
-	progress("starting the central network (the same bundle, placement = \"central\")")
-	cen, err := b.netUp(ctx, "central", filepath.Join(dir, "central"), central, cache, cfg.pops, false, scale...)
-	if err != nil {
+	// The two networks are independent: they start side by side (the
+	// first to compile the module puts it in the shared cache, the other
+	// may compile it too), as they are loaded and checked side by side.
+	progress("starting both networks side by side (%d PoPs each): the shop as it is, and the same bundle with placement = \"central\"", cfg.pops)
+	var edge, cen *shoppers.Net
+	var eerr, cerr error
+	var wg sync.WaitGroup
+	wg.Go(func() { edge, eerr = b.netUp(ctx, "edge", filepath.Join(dir, "edge"), app, cache, cfg.pops, scale...) })
+	wg.Go(func() {
+		cen, cerr = b.netUp(ctx, "central", filepath.Join(dir, "central"), central, cache, cfg.pops, scale...)
+	})
+	wg.Wait()
+	defer b.netDown(edge, cen) // side by side too
+	if err := errors.Join(eerr, cerr); err != nil {
 		return nil, err
 	}
-	defer b.netDown(cen)
 	nets := map[string]*shoppers.Net{"edge": edge, "central": cen}
 	ledgers := map[string]*shoppers.Ledger{"edge": shoppers.NewLedger(), "central": shoppers.NewLedger()}
 	products := append(catalogue.Products(cfg.stock), scarce(cfg.scarce)...)
-	progress("loading %d products into both", len(products))
-	var wg sync.WaitGroup
+	shop := newShop()
+	progress("loading %d products into both; then each edge PoP sells the %d most popular products once: their escrows are in place, as in a shop that has been selling", len(products), cfg.prefill)
 	errs := make([]error, 2)
 	for i, pl := range placements {
-		wg.Go(func() { errs[i] = load(ctx, nets[pl], products, ledgers[pl]) })
+		wg.Go(func() {
+			errs[i] = load(ctx, nets[pl], products, ledgers[pl])
+			if errs[i] == nil && pl == "edge" { // while the central network still loads
+				errs[i] = prefill(ctx, edge, shop.Products[:cfg.prefill], ledgers["edge"])
+			}
+		})
 	}
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-	}
-	shop := newShop()
-	progress("each edge PoP sells the %d most popular products once: their escrows are in place, as in a shop that has been selling", cfg.prefill)
-	if err := prefill(ctx, edge, shop.Products[:cfg.prefill], ledgers["edge"]); err != nil {
-		return nil, err
 	}
 	leg := shoppers.Leg{Base: cfg.lastMile, Scale: cfg.scale}
 	clients := map[string][]*shoppers.Client{}
@@ -226,18 +231,35 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 		}
 	}
 	wg.Wait()
-	progress("shoppers in %d cities: %d warm-up and %d measured journeys each on each network", len(shoppers.Cities), cfg.warmup, cfg.journeys)
+	progress("shoppers in %d cities: %d warm-up journeys each on both networks at once, then %d measured journeys each on each network in turn", len(shoppers.Cities), cfg.warmup, cfg.journeys)
 	for ci := range shoppers.Cities {
 		wg.Go(func() {
 			rng := mrand.New(mrand.NewPCG(uint64(ci), uint64(nonce)))
 			for k := range cfg.warmup + cfg.journeys {
+				if k < cfg.warmup {
+					// Unmeasured: the city's warm-up journeys on the two
+					// networks run at once (each with its own random
+					// source, so that the measured journeys' draws do not
+					// depend on the warm-up's timing).
+					var ww sync.WaitGroup
+					for i, pl := range placements {
+						wrng := mrand.New(mrand.NewPCG(uint64(ci)<<8|uint64(k)<<1|uint64(i), uint64(nonce)+1))
+						ww.Go(func() {
+							if ctx.Err() == nil {
+								journey(pl, ci, k, wrng, false)
+							}
+						})
+					}
+					ww.Wait()
+					continue
+				}
 				order := placements
 				if k%2 == 1 {
 					order = []string{"central", "edge"}
 				}
 				for _, pl := range order {
 					if ctx.Err() == nil {
-						journey(pl, ci, k, rng, k >= cfg.warmup)
+						journey(pl, ci, k, rng, true)
 					}
 				}
 			}
@@ -251,12 +273,16 @@ func runCompare(ctx context.Context, cfg config, b *bin, dir string) (*compareRe
 	// The networks are independent: checked side by side, each waits for
 	// its own replication to settle at the same time.
 	invs := make([]*shoppers.Invariants, len(placements))
+	checkStart := time.Now()
 	for i, pl := range placements {
 		wg.Go(func() {
 			invs[i], errs[i] = shoppers.Check(ctx, nets[pl], ledgers[pl], 60*time.Second)
 		})
 	}
 	wg.Wait()
+	if invs[0] != nil && invs[1] != nil {
+		progress("checked in %.1f s (%d and %d comparisons)", time.Since(checkStart).Seconds(), invs[0].Comparisons, invs[1].Comparisons)
+	}
 	for i, pl := range placements {
 		if errs[i] != nil {
 			return nil, fmt.Errorf("checking the %s network: %w", pl, errs[i])

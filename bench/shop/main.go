@@ -41,11 +41,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/verge-edge/verge/bench/internal/harness"
@@ -124,8 +126,14 @@ func main() {
 		} else {
 			defer os.RemoveAll(dir)
 		}
-		b, err := buildVerge(ctx, dir)
-		if err != nil {
+		// The verge binary and the shop's module build side by side.
+		var b *bin
+		var berr, serr error
+		var wg sync.WaitGroup
+		wg.Go(func() { b, berr = buildVerge(ctx, dir) })
+		wg.Go(func() { serr = buildShop(ctx) })
+		wg.Wait()
+		if err := errors.Join(berr, serr); err != nil {
 			return nil, err
 		}
 		if s == "chaos" {
@@ -133,6 +141,9 @@ func main() {
 		}
 		return runCompare(ctx, cfg, b, dir)
 	})
+	if broken {
+		bench.Fatalf("the chaos run broke an invariant (see its summary)")
+	}
 }
 
 // env is what every result records about the machine and the setup.

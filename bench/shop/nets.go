@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,8 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/verge-edge/verge"
 	"github.com/verge-edge/verge/examples/shop/catalogue"
 	"github.com/verge-edge/verge/examples/shop/shoppers"
+	appbuild "github.com/verge-edge/verge/internal/app"
 )
 
 // The networks are `verge net` networks of separate processes, started and
@@ -22,13 +28,43 @@ import (
 // bin is the verge binary this run built.
 type bin struct{ path string }
 
+// The binary goes to a directory of the user's cache named after the
+// repository's path, where go build leaves it alone when it is up to date:
+// a second run does not link it again (seconds on this machine).
 func buildVerge(ctx context.Context, dir string) (*bin, error) {
 	path := filepath.Join(dir, "verge")
+	if cache, err := os.UserCacheDir(); err == nil {
+		if root, err := filepath.Abs("."); err == nil {
+			h := sha256.Sum256([]byte(root))
+			bdir := filepath.Join(cache, "verge-bench-shop", hex.EncodeToString(h[:8]))
+			if os.MkdirAll(bdir, 0o755) == nil {
+				path = filepath.Join(bdir, "verge")
+			}
+		}
+	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/verge")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build ./cmd/verge (run bench/shop from the repository root): %v\n%s", err, out)
 	}
 	return &bin{path}, nil
+}
+
+// buildShop runs the shop's build commands (verge.toml) once, so that both
+// networks can start side by side from the built module.
+func buildShop(ctx context.Context) error {
+	dir, err := absApp()
+	if err != nil {
+		return err
+	}
+	m, err := verge.LoadManifest(dir)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := appbuild.Build(ctx, m, &out, &out); err != nil {
+		return fmt.Errorf("%w\n%s", err, out.Bytes())
+	}
+	return nil
 }
 
 // gomaxprocs is the GOMAXPROCS of every PoP of the run. A PoP runs guests
@@ -75,7 +111,7 @@ func placedApp(src, dir string) error {
 	}
 	wasm, err := os.ReadFile(filepath.Join(src, "shop.wasm"))
 	if err != nil {
-		return fmt.Errorf("%w (the shop is built by verge net up for the edge network first)", err)
+		return fmt.Errorf("%w (buildShop builds it first)", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "verge.toml"), []byte(manifest), 0o644); err != nil {
 		return err
@@ -85,27 +121,34 @@ func placedApp(src, dir string) error {
 
 // netUp starts a network of pops PoPs serving app, sharing the compilation
 // cache dir with other networks of the run (the module is compiled once).
-func (b *bin) netUp(ctx context.Context, name, dir, app, cache string, pops int, build bool, extra ...string) (*shoppers.Net, error) {
+// The shop is built first (buildShop): no network runs its build commands.
+func (b *bin) netUp(ctx context.Context, name, dir, app, cache string, pops int, extra ...string) (*shoppers.Net, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	if err := os.Symlink(cache, filepath.Join(dir, "cache")); err != nil {
 		return nil, err
 	}
-	args := append([]string{"net", "up", "--dir", dir, "--pops", fmt.Sprint(pops), "--app", app}, extra...)
-	if !build {
-		args = append(args, "--no-build")
-	}
+	args := append([]string{"net", "up", "--dir", dir, "--pops", fmt.Sprint(pops), "--app", app, "--no-build"}, extra...)
 	if err := b.run(ctx, args...); err != nil {
 		return nil, err
 	}
 	return shoppers.ReadNet(name, dir)
 }
 
-func (b *bin) netDown(n *shoppers.Net) error {
+// netDown stops networks (nil ones are skipped), all at once.
+func (b *bin) netDown(nets ...*shoppers.Net) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return b.run(ctx, "net", "down", "--dir", n.Dir)
+	errs := make([]error, len(nets))
+	var wg sync.WaitGroup
+	for i, n := range nets {
+		if n != nil {
+			wg.Go(func() { errs[i] = b.run(ctx, "net", "down", "--dir", n.Dir) })
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // faults breaks a network through `verge net`.

@@ -36,8 +36,8 @@ func (f netFaults) Heal() error               { return f.cmd("heal") }
 // and the centre is killed -9 and restarted. Shoppers fail over to their
 // next-nearest PoP and keep their session and cart. After the heal, no
 // acknowledged order is lost or unexpected, no stock is oversold, every
-// unit is sold, held, at the centre or in an escrow (up to what a crash may
-// strand, see below), and no username is owned twice.
+// unit is sold, held, at the centre or in an escrow (sold + remaining =
+// initial + restocked, exactly), and no username is owned twice.
 func TestNetShopChaos(t *testing.T) {
 	e2e(t)
 	t.Parallel()
@@ -108,6 +108,25 @@ func TestNetShopChaos(t *testing.T) {
 		failedOver += ph.FailedOver
 		answered += ph.Statuses["200"] + ph.Statuses["201"]
 	}
+	// Sessions survive their PoP: no journey stops at a 401 of an action
+	// that needs the session, the shopper who logged in at fra just
+	// before its kill included. (A login may answer 401 when it fails over
+	// to a PoP the account, a global document, has not reached yet: the
+	// account's replication, not the session; logged, not failed.)
+	for stop, n := range res.Stopped {
+		switch {
+		case stop == "login 401":
+			t.Logf("%d logins answered 401 (the account had not reached the PoP that answered)", n)
+		case strings.HasSuffix(stop, " 401"):
+			t.Errorf("%d journeys stopped at %s: a session was lost", n, stop)
+		}
+	}
+	if sp := res.Session; sp == nil {
+		t.Error("no session probe: nobody logged in at fra before its kill")
+	} else if sp.Me.Status != 200 || sp.Me.PoP == "fra" || sp.Cart.Status != 200 {
+		t.Errorf("logged in at fra %.0f ms before its kill, then /api/me %d from %q, /api/cart %d from %q; want 200 from another PoP",
+			sp.LoginToKillMs, sp.Me.Status, sp.Me.PoP, sp.Cart.Status, sp.Cart.PoP)
+	}
 	if failedOver == 0 {
 		t.Error("no action was answered by another PoP than the one first tried: nobody failed over")
 	}
@@ -129,16 +148,11 @@ func TestNetShopChaos(t *testing.T) {
 	if inv.Names < 2*len(clients) {
 		t.Errorf("only %d names checked", inv.Names)
 	}
-	// Units are conserved except what a kill -9 strands by design (the
-	// platform undersells rather than oversells, docs/spot.md): a grant
-	// taken at the centre whose PoP died before recording it, or whose
-	// answer the dying centre never sent, and units a checkout took at a
-	// PoP killed before it stored the order. Each fault strands at most a
-	// grant (10 units here) per stock in flight; two crashes, a few stocks.
-	if inv.Units.Stranded != 0 {
-		t.Logf("stranded by the crashes: %d units: %v", inv.Units.Stranded, inv.Stranded)
-	}
-	if inv.Units.Stranded > 60 {
-		t.Errorf("%d units stranded, more than a crash can explain: %v", inv.Units.Stranded, inv.Stranded)
+	// Every unit is sold, held by a pending checkout, at the centre or in
+	// an escrow: changes of the centre's counters are resent with their id
+	// until answered and applied once (docs/spot.md), so neither the
+	// kill -9 of an edge PoP nor that of the centre strands a unit.
+	if !inv.Conserved || inv.Units.Stranded != 0 {
+		t.Errorf("units not conserved: %+v; stranded by product: %v", inv.Units, inv.Stranded)
 	}
 }

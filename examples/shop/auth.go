@@ -1,9 +1,14 @@
 package main
 
 import (
-	"crypto/rand"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -91,7 +96,10 @@ func register(x *reply, r *verge.Request, _ string) {
 var dummyHash = []byte("$2a$10$fwL/00tfcKPWCdPSOpiUPuhFMpUPMhiq1uBUNJl8jf5HStznBVZf2")
 
 // login checks the password against the account, which every PoP holds,
-// and opens a session at this PoP: no WAN round trip.
+// and answers a session cookie signed with SHOP_SESSION_KEY: no WAN round
+// trip and no write. Any PoP verifies the cookie without reading anything
+// the opening PoP wrote, so a session survives its PoP's crash, the moment
+// after it was opened included (RATIONALE.md, "Signed sessions").
 func login(x *reply, r *verge.Request, _ string) {
 	c, ok := parseCredentials(x, r)
 	if !ok {
@@ -111,20 +119,21 @@ func login(x *reply, r *verge.Request, _ string) {
 		x.fail(401, "wrong username or password")
 		return
 	}
-	var b [16]byte
-	rand.Read(b[:])
-	sid := hex.EncodeToString(b[:])
-	if err := sessions.Put(sid, map[string]string{"user": c.Username, "created": now()}); err != nil {
-		x.hostFailed("opening the session", err)
+	tok, err := signSession(c.Username, time.Now())
+	if err != nil {
+		x.fail(500, err.Error())
 		return
 	}
-	x.w.Header().Add("Set-Cookie", sessionCookie+"="+sid+"; Path=/; Max-Age=604800; HttpOnly; SameSite=Lax")
+	x.w.Header().Add("Set-Cookie", sessionCookie+"="+tok+"; Path=/; Max-Age="+strconv.Itoa(int(sessionTTL/time.Second))+"; HttpOnly; SameSite=Lax")
 	x.json(200, map[string]string{"username": c.Username})
 }
 
+// logout ends every session of the user opened until now: the account (a
+// global document, at every PoP within a replication delay) records when,
+// and a cookie signed before is refused wherever the record has arrived.
 func logout(x *reply, r *verge.Request, _ string) {
-	if sid := cookie(r, sessionCookie); validSession(sid) {
-		if _, err := sessions.Delete(sid); err != nil {
+	if user, _, ok := verifySession(cookie(r, sessionCookie), time.Now()); ok {
+		if err := accounts.Update(user, verge.Set("logout", time.Now().UnixMilli())); err != nil {
 			x.hostFailed("closing the session", err)
 			return
 		}
@@ -140,35 +149,77 @@ func me(x *reply, r *verge.Request, _ string) {
 }
 
 // session returns the user of the request's session, or answers 401. The
-// session is a local document: at a PoP other than the one that opened it,
-// Verge brings it from there (or from the centre) first.
+// cookie carries the user, when it was signed and the signature; checking
+// it reads the user's account (global: local at every PoP) for a logout
+// since, and nothing else: no WAN round trip, whichever PoP answers.
 func session(x *reply, r *verge.Request) (string, bool) {
-	sid := cookie(r, sessionCookie)
-	if !validSession(sid) {
+	user, at, ok := verifySession(cookie(r, sessionCookie), time.Now())
+	if !ok {
 		x.fail(401, "log in first")
 		return "", false
 	}
-	var s struct {
-		User string `json:"user"`
+	var a struct {
+		Logout int64 `json:"logout"`
 	}
-	found, err := sessions.Get(sid, &s)
-	switch {
-	case err != nil:
-		x.hostFailed("reading the session", err)
+	// An account this PoP does not hold yet (registered moments ago
+	// elsewhere) has no logout to check.
+	if _, err := accounts.Get(user, &a); err != nil {
+		x.hostFailed("reading the account", err)
 		return "", false
-	case !found || s.User == "":
+	}
+	if a.Logout > at.UnixMilli() {
 		x.fail(401, "the session has ended; log in again")
 		return "", false
 	}
-	return s.User, true
+	return user, true
 }
 
-func validSession(sid string) bool {
-	if len(sid) != 32 {
-		return false
+// sessionTTL is how long a session cookie is good for.
+const sessionTTL = 7 * 24 * time.Hour
+
+// A session cookie is "s1.<user>.<unix ms signed>.<HMAC-SHA256 of the
+// rest, hex>", under the key SHOP_SESSION_KEY (the app's env in
+// verge.toml). Usernames are [a-z0-9_-], so the dots split it unambiguously.
+func signSession(user string, at time.Time) (string, error) {
+	key := os.Getenv("SHOP_SESSION_KEY")
+	if len(key) < 16 {
+		return "", errors.New("SHOP_SESSION_KEY (verge.toml env) must be set to at least 16 bytes")
 	}
-	_, err := hex.DecodeString(sid)
-	return err == nil
+	body := "s1." + user + "." + strconv.FormatInt(at.UnixMilli(), 10)
+	return body + "." + sessionMAC(key, body), nil
+}
+
+func sessionMAC(key, body string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(body))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// verifySession returns the user and signing time of a valid, unexpired
+// session cookie.
+func verifySession(tok string, now time.Time) (user string, at time.Time, ok bool) {
+	key := os.Getenv("SHOP_SESSION_KEY")
+	if len(key) < 16 || len(tok) > 200 {
+		return "", time.Time{}, false
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 4 || parts[0] != "s1" || !validID(parts[1]) {
+		return "", time.Time{}, false
+	}
+	signed := strings.Join(parts[:3], ".")
+	if !hmac.Equal([]byte(sessionMAC(key, signed)), []byte(parts[3])) {
+		return "", time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	at = time.UnixMilli(ms)
+	// A little slack for clocks between PoPs.
+	if at.After(now.Add(time.Minute)) || now.Sub(at) > sessionTTL {
+		return "", time.Time{}, false
+	}
+	return parts[1], at, true
 }
 
 // cookie returns the value of the named cookie of the request.

@@ -26,8 +26,9 @@
 // within it); the PoP adds Verge-PoP, the PoP that served it.
 //
 // Where the data lives (verge.toml): the catalogue and the accounts are
-// global documents, read at every PoP in microseconds; sessions, carts and
-// orders are local documents that follow their user; usernames are SPOT
+// global documents, read at every PoP in microseconds; a session is a
+// cookie the app signs (SHOP_SESSION_KEY), which any PoP verifies; carts
+// and orders are local documents that follow their user; usernames are SPOT
 // claims and each product's stock a bounded counter with the hybrid
 // threshold ("stock-" + id), both at the central PoP.
 package main
@@ -47,7 +48,6 @@ import (
 var (
 	catalogue = verge.Documents("catalogue") // global: "products" and "levels"
 	accounts  = verge.Documents("accounts")  // global: username -> password hash
-	sessions  = verge.Documents("sessions")  // local: session id -> user
 	carts     = verge.Documents("carts")     // local: username -> {product: qty}
 	orders    = verge.Documents("orders")    // local: username -> {order id: order}
 )

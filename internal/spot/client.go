@@ -210,7 +210,7 @@ func (c *client) call(ctx context.Context, op string, write bool, fields func([]
 		return nil, fmt.Errorf("spot: %s: malformed reply: %v", op, err)
 	}
 	// The centre's messages start with the sentinel the status stands for.
-	for _, s := range []error{ErrInvalid, ErrUnavailable, ErrUnknownOutcome, ErrBusy} {
+	for _, s := range []error{ErrInvalid, ErrUnavailable, ErrUnknownOutcome, ErrBusy, ErrForgotten} {
 		msg = strings.TrimPrefix(msg, s.Error()+": ")
 	}
 	switch st {
@@ -222,6 +222,8 @@ func (c *client) call(ctx context.Context, op string, write bool, fields func([]
 		return nil, unknownOutcome("%s", msg)
 	case stBusy:
 		return nil, busy("%s", msg)
+	case stForgotten:
+		return nil, forgotten("%s", msg)
 	}
 	return nil, fmt.Errorf("spot: %s failed at the central PoP: %s", op, msg)
 }
@@ -232,3 +234,86 @@ func (c *client) end(r *wreader, op string) error {
 	}
 	return nil
 }
+
+// TakeOnce sends a take with its id. A centre that predates the "once"
+// operations refuses them; a first send then goes as a plain take (its
+// outcome, if lost, cannot be settled later: the caller's resend is
+// answered ErrForgotten), so that edges can be upgraded before the centre.
+func (c *client) TakeOnce(ctx context.Context, app, counter string, n int64, id OpID) (Take, error) {
+	if err := checkCounter(app, counter); err != nil {
+		return Take{}, err
+	}
+	if err := checkAmount(n); err != nil {
+		return Take{}, err
+	}
+	if err := checkOpID(id); err != nil {
+		return Take{}, err
+	}
+	r, err := c.call(ctx, opTakeOnce, true, func(b []byte) []byte {
+		return appendOpID(binary.AppendVarint(appendStr(appendStr(b, app), counter), n), id)
+	})
+	if oldCentre(err, opTakeOnce) {
+		if id.Resend {
+			return Take{}, forgotten("the central PoP predates changes by id: a take resent cannot be settled")
+		}
+		return c.Take(ctx, app, counter, n)
+	}
+	if err != nil {
+		return Take{}, err
+	}
+	out := Take{OK: r.bool(), Remaining: r.varint(), Seq: r.uvarint()}
+	return out, c.end(r, opTakeOnce)
+}
+
+// RestockOnce is TakeOnce's counterpart for restocks.
+func (c *client) RestockOnce(ctx context.Context, app, counter string, n int64, id OpID) (int64, uint64, error) {
+	if err := checkCounter(app, counter); err != nil {
+		return 0, 0, err
+	}
+	if err := checkAmount(n); err != nil {
+		return 0, 0, err
+	}
+	if err := checkOpID(id); err != nil {
+		return 0, 0, err
+	}
+	r, err := c.call(ctx, opRestockOnce, true, func(b []byte) []byte {
+		return appendOpID(binary.AppendVarint(appendStr(appendStr(b, app), counter), n), id)
+	})
+	if oldCentre(err, opRestockOnce) {
+		if id.Resend {
+			return 0, 0, forgotten("the central PoP predates changes by id: a restock resent cannot be settled")
+		}
+		rem, err := c.Restock(ctx, app, counter, n)
+		return rem, 0, err
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	rem, seq := r.varint(), r.uvarint()
+	return rem, seq, c.end(r, opRestockOnce)
+}
+
+func (c *client) CounterSeq(ctx context.Context, app, counter string) (int64, uint64, error) {
+	if err := checkCounter(app, counter); err != nil {
+		return 0, 0, err
+	}
+	r, err := c.call(ctx, opCounterSeq, false, func(b []byte) []byte {
+		return appendStr(appendStr(b, app), counter)
+	})
+	if oldCentre(err, opCounterSeq) {
+		rem, err := c.Counter(ctx, app, counter)
+		return rem, 0, err
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	rem, seq := r.varint(), r.uvarint()
+	return rem, seq, c.end(r, opCounterSeq)
+}
+
+// oldCentre reports whether err is a centre's refusal of op as unknown.
+func oldCentre(err error, op string) bool {
+	return errors.Is(err, ErrInvalid) && strings.Contains(err.Error(), fmt.Sprintf("unknown operation %q", op))
+}
+
+var _ Once = (*client)(nil)

@@ -56,6 +56,9 @@ type Take struct {
 	// Local: served from the units this PoP holds in escrow (internal/stock),
 	// with no round trip to the centre. The centre's engine never sets it.
 	Local bool
+	// Seq is the counter's write sequence after the call (TakeOnce only):
+	// the Base of the client's next change.
+	Seq uint64
 }
 
 // Limits on inputs. They keep every KV key within NATS's subject limits and

@@ -379,8 +379,14 @@ func applyDoc(v *value, ops []crdt.Op) ([]byte, error) {
 // do runs one operation on a key: it queues it and, if no writer is active
 // on the key, becomes the writer.
 func (e *JetStream) do(ctx context.Context, key string, kind byte, apply func(*value) (int64, bool, error)) (*pending, error) {
+	return e.doID(ctx, key, kind, opID{e.inc, e.seq.Add(1)}, apply)
+}
+
+// doID is do with the operation's id chosen by the caller (a client's
+// OpID): a resend of it is found in the window.
+func (e *JetStream) doID(ctx context.Context, key string, kind byte, id opID, apply func(*value) (int64, bool, error)) (*pending, error) {
 	p := &pending{
-		id:    opID{e.inc, e.seq.Add(1)},
+		id:    id,
 		apply: apply,
 		done:  make(chan struct{}),
 	}

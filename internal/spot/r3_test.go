@@ -147,4 +147,44 @@ func TestReplicatedOverThreeServers(t *testing.T) {
 	if tk, err := e.Take(ctx, "shop", "brush", 3); err != nil || !tk.OK || tk.Remaining != 7 {
 		t.Fatalf("take with one server down: %+v, %v", tk, err)
 	}
+
+	// A change by id, whose answer is lost; its resend reaches a new
+	// engine (the centre restarted) on another server of the cluster:
+	// the window is replicated with the value, so the resend is answered,
+	// not applied again.
+	_, base, err := e.CounterSeq(ctx, "shop", "brush")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := OpID{Client: 5, Seq: 1, Base: base}
+	if tk, err := e.TakeOnce(ctx, "shop", "brush", 2, id); err != nil || !tk.OK || tk.Remaining != 5 {
+		t.Fatalf("take by id: %+v, %v", tk, err)
+	}
+	e2 := newEngineOn(t, ctx, s1.ClientURL(), Config{Replicas: 3, Shards: 2})
+	id.Resend = true
+	if tk, err := e2.TakeOnce(ctx, "shop", "brush", 2, id); err != nil || !tk.OK || tk.Remaining != 5 {
+		t.Fatalf("the resend at another server's engine: %+v, %v; want the first answer (OK, 5 remaining)", tk, err)
+	}
+	if n, err := e2.Counter(ctx, "shop", "brush"); err != nil || n != 5 {
+		t.Fatalf("the stock after the resend: %d, %v; want 5 (taken once)", n, err)
+	}
+}
+
+// newEngineOn opens the R3 buckets through the server at url, waiting for
+// them to be reachable.
+func newEngineOn(t *testing.T, ctx context.Context, url string, cfg Config) *JetStream {
+	t.Helper()
+	nc := connect(t, url)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		e, err := NewJetStream(actx, nc, cfg)
+		cancel()
+		if err == nil {
+			return e
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("R3 buckets through %s: %v", url, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

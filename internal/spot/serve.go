@@ -131,6 +131,28 @@ func handle(e Engine, op string, data []byte) []byte {
 		if n, err = e.Restock(ctx, q.app, q.key, q.n); err == nil {
 			b = binary.AppendVarint(b, n)
 		}
+	case opTakeOnce, opRestockOnce, opCounterSeq:
+		o, ok := e.(Once)
+		if !ok {
+			return errReply(stInvalid, fmt.Sprintf("unknown operation %q: this centre's engine does not apply changes once by id", q.op))
+		}
+		var n int64
+		var seq uint64
+		switch q.op {
+		case opTakeOnce:
+			var t Take
+			if t, err = o.TakeOnce(ctx, q.app, q.key, q.n, q.id); err == nil {
+				b = binary.AppendUvarint(binary.AppendVarint(appendBool(b, t.OK), t.Remaining), t.Seq)
+			}
+		case opRestockOnce:
+			if n, seq, err = o.RestockOnce(ctx, q.app, q.key, q.n, q.id); err == nil {
+				b = binary.AppendUvarint(binary.AppendVarint(b, n), seq)
+			}
+		default:
+			if n, seq, err = o.CounterSeq(ctx, q.app, q.key); err == nil {
+				b = binary.AppendUvarint(binary.AppendVarint(b, n), seq)
+			}
+		}
 	case opCounter:
 		var n int64
 		if n, err = e.Counter(ctx, q.app, q.key); err == nil {
@@ -162,6 +184,8 @@ func encodeErr(err error) []byte {
 		return binary.AppendUvarint([]byte{wireVersion, stConflict}, ce.Current)
 	case errors.Is(err, ErrInvalid):
 		return errReply(stInvalid, err.Error())
+	case errors.Is(err, ErrForgotten):
+		return errReply(stForgotten, err.Error())
 	case errors.Is(err, ErrUnknownOutcome):
 		return errReply(stUnknown, err.Error())
 	case errors.Is(err, ErrBusy):

@@ -20,6 +20,9 @@ import (
 //	  getdoc           app key
 //	  updatedoc        app key uvarint(rev) uvarint(count) count × op
 //	                   op: str(op) str(path) byte(has index) [varint(index)] str(value)
+//	  takeonce,        app counter varint(n) id
+//	  restockonce      id: uvarint(client) uvarint(seq) byte(resend) uvarint(base)
+//	  counterseq       app counter
 //
 // A reply is
 //
@@ -27,12 +30,17 @@ import (
 //	status   byte, then by status:
 //	  ok           by op: claim byte(claimed) str(owner); release byte(released);
 //	               take byte(ok) varint(remaining); restock, counter varint(remaining);
-//	               getdoc, updatedoc uvarint(rev) + the JSON document (the rest)
+//	               getdoc, updatedoc uvarint(rev) + the JSON document (the rest);
+//	               takeonce byte(ok) varint(remaining) uvarint(write sequence);
+//	               restockonce, counterseq varint(remaining) uvarint(write sequence)
 //	  conflict     uvarint(current revision)
-//	  other        str(message)
+//	  other        str(message) (forgotten: only in answer to a resend)
 //
 // A version the receiver does not know is refused with a message, so both
-// ends can be upgraded independently by adding a version.
+// ends can be upgraded independently by adding a version. The three "once"
+// operations came later within version 1: a centre that predates them
+// answers "unknown operation" (invalid), and the client then falls back to
+// take and restock for a first send (see client.TakeOnce).
 const wireVersion = 1
 
 const (
@@ -43,6 +51,10 @@ const (
 	opCounter   = "counter"
 	opGetDoc    = "getdoc"
 	opUpdateDoc = "updatedoc"
+
+	opTakeOnce    = "takeonce"
+	opRestockOnce = "restockonce"
+	opCounterSeq  = "counterseq"
 )
 
 const (
@@ -53,6 +65,7 @@ const (
 	stUnknown
 	stBusy
 	stError
+	stForgotten
 )
 
 // maxMessage bounds a reply's message string.
@@ -158,7 +171,15 @@ type request struct {
 	n       int64
 	rev     uint64
 	ops     []crdt.Op
+	id      OpID
 	isWrite bool
+}
+
+func appendOpID(b []byte, id OpID) []byte {
+	b = binary.AppendUvarint(b, id.Client)
+	b = binary.AppendUvarint(b, id.Seq)
+	b = appendBool(b, id.Resend)
+	return binary.AppendUvarint(b, id.Base)
 }
 
 func decodeRequest(op string, b []byte) (*request, error) {
@@ -180,7 +201,12 @@ func decodeRequest(op string, b []byte) (*request, error) {
 		q.key = r.str(MaxKey + 1)
 		q.n = r.varint()
 		q.isWrite = true
-	case opCounter, opGetDoc:
+	case opTakeOnce, opRestockOnce:
+		q.key = r.str(MaxKey + 1)
+		q.n = r.varint()
+		q.id = OpID{Client: r.uvarint(), Seq: r.uvarint(), Resend: r.bool(), Base: r.uvarint()}
+		q.isWrite = true
+	case opCounter, opGetDoc, opCounterSeq:
 		q.key = r.str(MaxKey + 1)
 	case opUpdateDoc:
 		q.key = r.str(MaxKey + 1)

@@ -30,12 +30,14 @@ package stock
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/verge-edge/verge"
@@ -79,6 +81,11 @@ type Stock struct {
 	done    chan struct{}
 	once    sync.Once
 	bg      sync.WaitGroup // background refills
+	// client and seq make the ids of the changes this PoP sends to the
+	// centre (spot.OpID): client is drawn at random at every start, so
+	// ids never repeat, and pending changes keep the id they were sent with.
+	client uint64
+	seq    atomic.Uint64
 }
 
 // escrow is one stock's units at this PoP. mu guards the fields and is never
@@ -88,12 +95,16 @@ type Stock struct {
 // after a write staged after its decrement is durable, so after a crash the
 // escrow never holds a unit already sold (it may have lost some: undersold).
 type escrow struct {
-	c         verge.Counter // its declaration (a pattern's, for a matching stock)
-	mu        sync.Mutex
-	units     int64 // held here
-	central   int64 // the centre's stock when last seen
-	seen      bool  // central is known
-	refilling bool  // a grant is being taken from the centre
+	c       verge.Counter // its declaration (a pattern's, for a matching stock)
+	mu      sync.Mutex
+	units   int64  // held here
+	central int64  // the centre's stock when last seen
+	wseq    uint64 // the centre's write sequence of the stock when last seen
+	// pend are the changes sent (or about to be) to the centre without an
+	// answer yet, stored with units (see change).
+	pend      []*change
+	seen      bool // central is known
+	refilling bool // a grant is being taken from the centre
 	// refillDone is closed when the refill in progress ends; refillOK
 	// says whether it brought a grant.
 	refillDone chan struct{}
@@ -142,6 +153,11 @@ func New(opts Options) (*Stock, error) {
 	}
 	s := &Stock{opts: opts, apps: map[string]*verge.Manifest{}, escrows: map[[2]string]*escrow{},
 		stop: make(chan struct{}), done: make(chan struct{})}
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	s.client = binary.LittleEndian.Uint64(b[:]) | 1 // never 0
 	for _, m := range opts.Apps {
 		if err := s.SetApp(m); err != nil {
 			return nil, err
@@ -168,13 +184,22 @@ func (s *Stock) SetApp(m *verge.Manifest) error {
 	s.mu.Lock()
 	s.apps[m.Name] = m
 	s.mu.Unlock()
+	patterns := false
 	for _, c := range m.Counters {
 		if c.Pattern() {
+			patterns = true
 			continue
 		}
 		if _, err := s.escrowFor([2]string{m.Name, c.Name}, c); err != nil {
 			return err
 		}
+	}
+	if patterns {
+		// A PoP declares its apps after New: the units (and changes in
+		// flight) its store holds under a pattern are found now, not at
+		// the next take of each stock here, which may never come; until
+		// then they were neither counted nor given back.
+		return s.loadPatternEscrows()
 	}
 	return nil
 }
@@ -198,11 +223,11 @@ func (s *Stock) escrowFor(k [2]string, c verge.Counter) (*escrow, error) {
 	if e := s.escrows[k]; e != nil {
 		return e, nil
 	}
-	units, err := s.load(k)
+	units, pend, err := s.load(k)
 	if err != nil {
 		return nil, err
 	}
-	e := &escrow{c: c, units: units, grant: c.Grant, low: (c.Grant + 1) / 2}
+	e := &escrow{c: c, units: units, pend: pend, grant: c.Grant, low: (c.Grant + 1) / 2}
 	s.escrows[k] = e
 	return e, nil
 }
@@ -252,22 +277,24 @@ func escrowKey(k [2]string) store.Key {
 	return store.Key{App: escrowApp, Collection: escrowColl, Doc: k[0] + "\x00" + k[1]}
 }
 
-func (s *Stock) load(k [2]string) (int64, error) {
+func (s *Stock) load(k [2]string) (int64, []*change, error) {
 	b, ok, err := s.opts.Store.Get(escrowKey(k))
 	if err != nil || !ok {
-		return 0, err
+		return 0, nil, err
 	}
-	if len(b) != 8 {
-		return 0, fmt.Errorf("escrow of %s/%s: %d bytes stored, want 8", k[0], k[1], len(b))
+	units, pend, err := decodeEscrow(b)
+	if err != nil {
+		return 0, nil, fmt.Errorf("escrow of %s/%s: %w", k[0], k[1], err)
 	}
-	return int64(binary.LittleEndian.Uint64(b)), nil
+	return units, pend, nil
 }
 
-// persist durably records the escrow's current units. e.mu must not be held.
+// persist durably records the escrow's current units and pending changes.
+// e.mu must not be held.
 func (s *Stock) persist(ctx context.Context, k [2]string, e *escrow) error {
 	_, err := s.opts.Store.Update(ctx, escrowKey(k), func([]byte) ([]byte, []byte, error) {
 		e.mu.Lock()
-		v := binary.LittleEndian.AppendUint64(nil, uint64(e.units))
+		v := encodeEscrow(e.units, e.pend)
 		e.mu.Unlock()
 		return v, v, nil
 	})
@@ -278,6 +305,22 @@ func (e *escrow) unitsNow() int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.units
+}
+
+// counter reads the centre's stock, and its write sequence when the
+// engine has one (the base of the escrow's next change).
+func (s *Stock) counter(ctx context.Context, k [2]string, e *escrow) (int64, error) {
+	o, ok := s.onceEngine()
+	if !ok {
+		return s.opts.Central.Counter(ctx, k[0], k[1])
+	}
+	rem, seq, err := o.CounterSeq(ctx, k[0], k[1])
+	if err == nil {
+		e.mu.Lock()
+		e.wseq = max(e.wseq, seq)
+		e.mu.Unlock()
+	}
+	return rem, err
 }
 
 // Escrowed returns the units this PoP holds of a stock.
@@ -350,7 +393,7 @@ func (s *Stock) Take(ctx context.Context, app, counter string, n int64) (spot.Ta
 	if err := s.giveBack(ctx, k, e); err != nil {
 		return spot.Take{}, err
 	}
-	t, err := s.opts.Central.Take(ctx, app, counter, n)
+	t, err := s.centralTake(ctx, k, e, n)
 	if err == nil {
 		e.mu.Lock()
 		e.central, e.seen = t.Remaining, true
@@ -375,7 +418,7 @@ func (s *Stock) takeFirst(ctx context.Context, k [2]string, c verge.Counter, e *
 	if !first {
 		return t, false, nil
 	}
-	t, err = s.opts.Central.Take(ctx, k[0], k[1], n)
+	t, err = s.centralTake(ctx, k, e, n)
 	if err != nil {
 		return t, true, err
 	}
@@ -469,7 +512,7 @@ func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *esc
 		e.mu.Unlock()
 	}()
 	if !seen {
-		rem, err := s.opts.Central.Counter(ctx, k[0], k[1])
+		rem, err := s.counter(ctx, k, e)
 		if err != nil {
 			return false
 		}
@@ -484,8 +527,19 @@ func (s *Stock) refill(ctx context.Context, k [2]string, c verge.Counter, e *esc
 		e.mu.Unlock()
 		return false
 	}
-	// The grant leaves the centre before it is credited here: a crash in
-	// between loses it (undersold), never counts it twice.
+	if _, ok := s.onceEngine(); ok {
+		// Recorded before it is sent, resent until answered: a grant the
+		// centre gave is credited here exactly once, even across a lost
+		// answer or a crash of either side.
+		ch := &change{kind: chTake, n: grant}
+		if err := s.begin(ctx, k, e, ch, nil); err != nil {
+			return false
+		}
+		t, oc, err := s.exchange(ctx, k, e, ch)
+		return oc == applied && err == nil && t.OK
+	}
+	// An engine without ids: the grant leaves the centre before it is
+	// credited here, and a crash in between loses it (undersold).
 	t, err := s.opts.Central.Take(ctx, k[0], k[1], grant)
 	if err != nil {
 		return false
@@ -540,6 +594,20 @@ func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
 		e.units += units
 		e.mu.Unlock()
 	}
+	if _, ok := s.onceEngine(); ok {
+		// The escrow is emptied in the same durable write that records
+		// the return, which is resent until the centre answers it.
+		c := &change{kind: chRestock, n: units}
+		if err := s.begin(ctx, k, e, c, nil); err != nil {
+			restore()
+			return err
+		}
+		_, oc, err := s.exchange(ctx, k, e, c)
+		if oc == notApplied {
+			return err // settle put the units back
+		}
+		return nil // returned, or pending and returned later
+	}
 	if err := s.persist(ctx, k, e); err != nil {
 		restore() // never durably emptied: still here
 		return err
@@ -561,8 +629,28 @@ func (s *Stock) giveBack(ctx context.Context, k [2]string, e *escrow) error {
 	return nil
 }
 
-// Restock adds n units at the centre.
+// Restock adds n units at the centre. For a stock this PoP holds an escrow
+// of, the restock is recorded and resent until answered: an error matching
+// spot.ErrUnknownOutcome then means it will be applied, once.
 func (s *Stock) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
+	k := [2]string{app, counter}
+	if _, ok := s.onceEngine(); ok && n > 0 {
+		if c, declared := s.declared(app, counter); declared {
+			e, err := s.escrowFor(k, c)
+			if err != nil {
+				return 0, err
+			}
+			ch := &change{kind: chRestock, n: n, caller: true}
+			if err := s.begin(ctx, k, e, ch, nil); err != nil {
+				return 0, err
+			}
+			t, oc, err := s.exchange(ctx, k, e, ch)
+			if oc == unsettled {
+				return 0, fmt.Errorf("%w: %w: no answer from the central PoP yet (%v); this PoP resends the restock until it is applied, once", spot.ErrUnknownOutcome, spot.ErrUnavailable, err)
+			}
+			return t.Remaining, err
+		}
+	}
 	rem, err := s.opts.Central.Restock(ctx, app, counter, n)
 	if e := s.escrow([2]string{app, counter}); e != nil && err == nil {
 		e.mu.Lock()
@@ -651,7 +739,8 @@ func (s *Stock) rebalanceDue(now time.Time) {
 func (s *Stock) rebalance(k [2]string, e *escrow) (near bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rem, err := s.opts.Central.Counter(ctx, k[0], k[1])
+	s.settlePending(ctx, k, e)
+	rem, err := s.counter(ctx, k, e)
 	if err != nil {
 		return true
 	}

@@ -256,7 +256,19 @@ func TestPatternEscrowIsLazyPersistsAndReturns(t *testing.T) {
 	s.Close()
 	st.Close()
 
-	s2 := newStock(t, client(), m, dir)
+	// Restarted as a PoP starts: its apps are declared after New.
+	st2, err := store.Open(dir, store.Options{Origin: "pop", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(Options{Central: client(), Store: st2, Rebalance: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close(); st2.Close() })
+	if err := s2.SetApp(m); err != nil {
+		t.Fatal(err)
+	}
 	if got := s2.Escrowed("shop", "stock-a"); got != 29 {
 		t.Fatalf("escrow of stock-a after a restart, before any take: %d, want 29", got)
 	}
@@ -373,6 +385,21 @@ func (r *recording) Take(ctx context.Context, app, counter string, n int64) (spo
 func (r *recording) Counter(ctx context.Context, app, counter string) (int64, error) {
 	r.add("counter")
 	return r.Engine.Counter(ctx, app, counter)
+}
+
+func (r *recording) TakeOnce(ctx context.Context, app, counter string, n int64, id spot.OpID) (spot.Take, error) {
+	r.add(fmt.Sprintf("take %d", n))
+	return r.Engine.(spot.Once).TakeOnce(ctx, app, counter, n, id)
+}
+
+func (r *recording) RestockOnce(ctx context.Context, app, counter string, n int64, id spot.OpID) (int64, uint64, error) {
+	r.add(fmt.Sprintf("restock %d", n))
+	return r.Engine.(spot.Once).RestockOnce(ctx, app, counter, n, id)
+}
+
+func (r *recording) CounterSeq(ctx context.Context, app, counter string) (int64, uint64, error) {
+	r.add("counter")
+	return r.Engine.(spot.Once).CounterSeq(ctx, app, counter)
 }
 
 // The first take of a stock at a PoP costs one round trip to the centre,

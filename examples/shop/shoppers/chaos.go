@@ -40,9 +40,24 @@ type ChaosResult struct {
 	Journeys int          `json:"journeys"`
 	// Stopped counts journeys that stopped at an action that did not end
 	// as expected, by the action and its final status.
-	Stopped    map[string]int `json:"stopped"`
-	Races      int            `json:"raced_names"`
-	Invariants *Invariants    `json:"invariants"`
+	Stopped map[string]int `json:"stopped"`
+	Races   int            `json:"raced_names"`
+	// Session is what a shopper saw who logged in at the victim just
+	// before it was killed -9 and went on shopping elsewhere.
+	Session    *SessionProbe `json:"session_probe,omitempty"`
+	Invariants *Invariants   `json:"invariants"`
+}
+
+// SessionProbe: a shopper at home at the victim logs in there moments
+// before it is killed, then asks who it is and for its cart; the answers
+// come from the PoPs it fails over to.
+type SessionProbe struct {
+	City     string `json:"city"`
+	LoginPoP string `json:"login_pop"`
+	// LoginToKillMs is the time from the login's answer to the kill.
+	LoginToKillMs float64 `json:"login_to_kill_ms"`
+	Me            Sample  `json:"me"`
+	Cart          Sample  `json:"cart"`
 }
 
 // Event is one fault or repair, at seconds since the shoppers started.
@@ -150,9 +165,40 @@ func RunChaos(ctx context.Context, n *Net, clients []*Client, shop *Shop, faults
 		}
 	}
 	centre := n.Central().ID
+	// The session probe's shopper registers during the warm-up.
+	var probe *Shopper
+	var probeClient *Client
+	creds := map[string]string{"username": fmt.Sprintf("probe-%d", start.UnixMilli()%1000000), "password": "pw-" + newID()}
+	for _, c := range clients {
+		if c.Home().ID == plan.Victim {
+			probeClient, probe = c, c.NewShopper()
+			probe.Patience = patience
+			if smp, _ := probe.Do(ctx, "register", "POST", "/api/register", creds); smp.Status != 201 {
+				probe = nil
+			}
+			break
+		}
+	}
 	pause(plan.Warmup)
+	var loggedIn time.Time
+	if probe != nil {
+		if smp, _ := probe.Do(ctx, "login", "POST", "/api/login", creds); smp.Status == 200 && smp.PoP == plan.Victim {
+			loggedIn = time.Now()
+		} else {
+			logf("session probe: login answered %d by %q; no probe", smp.Status, smp.PoP)
+			probe = nil
+		}
+	}
 	must("kill "+plan.Victim, faults.Kill(plan.Victim))
 	event("kill -9 " + plan.Victim)
+	if probe != nil {
+		sp := &SessionProbe{City: probeClient.City.Name, LoginPoP: plan.Victim, LoginToKillMs: Ms(time.Since(loggedIn))}
+		sp.Me, _ = probe.Do(ctx, "me", "GET", "/api/me", nil)
+		sp.Cart, _ = probe.Do(ctx, "cart", "GET", "/api/cart", nil)
+		res.Session = sp
+		logf("session probe: logged in at %s %.0f ms before its kill; then /api/me %d from %s, /api/cart %d from %s",
+			sp.LoginPoP, sp.LoginToKillMs, sp.Me.Status, sp.Me.PoP, sp.Cart.Status, sp.Cart.PoP)
+	}
 	pause(plan.Gap)
 	must("partition "+plan.Partitioned, faults.Partition(plan.Partitioned))
 	event("partition " + plan.Partitioned + " from every other PoP")

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -120,6 +122,9 @@ type Invariants struct {
 	// it cannot tell which of those takes happened.
 	OK        bool `json:"ok"`
 	Conserved bool `json:"conserved"`
+	// Comparisons: how many times Check compared the ledger with the
+	// network before it returned (replication settles in between).
+	Comparisons int `json:"comparisons"`
 }
 
 // StockTotal adds up every product's units.
@@ -140,8 +145,11 @@ func Check(ctx context.Context, n *Net, l *Ledger, timeout time.Duration) (*Inva
 	deadline := time.Now().Add(timeout)
 	var last StockTotal
 	same := 0
-	for {
+	for k := 1; ; k++ {
 		inv, err := check(ctx, n, l)
+		if inv != nil {
+			inv.Comparisons = k
+		}
 		if err == nil && inv.Conserved {
 			return inv, nil
 		}
@@ -216,25 +224,43 @@ func check(ctx context.Context, n *Net, l *Ledger) (*Invariants, error) {
 		products = append(products, p)
 	}
 	slices.Sort(products)
-	// Every PoP's counter of every product: an edge PoP's answer asks the
-	// centre too (a round trip), so many at once.
+	// The centre's stock of every product, at the centre (no round trip),
+	// and what each edge PoP holds in escrow, all stocks at once from its
+	// metrics: asking each edge PoP for each counter cost a WAN round trip
+	// per product and PoP (its answer includes the centre's remaining).
 	centre, escrowed := map[string]int64{}, map[string]int64{}
 	var mu sync.Mutex
-	err := parallel(ctx, 32, len(products)*len(n.PoPs), func(i int) error {
-		p, q := products[i/len(n.PoPs)], n.PoPs[i%len(n.PoPs)]
+	err := parallel(ctx, 32, len(products), func(i int) error {
+		p := products[i]
 		var c struct {
 			Remaining int64 `json:"remaining"`
-			Escrowed  int64 `json:"escrowed"`
 		}
-		if _, err := a.get(ctx, q, "/v1/apps/shop/spot/counters/stock-"+p, &c); err != nil {
+		if _, err := a.get(ctx, n.Central(), "/v1/apps/shop/spot/counters/stock-"+p, &c); err != nil {
+			return err
+		}
+		mu.Lock()
+		centre[p] = c.Remaining
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return inv, err
+	}
+	err = parallel(ctx, 8, len(n.PoPs), func(i int) error {
+		q := n.PoPs[i]
+		if q.Central { // holds no escrow
+			return nil
+		}
+		units, err := a.escrows(ctx, q, "shop")
+		if err != nil {
 			return err
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if q.Central {
-			centre[p] = c.Remaining
-		} else {
-			escrowed[p] += c.Escrowed
+		for counter, u := range units {
+			if p, ok := strings.CutPrefix(counter, "stock-"); ok {
+				escrowed[p] += u
+			}
 		}
 		return nil
 	})
@@ -365,6 +391,68 @@ func parallel(ctx context.Context, width, n int, fn func(i int) error) error {
 		first = ctx.Err()
 	}
 	return first
+}
+
+// escrows returns the units p holds in escrow of each of app's stocks,
+// from the verge_stock_escrow_units gauges of its metrics.
+func (a *admin) escrows(ctx context.Context, p PoP, app string) (map[string]int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+p.Admin+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.n.Token)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s metrics: %w", p.ID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("%s metrics: %s", p.ID, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s metrics: %w", p.ID, err)
+	}
+	return parseEscrows(b, app)
+}
+
+// parseEscrows reads the verge_stock_escrow_units samples of app from a
+// Prometheus text exposition: name{label="value",...} number.
+func parseEscrows(b []byte, app string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "verge_stock_escrow_units{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			return nil, fmt.Errorf("metrics: malformed sample %q", line)
+		}
+		var gotApp, counter string
+		for kv := range strings.SplitSeq(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			v, err := strconv.Unquote(v)
+			if err != nil {
+				return nil, fmt.Errorf("metrics: malformed label in %q", line)
+			}
+			switch k {
+			case "app":
+				gotApp = v
+			case "counter":
+				counter = v
+			}
+		}
+		if gotApp != app || counter == "" {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil || f < 0 || f != float64(int64(f)) {
+			return nil, fmt.Errorf("metrics: escrow of %s is %q, not a count of units", counter, value)
+		}
+		out[counter] = int64(f)
+	}
+	return out, nil
 }
 
 // admin calls PoPs' admin APIs with the network's operator token.

@@ -70,3 +70,28 @@ func TestPhases(t *testing.T) {
 		t.Fatal("percentile of nothing")
 	}
 }
+
+func TestParseEscrows(t *testing.T) {
+	text := `# HELP verge_stock_escrow_units Units of a bounded stock this PoP holds in escrow.
+# TYPE verge_stock_escrow_units gauge
+verge_stock_escrow_units{app="shop",counter="stock-p001",pop="fra"} 10
+verge_stock_escrow_units{app="other",counter="stock-p001",pop="fra"} 7
+verge_stock_escrow_units{app="shop",counter="stock-c002",pop="fra"} 0
+verge_stock_escrow_units_total{app="shop",counter="x"} 3
+verge_other{app="shop",counter="stock-p009"} 5
+`
+	got, err := parseEscrows([]byte(text), "shop")
+	if err != nil || len(got) != 2 || got["stock-p001"] != 10 || got["stock-c002"] != 0 {
+		t.Fatalf("parseEscrows: %v, %v", got, err)
+	}
+	for _, bad := range []string{
+		`verge_stock_escrow_units{app="shop",counter="stock-p001"} 1.5`,
+		`verge_stock_escrow_units{app="shop",counter="stock-p001"} -1`,
+		`verge_stock_escrow_units{app="shop",counter=stock-p001} 1`,
+		`verge_stock_escrow_units{app="shop",counter="stock-p001"}`,
+	} {
+		if _, err := parseEscrows([]byte(bad), "shop"); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
