@@ -86,8 +86,11 @@ type report struct {
 	DurationS float64   `json:"duration_s"`
 	Runs      []result  `json:"runs"`
 	// The exports the OTLP sink received and their bytes (-trace).
-	OTLPExports int64 `json:"otlp_exports,omitempty"`
-	OTLPBytes   int64 `json:"otlp_bytes,omitempty"`
+	OTLPExports int64  `json:"otlp_exports,omitempty"`
+	OTLPBytes   int64  `json:"otlp_bytes,omitempty"`
+	OTLPSpans   int64  `json:"otlp_spans,omitempty"`
+	OTLPBad     int64  `json:"otlp_bad,omitempty"` // exports that did not decode
+	LoadAvg     string `json:"load_avg"`           // at the start and at the end
 }
 
 // result pairs one app with the baseline at one connection count.
@@ -104,6 +107,13 @@ type result struct {
 	// Every run's throughput, in order, when -runs > 1 shows the spread.
 	VergeRPSAll   []float64 `json:"verge_rps_all"`
 	NetHTTPRPSAll []float64 `json:"nethttp_rps_all"`
+	// VsOff is Verge.RPS over the same app's with tracing off, measured in
+	// the same rounds (0 without an "off" variant).
+	VsOff float64 `json:"vs_off,omitempty"`
+	// Spans the OTLP sink received while this variant was measured (all
+	// its rounds): with every request traced, the requests times the
+	// spans a request makes, or exports were lost.
+	Spans int64 `json:"spans,omitempty"`
 }
 
 func main() {
@@ -180,6 +190,7 @@ func main() {
 	if err := enc.Encode(rep); err != nil {
 		bench.Fatalf("writing JSON: %v", err)
 	}
+	fmt.Println("load average:", rep.LoadAvg)
 	for _, r := range rep.Runs {
 		fmt.Println(summary(r))
 	}
@@ -191,6 +202,12 @@ var bench = &harness.Command{Name: "bench/http"}
 func summary(r result) string {
 	s := fmt.Sprintf("%s c=%d: %.0f req/s (%.1f%% of net/http %.0f), p50 %sms p99 %sms",
 		r.App, r.Conns, r.Verge.RPS, 100*r.Ratio, r.NetHTTP.RPS, ms(r.Verge.P50ms), ms(r.Verge.P99ms))
+	if r.VsOff > 0 && r.Trace != "off" {
+		s += fmt.Sprintf(", %.1f%% of trace=off's (cost %.1f%%)", 100*r.VsOff, 100*(1-r.VsOff))
+	}
+	if r.Spans > 0 {
+		s += fmt.Sprintf(", %d spans exported", r.Spans)
+	}
 	// Errors make the throughput meaningless (a fast 500 is not a result), so
 	// the summary says so rather than leaving it to the JSON.
 	for _, e := range []struct {
@@ -259,7 +276,9 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	rep := &report{
 		Bench: "http", Time: time.Now().UTC(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		CPUs: runtime.NumCPU(), Wrk: wrkVersion, Verge: cfg.verge, Path: cfg.path, DurationS: cfg.duration.Seconds(),
+		LoadAvg: harness.LoadAvg(),
 	}
+	defer func() { rep.LoadAvg += " -> " + harness.LoadAvg() }()
 
 	base, err := proc.Start(ctx, "net/http", self, nil, []string{childEnv + "=nethttp"},
 		filepath.Join(logDir, "nethttp.log"), 30*time.Second)
@@ -271,7 +290,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 
 	var sink *otlpSink
 	for _, t := range cfg.traces {
-		if t != "off" && sink == nil {
+		if t != "off" && t != "nometrics" && sink == nil {
 			if sink, err = startOTLPSink(); err != nil {
 				return nil, err
 			}
@@ -279,11 +298,25 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		}
 	}
 	for _, dir := range cfg.apps {
+		// Every variant of the app is served at once and measured in turn
+		// with the baseline, round after round, so that the machine's load
+		// falls on all of them alike: their ratios are comparable within
+		// the run. An idle server costs the measured one nothing.
+		var srvs []*proc.Child
+		stopAll := func() {
+			for _, s := range srvs {
+				s.Stop()
+			}
+		}
 		for _, trace := range cfg.traces {
 			name := filepath.Base(filepath.Clean(dir))
 			var env []string
 			if trace != "off" {
-				env, _ = samplerEnv(trace, sink.url)
+				url := ""
+				if sink != nil {
+					url = sink.url
+				}
+				env, _ = samplerEnv(trace, url)
 				name += " trace=" + trace
 			}
 			// Port 0: the kernel picks a free port, and verge dev prints the
@@ -293,27 +326,33 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			srv, err := proc.Start(ctx, name, verge, []string{"dev", "--listen", listen, dir}, env,
 				filepath.Join(logDir, strings.ReplaceAll(name, " ", "_")+".log"), cfg.startTimeout)
 			if err != nil {
+				stopAll()
 				keepLogs = true
 				return nil, err
 			}
-			runs, err := compare(ctx, cfg, wrkPath, srv, base)
-			srv.Stop()
-			if err == nil && srv.ExitedEarly() {
-				err = errors.New("verge dev exited during the measurement")
-			}
-			if err != nil {
-				keepLogs = true
-				return nil, fmt.Errorf("%s: %w (server log: %s)", name, err, srv.LogPath)
-			}
-			for i := range runs {
-				runs[i].Dir = dir
-				runs[i].Trace = trace
-			}
-			rep.Runs = append(rep.Runs, runs...)
+			srvs = append(srvs, srv)
 		}
+		runs, err := compare(ctx, cfg, wrkPath, srvs, base, sink)
+		stopAll()
+		for _, srv := range srvs {
+			if err == nil && srv.ExitedEarly() {
+				err = fmt.Errorf("%s: verge dev exited during the measurement (server log: %s)", srv.Name, srv.LogPath)
+			}
+		}
+		if err != nil {
+			keepLogs = true
+			return nil, err
+		}
+		for i := range runs {
+			runs[i].Dir = dir
+		}
+		rep.Runs = append(rep.Runs, runs...)
 	}
 	if sink != nil {
-		rep.OTLPExports, rep.OTLPBytes = sink.exports.Load(), sink.received.Load()
+		rep.OTLPExports, rep.OTLPBytes, rep.OTLPSpans, rep.OTLPBad = sink.exports.Load(), sink.received.Load(), sink.spans.Load(), sink.bad.Load()
+		if rep.OTLPBad > 0 {
+			return nil, fmt.Errorf("the OTLP sink could not decode %d exports", rep.OTLPBad)
+		}
 		if rep.OTLPExports == 0 {
 			return nil, errors.New("tracing was on but the OTLP sink received no export: the figures would not include exporting")
 		}
@@ -321,15 +360,18 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	return rep, nil
 }
 
-// compare measures app against the baseline, both serving cfg.path. Both are
-// checked and warmed up first; then, for each connection count, the two are
-// measured alternately cfg.runs times, so that noise from the rest of the
-// machine lands on both rather than on whichever ran second. After every wrk
-// run the server just measured is given time to go idle. Each side keeps its
-// median run by throughput.
-func compare(ctx context.Context, cfg config, wrkPath string, app, base *proc.Child) ([]result, error) {
+// compare measures each of apps (one app served in several variants, in
+// the order of cfg.traces) against the baseline, all serving cfg.path. All
+// are checked and warmed up first; then, for each connection count, the
+// baseline and every variant are measured in turn cfg.runs times, so that
+// noise from the rest of the machine lands on all of them rather than on
+// whichever ran last. After every wrk run the server just measured is given
+// time to go idle (a traced one exports what it still holds). Each side
+// keeps its median run by throughput, and each variant the spans the sink
+// received while it was measured.
+func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child, base *proc.Child, sink *otlpSink) ([]result, error) {
 	const settle = 15 * time.Second
-	sides := []*proc.Child{base, app}
+	sides := append([]*proc.Child{base}, apps...)
 	url := func(c *proc.Child) string { return "http://" + c.Addr + cfg.path }
 	maxConns := slices.Max(cfg.conns)
 	for _, s := range sides {
@@ -346,23 +388,45 @@ func compare(ctx context.Context, cfg config, wrkPath string, app, base *proc.Ch
 	var out []result
 	for _, c := range cfg.conns {
 		runs := make([][]wrkResult, len(sides))
+		spans := make([]int64, len(sides))
 		for i := 0; i < cfg.runs; i++ {
 			for j, s := range sides {
+				var before int64
+				if sink != nil {
+					before = sink.spans.Load()
+				}
 				r, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, c, cfg.duration, url(s)))
 				if err != nil {
 					return nil, fmt.Errorf("%s c=%d: %w", s.Name, c, err)
 				}
+				s.Quiesce(settle)
+				if sink != nil {
+					spans[j] += sink.spans.Load() - before
+				}
 				bench.Progress("%s c=%d: %.0f req/s, p50 %sms p99 %sms", s.Name, c, r.RPS, ms(r.P50ms), ms(r.P99ms))
 				runs[j] = append(runs[j], r)
-				s.Quiesce(settle)
 			}
 		}
-		r := result{App: app.Name, Conns: c, Threads: wrkThreads(cfg.threads, c),
-			Verge: median(runs[1]), NetHTTP: median(runs[0]), VergeRPSAll: rpsOf(runs[1]), NetHTTPRPSAll: rpsOf(runs[0])}
-		if r.NetHTTP.RPS > 0 {
-			r.Ratio = math.Round(r.Verge.RPS/r.NetHTTP.RPS*1e4) / 1e4
+		for j, app := range apps {
+			r := result{App: app.Name, Trace: cfg.traces[j], Conns: c, Threads: wrkThreads(cfg.threads, c),
+				Verge: median(runs[j+1]), NetHTTP: median(runs[0]), VergeRPSAll: rpsOf(runs[j+1]), NetHTTPRPSAll: rpsOf(runs[0]),
+				Spans: spans[j+1]}
+			if r.NetHTTP.RPS > 0 {
+				r.Ratio = math.Round(r.Verge.RPS/r.NetHTTP.RPS*1e4) / 1e4
+			}
+			out = append(out, r)
 		}
-		out = append(out, r)
+		// Each variant's cost is its throughput against the variant
+		// without tracing, measured in the same rounds.
+		if off := slices.Index(cfg.traces, "off"); off >= 0 {
+			first := len(out) - len(apps)
+			ref := out[first+off].Verge.RPS
+			for j := range apps {
+				if ref > 0 {
+					out[first+j].VsOff = math.Round(out[first+j].Verge.RPS/ref*1e4) / 1e4
+				}
+			}
+		}
 	}
 	return out, nil
 }
