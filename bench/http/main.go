@@ -4,7 +4,7 @@
 //
 //	go run ./bench/http [-verge bin/verge] [-app examples/hello-go[,DIR...]] [-path /hello]
 //	                    [-d 5s] [-conns 1,32] [-threads 2] [-runs 1] [-warmup 1s]
-//	                    [-trace off,1%,100%]
+//	                    [-trace off,1%,100%,nometrics]
 //
 // It prints one JSON document on stdout, then one summary line per app and
 // connection count, such as this one measured on a shared 2-core VM
@@ -20,10 +20,13 @@
 // measured to go idle (a fresh-instance executor may still be working off
 // requests whose clients left), so neither is charged for the other's work.
 // -runs N repeats each measurement and reports the median. With -trace, each
-// app is served once per variant, exporting the sampled share of its traces
-// over OTLP to a sink in this process (what tracing costs includes
-// exporting; the sink only reads, as a collector on another machine would
-// cost these cores nothing more). The harness builds nothing but the baseline: `make
+// app is served once per variant, all at once, measured in turn: tracing
+// off, request metrics off too (nometrics), or a share of requests traced
+// and exported over OTLP/HTTP to a sink in this process that decodes every
+// export into OTLP's protobuf messages, as a collector's receiver does, and
+// counts the spans of each variant (so lost spans show). The report gives
+// each variant's throughput relative to trace=off's in the same rounds. The
+// harness builds nothing but the baseline: `make
 // build` builds bin/verge, and `verge dev` runs the app's build commands
 // itself.
 package main
@@ -110,10 +113,18 @@ type result struct {
 	// VsOff is Verge.RPS over the same app's with tracing off, measured in
 	// the same rounds (0 without an "off" variant).
 	VsOff float64 `json:"vs_off,omitempty"`
-	// Spans the OTLP sink received while this variant was measured (all
-	// its rounds): with every request traced, the requests times the
-	// spans a request makes, or exports were lost.
-	Spans int64 `json:"spans,omitempty"`
+	// The server's CPU time per request (median of the runs), and its
+	// ratio to trace=off's: what tracing costs in CPU, which the load of
+	// the rest of the machine moves far less than throughput.
+	CPUusPerRequest float64 `json:"server_cpu_us_per_request,omitempty"`
+	CPUVsOff        float64 `json:"server_cpu_vs_off,omitempty"`
+	// Requests wrk completed on this variant (warm-up included), the spans
+	// the OTLP sink received from it, and their ratio: with every request
+	// traced, the spans a request makes (gateway and guest: 2), or fewer
+	// if the exporter dropped some.
+	Requests        int64   `json:"requests,omitempty"`
+	Spans           int64   `json:"spans,omitempty"`
+	SpansPerRequest float64 `json:"spans_per_request,omitempty"`
 }
 
 func main() {
@@ -136,7 +147,7 @@ func main() {
 	flag.StringVar(&cfg.wrk, "wrk", "wrk", "wrk binary")
 	flag.DurationVar(&cfg.startTimeout, "start-timeout", 3*time.Minute, "how long `verge dev` may take to build and start serving")
 	var traces string
-	flag.StringVar(&traces, "trace", "off", "comma-separated tracing variants to serve each app with: off, or the share of requests sampled (1%, 100%), exported over OTLP to a sink in this process")
+	flag.StringVar(&traces, "trace", "off", "comma-separated variants to serve each app with: off, nometrics (no request metrics either), or the share of requests traced (1%, 100%; 100%:sdk exports with the SDK's own processor and exporter), exported over OTLP to a sink in this process that decodes every export")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		bench.Fatalf("unexpected arguments %q; use -app DIR[,DIR...]", flag.Args())
@@ -205,8 +216,14 @@ func summary(r result) string {
 	if r.VsOff > 0 && r.Trace != "off" {
 		s += fmt.Sprintf(", %.1f%% of trace=off's (cost %.1f%%)", 100*r.VsOff, 100*(1-r.VsOff))
 	}
+	if r.CPUusPerRequest > 0 {
+		s += fmt.Sprintf(", server CPU %.1fµs a request", r.CPUusPerRequest)
+		if r.CPUVsOff > 0 && r.Trace != "off" {
+			s += fmt.Sprintf(" (%+.1f%% vs off)", 100*(r.CPUVsOff-1))
+		}
+	}
 	if r.Spans > 0 {
-		s += fmt.Sprintf(", %d spans exported", r.Spans)
+		s += fmt.Sprintf(", %d spans exported (%.3g a request)", r.Spans, r.SpansPerRequest)
 	}
 	// Errors make the throughput meaningless (a fast 500 is not a result), so
 	// the summary says so rather than leaving it to the JSON.
@@ -322,8 +339,13 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			// Port 0: the kernel picks a free port, and verge dev prints the
 			// address it got, so there is no race with other listeners.
 			const listen = "127.0.0.1:0"
-			bench.Progress("%s: starting %s dev --listen %s %s", name, cfg.verge, listen, dir)
-			srv, err := proc.Start(ctx, name, verge, []string{"dev", "--listen", listen, dir}, env,
+			// Each variant has its own data directory and no admin API, so
+			// that they can run side by side, and does not watch for
+			// changes, so that the idle ones stay idle.
+			data := filepath.Join(logDir, fmt.Sprintf("data-%d", len(srvs)))
+			args := []string{"dev", "--listen", listen, "--admin", "", "--watch", "0", "--data", data, dir}
+			bench.Progress("%s: starting %s %s", name, cfg.verge, strings.Join(args, " "))
+			srv, err := proc.Start(ctx, name, verge, args, env,
 				filepath.Join(logDir, strings.ReplaceAll(name, " ", "_")+".log"), cfg.startTimeout)
 			if err != nil {
 				stopAll()
@@ -332,8 +354,19 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			}
 			srvs = append(srvs, srv)
 		}
-		runs, err := compare(ctx, cfg, wrkPath, srvs, base, sink)
-		stopAll()
+		served := map[*proc.Child]int64{}
+		runs, err := compare(ctx, cfg, wrkPath, srvs, base, served)
+		stopAll() // each flushes the spans it holds as it stops
+		if err == nil && sink != nil {
+			for i := range runs {
+				j := slices.Index(cfg.traces, runs[i].Trace)
+				runs[i].Requests = served[srvs[j]]
+				runs[i].Spans = sink.spansOf(serviceName(runs[i].Trace))
+				if runs[i].Requests > 0 {
+					runs[i].SpansPerRequest = math.Round(float64(runs[i].Spans)/float64(runs[i].Requests)*1000) / 1000
+				}
+			}
+		}
 		for _, srv := range srvs {
 			if err == nil && srv.ExitedEarly() {
 				err = fmt.Errorf("%s: verge dev exited during the measurement (server log: %s)", srv.Name, srv.LogPath)
@@ -366,10 +399,9 @@ func run(ctx context.Context, cfg config) (*report, error) {
 // baseline and every variant are measured in turn cfg.runs times, so that
 // noise from the rest of the machine lands on all of them rather than on
 // whichever ran last. After every wrk run the server just measured is given
-// time to go idle (a traced one exports what it still holds). Each side
-// keeps its median run by throughput, and each variant the spans the sink
-// received while it was measured.
-func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child, base *proc.Child, sink *otlpSink) ([]result, error) {
+// time to go idle. Each side keeps its median run by throughput; served
+// counts the requests wrk completed on each.
+func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child, base *proc.Child, served map[*proc.Child]int64) ([]result, error) {
 	const settle = 15 * time.Second
 	sides := append([]*proc.Child{base}, apps...)
 	url := func(c *proc.Child) string { return "http://" + c.Addr + cfg.path }
@@ -378,42 +410,45 @@ func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child
 		if err := checkOK(ctx, url(s)); err != nil {
 			return nil, err
 		}
+		served[s]++
 		if cfg.warmup > 0 {
-			if _, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, maxConns, cfg.warmup, url(s))); err != nil {
+			r, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, maxConns, cfg.warmup, url(s)))
+			if err != nil {
 				return nil, fmt.Errorf("warm-up of %s: %w", url(s), err)
 			}
+			served[s] += r.Requests
 			s.Quiesce(settle)
 		}
 	}
 	var out []result
 	for _, c := range cfg.conns {
 		runs := make([][]wrkResult, len(sides))
-		spans := make([]int64, len(sides))
 		for i := 0; i < cfg.runs; i++ {
 			for j, s := range sides {
-				var before int64
-				if sink != nil {
-					before = sink.spans.Load()
-				}
+				cpu0, cpuErr := proc.CPUTime(s.Cmd.Process.Pid)
 				r, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, c, cfg.duration, url(s)))
 				if err != nil {
 					return nil, fmt.Errorf("%s c=%d: %w", s.Name, c, err)
 				}
 				s.Quiesce(settle)
-				if sink != nil {
-					spans[j] += sink.spans.Load() - before
+				// The server's CPU time for the run, what it still did
+				// after wrk stopped included: unlike throughput, it
+				// hardly moves with the rest of the machine's load.
+				if cpu1, err := proc.CPUTime(s.Cmd.Process.Pid); cpuErr == nil && err == nil && r.Requests > 0 {
+					r.CPUusPerRequest = math.Round(float64((cpu1-cpu0).Nanoseconds())/float64(r.Requests)) / 1000
 				}
+				served[s] += r.Requests
 				bench.Progress("%s c=%d: %.0f req/s, p50 %sms p99 %sms", s.Name, c, r.RPS, ms(r.P50ms), ms(r.P99ms))
 				runs[j] = append(runs[j], r)
 			}
 		}
 		for j, app := range apps {
 			r := result{App: app.Name, Trace: cfg.traces[j], Conns: c, Threads: wrkThreads(cfg.threads, c),
-				Verge: median(runs[j+1]), NetHTTP: median(runs[0]), VergeRPSAll: rpsOf(runs[j+1]), NetHTTPRPSAll: rpsOf(runs[0]),
-				Spans: spans[j+1]}
+				Verge: median(runs[j+1]), NetHTTP: median(runs[0]), VergeRPSAll: rpsOf(runs[j+1]), NetHTTPRPSAll: rpsOf(runs[0])}
 			if r.NetHTTP.RPS > 0 {
 				r.Ratio = math.Round(r.Verge.RPS/r.NetHTTP.RPS*1e4) / 1e4
 			}
+			r.CPUusPerRequest = medianOf(cpuOf(runs[j+1]))
 			out = append(out, r)
 		}
 		// Each variant's cost is its throughput against the variant
@@ -421,9 +456,13 @@ func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child
 		if off := slices.Index(cfg.traces, "off"); off >= 0 {
 			first := len(out) - len(apps)
 			ref := out[first+off].Verge.RPS
+			refCPU := out[first+off].CPUusPerRequest
 			for j := range apps {
 				if ref > 0 {
 					out[first+j].VsOff = math.Round(out[first+j].Verge.RPS/ref*1e4) / 1e4
+				}
+				if refCPU > 0 {
+					out[first+j].CPUVsOff = math.Round(out[first+j].CPUusPerRequest/refCPU*1e4) / 1e4
 				}
 			}
 		}
@@ -436,6 +475,27 @@ func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child
 func median(rs []wrkResult) wrkResult {
 	s := slices.Clone(rs)
 	slices.SortFunc(s, func(a, b wrkResult) int { return cmp.Compare(a.RPS, b.RPS) })
+	return s[len(s)/2]
+}
+
+func cpuOf(rs []wrkResult) []float64 {
+	out := make([]float64, 0, len(rs))
+	for _, r := range rs {
+		if r.CPUusPerRequest > 0 {
+			out = append(out, r.CPUusPerRequest)
+		}
+	}
+	return out
+}
+
+// medianOf returns the median of vs (the upper one of an even count), 0 for
+// none.
+func medianOf(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
 	return s[len(s)/2]
 }
 

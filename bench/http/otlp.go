@@ -17,7 +17,9 @@ import (
 )
 
 // samplerEnv is the environment that makes a PoP export the share v of its
-// requests' traces ("1%", "100%") to url; "off" exports nothing and
+// requests' traces ("1%", "100%"; "100%:sdk" with the OpenTelemetry SDK's
+// batch processor and OTLP exporter instead of Verge's) to url; "off"
+// exports nothing and
 // "nometrics" also records no request metrics (the baseline metrics are
 // measured against).
 func samplerEnv(v, url string) ([]string, error) {
@@ -27,13 +29,22 @@ func samplerEnv(v, url string) ([]string, error) {
 	case "nometrics":
 		return []string{"VERGE_METRICS=off"}, nil
 	}
-	pct, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
-	if err != nil || !strings.HasSuffix(v, "%") || pct <= 0 || pct > 100 {
-		return nil, fmt.Errorf("want off, nometrics or a share such as 1%% or 100%%")
+	share, sdk := strings.CutSuffix(v, ":sdk")
+	pct, err := strconv.ParseFloat(strings.TrimSuffix(share, "%"), 64)
+	if err != nil || !strings.HasSuffix(share, "%") || pct <= 0 || pct > 100 {
+		return nil, fmt.Errorf("want off, nometrics or a share such as 1%% or 100%% (with :sdk, exported by the SDK's processor and exporter)")
 	}
-	return []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + url, "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
-		"OTEL_TRACES_SAMPLER_ARG=" + strconv.FormatFloat(pct/100, 'f', -1, 64), "OTEL_SERVICE_NAME=bench-http"}, nil
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + url, "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG=" + strconv.FormatFloat(pct/100, 'f', -1, 64), "OTEL_SERVICE_NAME=" + serviceName(v)}
+	if sdk {
+		env = append(env, "VERGE_OTLP_EXPORTER=sdk")
+	}
+	return env, nil
 }
+
+// serviceName names variant v's spans, so that the sink counts each
+// variant's apart even when one still exports while the next is measured.
+func serviceName(v string) string { return "bench-http-" + v }
 
 // otlpSink is an OTLP/HTTP trace receiver: it decodes every export into
 // OTLP's protobuf messages, as a collector's receiver does, counts the spans
@@ -49,6 +60,9 @@ type otlpSink struct {
 	spans    atomic.Int64
 	bad      atomic.Int64
 	bufs     sync.Pool
+
+	mu        sync.Mutex
+	byService map[string]int64 // spans by their resource's service.name
 }
 
 func startOTLPSink() (*otlpSink, error) {
@@ -56,7 +70,7 @@ func startOTLPSink() (*otlpSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &otlpSink{url: "http://" + l.Addr().String()}
+	s := &otlpSink{url: "http://" + l.Addr().String(), byService: map[string]int64{}}
 	s.bufs.New = func() any { return new(bytes.Buffer) }
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve)}
 	go s.srv.Serve(l)
@@ -91,15 +105,33 @@ func (s *otlpSink) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var spans int64
 	for _, rs := range req.ResourceSpans {
+		var n int64
 		for _, ss := range rs.ScopeSpans {
-			spans += int64(len(ss.Spans))
+			n += int64(len(ss.Spans))
 		}
+		service := ""
+		for _, a := range rs.GetResource().GetAttributes() {
+			if a.Key == "service.name" {
+				service = a.GetValue().GetStringValue()
+			}
+		}
+		s.mu.Lock()
+		s.byService[service] += n
+		s.mu.Unlock()
+		spans += n
 	}
 	s.exports.Add(1)
 	s.spans.Add(spans)
 	out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	w.Write(out)
+}
+
+// spansOf returns the spans received from service.
+func (s *otlpSink) spansOf(service string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byService[service]
 }
 
 func (s *otlpSink) close() { s.srv.Close() }
