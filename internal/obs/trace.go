@@ -30,7 +30,25 @@ const instrumentation = "github.com/verge-edge/verge"
 // Tracer is the tracer every span of Verge starts from. Without Setup (or
 // without an OTLP endpoint in the environment) it is OpenTelemetry's no-op,
 // which costs a few nanoseconds a span.
-func Tracer() trace.Tracer { return otel.Tracer(instrumentation) }
+func Tracer() trace.Tracer {
+	// The SDK's provider finds a named tracer under a mutex in a map keyed
+	// by its whole scope; a request asks two to five times. The tracer is
+	// kept with the provider it came from, since tests install their own.
+	tp := otel.GetTracerProvider()
+	if c := tracer.Load(); c != nil && c.tp == tp {
+		return c.tr
+	}
+	tr := tp.Tracer(instrumentation)
+	tracer.Store(&cachedTracer{tp: tp, tr: tr})
+	return tr
+}
+
+type cachedTracer struct {
+	tp trace.TracerProvider
+	tr trace.Tracer
+}
+
+var tracer atomic.Pointer[cachedTracer]
 
 // Propagator carries trace context in W3C traceparent/tracestate headers
 // (HTTP from clients and between PoPs, NATS message headers on the mesh).
