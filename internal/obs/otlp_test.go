@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -313,5 +315,38 @@ func BenchmarkExport(b *testing.B) {
 			}
 			tp.Shutdown(context.Background())
 		})
+	}
+}
+
+// Child starts a span under the context's recording span, returns a context
+// that keeps the caller's values and deadline, and starts nothing under a
+// span that does not record.
+func TestChild(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+
+	type key struct{}
+	base, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	defer cancel()
+	if ctx, s := Child(base, "untraced"); ctx != base || s.IsRecording() {
+		t.Fatal("Child started a span without a recording parent")
+	}
+	pctx, parent := tp.Tracer("t").Start(base, "parent")
+	ctx, child := Child(pctx, "child", attribute.String("a", "b"))
+	if ctx.Value(key{}) != "v" || ctx.Done() != base.Done() {
+		t.Error("the child's context lost the caller's values or cancellation")
+	}
+	if trace.SpanFromContext(ctx) != child {
+		t.Error("the child's context does not hold the child")
+	}
+	child.End()
+	parent.End()
+	ended := rec.Ended()
+	if len(ended) != 2 || ended[0].Name() != "child" || ended[0].Parent().SpanID() != parent.SpanContext().SpanID() ||
+		ended[0].SpanContext().TraceID() != parent.SpanContext().TraceID() || len(ended[0].Attributes()) != 1 {
+		t.Errorf("spans %v: want child under parent, in its trace, with its attribute", ended)
 	}
 }
