@@ -118,6 +118,12 @@ type result struct {
 	// the rest of the machine moves far less than throughput.
 	CPUusPerRequest float64 `json:"server_cpu_us_per_request,omitempty"`
 	CPUVsOff        float64 `json:"server_cpu_vs_off,omitempty"`
+	// The same two ratios taken round by round (this variant's run over
+	// trace=off's run of the same round, seconds apart), then their median:
+	// the load of the machine drifts between rounds, and a ratio within one
+	// round cancels most of the drift. The figure to quote.
+	VsOffPaired    float64 `json:"vs_off_paired,omitempty"`
+	CPUVsOffPaired float64 `json:"server_cpu_vs_off_paired,omitempty"`
 	// Requests wrk completed on this variant (warm-up included), the spans
 	// the OTLP sink received from it, and their ratio: with every request
 	// traced, the spans a request makes (gateway and guest: 2), or fewer
@@ -213,13 +219,13 @@ var bench = &harness.Command{Name: "bench/http"}
 func summary(r result) string {
 	s := fmt.Sprintf("%s c=%d: %.0f req/s (%.1f%% of net/http %.0f), p50 %sms p99 %sms",
 		r.App, r.Conns, r.Verge.RPS, 100*r.Ratio, r.NetHTTP.RPS, ms(r.Verge.P50ms), ms(r.Verge.P99ms))
-	if r.VsOff > 0 && r.Trace != "off" {
-		s += fmt.Sprintf(", %.1f%% of trace=off's (cost %.1f%%)", 100*r.VsOff, 100*(1-r.VsOff))
+	if r.VsOffPaired > 0 && r.Trace != "off" {
+		s += fmt.Sprintf(", throughput cost %.1f%% vs trace=off round by round (medians: %.1f%%)", 100*(1-r.VsOffPaired), 100*(1-r.VsOff))
 	}
 	if r.CPUusPerRequest > 0 {
 		s += fmt.Sprintf(", server CPU %.1fµs a request", r.CPUusPerRequest)
-		if r.CPUVsOff > 0 && r.Trace != "off" {
-			s += fmt.Sprintf(" (%+.1f%% vs off)", 100*(r.CPUVsOff-1))
+		if r.CPUVsOffPaired > 0 && r.Trace != "off" {
+			s += fmt.Sprintf(" (%+.1f%% vs off round by round)", 100*(r.CPUVsOffPaired-1))
 		}
 	}
 	if r.Spans > 0 {
@@ -458,6 +464,18 @@ func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child
 			ref := out[first+off].Verge.RPS
 			refCPU := out[first+off].CPUusPerRequest
 			for j := range apps {
+				var rps, cpu []float64
+				for i := range runs[j+1] {
+					a, b := runs[j+1][i], runs[off+1][i]
+					if b.RPS > 0 {
+						rps = append(rps, a.RPS/b.RPS)
+					}
+					if b.CPUusPerRequest > 0 && a.CPUusPerRequest > 0 {
+						cpu = append(cpu, a.CPUusPerRequest/b.CPUusPerRequest)
+					}
+				}
+				out[first+j].VsOffPaired = math.Round(medianOf(rps)*1e4) / 1e4
+				out[first+j].CPUVsOffPaired = math.Round(medianOf(cpu)*1e4) / 1e4
 				if ref > 0 {
 					out[first+j].VsOff = math.Round(out[first+j].Verge.RPS/ref*1e4) / 1e4
 				}
