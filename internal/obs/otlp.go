@@ -146,6 +146,14 @@ func otlpHeaders() http.Header {
 	return h
 }
 
+// defaultQueue is the spans that may wait for an export when
+// OTEL_BSP_MAX_QUEUE_SIZE does not say: four times the SDK's 2048, since a
+// queued span here is its encoding (about 200 bytes for a request's span)
+// rather than a snapshot with its attribute slices. On two cores under a
+// load average of 35, 2048 spans (0.4 s of fully traced hello-go) were
+// not always enough slack for the exporter's goroutine to get its turn.
+const defaultQueue = 8192
+
 func newOTLPProcessor(endpoint string, res *resource.Resource) (*otlpProcessor, error) {
 	u := tracesURL(endpoint)
 	if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
@@ -157,7 +165,7 @@ func newOTLPProcessor(endpoint string, res *resource.Resource) (*otlpProcessor, 
 		gzip:     otlpEnv("COMPRESSION") == "gzip",
 		timeout:  time.Duration(bspEnv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", bspEnv("OTEL_EXPORTER_OTLP_TIMEOUT", 10000))) * time.Millisecond,
 		client:   &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
-		maxQueue: bspEnv("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
+		maxQueue: bspEnv("OTEL_BSP_MAX_QUEUE_SIZE", defaultQueue),
 		maxBatch: bspEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
 		delay:    time.Duration(bspEnv("OTEL_BSP_SCHEDULE_DELAY", 5000)) * time.Millisecond,
 		flush:    make(chan chan struct{}),
