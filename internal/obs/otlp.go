@@ -149,9 +149,9 @@ func otlpHeaders() http.Header {
 // defaultQueue is the spans that may wait for an export when
 // OTEL_BSP_MAX_QUEUE_SIZE does not say: four times the SDK's 2048, since a
 // queued span here is its encoding (about 200 bytes for a request's span)
-// rather than a snapshot with its attribute slices. On two cores under a
-// load average of 35, 2048 spans (0.4 s of fully traced hello-go) were
-// not always enough slack for the exporter's goroutine to get its turn.
+// rather than a snapshot with its attribute slices. 2048 spans are 0.4 s
+// of fully traced hello-go, little slack for an exporter goroutine
+// starved by a loaded machine (RATIONALE.md).
 const defaultQueue = 8192
 
 func newOTLPProcessor(endpoint string, res *resource.Resource) (*otlpProcessor, error) {
