@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -301,7 +302,7 @@ func (p *otlpProcessor) request(b *otlpBatch) []byte {
 			n += sizeBytesField(1, sizeScope(sc.scope))
 		}
 		if sc.scope.SchemaURL != "" {
-			n += sizeBytesField(3, len(sc.scope.SchemaURL))
+			n += sizeBytesField(3, strLen(sc.scope.SchemaURL))
 		}
 		return n
 	}
@@ -310,7 +311,7 @@ func (p *otlpProcessor) request(b *otlpBatch) []byte {
 		rs += sizeBytesField(2, scopeLen(&b.scopes[i]))
 	}
 	if p.schema != "" {
-		rs += sizeBytesField(3, len(p.schema))
+		rs += sizeBytesField(3, strLen(p.schema))
 	}
 	out := make([]byte, 0, sizeBytesField(1, rs))
 	out = protowire.AppendTag(out, 1, protowire.BytesType)
@@ -425,9 +426,24 @@ func sizeBytesField(num protowire.Number, n int) int {
 	return protowire.SizeTag(num) + protowire.SizeBytes(n)
 }
 
+// appendString writes a string field. Protobuf's strings are UTF-8 and
+// receivers reject an export holding one that is not (Go's protobuf does),
+// which would lose every span of the batch; a guest names its spans and
+// attributes with any bytes it likes, so invalid sequences become U+FFFD.
 func appendString(b []byte, num protowire.Number, s string) []byte {
 	b = protowire.AppendTag(b, num, protowire.BytesType)
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	return protowire.AppendString(b, s)
+}
+
+// strLen is the length appendString writes for s.
+func strLen(s string) int {
+	if utf8.ValidString(s) {
+		return len(s)
+	}
+	return len(strings.ToValidUTF8(s, "\uFFFD"))
 }
 
 func appendID(b []byte, num protowire.Number, id []byte) []byte {
@@ -507,7 +523,7 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	code := statusCode(st.Code)
 	stLen := 0
 	if st.Description != "" {
-		stLen += sizeBytesField(2, len(st.Description))
+		stLen += sizeBytesField(2, strLen(st.Description))
 	}
 	if code != 0 {
 		stLen += protowire.SizeTag(3) + protowire.SizeVarint(code)
@@ -528,7 +544,7 @@ func sizeEvent(e sdktrace.Event) int {
 		n += protowire.SizeTag(1) + 8
 	}
 	if e.Name != "" {
-		n += sizeBytesField(2, len(e.Name))
+		n += sizeBytesField(2, strLen(e.Name))
 	}
 	n += sizeKVs(3, e.Attributes)
 	if c := clampCount(e.DroppedAttributeCount); c != 0 {
@@ -584,10 +600,10 @@ func appendResource(b []byte, r *resource.Resource) []byte {
 func sizeScope(s instr.Scope) int {
 	n := 0
 	if s.Name != "" {
-		n += sizeBytesField(1, len(s.Name))
+		n += sizeBytesField(1, strLen(s.Name))
 	}
 	if s.Version != "" {
-		n += sizeBytesField(2, len(s.Version))
+		n += sizeBytesField(2, strLen(s.Version))
 	}
 	return n + sizeKVs(3, s.Attributes.ToSlice())
 }
@@ -614,7 +630,7 @@ func sizeKVs(num protowire.Number, attrs []attribute.KeyValue) int {
 func sizeKV(kv attribute.KeyValue) int {
 	n := 0
 	if kv.Key != "" {
-		n += sizeBytesField(1, len(kv.Key))
+		n += sizeBytesField(1, strLen(string(kv.Key)))
 	}
 	return n + sizeBytesField(2, sizeValue(kv.Value))
 }
@@ -643,7 +659,7 @@ func sizeValue(v attribute.Value) int {
 	case attribute.FLOAT64:
 		return protowire.SizeTag(4) + 8
 	case attribute.STRING:
-		return sizeBytesField(1, len(v.AsString()))
+		return sizeBytesField(1, strLen(v.AsString()))
 	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE:
 		return sizeBytesField(5, sizeArray(v))
 	}
@@ -664,7 +680,7 @@ func sizeArray(v attribute.Value) int {
 		n = len(v.AsFloat64Slice()) * sizeBytesField(1, protowire.SizeTag(4)+8)
 	case attribute.STRINGSLICE:
 		for _, x := range v.AsStringSlice() {
-			n += sizeBytesField(1, sizeBytesField(1, len(x)))
+			n += sizeBytesField(1, sizeBytesField(1, strLen(x)))
 		}
 	}
 	return n

@@ -382,3 +382,35 @@ func TestChild(t *testing.T) {
 		t.Errorf("spans %v: want child under parent, in its trace, with its attribute", ended)
 	}
 }
+
+// A guest may name spans and attributes with bytes that are not UTF-8; the
+// export still decodes (protobuf's strings must be UTF-8, and a receiver
+// rejects the whole batch otherwise), with U+FFFD in their place.
+func TestOTLPProcessorInvalidUTF8(t *testing.T) {
+	r := newReceiver(t)
+	p, err := newOTLPProcessor(r.srv.URL, resource.NewSchemaless(attribute.String("service.name", "a\xffb")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(p))
+	_, s := tp.Tracer("t").Start(context.Background(), "span \xc3\x28",
+		trace.WithAttributes(attribute.String("k\xfe", "v\xff"), attribute.StringSlice("ss", []string{"ok", "\x80"})))
+	s.AddEvent("ev\xff", trace.WithAttributes(attribute.String("e", "\xff\xfe")))
+	s.SetStatus(codes.Error, "bad \xff")
+	s.End()
+	if err := tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	reqs := r.exports()
+	if len(reqs) != 1 {
+		t.Fatalf("%d exports decoded, want 1", len(reqs))
+	}
+	sp := reqs[0].ResourceSpans[0].ScopeSpans[0].Spans[0]
+	a := sp.Attributes
+	if sp.Name != "span \uFFFD(" || a[0].Key != "k\uFFFD" || a[0].Value.GetStringValue() != "v\uFFFD" ||
+		a[1].Value.GetArrayValue().Values[1].GetStringValue() != "\uFFFD" || sp.Events[0].Name != "ev\uFFFD" ||
+		sp.Events[0].Attributes[0].Value.GetStringValue() != "\uFFFD" || sp.Status.Message != "bad \uFFFD" ||
+		reqs[0].ResourceSpans[0].Resource.Attributes[0].Value.GetStringValue() != "a\uFFFDb" {
+		t.Errorf("decoded %v", reqs[0])
+	}
+}
