@@ -350,7 +350,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			// changes, so that the idle ones stay idle.
 			data := filepath.Join(logDir, fmt.Sprintf("data-%d", len(srvs)))
 			args := []string{"dev", "--listen", listen, "--admin", "", "--watch", "0", "--data", data, dir}
-			bench.Progress("%s: starting %s %s", name, cfg.verge, strings.Join(args, " "))
+			bench.Progress("%s: starting %s %q", name, cfg.verge, args)
 			srv, err := proc.Start(ctx, name, verge, args, env,
 				filepath.Join(logDir, strings.ReplaceAll(name, " ", "_")+".log"), cfg.startTimeout)
 			if err != nil {
