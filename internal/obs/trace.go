@@ -135,12 +135,7 @@ func Child(ctx context.Context, name string, attrs ...attribute.KeyValue) (conte
 	if !parent.IsRecording() {
 		return ctx, parent
 	}
-	// The SDK looks the parent up in the context it is given two or three
-	// times (the span, the sampler); a guest's context is a long chain of
-	// the server's, the cache's and the gateway's values, walked each
-	// time. Given a context holding the parent alone, it finds it at once.
-	_, s := Tracer().Start(trace.ContextWithSpan(context.Background(), parent), name, trace.WithAttributes(attrs...))
-	return trace.ContextWithSpan(ctx, s), s
+	return Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
 }
 
 // Slow is a request that took long, with its trace when it was traced.
