@@ -4,7 +4,7 @@
 //
 //	go run ./bench/http [-verge bin/verge] [-app examples/hello-go[,DIR...]] [-path /hello]
 //	                    [-d 5s] [-conns 1,32] [-threads 2] [-runs 1] [-warmup 1s]
-//	                    [-trace off,1%,100%]
+//	                    [-trace off,1%,100%,nometrics]
 //
 // It prints one JSON document on stdout, then one summary line per app and
 // connection count, such as this one measured on a shared 2-core VM
@@ -20,10 +20,13 @@
 // measured to go idle (a fresh-instance executor may still be working off
 // requests whose clients left), so neither is charged for the other's work.
 // -runs N repeats each measurement and reports the median. With -trace, each
-// app is served once per variant, exporting the sampled share of its traces
-// over OTLP to a sink in this process (what tracing costs includes
-// exporting; the sink only reads, as a collector on another machine would
-// cost these cores nothing more). The harness builds nothing but the baseline: `make
+// app is served once per variant, all at once, measured in turn: tracing
+// off, request metrics off too (nometrics), or a share of requests traced
+// and exported over OTLP/HTTP to a sink in this process that decodes every
+// export into OTLP's protobuf messages, as a collector's receiver does, and
+// counts the spans of each variant (so lost spans show). The report gives
+// each variant's throughput relative to trace=off's in the same rounds. The
+// harness builds nothing but the baseline: `make
 // build` builds bin/verge, and `verge dev` runs the app's build commands
 // itself.
 package main
@@ -86,8 +89,11 @@ type report struct {
 	DurationS float64   `json:"duration_s"`
 	Runs      []result  `json:"runs"`
 	// The exports the OTLP sink received and their bytes (-trace).
-	OTLPExports int64 `json:"otlp_exports,omitempty"`
-	OTLPBytes   int64 `json:"otlp_bytes,omitempty"`
+	OTLPExports int64  `json:"otlp_exports,omitempty"`
+	OTLPBytes   int64  `json:"otlp_bytes,omitempty"`
+	OTLPSpans   int64  `json:"otlp_spans,omitempty"`
+	OTLPBad     int64  `json:"otlp_bad,omitempty"` // exports that did not decode
+	LoadAvg     string `json:"load_avg"`           // at the start and at the end
 }
 
 // result pairs one app with the baseline at one connection count.
@@ -104,6 +110,27 @@ type result struct {
 	// Every run's throughput, in order, when -runs > 1 shows the spread.
 	VergeRPSAll   []float64 `json:"verge_rps_all"`
 	NetHTTPRPSAll []float64 `json:"nethttp_rps_all"`
+	// VsOff is Verge.RPS over the same app's with tracing off, measured in
+	// the same rounds (0 without an "off" variant).
+	VsOff float64 `json:"vs_off,omitempty"`
+	// The server's CPU time per request (median of the runs), and its
+	// ratio to trace=off's: what tracing costs in CPU, which the load of
+	// the rest of the machine moves far less than throughput.
+	CPUusPerRequest float64 `json:"server_cpu_us_per_request,omitempty"`
+	CPUVsOff        float64 `json:"server_cpu_vs_off,omitempty"`
+	// The same two ratios taken round by round (this variant's run over
+	// trace=off's run of the same round, seconds apart), then their median:
+	// the load of the machine drifts between rounds, and a ratio within one
+	// round cancels most of the drift. The figure to quote.
+	VsOffPaired    float64 `json:"vs_off_paired,omitempty"`
+	CPUVsOffPaired float64 `json:"server_cpu_vs_off_paired,omitempty"`
+	// Requests wrk completed on this variant (warm-up included), the spans
+	// the OTLP sink received from it, and their ratio: with every request
+	// traced, the spans a request makes (gateway and guest: 2), or fewer
+	// if the exporter dropped some.
+	Requests        int64   `json:"requests,omitempty"`
+	Spans           int64   `json:"spans,omitempty"`
+	SpansPerRequest float64 `json:"spans_per_request,omitempty"`
 }
 
 func main() {
@@ -126,7 +153,7 @@ func main() {
 	flag.StringVar(&cfg.wrk, "wrk", "wrk", "wrk binary")
 	flag.DurationVar(&cfg.startTimeout, "start-timeout", 3*time.Minute, "how long `verge dev` may take to build and start serving")
 	var traces string
-	flag.StringVar(&traces, "trace", "off", "comma-separated tracing variants to serve each app with: off, or the share of requests sampled (1%, 100%), exported over OTLP to a sink in this process")
+	flag.StringVar(&traces, "trace", "off", "comma-separated variants to serve each app with: off, nometrics (no request metrics either), or the share of requests traced (1%, 100%; 100%:sdk exports with the SDK's own processor and exporter), exported over OTLP to a sink in this process that decodes every export")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		bench.Fatalf("unexpected arguments %q; use -app DIR[,DIR...]", flag.Args())
@@ -180,6 +207,7 @@ func main() {
 	if err := enc.Encode(rep); err != nil {
 		bench.Fatalf("writing JSON: %v", err)
 	}
+	fmt.Println("load average:", rep.LoadAvg)
 	for _, r := range rep.Runs {
 		fmt.Println(summary(r))
 	}
@@ -191,6 +219,18 @@ var bench = &harness.Command{Name: "bench/http"}
 func summary(r result) string {
 	s := fmt.Sprintf("%s c=%d: %.0f req/s (%.1f%% of net/http %.0f), p50 %sms p99 %sms",
 		r.App, r.Conns, r.Verge.RPS, 100*r.Ratio, r.NetHTTP.RPS, ms(r.Verge.P50ms), ms(r.Verge.P99ms))
+	if r.VsOffPaired > 0 && r.Trace != "off" {
+		s += fmt.Sprintf(", throughput cost %.1f%% vs trace=off round by round (medians: %.1f%%)", 100*(1-r.VsOffPaired), 100*(1-r.VsOff))
+	}
+	if r.CPUusPerRequest > 0 {
+		s += fmt.Sprintf(", server CPU %.1fµs a request", r.CPUusPerRequest)
+		if r.CPUVsOffPaired > 0 && r.Trace != "off" {
+			s += fmt.Sprintf(" (%+.1f%% vs off round by round)", 100*(r.CPUVsOffPaired-1))
+		}
+	}
+	if r.Spans > 0 {
+		s += fmt.Sprintf(", %d spans exported (%.3g a request)", r.Spans, r.SpansPerRequest)
+	}
 	// Errors make the throughput meaningless (a fast 500 is not a result), so
 	// the summary says so rather than leaving it to the JSON.
 	for _, e := range []struct {
@@ -259,7 +299,9 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	rep := &report{
 		Bench: "http", Time: time.Now().UTC(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		CPUs: runtime.NumCPU(), Wrk: wrkVersion, Verge: cfg.verge, Path: cfg.path, DurationS: cfg.duration.Seconds(),
+		LoadAvg: harness.LoadAvg(),
 	}
+	defer func() { rep.LoadAvg += " -> " + harness.LoadAvg() }()
 
 	base, err := proc.Start(ctx, "net/http", self, nil, []string{childEnv + "=nethttp"},
 		filepath.Join(logDir, "nethttp.log"), 30*time.Second)
@@ -271,7 +313,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 
 	var sink *otlpSink
 	for _, t := range cfg.traces {
-		if t != "off" && sink == nil {
+		if t != "off" && t != "nometrics" && sink == nil {
 			if sink, err = startOTLPSink(); err != nil {
 				return nil, err
 			}
@@ -279,41 +321,77 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		}
 	}
 	for _, dir := range cfg.apps {
+		// Every variant of the app is served at once and measured in turn
+		// with the baseline, round after round, so that the machine's load
+		// falls on all of them alike: their ratios are comparable within
+		// the run. An idle server costs the measured one nothing.
+		var srvs []*proc.Child
+		stopAll := func() {
+			for _, s := range srvs {
+				s.Stop()
+			}
+		}
 		for _, trace := range cfg.traces {
 			name := filepath.Base(filepath.Clean(dir))
 			var env []string
 			if trace != "off" {
-				env, _ = samplerEnv(trace, sink.url)
+				url := ""
+				if sink != nil {
+					url = sink.url
+				}
+				env, _ = samplerEnv(trace, url)
 				name += " trace=" + trace
 			}
 			// Port 0: the kernel picks a free port, and verge dev prints the
 			// address it got, so there is no race with other listeners.
 			const listen = "127.0.0.1:0"
-			bench.Progress("%s: starting %s dev --listen %s %s", name, cfg.verge, listen, dir)
-			srv, err := proc.Start(ctx, name, verge, []string{"dev", "--listen", listen, dir}, env,
+			// Each variant has its own data directory and no admin API, so
+			// that they can run side by side, and does not watch for
+			// changes, so that the idle ones stay idle.
+			data := filepath.Join(logDir, fmt.Sprintf("data-%d", len(srvs)))
+			args := []string{"dev", "--listen", listen, "--admin", "", "--watch", "0", "--data", data, dir}
+			bench.Progress("%s: starting %s %q", name, cfg.verge, args)
+			srv, err := proc.Start(ctx, name, verge, args, env,
 				filepath.Join(logDir, strings.ReplaceAll(name, " ", "_")+".log"), cfg.startTimeout)
 			if err != nil {
+				stopAll()
 				keepLogs = true
 				return nil, err
 			}
-			runs, err := compare(ctx, cfg, wrkPath, srv, base)
-			srv.Stop()
-			if err == nil && srv.ExitedEarly() {
-				err = errors.New("verge dev exited during the measurement")
-			}
-			if err != nil {
-				keepLogs = true
-				return nil, fmt.Errorf("%s: %w (server log: %s)", name, err, srv.LogPath)
-			}
-			for i := range runs {
-				runs[i].Dir = dir
-				runs[i].Trace = trace
-			}
-			rep.Runs = append(rep.Runs, runs...)
+			srvs = append(srvs, srv)
 		}
+		served := map[*proc.Child]int64{}
+		runs, err := compare(ctx, cfg, wrkPath, srvs, base, served)
+		stopAll() // each flushes the spans it holds as it stops
+		if err == nil && sink != nil {
+			for i := range runs {
+				j := slices.Index(cfg.traces, runs[i].Trace)
+				runs[i].Requests = served[srvs[j]]
+				runs[i].Spans = sink.spansOf(serviceName(runs[i].Trace))
+				if runs[i].Requests > 0 {
+					runs[i].SpansPerRequest = math.Round(float64(runs[i].Spans)/float64(runs[i].Requests)*1000) / 1000
+				}
+			}
+		}
+		for _, srv := range srvs {
+			if err == nil && srv.ExitedEarly() {
+				err = fmt.Errorf("%s: verge dev exited during the measurement (server log: %s)", srv.Name, srv.LogPath)
+			}
+		}
+		if err != nil {
+			keepLogs = true
+			return nil, err
+		}
+		for i := range runs {
+			runs[i].Dir = dir
+		}
+		rep.Runs = append(rep.Runs, runs...)
 	}
 	if sink != nil {
-		rep.OTLPExports, rep.OTLPBytes = sink.exports.Load(), sink.received.Load()
+		rep.OTLPExports, rep.OTLPBytes, rep.OTLPSpans, rep.OTLPBad = sink.exports.Load(), sink.received.Load(), sink.spans.Load(), sink.bad.Load()
+		if rep.OTLPBad > 0 {
+			return nil, fmt.Errorf("the OTLP sink could not decode %d exports", rep.OTLPBad)
+		}
 		if rep.OTLPExports == 0 {
 			return nil, errors.New("tracing was on but the OTLP sink received no export: the figures would not include exporting")
 		}
@@ -321,25 +399,30 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	return rep, nil
 }
 
-// compare measures app against the baseline, both serving cfg.path. Both are
-// checked and warmed up first; then, for each connection count, the two are
-// measured alternately cfg.runs times, so that noise from the rest of the
-// machine lands on both rather than on whichever ran second. After every wrk
-// run the server just measured is given time to go idle. Each side keeps its
-// median run by throughput.
-func compare(ctx context.Context, cfg config, wrkPath string, app, base *proc.Child) ([]result, error) {
+// compare measures each of apps (one app served in several variants, in
+// the order of cfg.traces) against the baseline, all serving cfg.path. All
+// are checked and warmed up first; then, for each connection count, the
+// baseline and every variant are measured in turn cfg.runs times, so that
+// noise from the rest of the machine lands on all of them rather than on
+// whichever ran last. After every wrk run the server just measured is given
+// time to go idle. Each side keeps its median run by throughput; served
+// counts the requests wrk completed on each.
+func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child, base *proc.Child, served map[*proc.Child]int64) ([]result, error) {
 	const settle = 15 * time.Second
-	sides := []*proc.Child{base, app}
+	sides := append([]*proc.Child{base}, apps...)
 	url := func(c *proc.Child) string { return "http://" + c.Addr + cfg.path }
 	maxConns := slices.Max(cfg.conns)
 	for _, s := range sides {
 		if err := checkOK(ctx, url(s)); err != nil {
 			return nil, err
 		}
+		served[s]++
 		if cfg.warmup > 0 {
-			if _, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, maxConns, cfg.warmup, url(s))); err != nil {
+			r, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, maxConns, cfg.warmup, url(s)))
+			if err != nil {
 				return nil, fmt.Errorf("warm-up of %s: %w", url(s), err)
 			}
+			served[s] += r.Requests
 			s.Quiesce(settle)
 		}
 	}
@@ -348,21 +431,59 @@ func compare(ctx context.Context, cfg config, wrkPath string, app, base *proc.Ch
 		runs := make([][]wrkResult, len(sides))
 		for i := 0; i < cfg.runs; i++ {
 			for j, s := range sides {
+				cpu0, cpuErr := proc.CPUTime(s.Cmd.Process.Pid)
 				r, err := runWrk(ctx, wrkPath, wrkArgs(cfg.threads, c, cfg.duration, url(s)))
 				if err != nil {
 					return nil, fmt.Errorf("%s c=%d: %w", s.Name, c, err)
 				}
+				s.Quiesce(settle)
+				// The server's CPU time for the run, what it still did
+				// after wrk stopped included: unlike throughput, it
+				// hardly moves with the rest of the machine's load.
+				if cpu1, err := proc.CPUTime(s.Cmd.Process.Pid); cpuErr == nil && err == nil && r.Requests > 0 {
+					r.CPUusPerRequest = math.Round(float64((cpu1-cpu0).Nanoseconds())/float64(r.Requests)) / 1000
+				}
+				served[s] += r.Requests
 				bench.Progress("%s c=%d: %.0f req/s, p50 %sms p99 %sms", s.Name, c, r.RPS, ms(r.P50ms), ms(r.P99ms))
 				runs[j] = append(runs[j], r)
-				s.Quiesce(settle)
 			}
 		}
-		r := result{App: app.Name, Conns: c, Threads: wrkThreads(cfg.threads, c),
-			Verge: median(runs[1]), NetHTTP: median(runs[0]), VergeRPSAll: rpsOf(runs[1]), NetHTTPRPSAll: rpsOf(runs[0])}
-		if r.NetHTTP.RPS > 0 {
-			r.Ratio = math.Round(r.Verge.RPS/r.NetHTTP.RPS*1e4) / 1e4
+		for j, app := range apps {
+			r := result{App: app.Name, Trace: cfg.traces[j], Conns: c, Threads: wrkThreads(cfg.threads, c),
+				Verge: median(runs[j+1]), NetHTTP: median(runs[0]), VergeRPSAll: rpsOf(runs[j+1]), NetHTTPRPSAll: rpsOf(runs[0])}
+			if r.NetHTTP.RPS > 0 {
+				r.Ratio = math.Round(r.Verge.RPS/r.NetHTTP.RPS*1e4) / 1e4
+			}
+			r.CPUusPerRequest = medianOf(cpuOf(runs[j+1]))
+			out = append(out, r)
 		}
-		out = append(out, r)
+		// Each variant's cost is its throughput against the variant
+		// without tracing, measured in the same rounds.
+		if off := slices.Index(cfg.traces, "off"); off >= 0 {
+			first := len(out) - len(apps)
+			ref := out[first+off].Verge.RPS
+			refCPU := out[first+off].CPUusPerRequest
+			for j := range apps {
+				var rps, cpu []float64
+				for i := range runs[j+1] {
+					a, b := runs[j+1][i], runs[off+1][i]
+					if b.RPS > 0 {
+						rps = append(rps, a.RPS/b.RPS)
+					}
+					if b.CPUusPerRequest > 0 && a.CPUusPerRequest > 0 {
+						cpu = append(cpu, a.CPUusPerRequest/b.CPUusPerRequest)
+					}
+				}
+				out[first+j].VsOffPaired = math.Round(medianOf(rps)*1e4) / 1e4
+				out[first+j].CPUVsOffPaired = math.Round(medianOf(cpu)*1e4) / 1e4
+				if ref > 0 {
+					out[first+j].VsOff = math.Round(out[first+j].Verge.RPS/ref*1e4) / 1e4
+				}
+				if refCPU > 0 {
+					out[first+j].CPUVsOff = math.Round(out[first+j].CPUusPerRequest/refCPU*1e4) / 1e4
+				}
+			}
+		}
 	}
 	return out, nil
 }
@@ -372,6 +493,27 @@ func compare(ctx context.Context, cfg config, wrkPath string, app, base *proc.Ch
 func median(rs []wrkResult) wrkResult {
 	s := slices.Clone(rs)
 	slices.SortFunc(s, func(a, b wrkResult) int { return cmp.Compare(a.RPS, b.RPS) })
+	return s[len(s)/2]
+}
+
+func cpuOf(rs []wrkResult) []float64 {
+	out := make([]float64, 0, len(rs))
+	for _, r := range rs {
+		if r.CPUusPerRequest > 0 {
+			out = append(out, r.CPUusPerRequest)
+		}
+	}
+	return out
+}
+
+// medianOf returns the median of vs (the upper one of an even count), 0 for
+// none.
+func medianOf(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
 	return s[len(s)/2]
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/verge-edge/verge/bench/internal/proc"
 )
@@ -235,5 +239,43 @@ func TestQuiesceWaitsForIdle(t *testing.T) {
 	}
 	if after-before < 500*time.Millisecond {
 		t.Fatalf("quiesce returned after the child used %v of CPU; it should have waited out the busy loop", after-before)
+	}
+}
+
+// The sink decodes what the real OTLP exporter sends and counts its spans;
+// bytes that are no OTLP export are refused and counted as bad.
+func TestOTLPSinkDecodes(t *testing.T) {
+	t.Parallel()
+	sink, err := startOTLPSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.close()
+	ctx := context.Background()
+	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(sink.url+"/v1/traces"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	for i := range 3 {
+		_, s := tp.Tracer("test").Start(ctx, fmt.Sprintf("span %d", i))
+		s.End()
+	}
+	if err := tp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.spans.Load(); got != 3 {
+		t.Errorf("sink counted %d spans, want 3", got)
+	}
+	if sink.exports.Load() != 3 || sink.bad.Load() != 0 {
+		t.Errorf("exports %d, bad %d; want 3 and 0", sink.exports.Load(), sink.bad.Load())
+	}
+	resp, err := http.Post(sink.url+"/v1/traces", "application/x-protobuf", strings.NewReader("\xff\xff\xff not protobuf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || sink.bad.Load() != 1 {
+		t.Errorf("garbage: status %d, bad %d; want 400 and 1", resp.StatusCode, sink.bad.Load())
 	}
 }

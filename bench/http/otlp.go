@@ -1,38 +1,68 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // samplerEnv is the environment that makes a PoP export the share v of its
-// requests' traces ("1%", "100%") to url.
+// requests' traces ("1%", "100%"; "100%:sdk" with the OpenTelemetry SDK's
+// batch processor and OTLP exporter instead of Verge's) to url; "off"
+// exports nothing and
+// "nometrics" also records no request metrics (the baseline metrics are
+// measured against).
 func samplerEnv(v, url string) ([]string, error) {
-	if v == "off" {
+	switch v {
+	case "off":
 		return nil, nil
+	case "nometrics":
+		return []string{"VERGE_METRICS=off"}, nil
 	}
-	pct, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
-	if err != nil || !strings.HasSuffix(v, "%") || pct <= 0 || pct > 100 {
-		return nil, fmt.Errorf("want off or a share such as 1%% or 100%%")
+	share, sdk := strings.CutSuffix(v, ":sdk")
+	pct, err := strconv.ParseFloat(strings.TrimSuffix(share, "%"), 64)
+	if err != nil || !strings.HasSuffix(share, "%") || pct <= 0 || pct > 100 {
+		return nil, fmt.Errorf("want off, nometrics or a share such as 1%% or 100%% (with :sdk, exported by the SDK's processor and exporter)")
 	}
-	return []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + url, "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
-		"OTEL_TRACES_SAMPLER_ARG=" + strconv.FormatFloat(pct/100, 'f', -1, 64), "OTEL_SERVICE_NAME=bench-http"}, nil
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + url, "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG=" + strconv.FormatFloat(pct/100, 'f', -1, 64), "OTEL_SERVICE_NAME=" + serviceName(v)}
+	if sdk {
+		env = append(env, "VERGE_OTLP_EXPORTER=sdk")
+	}
+	return env, nil
 }
 
-// otlpSink is an OTLP/HTTP trace receiver that reads every export and
-// answers it, counting requests and bytes: a collector runs on another
-// machine in production, so the sink does no more work on these two cores
-// than a socket's read. The payload is not decoded.
+// serviceName names variant v's spans, so that the sink counts each
+// variant's apart even when one still exports while the next is measured.
+func serviceName(v string) string { return "bench-http-" + v }
+
+// otlpSink is an OTLP/HTTP trace receiver: it decodes every export into
+// OTLP's protobuf messages, as a collector's receiver does, counts the spans
+// and answers. A collector would do more (batch, forward), but on another
+// machine; what this one costs is a receiver's share, on these two cores.
+// An export that does not decode is answered 400 and counted, so that a
+// broken exporter cannot pass for a fast one.
 type otlpSink struct {
 	url      string
 	srv      *http.Server
 	exports  atomic.Int64
-	received atomic.Int64 // bytes
+	received atomic.Int64 // bytes, as sent (compressed if it was)
+	spans    atomic.Int64
+	bad      atomic.Int64
+	bufs     sync.Pool
+
+	mu        sync.Mutex
+	byService map[string]int64 // spans by their resource's service.name
 }
 
 func startOTLPSink() (*otlpSink, error) {
@@ -40,7 +70,8 @@ func startOTLPSink() (*otlpSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &otlpSink{url: "http://" + l.Addr().String()}
+	s := &otlpSink{url: "http://" + l.Addr().String(), byService: map[string]int64{}}
+	s.bufs.New = func() any { return new(bytes.Buffer) }
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve)}
 	go s.srv.Serve(l)
 	return s, nil
@@ -51,11 +82,56 @@ func (s *otlpSink) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	n, _ := io.Copy(io.Discard, r.Body)
-	s.exports.Add(1)
+	buf := s.bufs.Get().(*bytes.Buffer)
+	defer s.bufs.Put(buf)
+	buf.Reset()
+	n, err := buf.ReadFrom(r.Body)
 	s.received.Add(n)
+	body := buf.Bytes()
+	if err == nil && r.Header.Get("Content-Encoding") == "gzip" {
+		var zr *gzip.Reader
+		if zr, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
+			body, err = io.ReadAll(zr)
+		}
+	}
+	var req coltrace.ExportTraceServiceRequest
+	if err == nil {
+		err = proto.Unmarshal(body, &req)
+	}
+	if err != nil {
+		s.bad.Add(1)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var spans int64
+	for _, rs := range req.ResourceSpans {
+		var n int64
+		for _, ss := range rs.ScopeSpans {
+			n += int64(len(ss.Spans))
+		}
+		service := ""
+		for _, a := range rs.GetResource().GetAttributes() {
+			if a.Key == "service.name" {
+				service = a.GetValue().GetStringValue()
+			}
+		}
+		s.mu.Lock()
+		s.byService[service] += n
+		s.mu.Unlock()
+		spans += n
+	}
+	s.exports.Add(1)
+	s.spans.Add(spans)
+	out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse
+	w.Write(out)
+}
+
+// spansOf returns the spans received from service.
+func (s *otlpSink) spansOf(service string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byService[service]
 }
 
 func (s *otlpSink) close() { s.srv.Close() }

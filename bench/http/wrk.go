@@ -20,6 +20,9 @@ type wrkResult struct {
 	P99ms        float64 `json:"p99_ms"`
 	Non2xx3xx    int64   `json:"non_2xx_3xx"`
 	SocketErrors int64   `json:"socket_errors"`
+	// The server's CPU time per request in this run (bench/http reads it
+	// for Verge's side only).
+	CPUusPerRequest float64 `json:"server_cpu_us_per_request,omitempty"`
 }
 
 // parseWrk reads the text wrk 4.x prints with --latency. It insists on the

@@ -119,7 +119,11 @@ type jaegerTrace struct {
 			SpanID        string `json:"spanID"`
 			OperationName string `json:"operationName"`
 			ProcessID     string `json:"processID"`
-			References    []struct {
+			Tags          []struct {
+				Key   string `json:"key"`
+				Value any    `json:"value"`
+			} `json:"tags"`
+			References []struct {
 				RefType string `json:"refType"`
 				SpanID  string `json:"spanID"`
 			} `json:"references"`
@@ -175,9 +179,10 @@ func TestTraceAcrossPoPs(t *testing.T) {
 	want := []string{"sfo: POST traced", "sfo: guest edge", "sfo: pricing <- guest edge", "sfo: doc_update", "sfo: invoke central",
 		"ord: invoke traced", "ord: guest central", "ord: spot claim", "ord: replicate apply", "iad: replicate apply"}
 	var got map[string]bool
+	var tags map[string]string // "pop: span key" -> value
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		got = map[string]bool{}
+		got, tags = map[string]bool{}, map[string]string{}
 		resp, err := http.Get("http://" + query + "/api/traces/" + traceID)
 		if err == nil {
 			var tr jaegerTrace
@@ -196,6 +201,9 @@ func TestTraceAcrossPoPs(t *testing.T) {
 						}
 					}
 					got[pop+": "+s.OperationName] = true
+					for _, tag := range s.Tags {
+						tags[pop+": "+s.OperationName+" "+tag.Key] = fmt.Sprint(tag.Value)
+					}
 					for _, r := range s.References { // the guest's own span, under its execution
 						if r.RefType == "CHILD_OF" && names[r.SpanID] != "" {
 							got[pop+": "+s.OperationName+" <- "+names[r.SpanID]] = true
@@ -217,6 +225,22 @@ func TestTraceAcrossPoPs(t *testing.T) {
 			t.Fatalf("trace %s lacks %v; it has %v", traceID, missing, got)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+
+	// The attributes the issue asks of the request's and the guest's spans
+	// arrive as they were set.
+	for _, k := range []string{"POST traced verge.app", "POST traced verge.function", "POST traced http.request.method", "POST traced url.path",
+		"POST traced http.response.status_code", "POST traced verge.version", "guest edge verge.function", "guest edge verge.route",
+		"guest edge verge.cpu_time_us", "guest edge verge.fresh_instance"} {
+		if tags["sfo: "+k] == "" {
+			t.Errorf("span attribute %q missing at sfo; the spans have %v", k, tags)
+		}
+	}
+	if v := tags["sfo: POST traced http.response.status_code"]; v != "200" {
+		t.Errorf("the request span's status code is %q, want 200", v)
+	}
+	if v := tags["sfo: guest edge verge.fresh_instance"]; v != "true" && v != "false" {
+		t.Errorf("verge.fresh_instance is %q, want a boolean", v)
 	}
 
 	// The guest's log line carries the trace id; verge logs finds it among

@@ -334,18 +334,20 @@ func (g *Gateway) serve(ctx context.Context, fn *wasm.Function, req *wasm.Reques
 		if e.IsLimit() {
 			limit = e.Kind
 		}
-		if traced {
-			span.SetStatus(codes.Error, e.Kind)
-			span.SetAttributes(attribute.String("verge.error", e.Kind))
-		}
 	} else {
 		status, cpu = resp.Status, resp.CPU
-		if traced {
-			span.SetAttributes(attribute.Bool("verge.fresh_instance", resp.Fresh))
-		}
 	}
 	if traced {
-		span.SetAttributes(attribute.Int64("verge.cpu_time_us", cpu.Microseconds()), attribute.Int("http.response.status_code", status))
+		// One call with every attribute: the span's slice grows once.
+		attrs := [3]attribute.KeyValue{attribute.Int64("verge.cpu_time_us", cpu.Microseconds()), attribute.Int("http.response.status_code", status)}
+		if err != nil {
+			e := wasm.AsError(err)
+			span.SetStatus(codes.Error, e.Kind)
+			attrs[2] = attribute.String("verge.error", e.Kind)
+		} else {
+			attrs[2] = attribute.Bool("verge.fresh_instance", resp.Fresh)
+		}
+		span.SetAttributes(attrs[:]...)
 		span.End()
 		parent.SetAttributes(attribute.String("verge.function", fn.Spec.Name))
 	}

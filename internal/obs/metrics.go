@@ -2,6 +2,7 @@ package obs
 
 import (
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -25,6 +26,11 @@ type Metrics struct {
 	SpotOps         *prometheus.CounterVec
 	SpotDuration    *prometheus.HistogramVec
 	StoreCommit     prometheus.Histogram
+
+	// off: VERGE_METRICS=off, requests are not counted (Served records
+	// nothing); what a PoP reads when scraped is still served. It exists
+	// to measure what counting costs (bench/http -trace nometrics).
+	off bool
 }
 
 // NewMetrics returns the metrics of PoP pop (a constant label on every
@@ -32,7 +38,7 @@ type Metrics struct {
 func NewMetrics(pop string) *Metrics {
 	reg := prometheus.NewRegistry()
 	labels := prometheus.Labels{"pop": pop}
-	m := &Metrics{reg: reg}
+	m := &Metrics{reg: reg, off: os.Getenv("VERGE_METRICS") == "off"}
 	f := func(c prometheus.Collector) { reg.MustRegister(c) }
 	m.Requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "verge_http_requests_total",
 		Help: "Requests an app served at this PoP, by function and HTTP status code.", ConstLabels: labels}, []string{"app", "function", "code"})
@@ -70,6 +76,19 @@ func (m *Metrics) Request(app, function string, code int, d time.Duration) {
 	}
 	m.Requests.WithLabelValues(app, function, strconv.Itoa(code)).Inc()
 	m.RequestDuration.WithLabelValues(app, function).Observe(d.Seconds())
+}
+
+// Served records one request a guest served: its count and latency, the
+// guest's CPU time, and the limit that stopped it if one did.
+func (m *Metrics) Served(app, function string, code int, d, cpu time.Duration, limit string) {
+	if m == nil || m.off {
+		return
+	}
+	m.Request(app, function, code, d)
+	m.GuestCPU.WithLabelValues(app, function).Add(cpu.Seconds())
+	if limit != "" {
+		m.LimitHits.WithLabelValues(app, function, limit).Inc()
+	}
 }
 
 // Gauge is one series of a collected gauge or counter: its label values

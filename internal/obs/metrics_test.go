@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"net/http/httptest"
@@ -78,5 +79,30 @@ func BenchmarkMetrics200Apps(b *testing.B) {
 		b.ReportMetric(float64(time.Since(start).Microseconds()), "scrape-µs")
 		b.ReportMetric(float64(rec.Body.Len()), "scrape-B")
 		runtime.KeepAlive(m)
+	}
+}
+
+// Served counts a request, its CPU time and its limit; with VERGE_METRICS=off
+// it counts nothing.
+func TestServed(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		if off {
+			t.Setenv("VERGE_METRICS", "off")
+		}
+		m := NewMetrics("p")
+		m.Served("a", "fn", 429, time.Millisecond, 2*time.Second, "cpu_time")
+		want := 1.0
+		if off {
+			want = 0
+		}
+		if got := testutil.ToFloat64(m.Requests.WithLabelValues("a", "fn", "429")); got != want {
+			t.Errorf("off=%v: requests %v, want %v", off, got, want)
+		}
+		if got := testutil.ToFloat64(m.GuestCPU.WithLabelValues("a", "fn")); got != 2*want {
+			t.Errorf("off=%v: guest CPU %v, want %v", off, got, 2*want)
+		}
+		if got := testutil.ToFloat64(m.LimitHits.WithLabelValues("a", "fn", "cpu_time")); got != want {
+			t.Errorf("off=%v: limit hits %v, want %v", off, got, want)
+		}
 	}
 }

@@ -30,7 +30,25 @@ const instrumentation = "github.com/verge-edge/verge"
 // Tracer is the tracer every span of Verge starts from. Without Setup (or
 // without an OTLP endpoint in the environment) it is OpenTelemetry's no-op,
 // which costs a few nanoseconds a span.
-func Tracer() trace.Tracer { return otel.Tracer(instrumentation) }
+func Tracer() trace.Tracer {
+	// The SDK's provider finds a named tracer under a mutex in a map keyed
+	// by its whole scope; a request asks two to five times. The tracer is
+	// kept with the provider it came from, since tests install their own.
+	tp := otel.GetTracerProvider()
+	if c := tracer.Load(); c != nil && c.tp == tp {
+		return c.tr
+	}
+	tr := tp.Tracer(instrumentation)
+	tracer.Store(&cachedTracer{tp: tp, tr: tr})
+	return tr
+}
+
+type cachedTracer struct {
+	tp trace.TracerProvider
+	tr trace.Tracer
+}
+
+var tracer atomic.Pointer[cachedTracer]
 
 // Propagator carries trace context in W3C traceparent/tracestate headers
 // (HTTP from clients and between PoPs, NATS message headers on the mesh).
@@ -52,7 +70,8 @@ func (o TraceOptions) Enabled() bool {
 }
 
 // SetupTracing installs the process's tracer provider: spans batched and
-// exported over OTLP/HTTP, sampled as OTEL_TRACES_SAMPLER(_ARG) say
+// exported over OTLP/HTTP (by otlpProcessor, or the SDK's batch processor
+// and exporter when the environment asks for what it does not do), sampled as OTEL_TRACES_SAMPLER(_ARG) say
 // (default: parent-based, always), batched as OTEL_BSP_* say, named by
 // OTEL_SERVICE_NAME (default "verge"). Without an endpoint it installs
 // nothing: tracing is off. The returned function flushes and stops it.
@@ -60,14 +79,6 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 	otel.SetTextMapPropagator(Propagator)
 	if !o.Enabled() {
 		return func(context.Context) error { return nil }, nil
-	}
-	var opts []otlptracehttp.Option
-	if o.Endpoint != "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
-		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimRight(o.Endpoint, "/")+"/v1/traces"))
-	}
-	exp, err := otlptracehttp.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("tracing: the OTLP exporter: %w", err)
 	}
 	name := os.Getenv("OTEL_SERVICE_NAME")
 	if name == "" {
@@ -78,7 +89,23 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 	if err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	var sp sdktrace.SpanProcessor
+	if fastExportable() {
+		if sp, err = newOTLPProcessor(o.Endpoint, res); err != nil {
+			return nil, err
+		}
+	} else {
+		var opts []otlptracehttp.Option
+		if o.Endpoint != "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+			opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimRight(o.Endpoint, "/")+"/v1/traces"))
+		}
+		exp, err := otlptracehttp.New(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: the OTLP exporter: %w", err)
+		}
+		sp = sdktrace.NewBatchSpanProcessor(exp)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	enabled.Store(true)
 	return tp.Shutdown, nil

@@ -197,11 +197,7 @@ func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hos
 			return nil, err
 		}
 		a.Gateway.Observe = func(function string, status int, elapsed, cpu time.Duration, limit string) {
-			p.metrics.Request(m.Name, function, status, elapsed)
-			p.metrics.GuestCPU.WithLabelValues(m.Name, function).Add(cpu.Seconds())
-			if limit != "" {
-				p.metrics.LimitHits.WithLabelValues(m.Name, function, limit).Inc()
-			}
+			p.metrics.Served(m.Name, function, status, elapsed, cpu, limit)
 		}
 		if p.apps.byName(m.Name) != nil {
 			// It replaces a serving version: warm before the swap, so that
