@@ -68,6 +68,7 @@ type lease struct {
 	owner   string
 	session uint64
 	token   uint64
+	from    string // the owner it was moved from, until the new owner asks (not stored)
 }
 
 type session struct {
@@ -183,6 +184,9 @@ func (c *Centre) heartbeat(pop string, id uint64, now time.Time) bool {
 type Grant struct {
 	Owner string
 	Token uint64 // 0 when Owner is not the asker: ask Owner
+	// From: the lease came to Owner by a move from this PoP, which will
+	// hand over the messages it held during the move.
+	From string
 }
 
 // Acquire returns the room's owner, making pop (session id) the owner when
@@ -198,7 +202,9 @@ func (c *Centre) Acquire(ctx context.Context, k Key, pop string, id uint64, plac
 	if l := c.leases[k]; c.valid(l, now) {
 		c.mu.Unlock()
 		if l.owner == pop {
-			return Grant{Owner: pop, Token: l.token}, c.settled(ctx)
+			g := Grant{Owner: pop, Token: l.token, From: l.from}
+			l.from = ""
+			return g, c.settled(ctx)
 		}
 		return Grant{Owner: l.owner}, nil
 	}
@@ -290,7 +296,10 @@ func (c *Centre) Release(ctx context.Context, k Key, token uint64, to string) er
 			c.mu.Unlock()
 			return fmt.Errorf("rooms: PoP %s has no session at the centre (is it up?)", to)
 		}
-		_, p, err = c.grant(k, to, s.id)
+		var nl *lease
+		if nl, p, err = c.grant(k, to, s.id); err == nil {
+			nl.from = l.owner
+		}
 	} else {
 		delete(c.leases, k)
 		p, err = c.st.Write([]store.Put{{Key: store.Key{App: nsApp, Collection: collLease, Doc: encodeKey(k)}}})

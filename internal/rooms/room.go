@@ -120,7 +120,14 @@ type room struct {
 	remote  map[remoteID]*rconn
 	nextID  uint32
 	stopped bool
+	// moving: a hand-over is under way; no event starts (they queue).
+	// handing: the lease is the new owner's; the room's sockets are being
+	// closed and what they still send is collected for the new owner.
+	// holding: this PoP just took the room over by a move; no event starts
+	// until the old owner's held frames arrive (or holdFor passes).
 	moving  bool
+	handing bool
+	holding bool
 
 	// Owned by the running event (and by sweep while nothing runs).
 	actor *wasm.Actor
@@ -161,11 +168,17 @@ func (r *room) postLocked(ev *event) bool {
 		return false
 	}
 	r.queue = append(r.queue, ev)
-	if !r.running && !r.moving {
+	r.kickLocked()
+	return true
+}
+
+// kickLocked starts the event loop if events wait and may run. r.mu is
+// held.
+func (r *room) kickLocked() {
+	if !r.running && !r.moving && !r.holding && len(r.queue) > 0 && !r.stopped {
 		r.running = true
 		go r.run()
 	}
-	return true
 }
 
 // addConn registers a connection and queues its connect event. It refuses
@@ -173,7 +186,7 @@ func (r *room) postLocked(ev *event) bool {
 func (r *room) addConn(c *rconn, req *wasm.Request) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopped || r.moving || len(r.conns) >= r.opts.MaxConnections {
+	if r.stopped || len(r.conns) >= r.opts.MaxConnections {
 		return false
 	}
 	r.nextID++
@@ -182,8 +195,16 @@ func (r *room) addConn(c *rconn, req *wasm.Request) bool {
 	if c.local == nil {
 		r.remote[remoteID{c.relay, c.rid}] = c
 	}
+	if r.handing {
+		// It came as the room left: it is told to reconnect like every
+		// other socket, and what it sends meanwhile goes with the room.
+		r.dispatch(&output{targets: []*rconn{c}, close: true, code: CloseMoved, reason: movedReason})
+		return true
+	}
 	return r.postLocked(&event{kind: evConnect, conn: c, req: req})
 }
+
+const movedReason = "the room moved to another PoP; reconnect"
 
 // dropConn unregisters a connection (its socket is closed) and queues its
 // close event.
@@ -198,12 +219,23 @@ func (r *room) dropConn(c *rconn, code int) {
 	if c.local == nil {
 		delete(r.remote, remoteID{c.relay, c.rid})
 	}
+	if r.handing {
+		r.idle.Broadcast() // the hand-over waits for the last socket
+		return
+	}
 	r.postLocked(&event{kind: evClose, conn: c, code: code})
 }
 
 func (r *room) run() {
 	for {
 		r.mu.Lock()
+		if r.moving && !r.stopped {
+			// A hand-over: what is queued stays queued for the new owner.
+			r.running = false
+			r.idle.Broadcast()
+			r.mu.Unlock()
+			return
+		}
 		if len(r.queue) == 0 || r.stopped {
 			r.queue = nil
 			r.running = false
@@ -591,6 +623,11 @@ func (r *room) stop(code int, reason string, release bool) {
 		r.mu.Unlock()
 		return
 	}
+	r.stopLocked(code, reason, release)
+}
+
+// stopLocked is stop with r.mu held; it unlocks it.
+func (r *room) stopLocked(code int, reason string, release bool) {
 	r.stopped = true
 	conns := make([]*rconn, 0, len(r.conns))
 	for _, c := range r.conns {
@@ -635,7 +672,7 @@ func (r *room) stop(code int, reason string, release bool) {
 // alarm is set.
 func (r *room) sweep(now time.Time) {
 	r.mu.Lock()
-	busy := r.running || r.committing || len(r.out) > 0 || len(r.batches) > 0 || r.stopped || r.moving
+	busy := r.running || r.committing || len(r.out) > 0 || len(r.batches) > 0 || r.stopped || r.moving || r.holding
 	idleFor := now.Sub(r.last)
 	if busy || idleFor < r.opts.HibernateAfter {
 		r.mu.Unlock()
@@ -1029,4 +1066,43 @@ func (e *eventCtx) undo() {
 		return
 	}
 	e.puts, e.outs, e.undoLog = nil, nil, nil
+}
+
+// handOffIn runs, before anything else, the messages a room's previous
+// owner held during its move; last ends the hold. The held messages come
+// from connections that no longer exist (their clients reconnected as new
+// ones): sends to them go nowhere, broadcasts reach everyone else.
+func (r *room) handOffIn(frames []heldFrame, last bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	ghosts := map[uint32]*rconn{}
+	evs := make([]*event, 0, len(frames)+len(r.queue))
+	for _, f := range frames {
+		c := ghosts[f.conn]
+		if c == nil {
+			r.nextID++
+			c = &rconn{id: r.nextID, gone: true}
+			ghosts[f.conn] = c
+		}
+		evs = append(evs, &event{kind: evMessage, conn: c, data: f.data, binary: f.binary})
+	}
+	r.queue = append(evs, r.queue...)
+	if last {
+		r.holding = false
+	}
+	r.kickLocked()
+}
+
+// endHold lets a room that waited for a hand-off that never came run.
+func (r *room) endHold() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.holding {
+		r.s.log.Warn("a moved room's previous owner sent no hand-off; going on without it", "room", r.key.String())
+		r.holding = false
+		r.kickLocked()
+	}
 }
