@@ -20,7 +20,7 @@ type centreAPI interface {
 	Heartbeat(ctx context.Context, pop string, session uint64) (bool, error)
 	Acquire(ctx context.Context, k Key, pop string, session uint64, placement string) (Grant, error)
 	Release(ctx context.Context, k Key, token uint64, to string) error
-	Backup(ctx context.Context, k Key, token uint64, puts []kv, nextAlarm int64) error
+	Backup(ctx context.Context, k Key, token, seq uint64, puts []kv, nextAlarm int64) error
 	Load(ctx context.Context, k Key, token uint64) ([]kv, error)
 }
 
@@ -35,8 +35,8 @@ func (l localCentre) Acquire(ctx context.Context, k Key, pop string, id uint64, 
 func (l localCentre) Release(ctx context.Context, k Key, token uint64, to string) error {
 	return l.c.Release(ctx, k, token, to)
 }
-func (l localCentre) Backup(ctx context.Context, k Key, token uint64, puts []kv, next int64) error {
-	return l.c.Backup(ctx, k, token, puts, next)
+func (l localCentre) Backup(ctx context.Context, k Key, token, seq uint64, puts []kv, next int64) error {
+	return l.c.Backup(ctx, k, token, seq, puts, next)
 }
 func (l localCentre) Load(ctx context.Context, k Key, token uint64) ([]kv, error) {
 	return l.c.Load(ctx, k, token)
@@ -130,11 +130,12 @@ func (mc *meshCentre) Release(ctx context.Context, k Key, token uint64, to strin
 	return err
 }
 
-func (mc *meshCentre) Backup(ctx context.Context, k Key, token uint64, puts []kv, next int64) error {
+func (mc *meshCentre) Backup(ctx context.Context, k Key, token, seq uint64, puts []kv, next int64) error {
 	w := wire.NewWriter()
 	w.U64(opBackup)
 	putKey(w, k)
 	w.U64(token)
+	w.U64(seq)
 	w.U64(uint64(next))
 	putKVs(w, puts)
 	_, err := mc.call(ctx, w)
@@ -211,10 +212,10 @@ func (s *Service) serveCentre() error {
 				w.U64(replyOK)
 			}
 		case opBackup:
-			k, token, next := getKey(r), r.U64(), int64(r.U64())
+			k, token, seq, next := getKey(r), r.U64(), r.U64(), int64(r.U64())
 			puts := getKVs(r)
 			if err = r.Done(); err == nil {
-				err = s.centre.Backup(ctx, k, token, puts, next)
+				err = s.centre.Backup(ctx, k, token, seq, puts, next)
 				w.U64(replyOK)
 			}
 		case opLoad:

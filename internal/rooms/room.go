@@ -144,8 +144,10 @@ type room struct {
 	out        []*output
 	wseq       uint64
 	durable    uint64
-	batches    []batch
-	committing bool
+	batches    []batch    // staged, waiting for a backup slot
+	inflight   []*flight  // backups on their way, oldest first
+	bseq       uint64     // backups sent under token
+	committing bool       // len(inflight) > 0
 	idle       *sync.Cond // signalled when the gate empties
 }
 
@@ -430,10 +432,7 @@ func (r *room) commit(ec *eventCtx) {
 	if len(ec.puts) > 0 {
 		r.wseq++
 		r.batches = append(r.batches, batch{seq: r.wseq, puts: ec.puts})
-		if !r.committing {
-			r.committing = true
-			go r.commitLoop()
-		}
+		r.startBackupLocked()
 	}
 	for _, o := range ec.outs {
 		o.req = r.wseq
@@ -509,25 +508,56 @@ func msgType(binary bool) int {
 	return websocket.TextMessage
 }
 
-// commitLoop makes the staged batches durable, here and at the centre, and
-// opens the gate behind them.
-func (r *room) commitLoop() {
-	for {
-		r.mu.Lock()
-		if len(r.batches) == 0 || r.stopped {
-			r.committing = false
-			r.idle.Broadcast()
-			r.mu.Unlock()
-			return
+// maxInFlight is how many backups of a room may be in flight at once.
+// One would make a write that comes while a backup travels wait for the
+// rest of that round trip and then its own (1.5 round trips to the centre
+// on average); several let each write leave at once. Past it, writes merge
+// into the next backup.
+const maxInFlight = 8
+
+// flight is a backup on its way: the writes up to seq.
+type flight struct {
+	seq  uint64
+	done bool
+}
+
+// startBackupLocked sends the staged batches as one backup, unless
+// maxInFlight are on their way. The local store's write is staged here, in
+// the room's order; the centre applies backups in their numbers' order.
+// r.mu is held.
+func (r *room) startBackupLocked() {
+	if len(r.batches) == 0 || len(r.inflight) >= maxInFlight || r.stopped {
+		return
+	}
+	bs := r.batches
+	r.batches = nil
+	puts := mergeBatches(bs)
+	f := &flight{seq: bs[len(bs)-1].seq}
+	r.inflight = append(r.inflight, f)
+	r.committing = true
+	r.bseq++
+	var local *store.Pending
+	var err error
+	if r.s.centre == nil {
+		sp := make([]store.Put, len(puts))
+		for i, p := range puts {
+			sp[i] = store.Put{Key: store.Key{App: nsApp, Collection: roomColl(r.key), Doc: roomDoc(r.key, p.k)}, Value: p.v}
 		}
-		bs := r.batches
-		r.batches = nil
-		token := r.token
-		next := r.nextAlarm()
-		r.mu.Unlock()
-		puts := mergeBatches(bs)
-		seq := bs[len(bs)-1].seq
-		if err := r.persist(puts, token, next); err != nil {
+		local, err = r.s.opts.Store.Write(sp)
+	}
+	go r.backup(f, puts, r.token, r.bseq, r.nextAlarm(), local, err)
+}
+
+// backup makes one flight durable and opens the gate behind every flight
+// before it that is durable too.
+func (r *room) backup(f *flight, puts []kv, token, bseq uint64, next int64, local *store.Pending, err error) {
+	if err == nil {
+		err = r.persist(puts, token, bseq, next, local)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		if !r.stopped {
 			if errors.Is(err, ErrFenced) {
 				r.s.log.Warn("room fenced: its lease moved; stopping it here", "room", r.key.String())
 				go r.stop(CloseRestart, "the room moved; reconnect", false)
@@ -535,40 +565,46 @@ func (r *room) commitLoop() {
 				r.s.log.Error("room storage write failed; stopping the room", "room", r.key.String(), "err", err)
 				go r.stop(CloseRestart, "the room's storage failed; reconnect", false)
 			}
-			r.mu.Lock()
-			r.committing = false
-			r.idle.Broadcast()
-			r.mu.Unlock()
-			return
 		}
-		r.mu.Lock()
-		r.durable = seq
-		r.pump()
-		r.mu.Unlock()
+		// Nothing behind it may leave: the gate stays shut.
+		r.inflight, r.batches = nil, nil
+		r.committing = false
+		r.idle.Broadcast()
+		return
+	}
+	f.done = true
+	n := 0
+	for n < len(r.inflight) && r.inflight[n].done {
+		r.durable = r.inflight[n].seq
+		n++
+	}
+	if n == 0 {
+		return // an earlier flight is still on its way
+	}
+	clear(r.inflight[:n])
+	r.inflight = r.inflight[n:]
+	r.committing = len(r.inflight) > 0
+	r.startBackupLocked()
+	r.pump()
+	if !r.committing {
+		r.idle.Broadcast()
 	}
 }
 
-// persist writes puts durably to this PoP's store and to the centre (the
-// same store at the central PoP), retrying the centre while this PoP's
-// session lasts.
-func (r *room) persist(puts []kv, token uint64, nextAlarm int64) error {
+// persist makes puts durable at the centre (the same store at the central
+// PoP) and waits for this PoP's staged write of them, retrying the centre
+// while this PoP's session lasts.
+func (r *room) persist(puts []kv, token, bseq uint64, nextAlarm int64, local *store.Pending) error {
 	s := r.s
 	if s.centre != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 		defer cancel()
-		return s.centre.Backup(ctx, r.key, token, puts, nextAlarm)
+		return s.centre.Backup(ctx, r.key, token, bseq, puts, nextAlarm)
 	}
-	sp := make([]store.Put, len(puts))
-	for i, p := range puts {
-		sp[i] = store.Put{Key: store.Key{App: nsApp, Collection: roomColl(r.key), Doc: roomDoc(r.key, p.k)}, Value: p.v}
-	}
-	local, err := s.opts.Store.Write(sp)
-	if err != nil {
-		return err
-	}
+	var err error
 	for {
 		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
-		err = s.api.Backup(ctx, r.key, token, puts, nextAlarm)
+		err = s.api.Backup(ctx, r.key, token, bseq, puts, nextAlarm)
 		cancel()
 		if err == nil || errors.Is(err, ErrFenced) || s.ctx.Err() != nil {
 			break
