@@ -371,6 +371,19 @@ func (s *Service) Move(ctx context.Context, k Key, to string) error {
 func (s *Service) handOver(k Key, to string) error {
 	r := s.owned(k)
 	if r == nil {
+		// The lease is ours but the room may still be loading its state.
+		s.mu.Lock()
+		st := s.starting[k]
+		s.mu.Unlock()
+		if st != nil {
+			select {
+			case <-st.done:
+			case <-time.After(10 * time.Second):
+			}
+			r = s.owned(k)
+		}
+	}
+	if r == nil {
 		return fmt.Errorf("rooms: room %s is not owned here", k)
 	}
 	r.mu.Lock()
