@@ -217,13 +217,28 @@ func (c *Centre) Acquire(ctx context.Context, k Key, pop string, id uint64, plac
 		return Grant{}, ErrSessionEnded
 	}
 	if l := c.leases[k]; c.valid(l, now) {
-		c.mu.Unlock()
-		if l.owner == pop {
-			g := Grant{Owner: pop, Token: l.token, From: l.from}
-			l.from = ""
-			return g, c.settled(ctx)
+		if l.owner != pop {
+			c.mu.Unlock()
+			return Grant{Owner: l.owner}, nil
 		}
-		return Grant{Owner: l.owner}, nil
+		// Already pop's: a move gave it, or a room object there stopped
+		// without giving it back. A new token all the same, so that no
+		// backup an older object still has in flight is applied among the
+		// new one's (their numbers start again at 1).
+		if l.next != nil {
+			close(l.next)
+			l.next = nil
+		}
+		from := l.from
+		nl, p, err := c.grant(k, pop, id)
+		c.mu.Unlock()
+		if err != nil {
+			return Grant{}, err
+		}
+		if err := p.Wait(ctx); err != nil {
+			return Grant{}, err
+		}
+		return Grant{Owner: pop, Token: nl.token, From: from}, nil
 	}
 	target := c.place(placement, pop)
 	if target != pop {

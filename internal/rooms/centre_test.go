@@ -165,3 +165,34 @@ func TestBackupsApplyInOrder(t *testing.T) {
 		t.Fatalf("backup 4 applied without backup 3: %v", state)
 	}
 }
+
+// TestReacquireFencesTheOldObject: an owner that asks again for a room it
+// holds (its room object there stopped without giving the lease back)
+// gets a new token, and backups still in flight under the old one are
+// refused rather than taken for retries of the new object's.
+func TestReacquireFencesTheOldObject(t *testing.T) {
+	ctx := context.Background()
+	c, st := testCentre(t, t.TempDir(), time.Minute)
+	defer st.Close()
+	k := Key{"chat", "chat", "r"}
+	g1, err := c.Acquire(ctx, k, "a", 7, "first-client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Backup(ctx, k, g1.Token, 1, []kv{{"x", []byte("old")}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	g2, err := c.Acquire(ctx, k, "a", 7, "first-client")
+	if err != nil || g2.Owner != "a" || g2.Token <= g1.Token {
+		t.Fatalf("the owner asking again: %+v %v (first token %d)", g2, err, g1.Token)
+	}
+	if err := c.Backup(ctx, k, g2.Token, 1, []kv{{"x", []byte("new")}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Backup(ctx, k, g1.Token, 2, []kv{{"x", []byte("stale")}}, 0); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a backup under the old token: %v, want ErrFenced", err)
+	}
+	if state, _ := c.Load(ctx, k, g2.Token); len(state) != 1 || string(state[0].v) != "new" {
+		t.Fatalf("state: %v", state)
+	}
+}
