@@ -70,7 +70,15 @@ func main() {
 	}
 	defer os.RemoveAll(tmp)
 	cfg.tmp = tmp
-	bench.Run(bench.Select(*scenario), func(ctx context.Context, s string) (harness.Result, error) {
+	selected, ran := bench.Select(*scenario), 0
+	bench.Run(selected, func(ctx context.Context, s string) (harness.Result, error) {
+		// Run exits without returning when a scenario failed: the
+		// directory goes after the last scenario, not in a defer.
+		defer func() {
+			if ran++; ran == len(selected) {
+				os.RemoveAll(tmp)
+			}
+		}()
 		switch s {
 		case "throughput":
 			return throughput(ctx, cfg)

@@ -39,10 +39,6 @@ func runReference() {
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/chat/")
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
 		mu.Lock()
 		rm := rooms[name]
 		if rm == nil {
@@ -50,10 +46,21 @@ func runReference() {
 			rooms[name] = rm
 		}
 		mu.Unlock()
-		c := &refConn{ws: ws, out: make(chan *websocket.PreparedMessage, 4096)}
+		// In the room before the client sees its upgrade answered, as a
+		// verge room's connection is (its connect event is queued first):
+		// otherwise a broadcast right after the last dial can miss it.
+		c := &refConn{out: make(chan *websocket.PreparedMessage, 4096)}
 		rm.mu.Lock()
 		rm.conns[c] = struct{}{}
 		rm.mu.Unlock()
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			rm.mu.Lock()
+			delete(rm.conns, c)
+			rm.mu.Unlock()
+			return
+		}
+		c.ws = ws
 		go func() {
 			for pm := range c.out {
 				if ws.WritePreparedMessage(pm) != nil {

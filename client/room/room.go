@@ -2,6 +2,8 @@
 // reconnects by itself, like PartySocket in JavaScript. It knows the PoPs it
 // may reach: when the room moves or restarts (close codes 4001-4003), or a
 // PoP goes away, it reconnects, to the same PoP first and then to the next.
+// What the application sends while it reconnects is queued and sent, in
+// order, on the next connection (as PartySocket does).
 //
 //	c, err := room.Dial(ctx, []string{"ws://127.0.0.1:8001", "ws://127.0.0.1:8002"}, "/chat/lobby", room.Options{})
 //	c.SendText("hello")
@@ -49,6 +51,14 @@ type Options struct {
 	OnOpen func(conn int, url string)
 	// OnClose is called each time a connection closes, with its close code.
 	OnClose func(conn int, code int)
+	// MaxQueued bounds the messages queued while reconnecting (default
+	// 1000); past it Send returns ErrNotConnected.
+	MaxQueued int
+}
+
+type queued struct {
+	data   []byte
+	binary bool
 }
 
 // Client is a room connection that reconnects.
@@ -63,6 +73,7 @@ type Client struct {
 	conn   int
 	cur    int // index in urls
 	closed bool
+	queue  []queued // sent while reconnecting; they go first on the next connection
 	codes  []int
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,6 +89,9 @@ func Dial(ctx context.Context, urls []string, path string, opts Options) (*Clien
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = time.Second
+	}
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = 1000
 	}
 	c := &Client{urls: urls, path: path, opts: opts, msgs: make(chan Message, 4096), done: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -108,6 +122,15 @@ func (c *Client) connect(ctx context.Context) error {
 		c.ws = ws
 		c.conn++
 		n := c.conn
+		// What was sent while reconnecting goes before anything sent from
+		// now on (Send waits for the lock).
+		for len(c.queue) > 0 {
+			if c.write(c.queue[0].data, c.queue[0].binary) != nil {
+				break // this connection failed already; the next one sends the rest
+			}
+			c.queue[0] = queued{}
+			c.queue = c.queue[1:]
+		}
 		c.mu.Unlock()
 		if c.opts.OnOpen != nil {
 			c.opts.OnOpen(n, u)
@@ -186,22 +209,47 @@ func (c *Client) read(ws *websocket.Conn, n int) int {
 // is closed when the client stops.
 func (c *Client) Messages() <-chan Message { return c.msgs }
 
-// ErrNotConnected: no connection is open right now (it is reconnecting).
+// ErrNotConnected: the message was not sent and will not be: the client
+// is closed, does not reconnect, or has MaxQueued messages queued.
 var ErrNotConnected = errors.New("room: not connected")
 
-// Send sends a message on the open connection.
+// Send sends a message on the open connection or, while the client
+// reconnects, queues it for the next one. A message Send accepts (nil) is
+// sent once, in order: either the room took it before the connection
+// closed (a room that moves hands such messages to its new PoP), or the
+// connection refused it (a close had been sent) and it is queued.
 func (c *Client) Send(data []byte, binary bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ws == nil {
+	if c.ws != nil {
+		err := c.write(data, binary)
+		if err == nil || c.opts.NoReconnect || c.closed {
+			return err
+		}
+		// The connection is closing: gorilla wrote nothing of it.
+	}
+	if c.closed || c.opts.NoReconnect || len(c.queue) >= c.opts.MaxQueued {
 		return ErrNotConnected
 	}
+	c.queue = append(c.queue, queued{data: append([]byte(nil), data...), binary: binary})
+	return nil
+}
+
+// write sends one message on c.ws. c.mu is held.
+func (c *Client) write(data []byte, binary bool) error {
 	mt := websocket.TextMessage
 	if binary {
 		mt = websocket.BinaryMessage
 	}
 	c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	return c.ws.WriteMessage(mt, data)
+}
+
+// Queued is how many messages wait for the next connection.
+func (c *Client) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
 }
 
 // SendText sends a text message.

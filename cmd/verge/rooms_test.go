@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -332,6 +333,56 @@ func TestRoomsPartySocket(t *testing.T) {
 		t.Fatalf("partysocket: %s", out)
 	}
 	t.Log(strings.TrimSpace(out))
+}
+
+// TestRoomsPartySocketMove: two partysocket clients, at sfo and iad, send
+// without pause while the room moves to iad and back to sfo; nothing is
+// lost or doubled, the order is one, and each saw one 4001 per move (the
+// script checks; partysocket_move.mjs).
+func TestRoomsPartySocketMove(t *testing.T) {
+	e2e(t)
+	dir := nodeTests(t)
+	n := chatNet(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "partysocket_move.mjs"), n.pop("sfo").HTTP, n.pop("iad").HTTP, "moving")
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cancel()
+	lines := bufio.NewScanner(stdout)
+	waitLine := func(want string) {
+		t.Helper()
+		for lines.Scan() {
+			if strings.TrimSpace(lines.Text()) == want {
+				return
+			}
+			t.Log(lines.Text())
+		}
+		cancel()
+		cmd.Wait()
+		t.Fatalf("node exited before printing %q: %s", want, stderr.String())
+	}
+	waitLine("sending")
+	vergeRun(t, "rooms", "move", "chat", "moving", "iad", "--net", n.dir)
+	waitLine("reopened")
+	vergeRun(t, "rooms", "move", "chat", "moving", "sfo", "--net", n.dir)
+	var last string
+	for lines.Scan() {
+		last = lines.Text()
+	}
+	if err := cmd.Wait(); err != nil || !strings.HasPrefix(last, "ok ") {
+		t.Fatalf("partysocket across two moves: %v %s\n%s", err, last, stderr.String())
+	}
+	t.Log(last)
 }
 
 // TestRoomsChromium: the chat page in two headless Chromium pages, one

@@ -20,7 +20,7 @@ type centreAPI interface {
 	Heartbeat(ctx context.Context, pop string, session uint64) (bool, error)
 	Acquire(ctx context.Context, k Key, pop string, session uint64, placement string) (Grant, error)
 	Release(ctx context.Context, k Key, token uint64, to string) error
-	Backup(ctx context.Context, k Key, token uint64, puts []kv, nextAlarm int64) error
+	Backup(ctx context.Context, k Key, token, seq uint64, puts []kv, nextAlarm int64) error
 	Load(ctx context.Context, k Key, token uint64) ([]kv, error)
 }
 
@@ -35,8 +35,8 @@ func (l localCentre) Acquire(ctx context.Context, k Key, pop string, id uint64, 
 func (l localCentre) Release(ctx context.Context, k Key, token uint64, to string) error {
 	return l.c.Release(ctx, k, token, to)
 }
-func (l localCentre) Backup(ctx context.Context, k Key, token uint64, puts []kv, next int64) error {
-	return l.c.Backup(ctx, k, token, puts, next)
+func (l localCentre) Backup(ctx context.Context, k Key, token, seq uint64, puts []kv, next int64) error {
+	return l.c.Backup(ctx, k, token, seq, puts, next)
 }
 func (l localCentre) Load(ctx context.Context, k Key, token uint64) ([]kv, error) {
 	return l.c.Load(ctx, k, token)
@@ -116,7 +116,7 @@ func (mc *meshCentre) Acquire(ctx context.Context, k Key, pop string, id uint64,
 	if err != nil {
 		return Grant{}, err
 	}
-	g := Grant{Owner: r.Str(maxName), Token: r.U64()}
+	g := Grant{Owner: r.Str(maxName), Token: r.U64(), From: r.Str(maxName)}
 	return g, r.Done()
 }
 
@@ -130,11 +130,12 @@ func (mc *meshCentre) Release(ctx context.Context, k Key, token uint64, to strin
 	return err
 }
 
-func (mc *meshCentre) Backup(ctx context.Context, k Key, token uint64, puts []kv, next int64) error {
+func (mc *meshCentre) Backup(ctx context.Context, k Key, token, seq uint64, puts []kv, next int64) error {
 	w := wire.NewWriter()
 	w.U64(opBackup)
 	putKey(w, k)
 	w.U64(token)
+	w.U64(seq)
 	w.U64(uint64(next))
 	putKVs(w, puts)
 	_, err := mc.call(ctx, w)
@@ -201,6 +202,7 @@ func (s *Service) serveCentre() error {
 					w.U64(replyOK)
 					w.Str(g.Owner)
 					w.U64(g.Token)
+					w.Str(g.From)
 				}
 			}
 		case opRelease:
@@ -210,10 +212,10 @@ func (s *Service) serveCentre() error {
 				w.U64(replyOK)
 			}
 		case opBackup:
-			k, token, next := getKey(r), r.U64(), int64(r.U64())
+			k, token, seq, next := getKey(r), r.U64(), r.U64(), int64(r.U64())
 			puts := getKVs(r)
 			if err = r.Done(); err == nil {
-				err = s.centre.Backup(ctx, k, token, puts, next)
+				err = s.centre.Backup(ctx, k, token, seq, puts, next)
 				w.U64(replyOK)
 			}
 		case opLoad:
@@ -354,29 +356,191 @@ func (s *Service) Move(ctx context.Context, k Key, to string) error {
 	return err
 }
 
-// handOver moves a room owned here to PoP to.
+// handOver moves a room owned here to PoP to without losing a message:
+//
+//  1. no new event starts (they queue); the running one ends and every
+//     write is durable here and at the centre;
+//  2. the lease goes to `to` (the centre notes that it came by a move, so
+//     the new owner holds its events until step 4);
+//  3. every socket is closed with 4001; what the sockets still send until
+//     their clients answer the close (frames in flight, locally or through
+//     relays) joins the queued messages;
+//  4. the queued messages go to `to` in one hand-off, which runs them before
+//     any event of its own: those of the clients' new connections included,
+//     so each client's messages keep their order across the move.
 func (s *Service) handOver(k Key, to string) error {
 	r := s.owned(k)
+	if r == nil {
+		// The lease is ours but the room may still be loading its state.
+		s.mu.Lock()
+		st := s.starting[k]
+		s.mu.Unlock()
+		if st != nil {
+			select {
+			case <-st.done:
+			case <-time.After(10 * time.Second):
+			}
+			r = s.owned(k)
+		}
+	}
 	if r == nil {
 		return fmt.Errorf("rooms: room %s is not owned here", k)
 	}
 	r.mu.Lock()
+	if r.moving || r.stopped {
+		r.mu.Unlock()
+		return fmt.Errorf("rooms: room %s is already moving", k)
+	}
 	r.moving = true
 	r.mu.Unlock()
 	r.drain()
 	if err := s.release(k, r.token, to); err != nil {
 		r.mu.Lock()
 		r.moving = false
-		if len(r.queue) > 0 && !r.running {
-			r.running = true
-			go r.run()
-		}
+		r.kickLocked()
 		r.mu.Unlock()
 		return err
 	}
-	s.log.Info("room moved", "room", k.String(), "to", to)
-	r.stop(CloseMoved, "the room moved to another PoP; reconnect", false)
+	s.mu.Lock()
+	if s.rooms[k] == r {
+		delete(s.rooms, k)
+	}
+	s.handing[k] = r
+	s.mu.Unlock()
+
+	r.mu.Lock()
+	r.handing = true
+	if r.alarmTimer != nil {
+		r.alarmTimer.Stop()
+	}
+	conns := make([]*rconn, 0, len(r.conns))
+	for _, c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.dispatch(&output{targets: conns, close: true, code: CloseMoved, reason: movedReason})
+	wake := time.AfterFunc(handOffWait, func() {
+		r.mu.Lock()
+		r.idle.Broadcast()
+		r.mu.Unlock()
+	})
+	deadline := time.Now().Add(handOffWait)
+	for len(r.conns) > 0 && time.Now().Before(deadline) {
+		r.idle.Wait()
+	}
+	wake.Stop()
+	left := len(r.conns)
+	if left > 0 {
+		s.log.Warn("room moved; some sockets did not answer the close in time", "room", k.String(), "sockets", left)
+	}
+	var frames []heldFrame
+	for _, ev := range r.queue {
+		switch ev.kind {
+		case evMessage:
+			frames = append(frames, heldFrame{conn: ev.conn.id, data: ev.data, binary: ev.binary})
+		case evRequest:
+			ev.reply <- unavailable("the room moved; retry")
+		}
+	}
+	r.queue = nil
+	// Sockets that did not answer the close in time are cut; frames they
+	// send from now on are not the room's.
+	r.stopLocked(CloseMoved, movedReason, false)
+	s.mu.Lock()
+	if s.handing[k] == r {
+		delete(s.handing, k)
+	}
+	s.mu.Unlock()
+	s.heldFrames.Add(uint64(len(frames)))
+	if err := s.sendHandOff(k, to, frames); err != nil {
+		s.log.Error("room moved, but its held messages did not reach the new owner", "room", k.String(), "to", to, "messages", len(frames), "err", err)
+		return fmt.Errorf("rooms: room %s moved to %s, but %d held messages did not reach it: %w", k, to, len(frames), err)
+	}
+	s.log.Info("room moved", "room", k.String(), "to", to, "held", len(frames))
 	return nil
+}
+
+// handOffWait bounds how long a hand-over waits for the room's clients to
+// answer its close; holdFor bounds how long a new owner waits for the
+// hand-off (the old owner may have died meanwhile).
+const (
+	handOffWait = 3 * time.Second
+	holdFor     = handOffWait + 3*time.Second
+)
+
+// heldFrame is a message a room's socket sent during a hand-over, from
+// connection conn of the old owner.
+type heldFrame struct {
+	conn   uint32
+	data   []byte
+	binary bool
+}
+
+// sendHandOff gives the new owner the held frames (in chunks within a mesh
+// message; the last one ends its hold), retrying while it can.
+func (s *Service) sendHandOff(k Key, to string, frames []heldFrame) error {
+	for {
+		n, size := 0, 0
+		for n < len(frames) && (n == 0 || size+len(frames[n].data) < mesh.MaxPayload/2) {
+			size += len(frames[n].data) + 16
+			n++
+		}
+		w := wire.NewWriter()
+		putKey(w, k)
+		w.Bool(n == len(frames))
+		w.U64(uint64(n))
+		for _, f := range frames[:n] {
+			w.U64(uint64(f.conn))
+			w.Bool(f.binary)
+			w.Bytes(f.data)
+		}
+		var err error
+		for try := 0; try < 5; try++ {
+			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+			_, err = s.opts.Mesh.Request(ctx, to, "room.handoff", w.B)
+			cancel()
+			if err == nil || s.ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			return err
+		}
+		frames = frames[n:]
+		if len(frames) == 0 {
+			return nil
+		}
+	}
+}
+
+// handleHandOff takes a room's held frames at its new owner.
+func (s *Service) handleHandOff(p []byte, respond func([]byte, error)) {
+	rd := wire.NewReader(p)
+	k := getKey(rd)
+	last := rd.Bool()
+	n := rd.Count(3)
+	frames := make([]heldFrame, 0, n)
+	for i := 0; i < n && rd.Err == nil; i++ {
+		frames = append(frames, heldFrame{conn: uint32(rd.U64()), binary: rd.Bool(), data: rd.Bytes(mesh.MaxPayload)})
+	}
+	if err := rd.Done(); err != nil {
+		respond(nil, err)
+		return
+	}
+	opts, ok := s.roomOptions(k)
+	if !ok {
+		respond(nil, fmt.Errorf("no room function %s/%s here", k.App, k.Fn))
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	r, _, err := s.ensure(ctx, k, opts, "")
+	if err != nil || r == nil {
+		respond(nil, fmt.Errorf("rooms: not the owner of room %s: %v", k, err))
+		return
+	}
+	r.handOffIn(frames, last)
+	respond(nil, nil)
 }
 
 // serveOwner answers the centre's questions to an owner.
@@ -385,6 +549,9 @@ func (s *Service) serveOwner() error {
 		b, err := json.Marshal(s.Local(string(p)))
 		respond(b, err)
 	}); err != nil {
+		return err
+	}
+	if err := s.opts.Mesh.HandleRequestsAsync("room.handoff", s.handleHandOff); err != nil {
 		return err
 	}
 	return s.opts.Mesh.HandleRequestsAsync("rooms.move", func(p []byte, respond func([]byte, error)) {
@@ -505,3 +672,7 @@ func (s *Service) Events() []EventCount {
 	}
 	return out
 }
+
+// HeldFrames counts the messages this PoP's rooms held while moving away and
+// handed to their new owners.
+func (s *Service) HeldFrames() uint64 { return s.heldFrames.Load() }

@@ -27,7 +27,10 @@ import (
 // token, before the writes' output gate opens; a write whose token is not
 // the room's current one (the lease moved) is refused, so two owners can
 // never both have writes accepted, and the new owner starts from exactly
-// what the old one's clients could have observed. Leases, tokens and
+// what the old one's clients could have observed. An owner keeps several
+// backups in flight (pipelined); each carries its number under the token,
+// and the centre applies them in that order whatever order they arrive in,
+// recording the last one applied with the writes. Leases, tokens and
 // backups live in the centre's store (one fsync covers a batch of them),
 // so checking a token and writing the backup are one step under one lock.
 
@@ -37,7 +40,8 @@ const (
 	collLease = "\x00lease"
 	collMeta  = "\x00meta"
 	collAlarm = "\x00alarm"
-	alarmKey  = "\x00a/" // room storage keys of alarms: alarmKey + name → u64 Unix ms
+	collSeq   = "\x00seq" // a room's last applied backup: token, sequence number
+	alarmKey  = "\x00a/"  // room storage keys of alarms: alarmKey + name → u64 Unix ms
 )
 
 // ErrFenced is a backup refused because the room's lease is no longer the
@@ -68,6 +72,9 @@ type lease struct {
 	owner   string
 	session uint64
 	token   uint64
+	from    string        // the owner it was moved from, until the new owner asks (not stored)
+	applied uint64        // the last backup applied under token
+	next    chan struct{} // closed when applied grows; nil: nobody waits
 }
 
 type session struct {
@@ -119,6 +126,17 @@ func openCentre(self string, network *verge.Network, st *store.Store, ttl time.D
 		return nil, err
 	} else if ok && len(v) == 8 {
 		c.nextToken = max(c.nextToken, binary.BigEndian.Uint64(v))
+	}
+	err = st.Scan(nsApp, collSeq, "", func(doc string, v []byte) bool {
+		if k, ok := decodeKey(doc); ok && len(v) == 16 {
+			if l := c.leases[k]; l != nil && l.token == binary.BigEndian.Uint64(v) {
+				l.applied = binary.BigEndian.Uint64(v[8:])
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	err = st.Scan(nsApp, collAlarm, "", func(doc string, v []byte) bool {
 		if k, ok := decodeKey(doc); ok && len(v) == 8 {
@@ -183,6 +201,9 @@ func (c *Centre) heartbeat(pop string, id uint64, now time.Time) bool {
 type Grant struct {
 	Owner string
 	Token uint64 // 0 when Owner is not the asker: ask Owner
+	// From: the lease came to Owner by a move from this PoP, which will
+	// hand over the messages it held during the move.
+	From string
 }
 
 // Acquire returns the room's owner, making pop (session id) the owner when
@@ -196,11 +217,28 @@ func (c *Centre) Acquire(ctx context.Context, k Key, pop string, id uint64, plac
 		return Grant{}, ErrSessionEnded
 	}
 	if l := c.leases[k]; c.valid(l, now) {
-		c.mu.Unlock()
-		if l.owner == pop {
-			return Grant{Owner: pop, Token: l.token}, c.settled(ctx)
+		if l.owner != pop {
+			c.mu.Unlock()
+			return Grant{Owner: l.owner}, nil
 		}
-		return Grant{Owner: l.owner}, nil
+		// Already pop's: a move gave it, or a room object there stopped
+		// without giving it back. A new token all the same, so that no
+		// backup an older object still has in flight is applied among the
+		// new one's (their numbers start again at 1).
+		if l.next != nil {
+			close(l.next)
+			l.next = nil
+		}
+		from := l.from
+		nl, p, err := c.grant(k, pop, id)
+		c.mu.Unlock()
+		if err != nil {
+			return Grant{}, err
+		}
+		if err := p.Wait(ctx); err != nil {
+			return Grant{}, err
+		}
+		return Grant{Owner: pop, Token: nl.token, From: from}, nil
 	}
 	target := c.place(placement, pop)
 	if target != pop {
@@ -282,6 +320,10 @@ func (c *Centre) Release(ctx context.Context, k Key, token uint64, to string) er
 		c.mu.Unlock()
 		return ErrFenced
 	}
+	if l.next != nil {
+		close(l.next) // backups waiting for their predecessor are fenced now
+		l.next = nil
+	}
 	var p *store.Pending
 	var err error
 	if to != "" {
@@ -290,7 +332,10 @@ func (c *Centre) Release(ctx context.Context, k Key, token uint64, to string) er
 			c.mu.Unlock()
 			return fmt.Errorf("rooms: PoP %s has no session at the centre (is it up?)", to)
 		}
-		_, p, err = c.grant(k, to, s.id)
+		var nl *lease
+		if nl, p, err = c.grant(k, to, s.id); err == nil {
+			nl.from = l.owner
+		}
 	} else {
 		delete(c.leases, k)
 		p, err = c.st.Write([]store.Put{{Key: store.Key{App: nsApp, Collection: collLease, Doc: encodeKey(k)}}})
@@ -304,14 +349,40 @@ func (c *Centre) Release(ctx context.Context, k Key, token uint64, to string) er
 
 // Backup writes a room's storage writes if token is the room's lease, and
 // records its next alarm (0: none). It returns once they are durable.
-func (c *Centre) Backup(ctx context.Context, k Key, token uint64, puts []kv, nextAlarm int64) error {
+// Backups of one lease are applied in the order of seq (1, 2, ...): one
+// that arrives before its predecessor waits for it (bounded by ctx); one
+// already applied (a retry) only waits until it is durable.
+func (c *Centre) Backup(ctx context.Context, k Key, token, seq uint64, puts []kv, nextAlarm int64) error {
 	c.mu.Lock()
-	l := c.leases[k]
-	if l == nil || l.token != token || !c.valid(l, time.Now()) {
+	var l *lease
+	for {
+		l = c.leases[k]
+		if l == nil || l.token != token || !c.valid(l, time.Now()) {
+			c.mu.Unlock()
+			return ErrFenced
+		}
+		if seq == l.applied+1 {
+			break
+		}
+		if seq <= l.applied {
+			c.mu.Unlock()
+			return c.settled(ctx)
+		}
+		if l.next == nil {
+			l.next = make(chan struct{})
+		}
+		next := l.next
 		c.mu.Unlock()
-		return ErrFenced
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return fmt.Errorf("rooms: backup %d of %s came before %d, which did not: %w", seq, k, l.applied+1, ctx.Err())
+		}
+		c.mu.Lock()
 	}
-	sp := make([]store.Put, 0, len(puts)+1)
+	sp := make([]store.Put, 0, len(puts)+2)
+	sp = append(sp, store.Put{Key: store.Key{App: nsApp, Collection: collSeq, Doc: encodeKey(k)},
+		Value: binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, token), seq)})
 	for _, p := range puts {
 		sp = append(sp, store.Put{Key: store.Key{App: nsApp, Collection: roomColl(k), Doc: roomDoc(k, p.k)}, Value: p.v})
 	}
@@ -326,6 +397,13 @@ func (c *Centre) Backup(ctx context.Context, k Key, token uint64, puts []kv, nex
 		}
 	}
 	p, err := c.st.Write(sp)
+	if err == nil {
+		l.applied = seq
+		if l.next != nil {
+			close(l.next)
+			l.next = nil
+		}
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return err

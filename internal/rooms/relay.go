@@ -284,6 +284,9 @@ func (s *Service) handleUp(from string, p []byte) {
 		return
 	}
 	r := s.rooms[m.key]
+	if r == nil {
+		r = s.handing[m.key] // moving away: its sockets' last frames go with it
+	}
 	switch m.op {
 	case upOpen:
 		if r == nil {
@@ -374,8 +377,11 @@ func (s *Service) PeerEvent(peer string, up bool) {
 			relayed = append(relayed, rc.ws)
 		}
 	}
-	rooms := make([]*room, 0, len(s.rooms))
+	rooms := make([]*room, 0, len(s.rooms)+len(s.handing))
 	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	for _, r := range s.handing {
 		rooms = append(rooms, r)
 	}
 	for id := range s.pendingUp {

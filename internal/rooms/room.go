@@ -120,7 +120,14 @@ type room struct {
 	remote  map[remoteID]*rconn
 	nextID  uint32
 	stopped bool
+	// moving: a hand-over is under way; no event starts (they queue).
+	// handing: the lease is the new owner's; the room's sockets are being
+	// closed and what they still send is collected for the new owner.
+	// holding: this PoP just took the room over by a move; no event starts
+	// until the old owner's held frames arrive (or holdFor passes).
 	moving  bool
+	handing bool
+	holding bool
 
 	// Owned by the running event (and by sweep while nothing runs).
 	actor *wasm.Actor
@@ -137,8 +144,10 @@ type room struct {
 	out        []*output
 	wseq       uint64
 	durable    uint64
-	batches    []batch
-	committing bool
+	batches    []batch    // staged, waiting for a backup slot
+	inflight   []*flight  // backups on their way, oldest first
+	bseq       uint64     // backups sent under token
+	committing bool       // len(inflight) > 0
 	idle       *sync.Cond // signalled when the gate empties
 }
 
@@ -161,11 +170,17 @@ func (r *room) postLocked(ev *event) bool {
 		return false
 	}
 	r.queue = append(r.queue, ev)
-	if !r.running && !r.moving {
+	r.kickLocked()
+	return true
+}
+
+// kickLocked starts the event loop if events wait and may run. r.mu is
+// held.
+func (r *room) kickLocked() {
+	if !r.running && !r.moving && !r.holding && len(r.queue) > 0 && !r.stopped {
 		r.running = true
 		go r.run()
 	}
-	return true
 }
 
 // addConn registers a connection and queues its connect event. It refuses
@@ -173,7 +188,7 @@ func (r *room) postLocked(ev *event) bool {
 func (r *room) addConn(c *rconn, req *wasm.Request) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopped || r.moving || len(r.conns) >= r.opts.MaxConnections {
+	if r.stopped || len(r.conns) >= r.opts.MaxConnections {
 		return false
 	}
 	r.nextID++
@@ -182,8 +197,16 @@ func (r *room) addConn(c *rconn, req *wasm.Request) bool {
 	if c.local == nil {
 		r.remote[remoteID{c.relay, c.rid}] = c
 	}
+	if r.handing {
+		// It came as the room left: it is told to reconnect like every
+		// other socket, and what it sends meanwhile goes with the room.
+		r.dispatch(&output{targets: []*rconn{c}, close: true, code: CloseMoved, reason: movedReason})
+		return true
+	}
 	return r.postLocked(&event{kind: evConnect, conn: c, req: req})
 }
+
+const movedReason = "the room moved to another PoP; reconnect"
 
 // dropConn unregisters a connection (its socket is closed) and queues its
 // close event.
@@ -198,12 +221,23 @@ func (r *room) dropConn(c *rconn, code int) {
 	if c.local == nil {
 		delete(r.remote, remoteID{c.relay, c.rid})
 	}
+	if r.handing {
+		r.idle.Broadcast() // the hand-over waits for the last socket
+		return
+	}
 	r.postLocked(&event{kind: evClose, conn: c, code: code})
 }
 
 func (r *room) run() {
 	for {
 		r.mu.Lock()
+		if r.moving && !r.stopped {
+			// A hand-over: what is queued stays queued for the new owner.
+			r.running = false
+			r.idle.Broadcast()
+			r.mu.Unlock()
+			return
+		}
 		if len(r.queue) == 0 || r.stopped {
 			r.queue = nil
 			r.running = false
@@ -398,10 +432,7 @@ func (r *room) commit(ec *eventCtx) {
 	if len(ec.puts) > 0 {
 		r.wseq++
 		r.batches = append(r.batches, batch{seq: r.wseq, puts: ec.puts})
-		if !r.committing {
-			r.committing = true
-			go r.commitLoop()
-		}
+		r.startBackupLocked()
 	}
 	for _, o := range ec.outs {
 		o.req = r.wseq
@@ -477,25 +508,56 @@ func msgType(binary bool) int {
 	return websocket.TextMessage
 }
 
-// commitLoop makes the staged batches durable, here and at the centre, and
-// opens the gate behind them.
-func (r *room) commitLoop() {
-	for {
-		r.mu.Lock()
-		if len(r.batches) == 0 || r.stopped {
-			r.committing = false
-			r.idle.Broadcast()
-			r.mu.Unlock()
-			return
+// maxInFlight is how many backups of a room may be in flight at once.
+// One would make a write that comes while a backup travels wait for the
+// rest of that round trip and then its own (1.5 round trips to the centre
+// on average); several let each write leave at once. Past it, writes merge
+// into the next backup.
+const maxInFlight = 8
+
+// flight is a backup on its way: the writes up to seq.
+type flight struct {
+	seq  uint64
+	done bool
+}
+
+// startBackupLocked sends the staged batches as one backup, unless
+// maxInFlight are on their way. The local store's write is staged here, in
+// the room's order; the centre applies backups in their numbers' order.
+// r.mu is held.
+func (r *room) startBackupLocked() {
+	if len(r.batches) == 0 || len(r.inflight) >= maxInFlight || r.stopped {
+		return
+	}
+	bs := r.batches
+	r.batches = nil
+	puts := mergeBatches(bs)
+	f := &flight{seq: bs[len(bs)-1].seq}
+	r.inflight = append(r.inflight, f)
+	r.committing = true
+	r.bseq++
+	var local *store.Pending
+	var err error
+	if r.s.centre == nil {
+		sp := make([]store.Put, len(puts))
+		for i, p := range puts {
+			sp[i] = store.Put{Key: store.Key{App: nsApp, Collection: roomColl(r.key), Doc: roomDoc(r.key, p.k)}, Value: p.v}
 		}
-		bs := r.batches
-		r.batches = nil
-		token := r.token
-		next := r.nextAlarm()
-		r.mu.Unlock()
-		puts := mergeBatches(bs)
-		seq := bs[len(bs)-1].seq
-		if err := r.persist(puts, token, next); err != nil {
+		local, err = r.s.opts.Store.Write(sp)
+	}
+	go r.backup(f, puts, r.token, r.bseq, r.nextAlarm(), local, err)
+}
+
+// backup makes one flight durable and opens the gate behind every flight
+// before it that is durable too.
+func (r *room) backup(f *flight, puts []kv, token, bseq uint64, next int64, local *store.Pending, err error) {
+	if err == nil {
+		err = r.persist(puts, token, bseq, next, local)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		if !r.stopped {
 			if errors.Is(err, ErrFenced) {
 				r.s.log.Warn("room fenced: its lease moved; stopping it here", "room", r.key.String())
 				go r.stop(CloseRestart, "the room moved; reconnect", false)
@@ -503,40 +565,46 @@ func (r *room) commitLoop() {
 				r.s.log.Error("room storage write failed; stopping the room", "room", r.key.String(), "err", err)
 				go r.stop(CloseRestart, "the room's storage failed; reconnect", false)
 			}
-			r.mu.Lock()
-			r.committing = false
-			r.idle.Broadcast()
-			r.mu.Unlock()
-			return
 		}
-		r.mu.Lock()
-		r.durable = seq
-		r.pump()
-		r.mu.Unlock()
+		// Nothing behind it may leave: the gate stays shut.
+		r.inflight, r.batches = nil, nil
+		r.committing = false
+		r.idle.Broadcast()
+		return
+	}
+	f.done = true
+	n := 0
+	for n < len(r.inflight) && r.inflight[n].done {
+		r.durable = r.inflight[n].seq
+		n++
+	}
+	if n == 0 {
+		return // an earlier flight is still on its way
+	}
+	clear(r.inflight[:n])
+	r.inflight = r.inflight[n:]
+	r.committing = len(r.inflight) > 0
+	r.startBackupLocked()
+	r.pump()
+	if !r.committing {
+		r.idle.Broadcast()
 	}
 }
 
-// persist writes puts durably to this PoP's store and to the centre (the
-// same store at the central PoP), retrying the centre while this PoP's
-// session lasts.
-func (r *room) persist(puts []kv, token uint64, nextAlarm int64) error {
+// persist makes puts durable at the centre (the same store at the central
+// PoP) and waits for this PoP's staged write of them, retrying the centre
+// while this PoP's session lasts.
+func (r *room) persist(puts []kv, token, bseq uint64, nextAlarm int64, local *store.Pending) error {
 	s := r.s
 	if s.centre != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 		defer cancel()
-		return s.centre.Backup(ctx, r.key, token, puts, nextAlarm)
+		return s.centre.Backup(ctx, r.key, token, bseq, puts, nextAlarm)
 	}
-	sp := make([]store.Put, len(puts))
-	for i, p := range puts {
-		sp[i] = store.Put{Key: store.Key{App: nsApp, Collection: roomColl(r.key), Doc: roomDoc(r.key, p.k)}, Value: p.v}
-	}
-	local, err := s.opts.Store.Write(sp)
-	if err != nil {
-		return err
-	}
+	var err error
 	for {
 		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
-		err = s.api.Backup(ctx, r.key, token, puts, nextAlarm)
+		err = s.api.Backup(ctx, r.key, token, bseq, puts, nextAlarm)
 		cancel()
 		if err == nil || errors.Is(err, ErrFenced) || s.ctx.Err() != nil {
 			break
@@ -591,6 +659,11 @@ func (r *room) stop(code int, reason string, release bool) {
 		r.mu.Unlock()
 		return
 	}
+	r.stopLocked(code, reason, release)
+}
+
+// stopLocked is stop with r.mu held; it unlocks it.
+func (r *room) stopLocked(code int, reason string, release bool) {
 	r.stopped = true
 	conns := make([]*rconn, 0, len(r.conns))
 	for _, c := range r.conns {
@@ -635,7 +708,7 @@ func (r *room) stop(code int, reason string, release bool) {
 // alarm is set.
 func (r *room) sweep(now time.Time) {
 	r.mu.Lock()
-	busy := r.running || r.committing || len(r.out) > 0 || len(r.batches) > 0 || r.stopped || r.moving
+	busy := r.running || r.committing || len(r.out) > 0 || len(r.batches) > 0 || r.stopped || r.moving || r.holding
 	idleFor := now.Sub(r.last)
 	if busy || idleFor < r.opts.HibernateAfter {
 		r.mu.Unlock()
@@ -1029,4 +1102,43 @@ func (e *eventCtx) undo() {
 		return
 	}
 	e.puts, e.outs, e.undoLog = nil, nil, nil
+}
+
+// handOffIn runs, before anything else, the messages a room's previous
+// owner held during its move; last ends the hold. The held messages come
+// from connections that no longer exist (their clients reconnected as new
+// ones): sends to them go nowhere, broadcasts reach everyone else.
+func (r *room) handOffIn(frames []heldFrame, last bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	ghosts := map[uint32]*rconn{}
+	evs := make([]*event, 0, len(frames)+len(r.queue))
+	for _, f := range frames {
+		c := ghosts[f.conn]
+		if c == nil {
+			r.nextID++
+			c = &rconn{id: r.nextID, gone: true}
+			ghosts[f.conn] = c
+		}
+		evs = append(evs, &event{kind: evMessage, conn: c, data: f.data, binary: f.binary})
+	}
+	r.queue = append(evs, r.queue...)
+	if last {
+		r.holding = false
+	}
+	r.kickLocked()
+}
+
+// endHold lets a room that waited for a hand-off that never came run.
+func (r *room) endHold() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.holding {
+		r.s.log.Warn("a moved room's previous owner sent no hand-off; going on without it", "room", r.key.String())
+		r.holding = false
+		r.kickLocked()
+	}
 }

@@ -101,6 +101,7 @@ type Service struct {
 
 	mu        sync.Mutex
 	rooms     map[Key]*room     // rooms owned here
+	handing   map[Key]*room     // rooms moving away from here, collecting their sockets' last frames
 	starting  map[Key]*starting // rooms being activated here
 	relayed   map[uint64]*relayConn
 	openConns map[string]int // app/fn → open sockets at this PoP
@@ -109,6 +110,7 @@ type Service struct {
 	sessionID   uint64
 	sessionGood atomic.Int64 // Unix nanos until which this PoP's session is surely valid
 	nextRID     atomic.Uint64
+	heldFrames  atomic.Uint64 // messages handed to a new owner by moves
 
 	stats  eventStats
 	evMu   sync.Mutex
@@ -142,7 +144,7 @@ func New(opts Options) (*Service, error) {
 		return nil, errors.New("rooms: the network has no central PoP")
 	}
 	s := &Service{opts: opts, log: opts.Logger.With("service", "rooms"), central: central.ID,
-		rooms: map[Key]*room{}, starting: map[Key]*starting{}, relayed: map[uint64]*relayConn{},
+		rooms: map[Key]*room{}, handing: map[Key]*room{}, starting: map[Key]*starting{}, relayed: map[uint64]*relayConn{},
 		openConns: map[string]int{}, spares: map[string]*spare{}, pendingUp: map[remoteID]*pendingOpen{}, ws: map[*wsConn]struct{}{},
 		sessionID: uint64(time.Now().UnixNano())}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -451,6 +453,11 @@ func (s *Service) activate(ctx context.Context, k Key, opts verge.RoomOptions, p
 		return nil, g.Owner, nil
 	}
 	r := newRoom(s, k, opts, g.Token)
+	if g.From != "" && g.From != s.opts.Self {
+		// Moved here: the old owner's held messages run first.
+		r.holding = true
+		time.AfterFunc(holdFor, r.endHold)
+	}
 	var state []kv
 	if s.centre != nil {
 		state, err = scanRoom(s.opts.Store, k)
