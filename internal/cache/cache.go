@@ -615,6 +615,7 @@ type served struct {
 	ageHdr      []string
 	resp        *http.Response // passed through: not from an entry
 	own         []field        // per-request fields of the origin's answer (the leader of a miss)
+	straight    bool           // hit-for-pass: the caller runs its handler itself (pass.go)
 }
 
 // serveLocked prepares the answer from e, reading its body with r (a
@@ -833,6 +834,11 @@ func (c *Cache) get(ctx context.Context, app string, req *http.Request, origin O
 				c.unlock()
 				continue // its body is on its way out; look again
 			}
+		}
+		if e == nil && direct && c.passMarkedLocked(app, pk, now) {
+			c.unlock()
+			c.count(Pass)
+			return served{straight: true}, nil
 		}
 		if rq.onlyIfCached {
 			c.unlock()
@@ -1117,23 +1123,15 @@ func (c *Cache) store(f *flight, fk, app, primary, path string, req *http.Reques
 	resp *http.Response, reqTime, respTime time.Time, cancel context.CancelFunc) {
 	cc := parseCacheControl(resp.Header.Values("Cache-Control"))
 	why := storability(req.Header, rq, resp.StatusCode, resp.Header, cc)
+	var e *entry
+	if why == "" {
+		e = c.newEntry(app, primary, path, req.Header, resp.StatusCode, resp.Header, cc, reqTime, respTime)
+		if e.lifetime <= 0 && e.etag == "" && e.lastModified == "" {
+			why = "stale on arrival and no validator"
+		}
+	}
 	if why != "" {
 		if f.markPass && resp.StatusCode < 500 && why != whyAuthorization && why != whyRequestNoStore {
-			c.mu.Lock()
-			if !f.detached {
-				c.markPassLocked(app, primary, respTime)
-			}
-			c.unlock()
-		}
-		c.passOn(f, fk, stale, resp, cancel)
-		return
-	}
-	e := c.newEntry(app, primary, path, req.Header, resp.StatusCode, resp.Header, cc, reqTime, respTime)
-	if e.lifetime <= 0 && e.etag == "" && e.lastModified == "" {
-		why = "stale on arrival and no validator"
-	}
-	if why != "" {
-		if f.markPass {
 			c.mu.Lock()
 			if !f.detached {
 				c.markPassLocked(app, primary, respTime)

@@ -30,7 +30,7 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.c.passing(h.app, r) {
+	if !safe(r.Method) {
 		h.pass(w, r)
 		return
 	}
@@ -39,6 +39,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !isContextErr(err) {
 			http.Error(w, "cache: "+err.Error(), http.StatusBadGateway)
 		}
+		return
+	}
+	if s.straight {
+		h.pass(w, r)
 		return
 	}
 	if s.resp != nil {

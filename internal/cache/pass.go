@@ -51,37 +51,28 @@ func (c *Cache) forgetPassesLocked(app string) {
 	delete(c.passes, app)
 }
 
-// passes reports whether a request to the function goes straight to it:
-// a request with an unsafe method (which the cache only passes on and
-// invalidates after) or one for a URL marked as not cacheable.
-func (c *Cache) passing(app string, req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead:
-	default:
-		return true
-	}
-	if len(req.Header["Range"]) > 0 || len(req.Header["If-Range"]) > 0 {
-		return false
-	}
-	var kb [256]byte
-	pk, _ := keyOf(kb[:0], req)
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// passMarkedLocked reports whether app's URL primary is marked as not
+// cacheable, forgetting an expired mark.
+func (c *Cache) passMarkedLocked(app string, primary []byte, now time.Time) bool {
 	m := c.passes[app]
 	if m == nil {
 		return false
 	}
-	until, ok := m[string(pk)]
+	until, ok := m[string(primary)]
 	if !ok {
 		return false
 	}
-	if c.now().After(until) {
-		delete(m, string(pk))
+	if now.After(until) {
+		delete(m, string(primary))
 		c.passMarks--
 		return false
 	}
 	return true
 }
+
+// safe reports whether a request's method lets the cache answer it; the
+// others go straight to the function and invalidate after (pass).
+func safe(method string) bool { return method == http.MethodGet || method == http.MethodHead }
 
 // pass runs next for a request that goes straight to it, labelling the
 // response PASS and stripping its purge tags, as the miss path would; an
@@ -93,13 +84,12 @@ func (h *handler) pass(w http.ResponseWriter, r *http.Request) {
 	if !pw.wrote {
 		pw.WriteHeader(http.StatusOK)
 	}
+	if safe(r.Method) {
+		return // counted by get
+	}
 	h.c.count(Pass)
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-	default:
-		if pw.code < 400 {
-			h.c.invalidate(h.app, r, w.Header())
-		}
+	if r.Method != http.MethodOptions && r.Method != http.MethodTrace && pw.code < 400 {
+		h.c.invalidate(h.app, r, w.Header())
 	}
 }
 

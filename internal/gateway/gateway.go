@@ -215,8 +215,15 @@ func (g *Gateway) Call(ctx context.Context, fn string, req *wasm.Request) *wasm.
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := g.requestID()
 	h := w.Header()
+	// The PoP names a request it sends through its cache before the cache
+	// knows whether the function will run (NewRequestID): a run keeps it.
+	var id string
+	if v := h[RequestIDHeader]; len(v) == 1 && v[0] != "" {
+		id = v[0]
+	} else {
+		id = g.requestID()
+	}
 	// One allocation for the values of the two headers the gateway sets.
 	vals := &[2]string{id}
 	h[RequestIDHeader] = vals[0:1:1]

@@ -114,8 +114,9 @@ func (p *PoP) serveGateway(h *hosted, w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(cache.HeaderXCache, BypassLabel)
 		e.gateway.ServeHTTP(&stripKeys{ResponseWriter: w}, r)
 	default:
-		// The request's id, for an answer from the cache; a run of the
-		// function (a miss this request leads) answers with its own.
+		// The request's id, for an answer from the cache and for a run
+		// straight through it (hit-for-pass); a miss this request leads
+		// runs the function behind a pipe and answers with the run's own.
 		w.Header()[gateway.RequestIDHeader] = []string{h.app.Gateway.NewRequestID()}
 		e.cached.ServeHTTP(w, r)
 	}
