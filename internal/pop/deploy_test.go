@@ -66,18 +66,7 @@ func (n *deployNet) stop(id string) {
 
 // waitLinks waits until every running PoP is linked to every other.
 func (n *deployNet) waitLinks() {
-	n.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, p := range n.pops {
-		for _, q := range n.pops {
-			for p != q && !p.Mesh.Up(q.opts.Self) {
-				if time.Now().After(deadline) {
-					n.t.Fatalf("%s is not linked to %s", p.opts.Self, q.opts.Self)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-	}
+	waitLinked(n.t, n.pops)
 }
 
 func (n *deployNet) admin(method, path string, body io.Reader) (int, []byte) {
@@ -478,5 +467,21 @@ func TestDeployHealthGateAndDeadPoP(t *testing.T) {
 	n.start("b")
 	if _, body, v := n.get("b", "shop", "/"); body != "bye" || v != good {
 		t.Fatalf("b back after the rollout: %q (%s), want %s", body, v, good)
+	}
+}
+
+// waitLinked waits until every PoP of pops is linked to every other.
+func waitLinked(t *testing.T, pops map[string]*PoP) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, p := range pops {
+		for _, q := range pops {
+			for p != q && !p.Mesh.Up(q.opts.Self) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s is not linked to %s", p.opts.Self, q.opts.Self)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 	}
 }

@@ -71,18 +71,7 @@ func (n *roomNet) start(id string) *PoP {
 }
 
 func (n *roomNet) waitLinks() {
-	n.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, p := range n.pops {
-		for _, q := range n.pops {
-			for p != q && !p.Mesh.Up(q.opts.Self) {
-				if time.Now().After(deadline) {
-					n.t.Fatalf("%s is not linked to %s", p.opts.Self, q.opts.Self)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-	}
+	waitLinked(n.t, n.pops)
 }
 
 func (n *roomNet) dial(id, room string) *websocket.Conn {

@@ -24,26 +24,8 @@ type lossyCentre struct {
 
 func newLossyCentre(t *testing.T) *lossyCentre {
 	t.Helper()
-	s, err := spot.StartServer(spot.ServerOptions(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := spot.NewJetStream(context.Background(), nc, spot.Config{Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, err := spot.Serve(nc, "real", js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	l := &lossyCentre{direct: js, url: s.ClientURL()}
+	js, nc, url := serveCentre(t, "real")
+	l := &lossyCentre{direct: js, url: url}
 	sub, err := nc.Subscribe("lossy.*", func(m *nats.Msg) {
 		go func() {
 			r, err := nc.Request("real"+m.Subject[len("lossy"):], m.Data, 5*time.Second)

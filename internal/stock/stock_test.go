@@ -22,6 +22,21 @@ import (
 // PoP does, and returns a function making edge clients of it.
 func centre(t *testing.T) (spot.Engine, func() spot.Engine) {
 	t.Helper()
+	js, _, url := serveCentre(t, "verge.spot")
+	return js, func() spot.Engine {
+		c, err := nats.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return spot.NewClient(c, "verge.spot", 5*time.Second)
+	}
+}
+
+// serveCentre starts a NATS server with a JetStream SPOT engine served on
+// subject, and returns the engine, its connection and the server's URL.
+func serveCentre(t *testing.T, subject string) (spot.Engine, *nats.Conn, string) {
+	t.Helper()
 	s, err := spot.StartServer(spot.ServerOptions(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
@@ -36,19 +51,12 @@ func centre(t *testing.T) (spot.Engine, func() spot.Engine) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop, err := spot.Serve(nc, "verge.spot", js)
+	stop, err := spot.Serve(nc, subject, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	return js, func() spot.Engine {
-		c, err := nats.Connect(s.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return spot.NewClient(c, "verge.spot", 5*time.Second)
-	}
+	return js, nc, s.ClientURL()
 }
 
 func manifest(threshold, grant int64) *verge.Manifest {
@@ -175,20 +183,7 @@ func TestEscrowPersistsAndReturns(t *testing.T) {
 		t.Fatalf("escrow after a restart: %d, want 29", got)
 	}
 	// Sell the centre down to the threshold: the escrow goes back.
-	if tk, err := direct.Take(ctx, "shop", "brush", 65); err != nil || !tk.OK || tk.Remaining != 4 {
-		t.Fatalf("direct take: %+v, %v", tk, err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		rem, _ := direct.Counter(ctx, "shop", "brush")
-		if s2.Escrowed("shop", "brush") == 0 && rem == 33 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("below the threshold: escrow %d, centre %d; want 0 and 33", s2.Escrowed("shop", "brush"), rem)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sellToThreshold(t, direct, s2, "brush")
 	// Undeclared stocks are always central.
 	if tk, err := s2.Take(ctx, "shop", "other", 1); err != nil || tk.OK || tk.Local {
 		t.Fatalf("take of an undeclared empty stock: %+v, %v", tk, err)
@@ -201,6 +196,26 @@ func waitEscrow(t *testing.T, s *Stock, counter string, units int64) {
 	for deadline := time.Now().Add(10 * time.Second); s.Escrowed("shop", counter) != units; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("escrow of %s: %d, want %d", counter, s.Escrowed("shop", counter), units)
+		}
+	}
+}
+
+// sellToThreshold sells counter down to the threshold at the centre (65 of
+// its 69 units outside s's escrow of 29) and waits for s to give its escrow
+// back: 0 in escrow, 33 at the centre.
+func sellToThreshold(t *testing.T, direct spot.Engine, s *Stock, counter string) {
+	t.Helper()
+	ctx := context.Background()
+	if tk, err := direct.Take(ctx, "shop", counter, 65); err != nil || !tk.OK || tk.Remaining != 4 {
+		t.Fatalf("direct take: %+v, %v", tk, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		rem, _ := direct.Counter(ctx, "shop", counter)
+		if s.Escrowed("shop", counter) == 0 && rem == 33 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("below the threshold: escrow %d, centre %d; want 0 and 33", s.Escrowed("shop", counter), rem)
 		}
 	}
 }
@@ -274,20 +289,7 @@ func TestPatternEscrowIsLazyPersistsAndReturns(t *testing.T) {
 	}
 	// Sell the centre down to the threshold: the escrow goes back although
 	// nobody takes stock-a at this PoP again.
-	if tk, err := direct.Take(ctx, "shop", "stock-a", 65); err != nil || !tk.OK || tk.Remaining != 4 {
-		t.Fatalf("direct take: %+v, %v", tk, err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		rem, _ := direct.Counter(ctx, "shop", "stock-a")
-		if s2.Escrowed("shop", "stock-a") == 0 && rem == 33 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("below the threshold: escrow %d, centre %d; want 0 and 33", s2.Escrowed("shop", "stock-a"), rem)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sellToThreshold(t, direct, s2, "stock-a")
 }
 
 // A flash sale of many stocks declared by one pattern, from three PoPs:
