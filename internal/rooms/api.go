@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -527,16 +529,11 @@ func (s *Service) handleHandOff(p []byte, respond func([]byte, error)) {
 		respond(nil, err)
 		return
 	}
-	opts, ok := s.roomOptions(k)
-	if !ok {
-		respond(nil, fmt.Errorf("no room function %s/%s here", k.App, k.Fn))
-		return
-	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	r, _, err := s.ensure(ctx, k, opts, "")
-	if err != nil || r == nil {
-		respond(nil, fmt.Errorf("rooms: not the owner of room %s: %v", k, err))
+	r, err := s.ownedHere(ctx, k)
+	if err != nil {
+		respond(nil, err)
 		return
 	}
 	r.handOffIn(frames, last)
@@ -615,10 +612,7 @@ type Stats struct {
 // here.
 func (s *Service) Stats() []Stats {
 	s.mu.Lock()
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
+	rooms := slices.Collect(maps.Values(s.rooms))
 	by := map[string]*Stats{}
 	get := func(app, fn string) *Stats {
 		k := app + "/" + fn

@@ -490,16 +490,11 @@ func (s *Service) handleHTTP(p []byte, respond func([]byte, error)) {
 		respond(nil, err)
 		return
 	}
-	opts, ok := s.roomOptions(k)
-	if !ok {
-		respond(nil, fmt.Errorf("no room function %s/%s here", k.App, k.Fn))
-		return
-	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
-	r, _, err := s.ensure(ctx, k, opts, "")
-	if err != nil || r == nil {
-		respond(nil, fmt.Errorf("not the owner of room %s", k))
+	r, err := s.ownedHere(ctx, k)
+	if err != nil {
+		respond(nil, err)
 		return
 	}
 	respond(encodeResp(r.request(ctx, req)), nil)

@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -183,14 +185,8 @@ func (s *Service) Start() error {
 func (s *Service) Close() {
 	s.cancel()
 	s.mu.Lock()
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
-	relayed := make([]*relayConn, 0, len(s.relayed))
-	for _, rc := range s.relayed {
-		relayed = append(relayed, rc)
-	}
+	rooms := slices.Collect(maps.Values(s.rooms))
+	relayed := slices.Collect(maps.Values(s.relayed))
 	s.mu.Unlock()
 	// The leases go back at once: the rooms restart at the PoPs their
 	// clients reconnect to, without waiting for this PoP's session to end.
@@ -289,10 +285,7 @@ func (s *Service) ownsAny() bool {
 // dropAll stops every room owned here (their leases are gone).
 func (s *Service) dropAll(code int, reason string) {
 	s.mu.Lock()
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
+	rooms := slices.Collect(maps.Values(s.rooms))
 	s.mu.Unlock()
 	for _, r := range rooms {
 		r.stop(code, reason, false)
@@ -314,10 +307,7 @@ func (s *Service) sweeper() {
 		}
 		now := time.Now()
 		s.mu.Lock()
-		rooms := make([]*room, 0, len(s.rooms))
-		for _, r := range s.rooms {
-			rooms = append(rooms, r)
-		}
+		rooms := slices.Collect(maps.Values(s.rooms))
 		s.mu.Unlock()
 		for _, r := range rooms {
 			r.sweep(now)
@@ -371,6 +361,21 @@ func (s *Service) wakeOrphan(k Key) {
 	if r, _, err := s.ensure(ctx, k, opts, "central"); err == nil && r != nil {
 		r.kickAlarms()
 	}
+}
+
+// ownedHere returns room k at this PoP for a request another PoP sent it
+// (a hand-off, an HTTP request), starting it here if it is not live; it
+// fails if this PoP does not serve the room function or cannot own the room.
+func (s *Service) ownedHere(ctx context.Context, k Key) (*room, error) {
+	opts, ok := s.roomOptions(k)
+	if !ok {
+		return nil, fmt.Errorf("no room function %s/%s here", k.App, k.Fn)
+	}
+	r, _, err := s.ensure(ctx, k, opts, "")
+	if err != nil || r == nil {
+		return nil, fmt.Errorf("rooms: not the owner of room %s: %v", k, err)
+	}
+	return r, nil
 }
 
 // roomOptions returns the room function's options, if this PoP serves it.
