@@ -159,6 +159,9 @@ func TestDevShop(t *testing.T) {
 	s.must(400, "POST", u+"/api/register", map[string]string{"username": "x", "password": "short"})
 	s.must(401, "POST", u+"/api/login", map[string]string{"username": "ada", "password": "not her password"})
 	s.must(401, "POST", u+"/api/login", creds("nobody"))
+	// Credentials a registration would refuse are only a wrong pair at login.
+	s.must(401, "POST", u+"/api/login", map[string]string{"username": "ada", "password": "short"})
+	s.must(401, "POST", u+"/api/login", map[string]string{"username": "x", "password": "not her password"})
 	s.must(200, "POST", u+"/api/login", creds("ada"))
 	if m := s.must(200, "GET", u+"/api/me", nil); m["username"] != "ada" {
 		t.Fatalf("me: %v", m)

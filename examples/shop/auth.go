@@ -33,24 +33,29 @@ type credentials struct {
 	Password string `json:"password"`
 }
 
-// parseCredentials reads and checks a register or login body.
-func parseCredentials(x *reply, r *verge.Request) (credentials, bool) {
+// readCredentials reads a register or login body.
+func readCredentials(x *reply, r *verge.Request) (credentials, bool) {
 	var c credentials
 	if err := readJSON(r, &c); err != nil {
 		x.fail(400, err.Error())
 		return c, false
 	}
 	c.Username = strings.ToLower(strings.TrimSpace(c.Username))
+	return c, true
+}
+
+// credentialsRule is what a registration's credentials break ("" none).
+// Login does not apply it: credentials that break it match no account, and
+// the answer is the same 401 as for any other wrong pair.
+func credentialsRule(c credentials) string {
 	switch {
 	case len(c.Username) < 3 || len(c.Username) > 32 || !validID(c.Username):
-		x.fail(400, "username: 3 to 32 letters, digits, - or _")
+		return "username: 3 to 32 letters, digits, - or _"
 	case len(c.Password) < 8 || len(c.Password) > 72:
 		// bcrypt reads at most 72 bytes: refuse more rather than ignore them.
-		x.fail(400, "password: 8 to 72 bytes")
-	default:
-		return c, true
+		return "password: 8 to 72 bytes"
 	}
-	return c, false
+	return ""
 }
 
 // register claims the username at the central PoP, the single point of
@@ -59,8 +64,12 @@ func parseCredentials(x *reply, r *verge.Request) (credentials, bool) {
 // retry of the same registration (after an answer lost in a failure) is
 // recognised as the owner's and succeeds instead of answering "taken".
 func register(x *reply, r *verge.Request, _ string) {
-	c, ok := parseCredentials(x, r)
+	c, ok := readCredentials(x, r)
 	if !ok {
+		return
+	}
+	if why := credentialsRule(c); why != "" {
+		x.fail(400, why)
 		return
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(c.Password), bcryptCost)
@@ -101,15 +110,18 @@ var dummyHash = []byte("$2a$10$fwL/00tfcKPWCdPSOpiUPuhFMpUPMhiq1uBUNJl8jf5HStznB
 // the opening PoP wrote, so a session survives its PoP's crash, the moment
 // after it was opened included (RATIONALE.md, "Signed sessions").
 func login(x *reply, r *verge.Request, _ string) {
-	c, ok := parseCredentials(x, r)
+	c, ok := readCredentials(x, r)
 	if !ok {
 		return
 	}
 	var a account
-	found, err := accounts.Get(c.Username, &a)
-	if err != nil {
-		x.hostFailed("reading the account", err)
-		return
+	found := false
+	if credentialsRule(c) == "" {
+		var err error
+		if found, err = accounts.Get(c.Username, &a); err != nil {
+			x.hostFailed("reading the account", err)
+			return
+		}
 	}
 	hash := dummyHash
 	if found {
