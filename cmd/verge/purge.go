@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/verge-edge/verge/internal/pop"
 )
 
 // multiFlag is a flag that may be given several times.
@@ -16,16 +18,6 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-// purgeResult is the admin API's answer to a purge (pop.PurgeResult).
-type purgeResult struct {
-	App         string           `json:"app"`
-	Seq         uint64           `json:"seq"`
-	Centre      string           `json:"centre"`
-	Purged      map[string]int   `json:"purged"`
-	At          map[string]int64 `json:"at"`
-	Unreachable []string         `json:"unreachable"`
-}
 
 func runPurge(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("purge", flag.ContinueOnError)
@@ -79,7 +71,7 @@ func runPurge(args []string, stdout, stderr io.Writer) error {
 		body["urls"] = []string(urls)
 	}
 	start := time.Now()
-	var res purgeResult
+	var res pop.PurgeResult
 	if err := op.postJSON("POST", "/v1/apps/"+url.PathEscape(pos[0])+"/cache/purge", body, &res); err != nil {
 		return err
 	}
