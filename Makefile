@@ -7,7 +7,7 @@ FUZZTIME ?= 5000x
 APP      ?= examples/hello-go
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all setup examples build test unit fuzz dev bench clean
+.PHONY: all setup examples build test unit tools fuzz dev bench clean
 
 # `make -j test` must still set up before building and build before testing.
 .NOTPARALLEL:
@@ -28,8 +28,14 @@ build:
 # The whole suite, as CI runs it on a fresh machine.
 test: setup examples unit fuzz
 
-unit:
-	$(GO) test -count=1 ./...
+# The Go tools in go.mod (Jaeger, for the tracing e2e test) are built before
+# the tests, so that their first build on a fresh machine (minutes under
+# load) does not count against a test package's timeout.
+tools:
+	$(GO) tool -n jaeger >/dev/null
+
+unit: tools
+	$(GO) test -count=1 -timeout 20m ./...
 
 # A short bounded pass over every Fuzz* target (FUZZTIME each).
 fuzz:
