@@ -146,7 +146,8 @@ func launchDev(t *testing.T, wantAdmin bool, env []string, args ...string) (*dev
 		case p.url = <-servingc:
 		case err := <-p.done:
 			t.Fatalf("verge dev exited before serving: %v\n%s", err, p.stderr)
-		case <-time.After(60 * time.Second):
+		// verge dev builds the app first: minutes when the machine is loaded.
+		case <-time.After(3 * time.Minute):
 			t.Fatalf("verge dev did not start\n%s", p.stderr)
 		}
 	}
