@@ -143,13 +143,14 @@ func (p *PoP) hitsFirst(h *hosted, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		if p.purges.unsynced() || !p.Cache.ServeHit(h.name, w, r, head) {
+		if p.purges.unsynced() {
 			next.ServeHTTP(w, r)
 			return
 		}
-		code := http.StatusOK
-		if sw, ok := w.(*statusWriter); ok {
-			code = sw.code()
+		code, ok := p.Cache.ServeHit(h.name, w, r, head)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
 		}
 		p.stats.Record(h.name, h.Version(), code, time.Since(start)) // the deploy gate counts hits, as serveLocal does
 	})
