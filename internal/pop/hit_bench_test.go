@@ -104,7 +104,7 @@ func BenchmarkRouterHit(b *testing.B) {
 		w.Write(hitBody)
 	})
 	h.edge = &edgeApp{gateway: fn, cached: p.Cache.Handler("proxy", fn)}
-	h.handler = p.hitsFirst(h, p.appHandler(h))
+	h.handler, h.hits = p.appHandler(h), p.hitsFirst(h)
 	p.apps.table.Store(&routing{byName: map[string]*hosted{"proxy": h}, byHost: map[string]*hosted{"proxy.localhost": h}})
 	router := p.router()
 	for i := range 2 {
