@@ -134,8 +134,12 @@ func (a *apps) byName(name string) *hosted { return a.table.Load().byName[name] 
 // route finds the app a Host header names (named), or the default app.
 func (a *apps) route(hostport string) (h *hosted, host string, named bool) {
 	host = strings.ToLower(hostport)
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		host = hh
+	// Without a colon there is no port, and SplitHostPort would make an
+	// error to say so: most requests name a host alone.
+	if strings.IndexByte(host, ':') >= 0 {
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
 	}
 	t := a.table.Load()
 	if h := t.byHost[host]; h != nil {
