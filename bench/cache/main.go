@@ -23,7 +23,11 @@
 //     with whatever else runs.
 //   - pophit: hit through a whole PoP in this process (pop.Start) serving
 //     the real examples/proxy (Wasm): the PoP's router and cache in front
-//     of the plain server, see pophit.go.
+//     of the plain server, see pophit.go. With -same-fields, a third
+//     server, plain too, writes every field the PoP's hit carries (the
+//     platform's and the cache's as well as the app's): a diagnostic that
+//     tells what those fields cost net/http from what the PoP's code costs.
+//     The goal's ratio stays against the plain server.
 //   - miss: -n sequential requests to unique URLs, alternately straight to
 //     the origin and through the proxy (every one a miss, stored), for each
 //     -origin-latency; p50/p99 of each and what the proxy adds (goal ≤ 1 ms).
@@ -76,6 +80,7 @@ func main() {
 	flag.IntVar(&pc.pops, "pops", 5, "purge: PoPs of the network")
 	flag.Float64Var(&pc.scale, "latency-scale", 1, "purge: emulated WAN latency scale (1: real-world)")
 	flag.IntVar(&pc.rounds, "rounds", 7, "purge: purges measured")
+	sameFields := flag.Bool("same-fields", false, "pophit: also measure a plain server writing every field of the PoP's hit (a diagnostic)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (the in-process servers: hit, pophit) to this file")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of this process to this file at the end (every allocation sampled)")
 	cmd.Parse()
@@ -118,7 +123,7 @@ func main() {
 		case "hit":
 			return hit(ctx, *size, *dur, *conns, *runs)
 		case "pophit":
-			return popHit(ctx, *size, *dur, *conns, *runs)
+			return popHit(ctx, *size, *dur, *conns, *runs, *sameFields)
 		case "purge":
 			return purge(ctx, pc)
 		default:
@@ -238,16 +243,27 @@ type hitResult struct {
 	ProxyAllocs []float64 `json:"proxy_allocs_per_req"`
 	PlainBytes  []float64 `json:"plain_alloc_bytes_per_req"`
 	ProxyBytes  []float64 `json:"proxy_alloc_bytes_per_req"`
-	Ratio       float64   `json:"ratio"`     // median proxy / median plain requests/s
-	CPURatio    float64   `json:"cpu_ratio"` // median plain / median proxy CPU per request: throughput on equal CPU
-	LoadAvg     string    `json:"load_avg,omitempty"`
+	// pophit -same-fields: a plain server writing the hit's fields.
+	SamePlainRPS    []float64 `json:"same_fields_plain_rps,omitempty"`
+	SamePlainCPUus  []float64 `json:"same_fields_plain_cpu_us_per_req,omitempty"`
+	SamePlainAllocs []float64 `json:"same_fields_plain_allocs_per_req,omitempty"`
+	SamePlainBytes  []float64 `json:"same_fields_plain_alloc_bytes_per_req,omitempty"`
+	SameCPURatio    float64   `json:"same_fields_cpu_ratio,omitempty"` // median same-fields plain / median proxy CPU per request
+	Ratio           float64   `json:"ratio"`                           // median proxy / median plain requests/s
+	CPURatio        float64   `json:"cpu_ratio"`                       // median plain / median proxy CPU per request: throughput on equal CPU
+	LoadAvg         string    `json:"load_avg,omitempty"`
 }
 
 func (r hitResult) SummaryLine() string {
+	same := ""
+	if len(r.SamePlainCPUus) > 0 {
+		same = fmt.Sprintf("; plain with the hit's fields %.0f req/s (%.1f µs, %.1f allocs, %.0f B): the PoP at %.2fx of it on equal CPU",
+			harness.Median(r.SamePlainRPS), harness.Median(r.SamePlainCPUus), harness.Median(r.SamePlainAllocs), harness.Median(r.SamePlainBytes), r.SameCPURatio)
+	}
 	return fmt.Sprintf("%s: %d B, c=%d: plain net/http %.0f req/s (%.1f µs CPU, %.1f allocs, %.0f B each), proxy (cache hit) %.0f req/s (%.1f µs, %.1f allocs, %.0f B): %.2fx by wall clock, %.2fx on equal CPU (goal ≥ 0.8x: %s), load %s",
 		r.Scenario, r.Size, r.Conns, harness.Median(r.PlainRPS), harness.Median(r.PlainCPUus), harness.Median(r.PlainAllocs), harness.Median(r.PlainBytes),
 		harness.Median(r.ProxyRPS), harness.Median(r.ProxyCPUus), harness.Median(r.ProxyAllocs), harness.Median(r.ProxyBytes), r.Ratio, r.CPURatio,
-		harness.MetWord(r.CPURatio >= 0.8), r.LoadAvg)
+		harness.MetWord(r.CPURatio >= 0.8), r.LoadAvg) + same
 }
 
 func hit(ctx context.Context, size int, d time.Duration, conns, runs int) (harness.Result, error) {

@@ -54,13 +54,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // ServeHit answers r as app's Handler would when the cache holds a fresh
 // response for it whose body is whole in memory, and reports whether it
-// did. Otherwise it writes nothing, counts nothing and changes nothing:
-// the caller sends r down its full path, through Handler. It lets a PoP
-// answer hits before the work only a function's run needs; before it
-// writes, head (when not nil) adds the caller's own fields to the header.
-func (c *Cache) ServeHit(app string, w http.ResponseWriter, r *http.Request, head func(http.Header)) bool {
+// did, with the status it answered (the stored one, or 304 to a
+// conditional request). Otherwise it writes nothing, counts nothing and
+// changes nothing: the caller sends r down its full path, through
+// Handler. It lets a PoP answer hits before the work only a function's run
+// needs; before it writes, head (when not nil) adds the caller's own
+// fields to the header.
+func (c *Cache) ServeHit(app string, w http.ResponseWriter, r *http.Request, head func(http.Header)) (code int, ok bool) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead || len(r.Header["Range"]) > 0 || len(r.Header["If-Range"]) > 0 {
-		return false
+		return 0, false
 	}
 	var kb [256]byte
 	pk, _ := keyOf(kb[:0], r)
@@ -72,20 +74,20 @@ func (c *Cache) ServeHit(app string, w http.ResponseWriter, r *http.Request, hea
 	// changes again, so serveLocked needs no reader.
 	if e == nil || e.lru == nil || judge(e, now, noDirectives()) != useFresh {
 		c.unlock()
-		return false
+		return 0, false
 	}
 	s, ok := c.serveLocked(r.Context(), r, e, now, Hit, nil, true)
 	c.unlock()
 	if !ok || s.body != nil {
 		closeReader(s.body) // not reached: a complete entry is written from its chunks
-		return false
+		return 0, false
 	}
 	c.count(Hit)
 	if head != nil {
 		head(w.Header())
 	}
 	writeServed(w, s)
-	return true
+	return s.status(), true
 }
 
 // autoLength is the largest body net/http's ResponseWriter measures itself

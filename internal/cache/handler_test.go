@@ -208,12 +208,17 @@ func TestServeHit(t *testing.T) {
 	h := c.Handler("app", fn)
 	head := func(hdr http.Header) { hdr.Set("X-Own", "1") }
 	hit := func(method, path string, kv ...string) (*httptest.ResponseRecorder, bool) {
+		t.Helper()
 		req := httptest.NewRequest(method, "http://shop.example"+path, nil)
 		for i := 0; i+1 < len(kv); i += 2 {
 			req.Header.Set(kv[i], kv[i+1])
 		}
 		w := httptest.NewRecorder()
-		return w, c.ServeHit("app", w, req, head)
+		code, ok := c.ServeHit("app", w, req, head)
+		if ok && code != w.Code || !ok && code != 0 {
+			t.Errorf("%s %s: ServeHit says %d (%v), answered %d", method, path, code, ok, w.Code)
+		}
+		return w, ok
 	}
 	if w, ok := hit("GET", "/a"); ok || len(w.Header()) != 0 || w.Body.Len() != 0 {
 		t.Fatalf("nothing stored: answered %v, wrote %v %q", ok, w.Header(), w.Body)

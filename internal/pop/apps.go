@@ -42,7 +42,8 @@ type hosted struct {
 	full    *verge.Manifest        // the whole manifest (central routes)
 	app     *app.App               // the functions loaded here; nil: none
 	edge    *edgeApp               // fetch and the cache (cache.go)
-	handler http.Handler
+	handler http.Handler           // appHandler
+	hits    *hitServer             // its cache hits, ahead of handler; nil: none (cache.go)
 }
 
 func (h *hosted) Version() string { return *h.version.Load() }
@@ -133,8 +134,12 @@ func (a *apps) byName(name string) *hosted { return a.table.Load().byName[name] 
 // route finds the app a Host header names (named), or the default app.
 func (a *apps) route(hostport string) (h *hosted, host string, named bool) {
 	host = strings.ToLower(hostport)
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		host = hh
+	// Without a colon there is no port, and SplitHostPort would make an
+	// error to say so: most requests name a host alone.
+	if strings.IndexByte(host, ':') >= 0 {
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
 	}
 	t := a.table.Load()
 	if h := t.byHost[host]; h != nil {
@@ -213,7 +218,7 @@ func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hos
 			return nil, err
 		}
 	}
-	h.handler = p.hitsFirst(h, p.appHandler(h))
+	h.handler, h.hits = p.appHandler(h), p.hitsFirst(h)
 	return h, nil
 }
 
@@ -330,7 +335,7 @@ func (p *PoP) probe(ctx context.Context, app, path string) (code int, err error)
 			code, err = 0, fmt.Errorf("the response of %s broke off", path)
 		}
 	}()
-	h.handler.ServeHTTP(w, r)
+	h.serveHTTP(w, r)
 	return w.Code, nil
 }
 
@@ -365,17 +370,23 @@ func (p *PoP) router() http.Handler {
 			r = r.WithContext(ctx)
 		}
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		h.handler.ServeHTTP(sw, r)
-		if sw.code() != http.StatusSwitchingProtocols { // a socket's life is no request's latency
-			p.slow.Note(ctx, h.name, r.URL.Path, sw.code(), time.Since(start))
+		// A fresh hit is answered before the handler chain (no status
+		// writer: it knows its status); anything else goes down the chain.
+		code, took, hit := h.hits.serve(w, r, start)
+		if !hit {
+			sw := &statusWriter{ResponseWriter: w}
+			h.handler.ServeHTTP(sw, r)
+			code, took = sw.code(), time.Since(start)
+		}
+		if code != http.StatusSwitchingProtocols { // a socket's life is no request's latency
+			p.slow.Note(ctx, h.name, r.URL.Path, code, took)
 		}
 		if !span.IsRecording() {
 			return
 		}
-		span.SetAttributes(attribute.Int("http.response.status_code", sw.code()), attribute.String("verge.version", w.Header().Get(VersionHeader)))
-		if sw.code() >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(sw.code()))
+		span.SetAttributes(attribute.Int("http.response.status_code", code), attribute.String("verge.version", w.Header().Get(VersionHeader)))
+		if code >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(code))
 		}
 		span.End()
 	})

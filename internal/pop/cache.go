@@ -122,37 +122,55 @@ func (p *PoP) serveGateway(h *hosted, w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// hitsFirst answers the cache hits of h before next (appHandler), when
-// nothing next does before the cache applies to h: then a hit costs the
-// lookup and the write, not the routing, quota and status-recording work
-// a function's run needs. Any request the cache cannot answer at once
-// from memory, fresh, goes to next unchanged.
-func (p *PoP) hitsFirst(h *hosted, next http.Handler) http.Handler {
+// hitServer answers a version's fresh cache hits ahead of its handler
+// chain (appHandler), for the versions for which nothing that chain does
+// before the cache applies (hitsFirstFits): then a hit costs the lookup and
+// the write, not the routing, quota and status-recording work a function's
+// run needs. Any request the cache cannot answer at once from memory,
+// fresh, goes down the chain unchanged.
+type hitServer struct {
+	p    *PoP
+	h    *hosted
+	head func(http.Header)
+}
+
+// hitsFirst is h's hitServer, or nil when its hits take the whole chain.
+func (p *PoP) hitsFirst(h *hosted) *hitServer {
 	if h.edge == nil || h.edge.cached == nil || !p.hitsFirstFits(h) {
-		return next
+		return nil
 	}
 	self := p.opts.Self
 	gw := h.app.Gateway
-	head := func(hdr http.Header) {
+	return &hitServer{p: p, h: h, head: func(hdr http.Header) {
 		// What appHandler, serveLocal and serveGateway set, in one
 		// allocation for the three values.
 		vals := &[3]string{self, h.Version(), gw.NewRequestID()}
 		hdr[popHeader] = vals[0:1:1]
 		hdr[VersionHeader] = vals[1:2:2]
 		hdr[gateway.RequestIDHeader] = vals[2:3:3]
+	}}
+}
+
+// serve answers r if it is such a hit, counting it for the deploy gate as
+// serveLocal counts a request, and returns its status and how long it took
+// since start; ok is false, and nothing is written, otherwise.
+func (s *hitServer) serve(w http.ResponseWriter, r *http.Request, start time.Time) (code int, took time.Duration, ok bool) {
+	if s == nil || s.p.purges.unsynced() {
+		return 0, 0, false
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		if p.purges.unsynced() || !p.Cache.ServeHit(h.name, w, r, head) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		code := http.StatusOK
-		if sw, ok := w.(*statusWriter); ok {
-			code = sw.code()
-		}
-		p.stats.Record(h.name, h.Version(), code, time.Since(start)) // the deploy gate counts hits, as serveLocal does
-	})
+	if code, ok = s.p.Cache.ServeHit(s.h.name, w, r, s.head); !ok {
+		return 0, 0, false
+	}
+	took = time.Since(start)
+	s.p.stats.Record(s.h.name, s.h.Version(), code, took)
+	return code, took, true
+}
+
+// serveHTTP serves r with h: its hits first, then its handler chain.
+func (h *hosted) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := h.hits.serve(w, r, time.Now()); !ok {
+		h.handler.ServeHTTP(w, r)
+	}
 }
 
 // hitsFirstFits reports whether appHandler and serveLocal do nothing for

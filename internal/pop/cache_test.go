@@ -51,3 +51,27 @@ func TestHitsFirstFits(t *testing.T) {
 		t.Error("an app with no function here: hits first")
 	}
 }
+
+// route names an app by its host, with or without a port, in any case.
+func TestRouteByHost(t *testing.T) {
+	t.Parallel()
+	shop := &hosted{name: "shop"}
+	a := &apps{}
+	a.table.Store(&routing{byHost: map[string]*hosted{"shop.localhost": shop, "shop.example": shop, "::1": shop}})
+	for _, tc := range []struct {
+		host, want string
+		named      bool
+	}{
+		{"shop.localhost", "shop.localhost", true},
+		{"Shop.Example:8080", "shop.example", true},
+		{"[::1]:80", "::1", true},
+		{"blog.localhost:80", "blog.localhost", true},
+		{"example.org", "example.org", false},
+		{"[::1]", "[::1]", false},
+	} {
+		h, host, named := a.route(tc.host)
+		if host != tc.want || named != tc.named || (h == shop) != (tc.want != "blog.localhost" && tc.named) {
+			t.Errorf("route(%q) = %v, %q, %v", tc.host, h, host, named)
+		}
+	}
+}
