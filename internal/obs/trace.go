@@ -70,8 +70,9 @@ func (o TraceOptions) Enabled() bool {
 }
 
 // SetupTracing installs the process's tracer provider: spans batched and
-// exported over OTLP/HTTP (by otlpProcessor, or the SDK's batch processor
-// and exporter when the environment asks for what it does not do), sampled as OTEL_TRACES_SAMPLER(_ARG) say
+// exported over OTLP/HTTP (Verge's own spans exported by otlpProcessor, or
+// the SDK's spans and batch processor and exporter when the environment
+// asks for what they do not do), sampled as OTEL_TRACES_SAMPLER(_ARG) say
 // (default: parent-based, always), batched as OTEL_BSP_* say, named by
 // OTEL_SERVICE_NAME (default "verge"). Without an endpoint it installs
 // nothing: tracing is off. The returned function flushes and stops it.
@@ -91,9 +92,17 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 	}
 	var sp sdktrace.SpanProcessor
 	if fastExportable() {
-		if sp, err = newOTLPProcessor(o.Endpoint, res); err != nil {
+		proc, err := newOTLPProcessor(o.Endpoint, res)
+		if err != nil {
 			return nil, err
 		}
+		if ownSpans() {
+			tp := newSpanProvider(proc, samplerFromEnv(), sdktrace.NewSpanLimits())
+			otel.SetTracerProvider(tp)
+			enabled.Store(true)
+			return tp.Shutdown, nil
+		}
+		sp = proc
 	} else {
 		var opts []otlptracehttp.Option
 		if o.Endpoint != "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
@@ -109,6 +118,14 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 	otel.SetTracerProvider(tp)
 	enabled.Store(true)
 	return tp.Shutdown, nil
+}
+
+// ownSpans reports whether Verge's own spans (spanProvider) may replace
+// the SDK's in front of otlpProcessor: unless a limit on attribute values'
+// length is set (the SDK truncates them, ours do not) or
+// VERGE_TRACE_SPANS=sdk asks for the SDK's spans.
+func ownSpans() bool {
+	return os.Getenv("VERGE_TRACE_SPANS") != "sdk" && sdktrace.NewSpanLimits().AttributeValueLengthLimit < 0
 }
 
 var enabled atomic.Bool
