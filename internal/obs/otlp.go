@@ -64,6 +64,15 @@ type otlpProcessor struct {
 	reported int64        // of dropped, told to otel's error handler (run's)
 
 	scratch sync.Pool // *[]byte, a span's encoding
+	buffers sync.Pool // *[]byte, a batch's spans of one scope
+}
+
+// spansBuffer is an empty buffer for a batch's spans of one scope.
+func (p *otlpProcessor) spansBuffer() []byte {
+	if bp, ok := p.buffers.Get().(*[]byte); ok {
+		return *bp
+	}
+	return make([]byte, 0, p.maxBatch*256)
 }
 
 // otlpBatch is the spans of one export, encoded, by instrumentation scope
@@ -226,7 +235,7 @@ func (p *otlpProcessor) enqueue(scope instr.Scope, d *spanData) {
 		i++
 	}
 	if i == len(b.scopes) {
-		b.scopes = append(b.scopes, otlpScope{scope: scope, spans: make([]byte, 0, p.maxBatch*256)})
+		b.scopes = append(b.scopes, otlpScope{scope: scope, spans: p.spansBuffer()})
 	}
 	sc := &b.scopes[i]
 	sc.spans = protowire.AppendTag(sc.spans, 2, protowire.BytesType)
@@ -295,7 +304,15 @@ func (p *otlpProcessor) export(b *otlpBatch) {
 	p.mu.Lock()
 	p.queued -= b.n
 	p.mu.Unlock()
-	err := p.send(p.request(b))
+	body := p.request(b)
+	// The spans were copied into the request: their buffers serve the
+	// next batches (a batch's is ~128 KiB; allocating one per batch
+	// kept the runtime's scavenger busy returning pages).
+	for i := range b.scopes {
+		buf := b.scopes[i].spans[:0]
+		p.buffers.Put(&buf)
+	}
+	err := p.send(body)
 	if err != nil {
 		otel.Handle(fmt.Errorf("tracing: exporting %d spans to %s: %w", b.n, p.url, err))
 	}
@@ -645,16 +662,45 @@ func sizeKV(kv attribute.KeyValue) int {
 
 func appendKVs(b []byte, num protowire.Number, attrs []attribute.KeyValue) []byte {
 	for _, kv := range attrs {
+		// The key, and a string value (most of them), are checked for
+		// UTF-8 once and their sizes taken from what is written.
+		key := validUTF8(string(kv.Key))
+		n := 0
+		if key != "" {
+			n = sizeBytesField(1, len(key))
+		}
+		var str string
+		var vn int
+		if kv.Value.Type() == attribute.STRING {
+			str = validUTF8(kv.Value.AsString())
+			vn = sizeBytesField(1, len(str))
+		} else {
+			vn = sizeValue(kv.Value)
+		}
 		b = protowire.AppendTag(b, num, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeKV(kv)))
-		if kv.Key != "" {
-			b = appendString(b, 1, string(kv.Key))
+		b = protowire.AppendVarint(b, uint64(n+sizeBytesField(2, vn)))
+		if key != "" {
+			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendString(b, key)
 		}
 		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeValue(kv.Value)))
-		b = appendValue(b, kv.Value)
+		b = protowire.AppendVarint(b, uint64(vn))
+		if kv.Value.Type() == attribute.STRING {
+			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendString(b, str)
+		} else {
+			b = appendValue(b, kv.Value)
+		}
 	}
 	return b
+}
+
+// validUTF8 is s with invalid sequences as U+FFFD (see appendString).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // sizeValue is the size of v as an AnyValue message.
