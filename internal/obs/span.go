@@ -179,12 +179,17 @@ func newIDs(parent trace.TraceID) (tid trace.TraceID, sid trace.SpanID) {
 // WithNewRoot says so). A span the sampler drops still has ids of its own
 // and carries the trace on, unsampled, as the SDK's does.
 func (t *spanTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	cfg := trace.NewSpanStartConfig(opts...)
+	return t.start(ctx, name, cfg.SpanKind(), cfg.Attributes(), cfg.Timestamp(), cfg.Links(), cfg.NewRoot())
+}
+
+func (t *spanTracer) start(ctx context.Context, name string, kind trace.SpanKind, attrs []attribute.KeyValue,
+	at time.Time, links []trace.Link, newRoot bool) (context.Context, trace.Span) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	cfg := trace.NewSpanStartConfig(opts...)
 	var psc trace.SpanContext
-	if !cfg.NewRoot() {
+	if !newRoot {
 		psc = trace.SpanContextFromContext(ctx)
 	}
 	ids := newIDs
@@ -203,15 +208,15 @@ func (t *spanTracer) Start(ctx context.Context, name string, opts ...trace.SpanS
 	s.sc = trace.NewSpanContext(scc)
 	s.parent = psc
 	s.name = name
-	s.kind = trace.ValidateSpanKind(cfg.SpanKind())
-	if s.start = cfg.Timestamp(); s.start.IsZero() {
+	s.kind = trace.ValidateSpanKind(kind)
+	if s.start = at; s.start.IsZero() {
 		s.start = time.Now()
 	}
 	s.attrs = s.inline[:0]
-	for _, l := range cfg.Links() {
+	for _, l := range links {
 		s.addLink(l)
 	}
-	s.addAttrs(cfg.Attributes())
+	s.addAttrs(attrs)
 	return trace.ContextWithSpan(ctx, s), s
 }
 

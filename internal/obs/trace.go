@@ -152,7 +152,18 @@ func Child(ctx context.Context, name string, attrs ...attribute.KeyValue) (conte
 	if !parent.IsRecording() {
 		return ctx, parent
 	}
-	return Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
+	return Start(ctx, name, trace.SpanKindInternal, attrs...)
+}
+
+// Start starts a span of a kind with attributes, as Tracer().Start with
+// WithSpanKind and WithAttributes does; with Verge's own spans it goes
+// around the options (two allocations and their copying).
+func Start(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	tr := Tracer()
+	if t, ok := tr.(*spanTracer); ok {
+		return t.start(ctx, name, kind, attrs, time.Time{}, nil, false)
+	}
+	return tr.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 }
 
 // Slow is a request that took long, with its trace when it was traced.

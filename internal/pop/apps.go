@@ -359,9 +359,9 @@ func (p *PoP) router() http.Handler {
 		ctx, span := r.Context(), trace.SpanFromContext(r.Context())
 		if obs.Enabled() {
 			ctx = obs.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
-			ctx, span = obs.Tracer().Start(ctx, r.Method+" "+h.name, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
-					attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+			ctx, span = obs.Start(ctx, r.Method+" "+h.name, trace.SpanKindServer,
+				attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
+				attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path))
 			r = r.WithContext(ctx)
 		}
 		start := time.Now()
