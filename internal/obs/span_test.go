@@ -16,6 +16,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -362,5 +363,26 @@ func BenchmarkRequestSpans(b *testing.B) {
 				b.Fatalf("%d spans dropped", p.dropped.Load())
 			}
 		})
+	}
+}
+
+// ExtractHTTP reads what Propagator.Extract reads from an HTTP request's
+// headers: the W3C trace context and baggage, from canonical fields.
+func TestExtractHTTP(t *testing.T) {
+	h := http.Header{}
+	h.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	h.Set("tracestate", "congo=t61rcWkgMzE")
+	h.Set("baggage", "user=alice")
+	got := ExtractHTTP(context.Background(), h)
+	want := Propagator.Extract(context.Background(), propagation.HeaderCarrier(h))
+	gsc, wsc := trace.SpanContextFromContext(got), trace.SpanContextFromContext(want)
+	if !gsc.IsValid() || !gsc.Equal(wsc) || gsc.TraceState().String() != "congo=t61rcWkgMzE" {
+		t.Errorf("span context %v, want %v", gsc, wsc)
+	}
+	if g, w := baggage.FromContext(got).String(), baggage.FromContext(want).String(); g != w || g != "user=alice" {
+		t.Errorf("baggage %q, want %q", g, w)
+	}
+	if sc := trace.SpanContextFromContext(ExtractHTTP(context.Background(), http.Header{})); sc.IsValid() {
+		t.Errorf("no headers gave %v", sc)
 	}
 }

@@ -9,6 +9,8 @@ package obs
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/textproto"
 	"os"
 	"strings"
 	"sync"
@@ -133,6 +135,43 @@ var enabled atomic.Bool
 // Enabled reports whether this process exports traces: when it does not, the
 // request path skips reading the client's trace context and starting spans.
 func Enabled() bool { return enabled.Load() }
+
+// ExtractHTTP returns ctx with the trace context of an HTTP request's
+// headers, as Propagator.Extract with a propagation.HeaderCarrier does,
+// without canonicalizing each field's name (an allocation for each of
+// traceparent, tracestate and baggage).
+func ExtractHTTP(ctx context.Context, h http.Header) context.Context {
+	return Propagator.Extract(ctx, httpCarrier(h))
+}
+
+// httpCarrier is propagation.HeaderCarrier with W3C's fields looked up by
+// their canonical names directly.
+type httpCarrier http.Header
+
+func canonicalField(k string) string {
+	switch k {
+	case "traceparent":
+		return "Traceparent"
+	case "tracestate":
+		return "Tracestate"
+	case "baggage":
+		return "Baggage"
+	}
+	return textproto.CanonicalMIMEHeaderKey(k)
+}
+
+func (c httpCarrier) Get(k string) string {
+	if v := c[canonicalField(k)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c httpCarrier) Values(k string) []string { return c[canonicalField(k)] }
+
+func (c httpCarrier) Set(k, v string) { c[canonicalField(k)] = []string{v} }
+
+func (c httpCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }
 
 // Inject writes ctx's trace context into h (a mesh message's headers).
 func Inject(ctx context.Context, h map[string]string) {
