@@ -153,7 +153,7 @@ func main() {
 	flag.StringVar(&cfg.wrk, "wrk", "wrk", "wrk binary")
 	flag.DurationVar(&cfg.startTimeout, "start-timeout", 3*time.Minute, "how long `verge dev` may take to build and start serving")
 	var traces string
-	flag.StringVar(&traces, "trace", "off", "comma-separated variants to serve each app with: off, nometrics (no request metrics either), or the share of requests traced (1%, 100%; 100%:sdk exports with the SDK's own processor and exporter), exported over OTLP to a sink in this process that decodes every export")
+	flag.StringVar(&traces, "trace", "off", "comma-separated variants to serve each app with: off, nometrics (no request metrics either), or the share of requests traced (1%, 100%; 100%:sdk with the SDK's spans, processor and exporter; 100%:sdkspans with the SDK's spans and Verge's processor), exported over OTLP to a sink in this process that decodes every export")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		bench.Fatalf("unexpected arguments %q; use -app DIR[,DIR...]", flag.Args())

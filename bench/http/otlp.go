@@ -18,7 +18,8 @@ import (
 
 // samplerEnv is the environment that makes a PoP export the share v of its
 // requests' traces ("1%", "100%"; "100%:sdk" with the OpenTelemetry SDK's
-// batch processor and OTLP exporter instead of Verge's) to url; "off"
+// spans, batch processor and OTLP exporter instead of Verge's; "100%:sdkspans"
+// with the SDK's spans and Verge's processor) to url; "off"
 // exports nothing and
 // "nometrics" also records no request metrics (the baseline metrics are
 // measured against).
@@ -29,15 +30,19 @@ func samplerEnv(v, url string) ([]string, error) {
 	case "nometrics":
 		return []string{"VERGE_METRICS=off"}, nil
 	}
-	share, sdk := strings.CutSuffix(v, ":sdk")
+	share, sdkSpans := strings.CutSuffix(v, ":sdkspans")
+	share, sdk := strings.CutSuffix(share, ":sdk")
 	pct, err := strconv.ParseFloat(strings.TrimSuffix(share, "%"), 64)
 	if err != nil || !strings.HasSuffix(share, "%") || pct <= 0 || pct > 100 {
-		return nil, fmt.Errorf("want off, nometrics or a share such as 1%% or 100%% (with :sdk, exported by the SDK's processor and exporter)")
+		return nil, fmt.Errorf("want off, nometrics or a share such as 1%% or 100%% (with :sdk, the SDK's spans, processor and exporter; with :sdkspans, the SDK's spans and Verge's processor)")
 	}
 	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + url, "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
 		"OTEL_TRACES_SAMPLER_ARG=" + strconv.FormatFloat(pct/100, 'f', -1, 64), "OTEL_SERVICE_NAME=" + serviceName(v)}
-	if sdk {
+	switch {
+	case sdk:
 		env = append(env, "VERGE_OTLP_EXPORTER=sdk")
+	case sdkSpans:
+		env = append(env, "VERGE_TRACE_SPANS=sdk")
 	}
 	return env, nil
 }

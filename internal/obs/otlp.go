@@ -64,6 +64,15 @@ type otlpProcessor struct {
 	reported int64        // of dropped, told to otel's error handler (run's)
 
 	scratch sync.Pool // *[]byte, a span's encoding
+	buffers sync.Pool // *[]byte, a batch's spans of one scope
+}
+
+// spansBuffer is an empty buffer for a batch's spans of one scope.
+func (p *otlpProcessor) spansBuffer() []byte {
+	if bp, ok := p.buffers.Get().(*[]byte); ok {
+		return *bp
+	}
+	return make([]byte, 0, p.maxBatch*256)
 }
 
 // otlpBatch is the spans of one export, encoded, by instrumentation scope
@@ -192,16 +201,24 @@ func newOTLPProcessor(endpoint string, res *resource.Resource) (*otlpProcessor, 
 
 func (p *otlpProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
 
-// OnEnd encodes s and adds it to the batch being filled; a full batch goes
-// to the exporter. When the exporter is behind by the queue's size, s is
-// dropped, as the SDK's processor drops it.
+// OnEnd encodes an SDK span and adds it to the batch being filled (see
+// enqueue).
 func (p *otlpProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !s.SpanContext().IsSampled() {
 		return
 	}
+	d := spanData{sc: s.SpanContext(), parent: s.Parent(), name: s.Name(), kind: s.SpanKind(),
+		start: s.StartTime(), end: s.EndTime(), attrs: s.Attributes(), droppedAttrs: s.DroppedAttributes(),
+		events: s.Events(), droppedEvents: s.DroppedEvents(), links: s.Links(), droppedLinks: s.DroppedLinks(), status: s.Status()}
+	p.enqueue(s.InstrumentationScope(), &d)
+}
+
+// enqueue encodes an ended span and adds it to the batch being filled; a
+// full batch goes to the exporter. When the exporter is behind by the
+// queue's size, the span is dropped, as the SDK's processor drops it.
+func (p *otlpProcessor) enqueue(scope instr.Scope, d *spanData) {
 	bp := p.scratch.Get().(*[]byte)
-	enc := appendSpan((*bp)[:0], s)
-	scope := s.InstrumentationScope()
+	enc := appendSpan((*bp)[:0], d)
 	p.mu.Lock()
 	if p.stopped || p.queued >= p.maxQueue {
 		p.mu.Unlock()
@@ -218,7 +235,7 @@ func (p *otlpProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 		i++
 	}
 	if i == len(b.scopes) {
-		b.scopes = append(b.scopes, otlpScope{scope: scope, spans: make([]byte, 0, p.maxBatch*256)})
+		b.scopes = append(b.scopes, otlpScope{scope: scope, spans: p.spansBuffer()})
 	}
 	sc := &b.scopes[i]
 	sc.spans = protowire.AppendTag(sc.spans, 2, protowire.BytesType)
@@ -287,7 +304,15 @@ func (p *otlpProcessor) export(b *otlpBatch) {
 	p.mu.Lock()
 	p.queued -= b.n
 	p.mu.Unlock()
-	err := p.send(p.request(b))
+	body := p.request(b)
+	// The spans were copied into the request: their buffers serve the
+	// next batches (a batch's is ~128 KiB; allocating one per batch
+	// kept the runtime's scavenger busy returning pages).
+	for i := range b.scopes {
+		buf := b.scopes[i].spans[:0]
+		p.buffers.Put(&buf)
+	}
+	err := p.send(body)
 	if err != nil {
 		otel.Handle(fmt.Errorf("tracing: exporting %d spans to %s: %w", b.n, p.url, err))
 	}
@@ -472,27 +497,27 @@ func unixNano(t time.Time) uint64 { return uint64(max(0, t.UnixNano())) }
 func clampCount(v int) uint64 { return uint64(min(max(v, 0), math.MaxUint32)) }
 
 // appendSpan encodes s as a Span message (without its tag and length).
-func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
-	sc := s.SpanContext()
+func appendSpan(b []byte, s *spanData) []byte {
+	sc := s.sc
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = appendID(b, 1, tid[:])
 	b = appendID(b, 2, sid[:])
 	if ts := sc.TraceState().String(); ts != "" {
 		b = appendString(b, 3, ts)
 	}
-	parent := s.Parent()
+	parent := s.parent
 	if psid := parent.SpanID(); psid.IsValid() {
 		b = appendID(b, 4, psid[:])
 	}
-	if n := s.Name(); n != "" {
+	if n := s.name; n != "" {
 		b = appendString(b, 5, n)
 	}
-	b = appendUint(b, 6, spanKind(s.SpanKind()))
-	b = appendFixed64(b, 7, unixNano(s.StartTime()))
-	b = appendFixed64(b, 8, unixNano(s.EndTime()))
-	b = appendKVs(b, 9, s.Attributes())
-	b = appendUint(b, 10, clampCount(s.DroppedAttributes()))
-	for _, e := range s.Events() {
+	b = appendUint(b, 6, spanKind(s.kind))
+	b = appendFixed64(b, 7, unixNano(s.start))
+	b = appendFixed64(b, 8, unixNano(s.end))
+	b = appendKVs(b, 9, s.attrs)
+	b = appendUint(b, 10, clampCount(s.droppedAttrs))
+	for _, e := range s.events {
 		n := sizeEvent(e)
 		b = protowire.AppendTag(b, 11, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(n))
@@ -503,8 +528,8 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = appendKVs(b, 3, e.Attributes)
 		b = appendUint(b, 4, clampCount(e.DroppedAttributeCount))
 	}
-	b = appendUint(b, 12, clampCount(s.DroppedEvents()))
-	for _, l := range s.Links() {
+	b = appendUint(b, 12, clampCount(s.droppedEvents))
+	for _, l := range s.links {
 		n := sizeLink(l)
 		b = protowire.AppendTag(b, 13, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(n))
@@ -516,10 +541,10 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = protowire.AppendTag(b, 6, protowire.Fixed32Type)
 		b = protowire.AppendFixed32(b, spanFlags(l.SpanContext))
 	}
-	b = appendUint(b, 14, clampCount(s.DroppedLinks()))
+	b = appendUint(b, 14, clampCount(s.droppedLinks))
 	// The status is always written (empty when unset), as the SDK's
 	// exporter does.
-	st := s.Status()
+	st := s.status
 	code := statusCode(st.Code)
 	stLen := 0
 	if st.Description != "" {
@@ -637,16 +662,45 @@ func sizeKV(kv attribute.KeyValue) int {
 
 func appendKVs(b []byte, num protowire.Number, attrs []attribute.KeyValue) []byte {
 	for _, kv := range attrs {
+		// The key, and a string value (most of them), are checked for
+		// UTF-8 once and their sizes taken from what is written.
+		key := validUTF8(string(kv.Key))
+		n := 0
+		if key != "" {
+			n = sizeBytesField(1, len(key))
+		}
+		var str string
+		var vn int
+		if kv.Value.Type() == attribute.STRING {
+			str = validUTF8(kv.Value.AsString())
+			vn = sizeBytesField(1, len(str))
+		} else {
+			vn = sizeValue(kv.Value)
+		}
 		b = protowire.AppendTag(b, num, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeKV(kv)))
-		if kv.Key != "" {
-			b = appendString(b, 1, string(kv.Key))
+		b = protowire.AppendVarint(b, uint64(n+sizeBytesField(2, vn)))
+		if key != "" {
+			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendString(b, key)
 		}
 		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeValue(kv.Value)))
-		b = appendValue(b, kv.Value)
+		b = protowire.AppendVarint(b, uint64(vn))
+		if kv.Value.Type() == attribute.STRING {
+			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendString(b, str)
+		} else {
+			b = appendValue(b, kv.Value)
+		}
 	}
 	return b
+}
+
+// validUTF8 is s with invalid sequences as U+FFFD (see appendString).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // sizeValue is the size of v as an AnyValue message.

@@ -288,28 +288,36 @@ func TestOTLPProcessorDropsBeyondTheQueue(t *testing.T) {
 	}
 }
 
-// What a request's two spans cost to record and export, the SDK's batch
-// processor and OTLP exporter against otlpProcessor, both into a receiver
+// What a request's two spans cost to record and export: the SDK's spans,
+// batch processor and OTLP exporter (sdk); the SDK's spans and
+// otlpProcessor (sdkspans); Verge's spans and otlpProcessor (verge), all into a receiver
 // that decodes (in this process, so its work is in the figure too). Both
 // keep every span (the SDK's blocks, ours has a queue for all of them) and
 // the final flush is timed, so neither is credited for spans it dropped or
 // had not sent yet.
 func BenchmarkExport(b *testing.B) {
-	for _, name := range []string{"sdk", "verge"} {
+	for _, name := range []string{"sdk", "sdkspans", "verge"} {
 		b.Run(name, func(b *testing.B) {
 			b.Setenv("OTEL_BSP_MAX_QUEUE_SIZE", strconv.Itoa(2*b.N+1024))
 			r := newReceiver(&testing.T{})
 			defer r.srv.Close()
-			var sp sdktrace.SpanProcessor
-			var ours *otlpProcessor
-			if name == "sdk" {
-				exp, _ := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(r.srv.URL+"/v1/traces"))
-				sp = sdktrace.NewBatchSpanProcessor(exp, sdktrace.WithBlocking())
-			} else {
-				ours, _ = newOTLPProcessor(r.srv.URL, resource.Default())
-				sp = ours
+			var tp interface {
+				trace.TracerProvider
+				Shutdown(context.Context) error
 			}
-			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sp), sdktrace.WithResource(resource.Default()))
+			var ours *otlpProcessor
+			switch name {
+			case "sdk":
+				exp, _ := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(r.srv.URL+"/v1/traces"))
+				tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(exp, sdktrace.WithBlocking())),
+					sdktrace.WithResource(resource.Default()))
+			case "sdkspans":
+				ours, _ = newOTLPProcessor(r.srv.URL, resource.Default())
+				tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(ours), sdktrace.WithResource(resource.Default()))
+			default:
+				ours, _ = newOTLPProcessor(r.srv.URL, resource.Default())
+				tp = newSpanProvider(ours, sampler{parentBased: true}, sdktrace.NewSpanLimits())
+			}
 			tr := tp.Tracer("bench")
 			b.ReportAllocs()
 			cpu0 := processCPU()

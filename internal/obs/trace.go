@@ -9,6 +9,8 @@ package obs
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/textproto"
 	"os"
 	"strings"
 	"sync"
@@ -70,8 +72,9 @@ func (o TraceOptions) Enabled() bool {
 }
 
 // SetupTracing installs the process's tracer provider: spans batched and
-// exported over OTLP/HTTP (by otlpProcessor, or the SDK's batch processor
-// and exporter when the environment asks for what it does not do), sampled as OTEL_TRACES_SAMPLER(_ARG) say
+// exported over OTLP/HTTP (Verge's own spans exported by otlpProcessor, or
+// the SDK's spans and batch processor and exporter when the environment
+// asks for what they do not do), sampled as OTEL_TRACES_SAMPLER(_ARG) say
 // (default: parent-based, always), batched as OTEL_BSP_* say, named by
 // OTEL_SERVICE_NAME (default "verge"). Without an endpoint it installs
 // nothing: tracing is off. The returned function flushes and stops it.
@@ -91,9 +94,17 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 	}
 	var sp sdktrace.SpanProcessor
 	if fastExportable() {
-		if sp, err = newOTLPProcessor(o.Endpoint, res); err != nil {
+		proc, err := newOTLPProcessor(o.Endpoint, res)
+		if err != nil {
 			return nil, err
 		}
+		if ownSpans() {
+			tp := newSpanProvider(proc, samplerFromEnv(), sdktrace.NewSpanLimits())
+			otel.SetTracerProvider(tp)
+			enabled.Store(true)
+			return tp.Shutdown, nil
+		}
+		sp = proc
 	} else {
 		var opts []otlptracehttp.Option
 		if o.Endpoint != "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
@@ -111,11 +122,56 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 	return tp.Shutdown, nil
 }
 
+// ownSpans reports whether Verge's own spans (spanProvider) may replace
+// the SDK's in front of otlpProcessor: unless a limit on attribute values'
+// length is set (the SDK truncates them, ours do not) or
+// VERGE_TRACE_SPANS=sdk asks for the SDK's spans.
+func ownSpans() bool {
+	return os.Getenv("VERGE_TRACE_SPANS") != "sdk" && sdktrace.NewSpanLimits().AttributeValueLengthLimit < 0
+}
+
 var enabled atomic.Bool
 
 // Enabled reports whether this process exports traces: when it does not, the
 // request path skips reading the client's trace context and starting spans.
 func Enabled() bool { return enabled.Load() }
+
+// ExtractHTTP returns ctx with the trace context of an HTTP request's
+// headers, as Propagator.Extract with a propagation.HeaderCarrier does,
+// without canonicalizing each field's name (an allocation for each of
+// traceparent, tracestate and baggage).
+func ExtractHTTP(ctx context.Context, h http.Header) context.Context {
+	return Propagator.Extract(ctx, httpCarrier(h))
+}
+
+// httpCarrier is propagation.HeaderCarrier with W3C's fields looked up by
+// their canonical names directly.
+type httpCarrier http.Header
+
+func canonicalField(k string) string {
+	switch k {
+	case "traceparent":
+		return "Traceparent"
+	case "tracestate":
+		return "Tracestate"
+	case "baggage":
+		return "Baggage"
+	}
+	return textproto.CanonicalMIMEHeaderKey(k)
+}
+
+func (c httpCarrier) Get(k string) string {
+	if v := c[canonicalField(k)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c httpCarrier) Values(k string) []string { return c[canonicalField(k)] }
+
+func (c httpCarrier) Set(k, v string) { c[canonicalField(k)] = []string{v} }
+
+func (c httpCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }
 
 // Inject writes ctx's trace context into h (a mesh message's headers).
 func Inject(ctx context.Context, h map[string]string) {
@@ -135,7 +191,18 @@ func Child(ctx context.Context, name string, attrs ...attribute.KeyValue) (conte
 	if !parent.IsRecording() {
 		return ctx, parent
 	}
-	return Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
+	return Start(ctx, name, trace.SpanKindInternal, attrs...)
+}
+
+// Start starts a span of a kind with attributes, as Tracer().Start with
+// WithSpanKind and WithAttributes does; with Verge's own spans it goes
+// around the options (two allocations and their copying).
+func Start(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	tr := Tracer()
+	if t, ok := tr.(*spanTracer); ok {
+		return t.start(ctx, name, kind, attrs, time.Time{}, nil, false)
+	}
+	return tr.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 }
 
 // Slow is a request that took long, with its trace when it was traced.

@@ -19,7 +19,6 @@ import (
 	"github.com/verge-edge/verge/internal/obs"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -363,10 +362,10 @@ func (p *PoP) router() http.Handler {
 		// or begun here (the sampler decides; off without an endpoint).
 		ctx, span := r.Context(), trace.SpanFromContext(r.Context())
 		if obs.Enabled() {
-			ctx = obs.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
-			ctx, span = obs.Tracer().Start(ctx, r.Method+" "+h.name, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
-					attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+			ctx = obs.ExtractHTTP(ctx, r.Header)
+			ctx, span = obs.Start(ctx, r.Method+" "+h.name, trace.SpanKindServer,
+				attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
+				attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path))
 			r = r.WithContext(ctx)
 		}
 		start := time.Now()
