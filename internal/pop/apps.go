@@ -200,9 +200,7 @@ func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hos
 		if err != nil {
 			return nil, err
 		}
-		a.Gateway.Observe = func(function string, status int, elapsed, cpu time.Duration, limit string) {
-			p.metrics.Served(m.Name, function, status, elapsed, cpu, limit)
-		}
+		a.Gateway.Observe = p.metrics.AppServed(m.Name)
 		if p.apps.byName(m.Name) != nil {
 			// It replaces a serving version: warm before the swap, so that
 			// its first requests do not queue behind instance starts.
