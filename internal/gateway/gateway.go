@@ -255,6 +255,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Header:     r.Header,
 		Body:       body,
 		Route:      rt.pattern,
+		Start:      start,
 	}, w: w}
 	req := &sr.Request
 	req.Stream = sr
