@@ -371,9 +371,9 @@ func (p *PoP) router() http.Handler {
 		// writer: it knows its status); anything else goes down the chain.
 		code, took, hit := h.hits.serve(w, r, start)
 		if !hit {
-			sw := &statusWriter{ResponseWriter: w}
+			sw := &statusWriter{ResponseWriter: w, start: start}
 			h.handler.ServeHTTP(sw, r)
-			code, took = sw.code(), time.Since(start)
+			code, took = sw.code(), sw.elapsed()
 		}
 		if code != http.StatusSwitchingProtocols { // a socket's life is no request's latency
 			p.slow.Note(ctx, h.name, r.URL.Path, code, took)
@@ -389,10 +389,22 @@ func (p *PoP) router() http.Handler {
 	})
 }
 
-// statusWriter remembers the status a handler answered, for the stats.
+// statusWriter remembers the status a handler answered, for the stats,
+// and when the request began and (once a layer read the clock after
+// the response) ended: the layers under the router share two clock
+// readings, which cost ~0.1 µs each on a VM.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status     int
+	start, end time.Time
+}
+
+// elapsed is the time from start to the end a layer noted, or to now.
+func (w *statusWriter) elapsed() time.Duration {
+	if w.end.IsZero() {
+		return time.Since(w.start)
+	}
+	return w.end.Sub(w.start)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -440,7 +452,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // version and counting the request for the deploy gate.
 func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 	version := h.Version()
-	w.Header().Set(VersionHeader, version)
+	w.Header()[VersionHeader] = []string{version}
 	if h.app == nil {
 		jsonapi.Error(w, http.StatusNotFound, "not_found", fmt.Sprintf("app %s serves no function here", h.name))
 		return
@@ -450,15 +462,15 @@ func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	start := time.Now()
 	// The router's writer, when it reaches here unwrapped, already records
-	// the status: one per request is enough.
+	// the status and the start: one per request is enough.
 	sw, ok := w.(*statusWriter)
 	if !ok {
-		sw = &statusWriter{ResponseWriter: w}
+		sw = &statusWriter{ResponseWriter: w, start: time.Now()}
 	}
 	p.serveGateway(h, sw, r)
 	if sw.code() != http.StatusSwitchingProtocols { // nor a deploy gate's
-		p.stats.Record(h.name, version, sw.code(), time.Since(start))
+		sw.end = time.Now()
+		p.stats.RecordAt(sw.end, h.name, version, sw.code(), sw.end.Sub(sw.start))
 	}
 }
