@@ -255,10 +255,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Header:     r.Header,
 		Body:       body,
 		Route:      rt.pattern,
-		Start:      start,
 	}, w: w}
 	req := &sr.Request
 	req.Stream = sr
+	if body == nil {
+		// Nothing was read: the gateway's start is the guest's too. A
+		// body's reading does not count against the wall-time limit.
+		req.Start = start
+	}
 	resp, err := g.serve(r.Context(), fn, req, start)
 	if sr.started {
 		if err == nil && len(resp.Body) > 0 {
