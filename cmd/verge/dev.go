@@ -53,10 +53,11 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	if len(pos) == 1 {
 		dir = pos[0]
 	}
-	log, err := newLogger(stderr, *logLevel, *logFormat)
+	log, flushLog, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}
+	defer flushLog()
 	token := adminToken(*adminTok)
 	if err := admin.CheckToken(token); err != nil {
 		return &usageError{err.Error()}

@@ -130,18 +130,29 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // newLogger logs at level in format ("text" for people, "json" for JSON
 // lines that `verge logs` merges), with the trace of the request a line is
-// about.
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+// about, in batches (logbuf.go): the caller calls flush before it returns.
+func newLogger(w io.Writer, level, format string) (log *slog.Logger, flush func(), err error) {
+	b := &batchedLog{w: w, every: logFlushEvery}
+	if log, err = batchedLogger(b, level, format); err != nil {
+		return nil, nil, err
+	}
+	return log, b.flush, nil
+}
+
+func batchedLogger(b *batchedLog, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, &usageError{fmt.Sprintf("--log-level %q: expected debug, info, warn or error", level)}
 	}
 	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler
 	switch format {
 	case "text":
-		return slog.New(obs.LogHandler(slog.NewTextHandler(w, opts))), nil
+		h = slog.NewTextHandler(b, opts)
 	case "json":
-		return slog.New(obs.LogHandler(slog.NewJSONHandler(w, opts))), nil
+		h = slog.NewJSONHandler(b, opts)
+	default:
+		return nil, &usageError{fmt.Sprintf("--log-format %q: expected text or json", format)}
 	}
-	return nil, &usageError{fmt.Sprintf("--log-format %q: expected text or json", format)}
+	return slog.New(obs.LogHandler(flushingHandler{h, b})), nil
 }

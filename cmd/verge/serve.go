@@ -33,10 +33,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if *config == "" || len(pos) > 0 {
 		return &usageError{"expected --config FILE and no arguments"}
 	}
-	log, err := newLogger(stderr, *logLevel, *logFormat)
+	log, flushLog, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}
+	defer flushLog()
 	cfg, err := pop.LoadConfig(*config)
 	if err != nil {
 		return err

@@ -56,7 +56,13 @@ func bucketTop(b int) time.Duration {
 
 // Record counts one request of app's version: its status and latency.
 func (s *Stats) Record(app, version string, status int, d time.Duration) {
-	now := s.now().Unix()
+	s.RecordAt(s.now(), app, version, status, d)
+}
+
+// RecordAt is Record for a request that ended at end, a clock reading the
+// caller already has (a reading costs ~0.1 µs on a VM).
+func (s *Stats) RecordAt(end time.Time, app, version string, status int, d time.Duration) {
+	now := end.Unix()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.versions[[2]string{app, version}]

@@ -258,6 +258,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}, w: w}
 	req := &sr.Request
 	req.Stream = sr
+	if body == nil {
+		// Nothing was read: the gateway's start is the guest's too. A
+		// body's reading does not count against the wall-time limit.
+		req.Start = start
+	}
 	resp, err := g.serve(r.Context(), fn, req, start)
 	if sr.started {
 		if err == nil && len(resp.Body) > 0 {

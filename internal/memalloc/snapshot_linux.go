@@ -3,7 +3,9 @@ package memalloc
 import (
 	"encoding/binary"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -129,6 +131,12 @@ func (r *region) restore(s *Snapshot) error {
 	// The pages written since the last restore are the mapping's private
 	// ones; a private page may also have been swapped out. Copy those back.
 	pm := pagemap()
+	if pm != nil && !noPagemapScan.Load() {
+		if err := r.restoreScanned(pm, s, mem); err == nil {
+			return nil
+		}
+		noPagemapScan.Store(true) // a kernel before 6.7: read the entries instead
+	}
 	pages := int(s.size / pageSize)
 	if cap(r.vec) < 8*pages {
 		r.vec = make([]byte, 8*pages)
@@ -155,6 +163,62 @@ func (r *region) restore(s *Snapshot) error {
 			copy(mem[off:end], s.data[off:end])
 			i = j
 		}
+	}
+	return nil
+}
+
+// PAGEMAP_SCAN (Linux 6.7) asks the kernel for the ranges of pages in a
+// category rather than reading every page's entry: 2–4 µs where reading
+// the entries of a 4 MiB memory costs ~7 µs, plus decoding them.
+const (
+	ioctlPagemapScan = 0xC0606610 // _IOWR('f', 16, struct pm_scan_arg)
+	pageIsFile       = 1 << 2
+	pageIsPresent    = 1 << 3
+	pageIsSwapped    = 1 << 4
+)
+
+// pmScanArg is the kernel's struct pm_scan_arg.
+type pmScanArg struct {
+	size, flags, start, end, walkEnd, vec, vecLen, maxPages   uint64
+	categoryInverted, categoryMask, categoryAnyOf, returnMask uint64
+}
+
+// pageRegion is the kernel's struct page_region: [start, end) addresses.
+type pageRegion struct{ start, end, categories uint64 }
+
+// noPagemapScan is set once PAGEMAP_SCAN failed: the kernel lacks it.
+var noPagemapScan atomic.Bool
+
+// restoreScanned copies back the pages PAGEMAP_SCAN lists as written since
+// the last restore: those not of the file (the mapping's private copies),
+// present or swapped out, as restore's entries say.
+func (r *region) restoreScanned(pm *os.File, s *Snapshot, mem []byte) error {
+	const vecLen = 64
+	if cap(r.vec) < vecLen*int(unsafe.Sizeof(pageRegion{})) {
+		r.vec = make([]byte, vecLen*int(unsafe.Sizeof(pageRegion{})))
+	}
+	vec := unsafe.Slice((*pageRegion)(unsafe.Pointer(unsafe.SliceData(r.vec))), vecLen)
+	base := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem))))
+	arg := pmScanArg{
+		size: uint64(unsafe.Sizeof(pmScanArg{})), start: base, end: base + uint64(len(mem)),
+		vec: uint64(uintptr(unsafe.Pointer(&vec[0]))), vecLen: vecLen,
+		categoryInverted: pageIsFile, categoryMask: pageIsFile,
+		categoryAnyOf: pageIsPresent | pageIsSwapped, returnMask: pageIsPresent | pageIsSwapped,
+	}
+	for arg.start < arg.end {
+		n, _, e := unix.Syscall(unix.SYS_IOCTL, pm.Fd(), ioctlPagemapScan, uintptr(unsafe.Pointer(&arg)))
+		runtime.KeepAlive(vec)
+		if e != 0 {
+			return e
+		}
+		for _, pr := range vec[:n] {
+			off, end := pr.start-base, pr.end-base
+			copy(mem[off:end], s.data[off:end])
+		}
+		if int(n) < vecLen || arg.walkEnd <= arg.start {
+			break
+		}
+		arg.start = arg.walkEnd // the vector filled up: go on from where the walk stopped
 	}
 	return nil
 }

@@ -106,3 +106,34 @@ func TestServed(t *testing.T) {
 		}
 	}
 }
+
+// AppServed counts what Served counts, in the same series, whichever
+// function and status come first.
+func TestAppServed(t *testing.T) {
+	t.Parallel()
+	m := NewMetrics("sfo")
+	served := m.AppServed("shop")
+	for range 3 {
+		served("fn", 200, time.Millisecond, 2*time.Millisecond, "")
+	}
+	served("fn", 500, time.Millisecond, time.Millisecond, "cpu_time")
+	served("other", 200, time.Millisecond, 0, "")
+	m.Served("shop", "fn", 200, time.Millisecond, time.Millisecond, "")
+	for _, c := range []struct {
+		labels []string
+		want   float64
+	}{{[]string{"shop", "fn", "200"}, 4}, {[]string{"shop", "fn", "500"}, 1}, {[]string{"shop", "other", "200"}, 1}} {
+		if got := testutil.ToFloat64(m.Requests.WithLabelValues(c.labels...)); got != c.want {
+			t.Errorf("requests%v = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(m.GuestCPU.WithLabelValues("shop", "fn")); got < 0.0079 || got > 0.0081 {
+		t.Errorf("guest CPU = %v s, want 0.008", got)
+	}
+	if got := testutil.ToFloat64(m.LimitHits.WithLabelValues("shop", "fn", "cpu_time")); got != 1 {
+		t.Errorf("limit hits = %v, want 1", got)
+	}
+	if got := testutil.CollectAndCount(m.RequestDuration); got != 2 {
+		t.Errorf("%d duration series, want 2", got)
+	}
+}

@@ -200,9 +200,7 @@ func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hos
 		if err != nil {
 			return nil, err
 		}
-		a.Gateway.Observe = func(function string, status int, elapsed, cpu time.Duration, limit string) {
-			p.metrics.Served(m.Name, function, status, elapsed, cpu, limit)
-		}
+		a.Gateway.Observe = p.metrics.AppServed(m.Name)
 		if p.apps.byName(m.Name) != nil {
 			// It replaces a serving version: warm before the swap, so that
 			// its first requests do not queue behind instance starts.
@@ -373,9 +371,9 @@ func (p *PoP) router() http.Handler {
 		// writer: it knows its status); anything else goes down the chain.
 		code, took, hit := h.hits.serve(w, r, start)
 		if !hit {
-			sw := &statusWriter{ResponseWriter: w}
+			sw := &statusWriter{ResponseWriter: w, start: start}
 			h.handler.ServeHTTP(sw, r)
-			code, took = sw.code(), time.Since(start)
+			code, took = sw.code(), sw.elapsed()
 		}
 		if code != http.StatusSwitchingProtocols { // a socket's life is no request's latency
 			p.slow.Note(ctx, h.name, r.URL.Path, code, took)
@@ -391,10 +389,22 @@ func (p *PoP) router() http.Handler {
 	})
 }
 
-// statusWriter remembers the status a handler answered, for the stats.
+// statusWriter remembers the status a handler answered, for the stats,
+// and when the request began and (once a layer read the clock after
+// the response) ended: the layers under the router share two clock
+// readings, which cost ~0.1 µs each on a VM.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status     int
+	start, end time.Time
+}
+
+// elapsed is the time from start to the end a layer noted, or to now.
+func (w *statusWriter) elapsed() time.Duration {
+	if w.end.IsZero() {
+		return time.Since(w.start)
+	}
+	return w.end.Sub(w.start)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -442,7 +452,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // version and counting the request for the deploy gate.
 func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 	version := h.Version()
-	w.Header().Set(VersionHeader, version)
+	w.Header()[VersionHeader] = []string{version}
 	if h.app == nil {
 		jsonapi.Error(w, http.StatusNotFound, "not_found", fmt.Sprintf("app %s serves no function here", h.name))
 		return
@@ -452,15 +462,15 @@ func (p *PoP) serveLocal(h *hosted, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	start := time.Now()
 	// The router's writer, when it reaches here unwrapped, already records
-	// the status: one per request is enough.
+	// the status and the start: one per request is enough.
 	sw, ok := w.(*statusWriter)
 	if !ok {
-		sw = &statusWriter{ResponseWriter: w}
+		sw = &statusWriter{ResponseWriter: w, start: time.Now()}
 	}
 	p.serveGateway(h, sw, r)
 	if sw.code() != http.StatusSwitchingProtocols { // nor a deploy gate's
-		p.stats.Record(h.name, version, sw.code(), time.Since(start))
+		sw.end = time.Now()
+		p.stats.RecordAt(sw.end, h.name, version, sw.code(), sw.end.Sub(sw.start))
 	}
 }

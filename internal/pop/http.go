@@ -58,6 +58,10 @@ func (p *PoP) appHandler(h *hosted) http.Handler {
 		}
 	}
 	atCentre := p.self.Central
+	// The PoP header's canonical key and its value, shared by every
+	// response (capacity 1: an append copies): Set would canonicalise
+	// the key and allocate both again for each request.
+	popKey, popVals := http.CanonicalHeaderKey(popHeader), []string{p.opts.Self}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		home := r.Header.Get(homeHeader)
 		if home == "" {
@@ -79,7 +83,7 @@ func (p *PoP) appHandler(h *hosted) http.Handler {
 			p.forward(w, r, home, restricted)
 			return
 		}
-		w.Header().Set(popHeader, p.opts.Self)
+		w.Header()[popKey] = popVals[:1:1]
 		if !atCentre {
 			if _, ok := centralRoute(m, r.URL.Path); ok {
 				p.forwardCentral(w, r, m.Name)

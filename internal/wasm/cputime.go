@@ -44,6 +44,7 @@ type run struct {
 	share    *share        // the app's account with the guest slots (fair.go); nil: none
 	held     time.Time     // when the run last took or kept its guest slot
 	charged  time.Duration // CPU time already charged to share
+	end      time.Time     // when the last run ended (pool.put's idle time: one clock reading less)
 }
 
 type runKey struct{}
@@ -182,10 +183,11 @@ func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) (cp
 	start := time.Now()
 	r.held = start
 	err = fn(&r.rc)
+	r.end = time.Now()
 	if r.cpuKnown {
 		cpu = r.spent + ThreadCPUTime() - r.cpuBase
 	} else {
-		cpu = time.Since(start)
+		cpu = r.end.Sub(start)
 	}
 	r.share.charge(cpu - r.charged)
 	// Keep nothing of the request, yet stay a valid parent: a context a

@@ -237,8 +237,11 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 
 // put makes inst idle, or closes it if the pool is closed or full; it
 // reports whether inst was kept.
-func (p *pool) put(inst *instance) bool {
-	inst.idle = time.Now()
+func (p *pool) put(inst *instance) bool { return p.putAt(inst, time.Now()) }
+
+// putAt is put for an instance idle since now.
+func (p *pool) putAt(inst *instance, now time.Time) bool {
+	inst.idle = now
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= p.f.Limits.MaxInstances {
 		p.mu.Unlock()
@@ -282,7 +285,11 @@ func (p *pool) shrink() {
 // changed its files, it exited).
 func (p *pool) renew(inst *instance) {
 	if p.f.snap != nil && p.f.restore(inst) == nil {
-		p.put(inst)
+		if inst.run.end.IsZero() {
+			p.put(inst)
+		} else {
+			p.putAt(inst, inst.run.end) // idle since its run ended
+		}
 		return
 	}
 	p.discard(inst)
@@ -355,7 +362,7 @@ func (f *Function) serveVerge(ctx context.Context, deadline time.Time, req *Requ
 	case f.pool == nil:
 		inst.close(ctx)
 	case healthy && !f.strict:
-		f.pool.put(inst)
+		f.pool.putAt(inst, r.end)
 	default:
 		// A strict instance is reset for every request; a pooled one that
 		// is due for replacement too, when it can be.
