@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/verge-edge/verge/bench/internal/proc"
@@ -242,11 +244,21 @@ func TestQuiesceWaitsForIdle(t *testing.T) {
 	}
 }
 
-// The sink decodes what the real OTLP exporter sends and counts its spans;
-// bytes that are no OTLP export are refused and counted as bad.
+// The sink, decoding or walking, counts the spans of what the real OTLP
+// exporter sends, by service; bytes that are no OTLP export are refused and
+// counted as bad.
 func TestOTLPSinkDecodes(t *testing.T) {
 	t.Parallel()
-	sink, err := startOTLPSink()
+	for _, decode := range []bool{true, false} {
+		t.Run(fmt.Sprintf("decode=%v", decode), func(t *testing.T) {
+			t.Parallel()
+			testOTLPSink(t, decode)
+		})
+	}
+}
+
+func testOTLPSink(t *testing.T, decode bool) {
+	sink, err := startOTLPSink(decode)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +268,8 @@ func TestOTLPSinkDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "bench-http-test"))))
 	for i := range 3 {
 		_, s := tp.Tracer("test").Start(ctx, fmt.Sprintf("span %d", i))
 		s.End()
@@ -266,6 +279,9 @@ func TestOTLPSinkDecodes(t *testing.T) {
 	}
 	if got := sink.spans.Load(); got != 3 {
 		t.Errorf("sink counted %d spans, want 3", got)
+	}
+	if got := sink.spansOf("bench-http-test"); got != 3 {
+		t.Errorf("sink counted %d spans of service bench-http-test, want 3", got)
 	}
 	if sink.exports.Load() != 3 || sink.bad.Load() != 0 {
 		t.Errorf("exports %d, bad %d; want 3 and 0", sink.exports.Load(), sink.bad.Load())
