@@ -66,10 +66,7 @@ func (c *client) Release(ctx context.Context, app, ns, key, owner string) (bool,
 }
 
 func (c *client) Take(ctx context.Context, app, counter string, n int64) (Take, error) {
-	if err := checkCounter(app, counter); err != nil {
-		return Take{}, err
-	}
-	if err := checkAmount(n); err != nil {
+	if err := checkChange(app, counter, n); err != nil {
 		return Take{}, err
 	}
 	r, err := c.call(ctx, opTake, true, func(b []byte) []byte {
@@ -83,10 +80,7 @@ func (c *client) Take(ctx context.Context, app, counter string, n int64) (Take, 
 }
 
 func (c *client) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
-	if err := checkCounter(app, counter); err != nil {
-		return 0, err
-	}
-	if err := checkAmount(n); err != nil {
+	if err := checkChange(app, counter, n); err != nil {
 		return 0, err
 	}
 	r, err := c.call(ctx, opRestock, true, func(b []byte) []byte {
@@ -240,13 +234,7 @@ func (c *client) end(r *wreader, op string) error {
 // outcome, if lost, cannot be settled later: the caller's resend is
 // answered ErrForgotten), so that edges can be upgraded before the centre.
 func (c *client) TakeOnce(ctx context.Context, app, counter string, n int64, id OpID) (Take, error) {
-	if err := checkCounter(app, counter); err != nil {
-		return Take{}, err
-	}
-	if err := checkAmount(n); err != nil {
-		return Take{}, err
-	}
-	if err := checkOpID(id); err != nil {
+	if err := checkChangeOnce(app, counter, n, id); err != nil {
 		return Take{}, err
 	}
 	r, err := c.call(ctx, opTakeOnce, true, func(b []byte) []byte {
@@ -267,13 +255,7 @@ func (c *client) TakeOnce(ctx context.Context, app, counter string, n int64, id 
 
 // RestockOnce is TakeOnce's counterpart for restocks.
 func (c *client) RestockOnce(ctx context.Context, app, counter string, n int64, id OpID) (int64, uint64, error) {
-	if err := checkCounter(app, counter); err != nil {
-		return 0, 0, err
-	}
-	if err := checkAmount(n); err != nil {
-		return 0, 0, err
-	}
-	if err := checkOpID(id); err != nil {
+	if err := checkChangeOnce(app, counter, n, id); err != nil {
 		return 0, 0, err
 	}
 	r, err := c.call(ctx, opRestockOnce, true, func(b []byte) []byte {

@@ -182,6 +182,22 @@ func checkAmount(n int64) error {
 	return nil
 }
 
+// checkChange checks a take or restock of n units of a counter.
+func checkChange(app, counter string, n int64) error {
+	if err := checkCounter(app, counter); err != nil {
+		return err
+	}
+	return checkAmount(n)
+}
+
+// checkChangeOnce checks a take or restock sent with its id.
+func checkChangeOnce(app, counter string, n int64, id OpID) error {
+	if err := checkChange(app, counter, n); err != nil {
+		return err
+	}
+	return checkOpID(id)
+}
+
 func checkDocKey(app, key string) error {
 	if err := checkName("app", app, MaxApp, false); err != nil {
 		return err

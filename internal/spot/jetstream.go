@@ -246,10 +246,7 @@ func (e *JetStream) Release(ctx context.Context, app, ns, key, owner string) (bo
 }
 
 func (e *JetStream) Take(ctx context.Context, app, counter string, n int64) (Take, error) {
-	if err := checkCounter(app, counter); err != nil {
-		return Take{}, err
-	}
-	if err := checkAmount(n); err != nil {
+	if err := checkChange(app, counter, n); err != nil {
 		return Take{}, err
 	}
 	p, err := e.do(ctx, kvKey(kindCounter, app, counter), kindCounter, func(v *value) (int64, bool, error) {
@@ -266,10 +263,7 @@ func (e *JetStream) Take(ctx context.Context, app, counter string, n int64) (Tak
 }
 
 func (e *JetStream) Restock(ctx context.Context, app, counter string, n int64) (int64, error) {
-	if err := checkCounter(app, counter); err != nil {
-		return 0, err
-	}
-	if err := checkAmount(n); err != nil {
+	if err := checkChange(app, counter, n); err != nil {
 		return 0, err
 	}
 	p, err := e.do(ctx, kvKey(kindCounter, app, counter), kindCounter, func(v *value) (int64, bool, error) {

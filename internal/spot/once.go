@@ -91,13 +91,7 @@ func resent(v *value, id OpID, key string) (ent entry, seq uint64, found bool, e
 }
 
 func (e *JetStream) TakeOnce(ctx context.Context, app, counter string, n int64, id OpID) (Take, error) {
-	if err := checkCounter(app, counter); err != nil {
-		return Take{}, err
-	}
-	if err := checkAmount(n); err != nil {
-		return Take{}, err
-	}
-	if err := checkOpID(id); err != nil {
+	if err := checkChangeOnce(app, counter, n, id); err != nil {
 		return Take{}, err
 	}
 	key := kvKey(kindCounter, app, counter)
@@ -128,13 +122,7 @@ func (e *JetStream) TakeOnce(ctx context.Context, app, counter string, n int64, 
 }
 
 func (e *JetStream) RestockOnce(ctx context.Context, app, counter string, n int64, id OpID) (int64, uint64, error) {
-	if err := checkCounter(app, counter); err != nil {
-		return 0, 0, err
-	}
-	if err := checkAmount(n); err != nil {
-		return 0, 0, err
-	}
-	if err := checkOpID(id); err != nil {
+	if err := checkChangeOnce(app, counter, n, id); err != nil {
 		return 0, 0, err
 	}
 	key := kvKey(kindCounter, app, counter)
