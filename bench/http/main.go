@@ -456,7 +456,7 @@ func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child
 			if r.NetHTTP.RPS > 0 {
 				r.Ratio = math.Round(r.Verge.RPS/r.NetHTTP.RPS*1e4) / 1e4
 			}
-			r.CPUusPerRequest = medianOf(cpuOf(runs[j+1]))
+			r.CPUusPerRequest = harness.Median(cpuOf(runs[j+1]))
 			out = append(out, r)
 		}
 		// Each variant's cost is its throughput against the variant
@@ -476,8 +476,8 @@ func compare(ctx context.Context, cfg config, wrkPath string, apps []*proc.Child
 						cpu = append(cpu, a.CPUusPerRequest/b.CPUusPerRequest)
 					}
 				}
-				out[first+j].VsOffPaired = math.Round(medianOf(rps)*1e4) / 1e4
-				out[first+j].CPUVsOffPaired = math.Round(medianOf(cpu)*1e4) / 1e4
+				out[first+j].VsOffPaired = math.Round(harness.Median(rps)*1e4) / 1e4
+				out[first+j].CPUVsOffPaired = math.Round(harness.Median(cpu)*1e4) / 1e4
 				if ref > 0 {
 					out[first+j].VsOff = math.Round(out[first+j].Verge.RPS/ref*1e4) / 1e4
 				}
@@ -506,17 +506,6 @@ func cpuOf(rs []wrkResult) []float64 {
 		}
 	}
 	return out
-}
-
-// medianOf returns the median of vs (the upper one of an even count), 0 for
-// none.
-func medianOf(vs []float64) float64 {
-	if len(vs) == 0 {
-		return 0
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func rpsOf(rs []wrkResult) []float64 {
