@@ -36,17 +36,7 @@ func TestHandler(t *testing.T) {
 	defer srv.Close()
 	get := func(path string, kv ...string) result {
 		t.Helper()
-		req, _ := http.NewRequest("GET", srv.URL+path, nil)
-		for i := 0; i+1 < len(kv); i += 2 {
-			req.Header.Set(kv[i], kv[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return result{resp.StatusCode, resp.Header, string(b)}
+		return request(t, srv, http.MethodGet, path, kv...)
 	}
 	r := get("/cacheable")
 	if r.label() != Miss || r.body != "page" || r.header.Get(HeaderSurrogateKey) != "" || runs.Load() != 1 {
@@ -160,13 +150,7 @@ func TestHandlerPerRequestFields(t *testing.T) {
 	defer srv.Close()
 	get := func() result {
 		t.Helper()
-		resp, err := http.Get(srv.URL + "/p")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return result{resp.StatusCode, resp.Header, string(b)}
+		return request(t, srv, http.MethodGet, "/p")
 	}
 	if r := get(); r.label() != Miss || r.header.Get("X-Request-Id") != "run-1" {
 		t.Fatalf("the miss: %s, id %q; want the run's, run-1", r.label(), r.header.Get("X-Request-Id"))
@@ -298,17 +282,7 @@ func TestHandlerHitForPass(t *testing.T) {
 	defer srv.Close()
 	do := func(method, path string, kv ...string) result {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, nil)
-		for i := 0; i+1 < len(kv); i += 2 {
-			req.Header.Set(kv[i], kv[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return result{resp.StatusCode, resp.Header, string(b)}
+		return request(t, srv, method, path, kv...)
 	}
 	expectLabel := func(r result, label string) {
 		t.Helper()

@@ -146,6 +146,29 @@ func doMethod(t testing.TB, c *Cache, o *origin, method, path string, kv ...stri
 	return result{resp.StatusCode, resp.Header, string(b)}
 }
 
+// request sends method path (header: name, value pairs) to srv and reads the
+// whole response.
+func request(t testing.TB, srv *httptest.Server, method, path string, kv ...string) result {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		req.Header.Set(kv[i], kv[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, path, err)
+	}
+	return result{resp.StatusCode, resp.Header, string(b)}
+}
+
 // expect checks the X-Cache label, body and origin request count.
 func expect(t testing.TB, r result, label, body string, o *origin, originRequests int) {
 	t.Helper()
