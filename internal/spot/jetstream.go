@@ -245,16 +245,22 @@ func (e *JetStream) Release(ctx context.Context, app, ns, key, owner string) (bo
 	return p.wrote, nil
 }
 
+// take takes n units if the counter holds them: what remains, and whether
+// it took (a change to write).
+func (v *value) take(n int64) (int64, bool, error) {
+	if v.stock < n {
+		return v.stock, false, nil
+	}
+	v.stock -= n
+	return v.stock, true, nil
+}
+
 func (e *JetStream) Take(ctx context.Context, app, counter string, n int64) (Take, error) {
 	if err := checkChange(app, counter, n); err != nil {
 		return Take{}, err
 	}
 	p, err := e.do(ctx, kvKey(kindCounter, app, counter), kindCounter, func(v *value) (int64, bool, error) {
-		if v.stock < n {
-			return v.stock, false, nil
-		}
-		v.stock -= n
-		return v.stock, true, nil
+		return v.take(n)
 	})
 	if err != nil {
 		return Take{}, err

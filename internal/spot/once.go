@@ -106,11 +106,7 @@ func (e *JetStream) TakeOnce(ctx context.Context, app, counter string, n int64, 
 			return ent.res, false, nil
 		}
 		at = v.seq
-		if v.stock < n {
-			return v.stock, false, nil
-		}
-		v.stock -= n
-		return v.stock, true, nil
+		return v.take(n)
 	})
 	if err != nil {
 		return Take{}, err
