@@ -334,7 +334,7 @@ func (g *Gateway) serve(ctx context.Context, fn *wasm.Function, req *wasm.Reques
 	parent := trace.SpanFromContext(ctx)
 	span, traced := parent, parent.IsRecording()
 	if traced { // the name is built only for a traced request
-		ctx, span = obs.Child(ctx, "guest "+fn.Spec.Name, attribute.String("verge.function", fn.Spec.Name), attribute.String("verge.route", req.Route))
+		ctx, span = obs.Child(ctx, fn.SpanName(), attribute.String("verge.function", fn.Spec.Name), attribute.String("verge.route", req.Route))
 	}
 	resp, err := fn.Serve(ctx, req)
 	var status int
@@ -359,9 +359,9 @@ func (g *Gateway) serve(ctx context.Context, fn *wasm.Function, req *wasm.Reques
 		} else {
 			attrs[2] = attribute.Bool("verge.fresh_instance", resp.Fresh)
 		}
-		span.SetAttributes(attrs[:]...)
+		obs.SetAttributes(span, attrs[:]...)
 		span.End()
-		parent.SetAttributes(attribute.String("verge.function", fn.Spec.Name))
+		obs.SetAttributes(parent, attribute.String("verge.function", fn.Spec.Name))
 	}
 	if g.Observe != nil {
 		g.Observe(fn.Spec.Name, status, time.Since(start), cpu, limit)

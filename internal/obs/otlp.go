@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,7 @@ type otlpProcessor struct {
 
 	scratch sync.Pool // *[]byte, a span's encoding
 	buffers sync.Pool // *[]byte, a batch's spans of one scope
+	body    []byte    // the last export's request, for the next (run's alone)
 }
 
 // spansBuffer is an empty buffer for a batch's spans of one scope.
@@ -304,23 +306,28 @@ func (p *otlpProcessor) export(b *otlpBatch) {
 	p.mu.Lock()
 	p.queued -= b.n
 	p.mu.Unlock()
-	body := p.request(b)
+	body := p.request(p.body[:0], b)
+	p.body = nil
 	// The spans were copied into the request: their buffers serve the
 	// next batches (a batch's is ~128 KiB; allocating one per batch
-	// kept the runtime's scavenger busy returning pages).
+	// kept the runtime's scavenger busy returning pages, and was a
+	// traced request's largest allocation after its spans).
 	for i := range b.scopes {
 		buf := b.scopes[i].spans[:0]
 		p.buffers.Put(&buf)
 	}
-	err := p.send(body)
+	reusable, err := p.send(body)
 	if err != nil {
 		otel.Handle(fmt.Errorf("tracing: exporting %d spans to %s: %w", b.n, p.url, err))
+	}
+	if reusable {
+		p.body = body
 	}
 }
 
 // request encodes the ExportTraceServiceRequest of b: one ResourceSpans
 // (this process's resource) holding a ScopeSpans per scope.
-func (p *otlpProcessor) request(b *otlpBatch) []byte {
+func (p *otlpProcessor) request(out []byte, b *otlpBatch) []byte {
 	scopeLen := func(sc *otlpScope) int {
 		n := len(sc.spans)
 		if sc.scope != (instr.Scope{}) {
@@ -338,7 +345,7 @@ func (p *otlpProcessor) request(b *otlpBatch) []byte {
 	if p.schema != "" {
 		rs += sizeBytesField(3, strLen(p.schema))
 	}
-	out := make([]byte, 0, sizeBytesField(1, rs))
+	out = slices.Grow(out[:0], sizeBytesField(1, rs))
 	out = protowire.AppendTag(out, 1, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(rs))
 	out = append(out, p.resource...)
@@ -364,9 +371,14 @@ func (p *otlpProcessor) request(b *otlpBatch) []byte {
 
 // send posts one export, retrying what OTLP says to retry (429, 502, 503,
 // 504) with a growing pause, within the export's timeout.
-func (p *otlpProcessor) send(body []byte) error {
+func (p *otlpProcessor) send(body []byte) (reusable bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
+	// The transport closes a request's body when it is done with it,
+	// which may be after Do returns: body may serve the next export only
+	// once every attempt's reader was closed.
+	var open atomic.Int32
+	defer func() { reusable = open.Load() == 0 }()
 	if p.gzip {
 		var zb bytes.Buffer
 		zw := gzip.NewWriter(&zb)
@@ -375,11 +387,17 @@ func (p *otlpProcessor) send(body []byte) error {
 		body = zb.Bytes()
 	}
 	pause := 100 * time.Millisecond
+	newBody := func() (io.ReadCloser, error) {
+		open.Add(1)
+		return &exportBody{Reader: bytes.NewReader(body), open: &open}, nil
+	}
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+		rc, _ := newBody()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, rc)
 		if err != nil {
-			return err
+			return false, err
 		}
+		req.ContentLength, req.GetBody = int64(len(body)), newBody
 		for k, v := range p.headers {
 			req.Header[k] = v
 		}
@@ -389,24 +407,39 @@ func (p *otlpProcessor) send(body []byte) error {
 		}
 		resp, err := p.client.Do(req)
 		if err != nil {
-			return err
+			return false, err
 		}
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
 		switch {
 		case resp.StatusCode >= 200 && resp.StatusCode < 300:
-			return nil
+			return false, nil
 		case resp.StatusCode == 429 || resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504:
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("%s, retried until the timeout", resp.Status)
+				return false, fmt.Errorf("%s, retried until the timeout", resp.Status)
 			case <-time.After(pause):
 			}
 			pause *= 2
 		default:
-			return fmt.Errorf("%s: %.200q", resp.Status, msg)
+			return false, fmt.Errorf("%s: %.200q", resp.Status, msg)
 		}
 	}
+}
+
+// exportBody is an export's request body that tells when the transport
+// closed it.
+type exportBody struct {
+	*bytes.Reader
+	open   *atomic.Int32
+	closed atomic.Bool
+}
+
+func (b *exportBody) Close() error {
+	if b.closed.CompareAndSwap(false, true) {
+		b.open.Add(-1)
+	}
+	return nil
 }
 
 // ForceFlush exports every span that has ended.

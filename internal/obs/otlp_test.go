@@ -422,3 +422,38 @@ func TestOTLPProcessorInvalidUTF8(t *testing.T) {
 		t.Errorf("decoded %v", reqs[0])
 	}
 }
+
+// One export's request buffer serves the next once the transport closed
+// its body: every export still arrives whole, and the buffer is reused.
+func TestOTLPProcessorReusesItsRequest(t *testing.T) {
+	r := newReceiver(t)
+	t.Setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "60000") // only full batches and the final flush
+	p, err := newOTLPProcessor(r.srv.URL, resource.Empty())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := newSpanProvider(p, sampler{root: sampleAlways}, sdktrace.NewSpanLimits())
+	for i := range 7 {
+		_, s := tp.Tracer("t").Start(context.Background(), "span "+strconv.Itoa(i), trace.WithAttributes(attribute.String("k", strings.Repeat("v", i*100))))
+		s.End()
+	}
+	if err := tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, req := range r.exports() {
+		for _, s := range req.ResourceSpans[0].ScopeSpans[0].Spans {
+			names = append(names, s.Name)
+			if v, want := s.Attributes[0].Value.GetStringValue(), 100*int(s.Name[len(s.Name)-1]-'0'); len(v) != want {
+				t.Errorf("%s: attribute of %d bytes, want %d", s.Name, len(v), want)
+			}
+		}
+	}
+	if want := []string{"span 0", "span 1", "span 2", "span 3", "span 4", "span 5", "span 6"}; !slices.Equal(names, want) {
+		t.Errorf("exported %v, want %v", names, want)
+	}
+	if p.body == nil {
+		t.Error("no export's request buffer was kept for the next")
+	}
+}

@@ -204,19 +204,19 @@ func (t *spanTracer) start(ctx context.Context, name string, kind trace.SpanKind
 		return trace.ContextWithSpan(ctx, s), s
 	}
 	scc.TraceFlags = psc.TraceFlags() | trace.FlagsSampled
-	s := &span{t: t}
-	s.sc = trace.NewSpanContext(scc)
-	s.parent = psc
-	s.name = name
-	s.kind = trace.ValidateSpanKind(kind)
-	if s.start = at; s.start.IsZero() {
-		s.start = time.Now()
+	s := &span{t: t, sc: trace.NewSpanContext(scc), r: records.Get().(*spanRecord)}
+	r := s.r
+	r.sc = s.sc
+	r.parent = psc
+	r.name = name
+	r.kind = trace.ValidateSpanKind(kind)
+	if r.start = at; r.start.IsZero() {
+		r.start = time.Now()
 	}
-	s.attrs = s.inline[:0]
 	for _, l := range links {
-		s.addLink(l)
+		r.addLink(t.p.limits, l)
 	}
-	s.addAttrs(attrs)
+	r.addAttrs(t.p.limits, attrs)
 	return trace.ContextWithSpan(ctx, s), s
 }
 
@@ -236,19 +236,44 @@ type spanData struct {
 	status        sdktrace.Status
 }
 
-// span is a recording (and sampled) span. Its fields change under mu
-// until it ends; from then on nothing changes them, so End encodes them
-// without the lock. A span is not reused: whoever holds it (a context, a
-// guest's handle table) may read its SpanContext at any time.
+// span is a recording (and sampled) span. What it records is in a
+// spanRecord under mu until it ends; End encodes the record for the
+// processor and gives it back to the pool, so a traced request's spans
+// allocate only this small struct. The span itself is not reused: whoever
+// holds it (a context, a goroutine the request started, a guest's handle
+// table) may read its SpanContext at any time, and calls after End find
+// it ended and do nothing.
 type span struct {
 	embedded.Span
 	t     *spanTracer
+	sc    trace.SpanContext
 	mu    sync.Mutex
 	ended atomic.Bool // set under mu; read alone by IsRecording
+	r     *spanRecord // nil once ended
+}
+
+// spanRecord is what a span records until it ends.
+type spanRecord struct {
 	spanData
 	// inline holds the first attributes: a request's spans have up to
 	// seven, so their attributes take no allocation of their own.
 	inline [8]attribute.KeyValue
+}
+
+// records keeps ended spans' records for new spans: a record is ~0.8 KB,
+// the largest allocation of a traced request, and a request has two.
+var records = sync.Pool{New: func() any {
+	r := &spanRecord{}
+	r.attrs = r.inline[:0]
+	return r
+}}
+
+// release clears what the record refers to (names, attribute values,
+// events) and pools it.
+func (r *spanRecord) release() {
+	clear(r.inline[:])
+	r.spanData = spanData{attrs: r.inline[:0]} // an attribute slice grown beyond inline goes with the garbage
+	records.Put(r)
 }
 
 func (s *span) SpanContext() trace.SpanContext       { return s.sc }
@@ -260,26 +285,29 @@ func (s *span) TracerProvider() trace.TracerProvider { return s.t.p }
 // goroutine panics records the panic as an exception event, as the SDK's
 // does, and the panic goes on.
 func (s *span) End(opts ...trace.SpanEndOption) {
-	end := s.start.Add(time.Since(s.start)) // monotonic, as the SDK's
 	s.mu.Lock()
 	if s.ended.Load() {
 		s.mu.Unlock()
 		return
 	}
-	if r := recover(); r != nil {
-		defer panic(r)
-		s.addEvent("exception", trace.WithAttributes(attribute.String("exception.type", typeName(r)),
-			attribute.String("exception.message", fmt.Sprint(r))))
+	r := s.r
+	end := r.start.Add(time.Since(r.start)) // monotonic, as the SDK's
+	if p := recover(); p != nil {
+		defer panic(p)
+		r.addEvent(s.t.p.limits, "exception", trace.WithAttributes(attribute.String("exception.type", typeName(p)),
+			attribute.String("exception.message", fmt.Sprint(p))))
 	}
 	if len(opts) > 0 {
 		if c := trace.NewSpanEndConfig(opts...); !c.Timestamp().IsZero() {
 			end = c.Timestamp()
 		}
 	}
-	s.end = end
+	r.end = end
+	s.r = nil
 	s.ended.Store(true)
 	s.mu.Unlock()
-	s.t.p.proc.enqueue(s.t.scope, &s.spanData)
+	s.t.p.proc.enqueue(s.t.scope, &r.spanData) // encodes it: the record is free after
+	r.release()
 }
 
 func (s *span) SetAttributes(kvs ...attribute.KeyValue) {
@@ -288,7 +316,7 @@ func (s *span) SetAttributes(kvs ...attribute.KeyValue) {
 	}
 	s.mu.Lock()
 	if !s.ended.Load() {
-		s.addAttrs(kvs)
+		s.r.addAttrs(s.t.p.limits, kvs)
 	}
 	s.mu.Unlock()
 }
@@ -296,37 +324,37 @@ func (s *span) SetAttributes(kvs ...attribute.KeyValue) {
 // addAttrs sets attributes as the SDK does: an invalid one is dropped, a
 // key set again keeps its place and takes the new value, and beyond the
 // count limit new keys are dropped and counted.
-func (s *span) addAttrs(kvs []attribute.KeyValue) {
-	limit := s.t.p.limits.AttributeCountLimit
+func (r *spanRecord) addAttrs(limits sdktrace.SpanLimits, kvs []attribute.KeyValue) {
+	limit := limits.AttributeCountLimit
 next:
 	for _, kv := range kvs {
 		if !kv.Valid() {
-			s.droppedAttrs++
+			r.droppedAttrs++
 			continue
 		}
-		for i := range s.attrs {
-			if s.attrs[i].Key == kv.Key {
-				s.attrs[i] = kv
+		for i := range r.attrs {
+			if r.attrs[i].Key == kv.Key {
+				r.attrs[i] = kv
 				continue next
 			}
 		}
-		if limit >= 0 && len(s.attrs) >= limit {
-			s.droppedAttrs++
+		if limit >= 0 && len(r.attrs) >= limit {
+			r.droppedAttrs++
 			continue
 		}
-		s.attrs = append(s.attrs, kv)
+		r.attrs = append(r.attrs, kv)
 	}
 }
 
 func (s *span) SetStatus(code codes.Code, description string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended.Load() || s.status.Code > code { // Ok stands; Unset changes nothing
+	if s.ended.Load() || s.r.status.Code > code { // Ok stands; Unset changes nothing
 		return
 	}
-	s.status = sdktrace.Status{Code: code}
+	s.r.status = sdktrace.Status{Code: code}
 	if code == codes.Error {
-		s.status.Description = description
+		s.r.status.Description = description
 	}
 }
 
@@ -334,7 +362,7 @@ func (s *span) SetName(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.ended.Load() {
-		s.name = name
+		s.r.name = name
 	}
 }
 
@@ -342,7 +370,7 @@ func (s *span) AddEvent(name string, opts ...trace.EventOption) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.ended.Load() {
-		s.addEvent(name, opts...)
+		s.r.addEvent(s.t.p.limits, name, opts...)
 	}
 }
 
@@ -362,7 +390,7 @@ func (s *span) RecordError(err error, opts ...trace.EventOption) {
 		buf := make([]byte, 2048)
 		opts = append(opts, trace.WithAttributes(attribute.String("exception.stacktrace", string(buf[:runtime.Stack(buf, false)]))))
 	}
-	s.addEvent("exception", opts...)
+	s.r.addEvent(s.t.p.limits, "exception", opts...)
 }
 
 // typeName names an error's (or a panic's) type as the SDK does.
@@ -376,34 +404,34 @@ func typeName(v any) string {
 
 // addEvent keeps at most the event count limit, the newest (as the SDK's
 // queue does), each with at most its attribute limit.
-func (s *span) addEvent(name string, opts ...trace.EventOption) {
+func (r *spanRecord) addEvent(limits sdktrace.SpanLimits, name string, opts ...trace.EventOption) {
 	c := trace.NewEventConfig(opts...)
 	e := sdktrace.Event{Name: name, Attributes: c.Attributes(), Time: c.Timestamp()}
-	if limit := s.t.p.limits.AttributePerEventCountLimit; limit >= 0 && len(e.Attributes) > limit {
+	if limit := limits.AttributePerEventCountLimit; limit >= 0 && len(e.Attributes) > limit {
 		e.DroppedAttributeCount = len(e.Attributes) - limit
 		e.Attributes = e.Attributes[:limit]
 	}
-	s.events = evict(s.events, e, s.t.p.limits.EventCountLimit, &s.droppedEvents)
+	r.events = evict(r.events, e, limits.EventCountLimit, &r.droppedEvents)
 }
 
 func (s *span) AddLink(l trace.Link) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.ended.Load() {
-		s.addLink(l)
+		s.r.addLink(s.t.p.limits, l)
 	}
 }
 
-func (s *span) addLink(link trace.Link) {
+func (r *spanRecord) addLink(limits sdktrace.SpanLimits, link trace.Link) {
 	if !link.SpanContext.IsValid() && len(link.Attributes) == 0 && link.SpanContext.TraceState().Len() == 0 {
 		return
 	}
 	l := sdktrace.Link{SpanContext: link.SpanContext, Attributes: link.Attributes}
-	if limit := s.t.p.limits.AttributePerLinkCountLimit; limit >= 0 && len(l.Attributes) > limit {
+	if limit := limits.AttributePerLinkCountLimit; limit >= 0 && len(l.Attributes) > limit {
 		l.DroppedAttributeCount = len(l.Attributes) - limit
 		l.Attributes = l.Attributes[:limit]
 	}
-	s.links = evict(s.links, l, s.t.p.limits.LinkCountLimit, &s.droppedLinks)
+	r.links = evict(r.links, l, limits.LinkCountLimit, &r.droppedLinks)
 }
 
 // evict appends v to q, dropping the oldest when q holds limit already (a

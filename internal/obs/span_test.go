@@ -236,7 +236,7 @@ func TestOwnSpansPropagate(t *testing.T) {
 	if sc.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || !sc.IsSampled() || sc.TraceState().String() != "congo=t61rcWkgMzE" {
 		t.Fatalf("span %v: want the client's trace, sampled, with its trace state", sc)
 	}
-	if ps := s.(*span).parent; ps.SpanID().String() != "b7ad6b7169203331" || !ps.IsRemote() {
+	if ps := s.(*span).r.parent; ps.SpanID().String() != "b7ad6b7169203331" || !ps.IsRemote() {
 		t.Errorf("parent %v: want the client's span, remote", ps)
 	}
 	out := propagation.MapCarrier{}
@@ -245,7 +245,7 @@ func TestOwnSpansPropagate(t *testing.T) {
 		t.Errorf("injected %v, want traceparent %s and the trace state", out, want)
 	}
 	_, next := tr.Start(prop.Extract(context.Background(), out), "next PoP")
-	if next.SpanContext().TraceID() != sc.TraceID() || next.(*span).parent.SpanID() != sc.SpanID() {
+	if next.SpanContext().TraceID() != sc.TraceID() || next.(*span).r.parent.SpanID() != sc.SpanID() {
 		t.Errorf("the next PoP's span %v is not under %v", next.SpanContext(), sc)
 	}
 	next.End()

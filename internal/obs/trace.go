@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,7 +103,7 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 			tp := newSpanProvider(proc, samplerFromEnv(), sdktrace.NewSpanLimits())
 			otel.SetTracerProvider(tp)
 			enabled.Store(true)
-			return tp.Shutdown, nil
+			return stopping(tp.Shutdown), nil
 		}
 		sp = proc
 	} else {
@@ -119,7 +120,16 @@ func SetupTracing(ctx context.Context, o TraceOptions) (func(context.Context) er
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	enabled.Store(true)
-	return tp.Shutdown, nil
+	return stopping(tp.Shutdown), nil
+}
+
+// stopping turns the request path's tracing off before shutdown: requests
+// still running start no more spans a stopped provider would drop.
+func stopping(shutdown func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		enabled.Store(false)
+		return shutdown(ctx)
+	}
 }
 
 // ownSpans reports whether Verge's own spans (spanProvider) may replace
@@ -202,7 +212,20 @@ func Start(ctx context.Context, name string, kind trace.SpanKind, attrs ...attri
 	if t, ok := tr.(*spanTracer); ok {
 		return t.start(ctx, name, kind, attrs, time.Time{}, nil, false)
 	}
-	return tr.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	// The options keep what they are given: a copy, so that attrs (and
+	// the caller's arrays under it) stay on the caller's stack.
+	return tr.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(slices.Clone(attrs)...))
+}
+
+// SetAttributes is span.SetAttributes for the request path: Verge's own
+// spans copy what they are given, so kvs stays on the caller's stack where
+// an interface call would move it to the heap, one allocation a call.
+func SetAttributes(s trace.Span, kvs ...attribute.KeyValue) {
+	if s, ok := s.(*span); ok {
+		s.SetAttributes(kvs...)
+		return
+	}
+	s.SetAttributes(slices.Clone(kvs)...)
 }
 
 // Slow is a request that took long, with its trace when it was traced.

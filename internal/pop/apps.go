@@ -43,9 +43,18 @@ type hosted struct {
 	edge    *edgeApp               // fetch and the cache (cache.go)
 	handler http.Handler           // appHandler
 	hits    *hitServer             // its cache hits, ahead of handler; nil: none (cache.go)
+	getSpan string                 // "GET "+name: the name of most requests' spans, built once
 }
 
 func (h *hosted) Version() string { return *h.version.Load() }
+
+// spanName names a request's server span: its method and the app.
+func (h *hosted) spanName(method string) string {
+	if method == http.MethodGet && h.getSpan != "" {
+		return h.getSpan
+	}
+	return method + " " + h.name
+}
 
 // routing is the PoP's table of apps, replaced whole on every change.
 type routing struct {
@@ -189,7 +198,7 @@ func (p *PoP) declare(m *verge.Manifest) error {
 // load compiles a version of an app (an edge PoP leaves out its central
 // functions) and builds its handler. Nothing serves it yet.
 func (p *PoP) load(ctx context.Context, version string, m *verge.Manifest) (*hosted, error) {
-	h := &hosted{name: m.Name, full: m}
+	h := &hosted{name: m.Name, full: m, getSpan: "GET " + m.Name}
 	h.version.Store(&version)
 	if len(m.Functions) > 0 {
 		lm := m
@@ -361,7 +370,7 @@ func (p *PoP) router() http.Handler {
 		ctx, span := r.Context(), trace.SpanFromContext(r.Context())
 		if obs.Enabled() {
 			ctx = obs.ExtractHTTP(ctx, r.Header)
-			ctx, span = obs.Start(ctx, r.Method+" "+h.name, trace.SpanKindServer,
+			ctx, span = obs.Start(ctx, h.spanName(r.Method), trace.SpanKindServer,
 				attribute.String("verge.app", h.name), attribute.String("verge.pop", p.opts.Self),
 				attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path))
 			r = r.WithContext(ctx)
@@ -381,7 +390,7 @@ func (p *PoP) router() http.Handler {
 		if !span.IsRecording() {
 			return
 		}
-		span.SetAttributes(attribute.Int("http.response.status_code", code), attribute.String("verge.version", w.Header().Get(VersionHeader)))
+		obs.SetAttributes(span, attribute.Int("http.response.status_code", code), attribute.String("verge.version", w.Header().Get(VersionHeader)))
 		if code >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(code))
 		}

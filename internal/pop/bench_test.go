@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/verge-edge/verge"
+	"github.com/verge-edge/verge/internal/obs"
 	"github.com/verge-edge/verge/internal/wasm/wasmtest"
 )
 
@@ -29,6 +32,7 @@ func BenchmarkServeFunction(b *testing.B) {
 	}{
 		{"wat", "hello.wasm", "verge", ""},
 		{"go", "", "verge", ""},
+		{"go-traced", "", "verge", ""},
 		{"go-strict", "", "verge", "strict"},
 		{"wagi-stderr", "wagi_stderr.wasm", "wagi", ""},
 	} {
@@ -38,6 +42,9 @@ func BenchmarkServeFunction(b *testing.B) {
 				mod = wasmtest.BuildGo(b, "examples/hello-go", true)
 			} else {
 				mod = wasmtest.Fixture(b, mod)
+			}
+			if c.name == "go-traced" {
+				traceTo(b)
 			}
 			h := benchPoP(b, mod, c.executor, c.isolation)
 			req := httptest.NewRequest("GET", "http://127.0.0.1:8080/hello", nil)
@@ -61,6 +68,25 @@ func BenchmarkServeFunction(b *testing.B) {
 			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// traceTo traces every request of b, exported over OTLP to a receiver
+// that reads and discards, as a collector elsewhere would take them.
+func traceTo(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.URL)
+	b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+	b.Setenv("OTEL_BSP_MAX_QUEUE_SIZE", "1000000") // a dropped span would be work not done
+	prev := otel.GetTracerProvider()
+	stop, err := obs.SetupTracing(context.Background(), obs.TraceOptions{PoP: "dev"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stop(context.Background())
+		otel.SetTracerProvider(prev)
+		sink.Close()
+	})
 }
 
 func processCPU() time.Duration {

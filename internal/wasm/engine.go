@@ -240,6 +240,7 @@ type Function struct {
 	rts      *sharedRT // rt and compiled, shared with functions of the same bytes (shared.go)
 	rtKey    sharedKey
 	starts   atomic.Uint64
+	spanName string // of the guest's span in a traced request, built once
 
 	// strict is isolation = "strict" served by instances reset to the
 	// snapshot after every request (snapshot.go); without a snapshot a
@@ -283,7 +284,8 @@ func (e *Engine) Load(ctx context.Context, fn verge.Function) (*Function, error)
 		wasm = e.opts.Prepare(wasm)
 	}
 	lim := fn.Limits.WithDefaults()
-	f := &Function{Spec: fn, Limits: lim, engine: e, log: e.log.With("app", fn.App, "function", fn.Name), share: guestSlots().share(fn.App)}
+	f := &Function{Spec: fn, Limits: lim, engine: e, log: e.log.With("app", fn.App, "function", fn.Name), share: guestSlots().share(fn.App),
+		spanName: "guest " + fn.Name}
 	raw := runtimeKey(string(fn.Executor), wasm)
 	rts, prep := e.runtimes.preparedFor(raw)
 	if prep == nil {
@@ -502,6 +504,14 @@ func signature(d api.FunctionDefinition) string {
 
 // Close stops the function. Requests in flight must have finished: the
 // gateway drains a version before closing it.
+// SpanName names the guest's span in a traced request.
+func (f *Function) SpanName() string {
+	if f.spanName == "" { // a Function not made by Load (tests)
+		return "guest " + f.Spec.Name
+	}
+	return f.spanName
+}
+
 func (f *Function) Close(ctx context.Context) error {
 	var err error
 	f.closeOnce.Do(func() {
