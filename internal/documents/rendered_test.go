@@ -43,8 +43,13 @@ func TestRenderedFollowsState(t *testing.T) {
 		}
 	}
 	update(s, op("increment", "apple", "1"))
+	// Update left the JSON of the state it stored for the next read.
+	if state, _, _ := s.st.Get(k); state == nil {
+		t.Fatal("no state after an update")
+	} else if j, ok := s.rendered.get(k, state); !ok || string(j) != `{"apple":1}` {
+		t.Fatalf("after Update the cache holds %q (%v)", j, ok)
+	}
 	want(`{"apple":1}`)
-	want(`{"apple":1}`) // a hit
 	update(s, op("increment", "apple", "2"))
 	want(`{"apple":3}`)
 	if _, err := s.Delete(ctx, "shop", "carts", "u1"); err != nil {
