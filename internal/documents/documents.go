@@ -75,6 +75,8 @@ type Service struct {
 	usageMu sync.Mutex
 	usage   map[string]*usage // app's stored bytes (quota.go)
 
+	rendered renderCache // documents' JSON by their state (rendered.go)
+
 	mu   sync.RWMutex
 	apps map[string]map[string]verge.Collection
 }
@@ -185,18 +187,22 @@ func (s *Service) Get(app, coll, key string) (doc []byte, found bool, err error)
 	if err != nil || !ok {
 		return nil, false, err
 	}
+	if doc, ok := s.rendered.get(k, state); ok {
+		return doc, true, nil
+	}
 	d, err := decode(k, state)
 	if err != nil {
 		return nil, false, err
 	}
-	if empty(d) {
-		return nil, false, nil
+	v := d.Value()
+	if m, ok := v.(map[string]any); ok && len(m) == 0 {
+		return nil, false, nil // deleted (see empty)
 	}
-	doc, err = d.JSON()
+	doc, err = json.Marshal(v)
 	if err != nil {
 		return nil, false, fmt.Errorf("document %s: rendering JSON: %w", k, err)
 	}
-	return doc, true, nil
+	return s.rendered.put(k, state, doc), true, nil
 }
 
 // Put replaces the whole document (creating it if absent) with doc, which
@@ -227,7 +233,7 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 	if len(ops) == 0 {
 		return nil, fmt.Errorf("%w: no operations", ErrInvalid)
 	}
-	var out []byte
+	var out, stored []byte
 	var grown int64 // bytes reserved against the app's quota
 	entry, err := s.st.Update(ctx, k, func(state []byte) ([]byte, []byte, error) {
 		d := crdt.NewDoc()
@@ -273,6 +279,7 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 		if grown, err = s.reserve(k, len(state), len(newState)); err != nil {
 			return nil, nil, err
 		}
+		stored = newState
 		return newState, enc, nil
 	})
 	if err != nil {
@@ -286,6 +293,9 @@ func (s *Service) Update(ctx context.Context, app, coll, key string, ops []crdt.
 	}
 	if s.written != nil {
 		s.written(ctx, k, entry.Seq)
+	}
+	if string(out) != "{}" { // an empty document reads as not found: Get does not look for it
+		out = s.rendered.put(k, stored, out)
 	}
 	return out, nil
 }

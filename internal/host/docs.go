@@ -42,6 +42,9 @@ func decodeOps(raw []byte) ([]crdt.Op, error) {
 	if err := crdt.CheckJSONText(raw); err != nil {
 		return nil, errorOf(documents.ErrInvalid, err.Error())
 	}
+	if ops, ok := fastOps(raw); ok {
+		return ops, nil
+	}
 	var ops []crdt.Op
 	if err := json.Unmarshal(raw, &ops); err != nil {
 		return nil, errDocMalformed

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -155,4 +156,80 @@ func (w *benchWriter) Write(p []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	w.body = append(w.body, p...)
 	return len(p), nil
+}
+
+// BenchmarkCartAdd is examples/cart's add (a durable update of a local
+// document, then reading it and a global one back and answering with JSON
+// built in the guest) through the PoP's handler with an on-disk store that
+// fsyncs, as `verge dev` runs it. "c32" has 32 requests in flight, as the
+// wrk run in docs/benchmarks.md does, so that writes share fsyncs. The
+// figure to watch is cpu-ns/op: the wall time is mostly the fsync's.
+func BenchmarkCartAdd(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		parallel int
+	}{{"c1", 0}, {"c32", 32}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := cartPoP(b)
+			req := func() *http.Request {
+				r := httptest.NewRequest("POST", "http://127.0.0.1:8080/cart/u1/add?sku=apple", nil)
+				r.Header = http.Header{"User-Agent": {"wrk"}, "Accept": {"*/*"}}
+				return r
+			}
+			serve := func(w *benchWriter, r *http.Request) {
+				w.reset()
+				h.ServeHTTP(w, r)
+				if w.code != 200 {
+					b.Fatalf("status %d: %s", w.code, w.body)
+				}
+			}
+			serve(&benchWriter{}, req())
+			b.ReportAllocs()
+			cpu0 := processCPU()
+			if c.parallel == 0 {
+				w, r := &benchWriter{}, req()
+				for b.Loop() {
+					serve(w, r)
+				}
+			} else {
+				b.SetParallelism((c.parallel + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+				b.RunParallel(func(pb *testing.PB) {
+					w, r := &benchWriter{}, req()
+					for pb.Next() {
+						serve(w, r)
+					}
+				})
+			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cartPoP starts a PoP serving examples/cart, built from source, with its
+// own verge.toml and a durable store, and returns its HTTP handler.
+func cartPoP(b *testing.B) http.Handler {
+	b.Helper()
+	dir := b.TempDir()
+	wasm, err := os.ReadFile(wasmtest.BuildGo(b, "examples/cart", true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	toml, err := os.ReadFile(filepath.Join(wasmtest.Root(b), "examples", "cart", "verge.toml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "cart.wasm"), wasm, 0o644)
+	os.WriteFile(filepath.Join(dir, "verge.toml"), toml, 0o644)
+	m, err := verge.LoadManifest(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Start(context.Background(), Options{Self: "dev", App: m, Data: filepath.Join(dir, "data"), CacheDir: "-",
+		Network: verge.Network{PoPs: []verge.PoP{{ID: "dev", Region: "local", Central: true, Number: 1, Mesh: "127.0.0.1:0"}}},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	return p.router()
 }

@@ -114,13 +114,24 @@ func (c Collection) get(key string) (doc []byte, found bool, err error) {
 	return nil, false, errors.New("verge: doc_get: the document kept growing while being read")
 }
 
-// Get decodes the document into v (as encoding/json does).
+// Get decodes the document into v (as encoding/json does). Maps of
+// string keys to int64, int, float64, string, bool or any, an empty *any
+// and *json.RawMessage are decoded without encoding/json's reflection
+// (decode.go), with the same results.
 func (c Collection) Get(key string, v any) (found bool, err error) {
 	doc, found, err := c.get(key)
 	if err != nil || !found {
 		return found, err
 	}
-	return true, json.Unmarshal(doc, v)
+	return true, unmarshal(doc, v)
+}
+
+// unmarshal is json.Unmarshal, taking the fast path where there is one.
+func unmarshal(doc []byte, v any) error {
+	if decodeFast(doc, v) {
+		return nil
+	}
+	return json.Unmarshal(doc, v)
 }
 
 // opsBuf receives the encoding of the operations of an update.
