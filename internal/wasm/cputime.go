@@ -45,8 +45,6 @@ type run struct {
 	held     time.Time     // when the run last took or kept its guest slot
 	charged  time.Duration // CPU time already charged to share
 	end      time.Time     // when the last run ended (pool.put's idle time: one clock reading less)
-	demoted  int           // the thread demoted while this run holds it (demote.go); 0: none
-	baseNice int           // its nice value before
 }
 
 type runKey struct{}
@@ -91,7 +89,6 @@ func (r *run) stop() bool {
 		return true
 	}
 	if r.share != nil && now.Sub(r.held) >= FairSlice {
-		r.demote()
 		now = r.cede(now)
 	}
 	// The thread clock is a system call (~1.5 µs on a VM), so a request's
@@ -132,11 +129,9 @@ func (r *run) cede(now time.Time) time.Time {
 			r.pause()
 			r.share.charge(r.spent - r.charged)
 			r.charged = r.spent
-			r.promote()
 			runtime.UnlockOSThread()
 			<-ch
 			runtime.LockOSThread()
-			r.demote()
 			r.resume()
 			now = time.Now()
 		}
@@ -182,10 +177,7 @@ func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) (cp
 	}
 	defer slots.release()
 	runtime.LockOSThread()
-	defer func() {
-		r.promote()
-		runtime.UnlockOSThread()
-	}()
+	defer runtime.UnlockOSThread()
 	r.ctx, r.spent, r.cpuKnown, r.cause, r.charged = ctx, 0, false, nil, 0
 	r.rc = runCtx{Context: ctx, r: r}
 	start := time.Now()
@@ -225,7 +217,6 @@ func blocking(ctx context.Context, fn func(context.Context)) {
 	slots := guestSlots()
 	if r != nil {
 		r.pause()
-		r.promote()
 	}
 	slots.release()
 	runtime.UnlockOSThread()
