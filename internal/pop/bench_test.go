@@ -34,6 +34,7 @@ func BenchmarkServeFunction(b *testing.B) {
 		{"wat", "hello.wasm", "verge", ""},
 		{"go", "", "verge", ""},
 		{"go-traced", "", "verge", ""},
+		{"go-traced-1pct", "", "verge", ""},
 		{"go-strict", "", "verge", "strict"},
 		{"wagi-stderr", "wagi_stderr.wasm", "wagi", ""},
 	} {
@@ -44,8 +45,11 @@ func BenchmarkServeFunction(b *testing.B) {
 			} else {
 				mod = wasmtest.Fixture(b, mod)
 			}
-			if c.name == "go-traced" {
-				traceTo(b)
+			switch c.name {
+			case "go-traced":
+				traceTo(b, "always_on", "")
+			case "go-traced-1pct":
+				traceTo(b, "traceidratio", "0.01")
 			}
 			h := benchPoP(b, mod, c.executor, c.isolation)
 			req := httptest.NewRequest("GET", "http://127.0.0.1:8080/hello", nil)
@@ -71,12 +75,14 @@ func BenchmarkServeFunction(b *testing.B) {
 	}
 }
 
-// traceTo traces every request of b, exported over OTLP to a receiver
-// that reads and discards, as a collector elsewhere would take them.
-func traceTo(b *testing.B) {
+// traceTo traces b's requests as the sampler (OTEL_TRACES_SAMPLER and its
+// argument) decides, exported over OTLP to a receiver that reads and
+// discards, as a collector elsewhere would take them.
+func traceTo(b *testing.B, sampler, arg string) {
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
 	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.URL)
-	b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+	b.Setenv("OTEL_TRACES_SAMPLER", sampler)
+	b.Setenv("OTEL_TRACES_SAMPLER_ARG", arg)
 	b.Setenv("OTEL_BSP_MAX_QUEUE_SIZE", "1000000") // a dropped span would be work not done
 	prev := otel.GetTracerProvider()
 	stop, err := obs.SetupTracing(context.Background(), obs.TraceOptions{PoP: "dev"})
