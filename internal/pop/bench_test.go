@@ -117,11 +117,18 @@ func benchPoP(b *testing.B, module, executor, isolation string) http.Handler {
 		toml += fmt.Sprintf("isolation = %q\n", isolation)
 	}
 	os.WriteFile(filepath.Join(dir, "verge.toml"), []byte(toml), 0o644)
+	return benchStart(b, dir, true)
+}
+
+// benchStart starts a PoP serving the app in dir, as `verge dev` does
+// (its store synced or not), and returns its HTTP handler.
+func benchStart(b *testing.B, dir string, noSync bool) http.Handler {
+	b.Helper()
 	m, err := verge.LoadManifest(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := Start(context.Background(), Options{Self: "dev", App: m, Data: filepath.Join(dir, "data"), CacheDir: "-", NoSync: true,
+	p, err := Start(context.Background(), Options{Self: "dev", App: m, Data: filepath.Join(dir, "data"), CacheDir: "-", NoSync: noSync,
 		Network: verge.Network{PoPs: []verge.PoP{{ID: "dev", Region: "local", Central: true, Number: 1, Mesh: "127.0.0.1:0"}}},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -226,16 +233,5 @@ func cartPoP(b *testing.B) http.Handler {
 	}
 	os.WriteFile(filepath.Join(dir, "cart.wasm"), wasm, 0o644)
 	os.WriteFile(filepath.Join(dir, "verge.toml"), toml, 0o644)
-	m, err := verge.LoadManifest(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := Start(context.Background(), Options{Self: "dev", App: m, Data: filepath.Join(dir, "data"), CacheDir: "-",
-		Network: verge.Network{PoPs: []verge.PoP{{ID: "dev", Region: "local", Central: true, Number: 1, Mesh: "127.0.0.1:0"}}},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.Close)
-	return p.router()
+	return benchStart(b, dir, false)
 }
