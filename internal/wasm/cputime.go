@@ -45,6 +45,7 @@ type run struct {
 	held     time.Time     // when the run last took or kept its guest slot
 	charged  time.Duration // CPU time already charged to share
 	end      time.Time     // when the last run ended (pool.put's idle time: one clock reading less)
+	long     bool          // the run has held its slot past FairSlice: CPU-bound (fair.go, yieldP)
 }
 
 type runKey struct{}
@@ -89,7 +90,13 @@ func (r *run) stop() bool {
 		return true
 	}
 	if r.share != nil && now.Sub(r.held) >= FairSlice {
+		r.long = true
 		now = r.cede(now)
+	}
+	if r.long && shortRunsActive(now) {
+		// Let the serving path (and short runs) have this P first; the
+		// goroutine stays on its locked thread, whose clock stops meanwhile.
+		runtime.Gosched()
 	}
 	// The thread clock is a system call (~1.5 µs on a VM), so a request's
 	// warm path never reads it: most requests finish before their first
@@ -178,7 +185,7 @@ func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) (cp
 	defer slots.release()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r.ctx, r.spent, r.cpuKnown, r.cause, r.charged = ctx, 0, false, nil, 0
+	r.ctx, r.spent, r.cpuKnown, r.cause, r.charged, r.long = ctx, 0, false, nil, 0, false
 	r.rc = runCtx{Context: ctx, r: r}
 	start := time.Now()
 	r.held = start
@@ -190,6 +197,9 @@ func limitedRun(ctx context.Context, r *run, fn func(context.Context) error) (cp
 		cpu = r.end.Sub(start)
 	}
 	r.share.charge(cpu - r.charged)
+	if !r.long {
+		noteShortRun(r.end)
+	}
 	// Keep nothing of the request, yet stay a valid parent: a context a
 	// host call derived may end after the request (its timer fires).
 	r.rc.Context = context.Background()

@@ -33,6 +33,34 @@ const FairDecay = time.Second
 // with less recent CPU time per weight waits.
 var FairSlice = 500 * time.Microsecond
 
+// A run still executing guest code after FairSlice is CPU-bound; most runs
+// end within tens of microseconds. While such short runs keep ending, a
+// CPU-bound run leaves its P at every yield point (runtime.Gosched): the
+// goroutines waiting on that P (reading requests, writing responses, the
+// gateway, other apps' short runs) go first, and the CPU-bound run has the
+// P whenever none wait. Priority inside the process only: unlike a thread's
+// nice value, it does not rank the run below the host's other processes
+// (RATIONALE.md, "CPU-bound runs leave their P").
+
+// shortRunAt is when a short run last ended (unix ns, to the millisecond).
+var shortRunAt atomic.Int64
+
+// shortRunWindow is how recent a short run must be for CPU-bound runs to
+// give way.
+const shortRunWindow = 10 * time.Millisecond
+
+// noteShortRun records that a short run ended at t; most calls only load.
+func noteShortRun(t time.Time) {
+	if n := t.UnixNano(); n-shortRunAt.Load() > int64(time.Millisecond) {
+		shortRunAt.Store(n)
+	}
+}
+
+// shortRunsActive reports whether a short run ended within the window.
+func shortRunsActive(now time.Time) bool {
+	return now.UnixNano()-shortRunAt.Load() < int64(shortRunWindow)
+}
+
 // share is an app's account with the guest slots.
 type share struct {
 	name    string
